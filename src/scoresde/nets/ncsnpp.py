@@ -1,0 +1,368 @@
+"""NCSN++ / DDPM++: the U-Net of Song et al., "Score-Based Generative Modeling through Stochastic Differential
+Equations" (ICLR 2021, appendix H), as the ``ncsnpp`` model of the Score SDE code.
+
+NCSN++ and DDPM++ are two configurations of :class:`NCSNpp` (see the per-argument comments, and
+:meth:`NCSNpp.from_config` for the original config dictionaries). The network is ``forward(x, labels)``, where
+``labels`` is the noise level σ for Fourier embeddings (VE models) or the (continuous) timestep for positional
+embeddings; SDE-specific input/output scalings live outside the network.
+
+Checkpoints of the original code (``all_modules.<i>...`` keys) load with
+:func:`scoresde.nets.layers.load_original_state_dict`; submodules here have descriptive names instead
+(``enc['16x16_block0']``, ``dec['8x8_up']``, ...), and the list of those names in the original module order
+provides the key mapping.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from scoresde.nets.layers import (
+    AttnBlock,
+    Combine,
+    Downsample,
+    GaussianFourierProjection,
+    OriginalCheckpointMixin,
+    ResnetBlockBigGAN,
+    ResnetBlockDDPM,
+    Upsample,
+    _dense,
+    _group_norm,
+    check_choice,
+    check_config_keys,
+    check_config_value,
+    conv3x3,
+    get_act,
+    get_timestep_embedding,
+    res_name,
+    sigma_table,
+)
+
+__all__ = ["NCSNpp"]
+
+PROGRESSIVE = ("none", "output_skip", "residual")
+PROGRESSIVE_INPUT = ("none", "input_skip", "residual")
+PROGRESSIVE_COMBINE = ("sum", "cat")
+RESBLOCK_TYPES = ("biggan", "ddpm")
+EMBEDDING_TYPES = ("fourier", "positional")
+
+# Config entries that do not change the network (or only hold SDE hyper-parameters).
+_IGNORED_MODEL_KEYS = frozenset({"name", "ema_rate", "beta_min", "beta_max"})
+_IGNORED_DATA_KEYS = frozenset({"dataset", "random_flip", "uniform_dequantization", "channels"})
+
+
+class NCSNpp(OriginalCheckpointMixin, nn.Module):
+    """NCSN++/DDPM++ U-Net (Song et al. 2021, appendix H; ``models/ncsnpp.py`` of Score SDE).
+
+    ``forward(x, labels)``: ``x`` is (B, in_channels, H, W); ``labels`` (B,) is σ for
+    ``embedding_type='fourier'`` (its log is embedded) or the timestep for ``'positional'``. The output is
+    (B, out_channels, H, W), divided by σ when ``scale_by_sigma`` (σ = ``labels`` for Fourier embeddings,
+    ``sigmas[labels.long()]`` for positional ones).
+
+    The defaults are DDPM++ (``configs/vp/cifar10_ddpmpp_continuous.py``) apart from ``image_size``; NCSN++
+    (``configs/ve/cifar10_ncsnpp_continuous.py``) is ``fir=True, progressive_input='residual',
+    embedding_type='fourier', scale_by_sigma=True, centered=False``.
+    """
+
+    _original_top_level = ("sigmas",)
+
+    def __init__(
+        self,
+        image_size: int,                            # Input resolution (square). CIFAR-10: 32.
+        in_channels: int = 3,                       # Input channels (data.num_channels).
+        out_channels: int | None = None,            # Output channels; None = in_channels.
+        nf: int = 128,                              # Base channel count. DDPM++ and NCSN++: 128.
+        ch_mult: Sequence[int] = (1, 2, 2, 2),      # Channel multiplier per resolution. CIFAR-10: (1,2,2,2).
+        num_res_blocks: int = 4,                    # Residual blocks per resolution. 4; "deep" variants: 8.
+        attn_resolutions: Sequence[int] = (16,),    # Resolutions with self-attention. CIFAR-10: (16,).
+        dropout: float = 0.1,                       # Dropout in residual blocks. CIFAR-10: 0.1.
+        resamp_with_conv: bool = True,              # Conv in Up/Downsample ('ddpm' resblocks). Both: True.
+        conditional: bool = True,                   # Condition on the noise level / time. Both: True.
+        fir: bool = False,                          # FIR [1,3,3,1] resampling. DDPM++: False, NCSN++: True.
+        fir_kernel: Sequence[int] = (1, 3, 3, 1),   # FIR filter taps. Both: (1, 3, 3, 1).
+        skip_rescale: bool = True,                  # Divide residual sums by sqrt(2). Both: True.
+        resblock_type: str = "biggan",              # 'biggan' or 'ddpm' residual blocks. Both: 'biggan'.
+        progressive: str = "none",                  # Output pyramid 'none'/'output_skip'/'residual'.
+                                                    #   CIFAR-10: 'none'; NCSN++ FFHQ: 'output_skip'.
+        progressive_input: str = "none",            # Input pyramid 'none'/'input_skip'/'residual'.
+                                                    #   DDPM++: 'none'; NCSN++: 'residual'/'input_skip'.
+        progressive_combine: str = "sum",           # 'input_skip' merge: 'sum' or 'cat'. Both: 'sum'.
+        embedding_type: str = "positional",         # 'positional' (labels = t) or 'fourier' (labels = σ).
+                                                    #   DDPM++: 'positional', NCSN++: 'fourier'.
+        fourier_scale: float = 16.0,                # Std of the Fourier frequencies W. NCSN++: 16.
+        init_scale: float = 0.0,                    # Init scale of output-side convs (0 = 1e-10). Both: 0.
+        scale_by_sigma: bool = False,               # Divide the output by σ. DDPM++: False, NCSN++: True.
+        centered: bool = True,                      # Input already in [-1, 1]; False: apply 2x - 1 first.
+                                                    #   DDPM++ (VP): True, NCSN++ (VE): False.
+        nonlinearity: str = "swish",                # 'swish', 'elu', 'relu' or 'lrelu'. Both: 'swish'.
+        sigma_min: float = 0.01,                    # σ table (buffer 'sigmas', used with positional
+        sigma_max: float = 50.0,                    #   embeddings and scale_by_sigma): geometric from
+        num_scales: int = 1000,                     #   sigma_max down to sigma_min, num_scales entries.
+    ) -> None:
+        super().__init__()
+        self.resblock_type = check_choice("resblock_type", resblock_type, RESBLOCK_TYPES)
+        self.progressive = check_choice("progressive", progressive, PROGRESSIVE)
+        self.progressive_input = check_choice("progressive_input", progressive_input, PROGRESSIVE_INPUT)
+        self.progressive_combine = check_choice("progressive_combine", progressive_combine,
+                                                PROGRESSIVE_COMBINE)
+        self.embedding_type = check_choice("embedding_type", embedding_type, EMBEDDING_TYPES)
+        num_levels = len(ch_mult)
+        if image_size % 2 ** (num_levels - 1):
+            raise ValueError(f"image_size {image_size} is not divisible by 2**(len(ch_mult)-1)")
+        self.in_channels, self.out_channels = in_channels, out_channels or in_channels
+        self.nf, self.ch_mult, self.num_res_blocks = nf, tuple(ch_mult), num_res_blocks
+        self.resolutions = [image_size // 2**i for i in range(num_levels)]
+        self.attn_resolutions = tuple(attn_resolutions)
+        self.conditional, self.skip_rescale = conditional, skip_rescale
+        self.scale_by_sigma, self.centered = scale_by_sigma, centered
+        self.act = get_act(nonlinearity)
+        self.register_buffer("sigmas", sigma_table(sigma_min, sigma_max, num_scales))
+        self._original_order = []
+
+        self._build_embedding(fourier_scale)
+        # Keyword arguments shared by the residual blocks / resamplers.
+        # As in the original, residual blocks get their Dense_0 even when the network is unconditional.
+        self._block_kw: dict[str, Any] = dict(
+            act=self.act, dropout=dropout, init_scale=init_scale, skip_rescale=skip_rescale, temb_dim=4 * nf
+        )
+        if self.resblock_type == "biggan":
+            self._block_kw.update(fir=fir, fir_kernel=tuple(fir_kernel))
+        self._resample_kw: dict[str, Any] = dict(fir=fir, fir_kernel=tuple(fir_kernel))
+        self._attn_kw: dict[str, Any] = dict(skip_rescale=skip_rescale, init_scale=init_scale)
+        hs_channels = self._build_encoder(resamp_with_conv)
+        self._build_decoder(hs_channels, resamp_with_conv, init_scale)
+
+    # ---- construction (modules are registered in the original all_modules order) -------------------------
+
+    def _add(self, where: str | None, name: str, module: nn.Module, original: bool = True) -> None:
+        """Register ``module`` as ``self.<name>`` or ``self.<where>[name]``; record the original order."""
+        if where is None:
+            self.add_module(name, module)
+        else:
+            getattr(self, where)[name] = module
+        if original:
+            self._original_order.append(name if where is None else f"{where}.{name}")
+
+    def _block(self, in_ch: int, out_ch: int | None = None, **kw: Any) -> nn.Module:
+        cls = ResnetBlockBigGAN if self.resblock_type == "biggan" else ResnetBlockDDPM
+        return cls(in_ch=in_ch, out_ch=out_ch, **self._block_kw, **kw)
+
+    def _build_embedding(self, fourier_scale: float) -> None:
+        nf = self.nf
+        if self.embedding_type == "fourier":
+            self._add(None, "fourier_proj", GaussianFourierProjection(embedding_size=nf, scale=fourier_scale))
+            embed_dim = 2 * nf
+        else:
+            embed_dim = nf
+        if self.conditional:
+            self._add(None, "temb_dense0", _dense(embed_dim, 4 * nf))
+            self._add(None, "temb_dense1", _dense(4 * nf, 4 * nf))
+
+    def _build_encoder(self, resamp_with_conv: bool) -> list[int]:
+        nf = self.nf
+        self.enc = nn.ModuleDict()
+        self._add(None, "conv_in", conv3x3(self.in_channels, nf))
+        hs_channels, in_ch, pyramid_ch = [nf], nf, self.in_channels
+        for level, res in enumerate(self.resolutions):
+            r = res_name(res)
+            for i in range(self.num_res_blocks):
+                out_ch = nf * self.ch_mult[level]
+                self._add("enc", f"{r}_block{i}", self._block(in_ch, out_ch))
+                in_ch = out_ch
+                if res in self.attn_resolutions:
+                    self._add("enc", f"{r}_attn{i}", AttnBlock(in_ch, **self._attn_kw))
+                hs_channels.append(in_ch)
+            if level == len(self.resolutions) - 1:
+                break
+            r = res_name(self.resolutions[level + 1])
+            if self.resblock_type == "ddpm":
+                down = Downsample(in_ch, with_conv=resamp_with_conv, **self._resample_kw)
+            else:
+                down = self._block(in_ch, down=True)
+            self._add("enc", f"{r}_down", down)
+            if self.progressive_input == "input_skip":
+                # Parameter-free, and not part of the original module list.
+                pyramid_down = Downsample(pyramid_ch, **self._resample_kw)
+                self._add("enc", f"{r}_pyramid_down", pyramid_down, original=False)
+                self._add("enc", f"{r}_combine", Combine(pyramid_ch, in_ch, method=self.progressive_combine))
+                if self.progressive_combine == "cat":
+                    in_ch *= 2
+            elif self.progressive_input == "residual":
+                self._add("enc", f"{r}_pyramid_down",
+                          Downsample(pyramid_ch, in_ch, with_conv=True, **self._resample_kw))
+                pyramid_ch = in_ch
+            hs_channels.append(in_ch)
+        return hs_channels
+
+    def _build_decoder(self, hs_channels: list[int], resamp_with_conv: bool, init_scale: float) -> None:
+        nf = self.nf
+        self.mid, self.dec = nn.ModuleDict(), nn.ModuleDict()
+        in_ch = hs_channels[-1]
+        self._add("mid", "block0", self._block(in_ch))
+        self._add("mid", "attn", AttnBlock(in_ch, **self._attn_kw))
+        self._add("mid", "block1", self._block(in_ch))
+        pyramid_ch, top = 0, len(self.resolutions) - 1
+        for level in reversed(range(len(self.resolutions))):
+            res = self.resolutions[level]
+            r = res_name(res)
+            for i in range(self.num_res_blocks + 1):
+                out_ch = nf * self.ch_mult[level]
+                self._add("dec", f"{r}_block{i}", self._block(in_ch + hs_channels.pop(), out_ch))
+                in_ch = out_ch
+            if res in self.attn_resolutions:
+                self._add("dec", f"{r}_attn", AttnBlock(in_ch, **self._attn_kw))
+            if self.progressive != "none":
+                if level != top and self.progressive == "output_skip":
+                    pyramid_up = Upsample(pyramid_ch, **self._resample_kw)  # parameter-free, not in the list
+                    self._add("dec", f"{r}_pyramid_up", pyramid_up, original=False)
+                elif level != top:
+                    self._add("dec", f"{r}_pyramid_up",
+                              Upsample(pyramid_ch, in_ch, with_conv=True, **self._resample_kw))
+                if self.progressive == "output_skip":
+                    self._add("dec", f"{r}_pyramid_norm", _group_norm(in_ch, None))
+                    pyramid_conv = conv3x3(in_ch, self.out_channels, init_scale=init_scale)
+                    self._add("dec", f"{r}_pyramid_conv", pyramid_conv)
+                    pyramid_ch = self.out_channels
+                elif level == top:  # 'residual': the pyramid starts from the coarsest decoder features
+                    self._add("dec", f"{r}_pyramid_norm", _group_norm(in_ch, None))
+                    self._add("dec", f"{r}_pyramid_conv", conv3x3(in_ch, in_ch))
+                    pyramid_ch = in_ch
+                else:
+                    pyramid_ch = in_ch
+            if level != 0:
+                r_up = res_name(self.resolutions[level - 1])
+                if self.resblock_type == "ddpm":
+                    up = Upsample(in_ch, with_conv=resamp_with_conv, **self._resample_kw)
+                else:
+                    up = self._block(in_ch, up=True)
+                self._add("dec", f"{r_up}_up", up)
+        if hs_channels:
+            raise RuntimeError("internal error: unused skip connections")
+        if self.progressive != "output_skip":
+            self._add(None, "norm_out", _group_norm(in_ch, None))
+            self._add(None, "conv_out", conv3x3(in_ch, self.out_channels, init_scale=init_scale))
+
+    # ---- forward -------------------------------------------------------------------------------------------
+
+    def _embed(self, labels: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Time embedding and the σ used by ``scale_by_sigma`` (None where not needed)."""
+        if self.embedding_type == "fourier":
+            used_sigmas = labels
+            temb = self.fourier_proj(torch.log(labels))
+        else:
+            used_sigmas = self.sigmas[labels.long()] if self.scale_by_sigma else None
+            temb = None
+            if self.conditional:
+                weight_dtype = self.temb_dense0.weight.dtype
+                # float32 as in the reference; float64 when the network itself is float64.
+                emb_dtype = torch.float64 if weight_dtype == torch.float64 else torch.float32
+                temb = get_timestep_embedding(labels, self.nf, dtype=emb_dtype).to(weight_dtype)
+        if self.conditional:
+            temb = self.temb_dense1(self.act(self.temb_dense0(temb)))
+        else:
+            temb = None
+        return temb, used_sigmas
+
+    def _call_block(self, module: nn.Module, h: torch.Tensor, temb: torch.Tensor | None) -> torch.Tensor:
+        if isinstance(module, (Upsample, Downsample)):
+            return module(h)
+        return module(h, temb)
+
+    def _skip_sum(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return (a + b) / math.sqrt(2.0) if self.skip_rescale else a + b
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        temb, used_sigmas = self._embed(labels)
+        if not self.centered:
+            x = 2 * x - 1.0  # data in [0, 1] -> [-1, 1]
+        enc, dec = self.enc, self.dec
+        input_pyramid = x if self.progressive_input != "none" else None
+
+        hs = [self.conv_in(x)]
+        for level, res in enumerate(self.resolutions):
+            r = res_name(res)
+            for i in range(self.num_res_blocks):
+                h = enc[f"{r}_block{i}"](hs[-1], temb)
+                if res in self.attn_resolutions:
+                    h = enc[f"{r}_attn{i}"](h)
+                hs.append(h)
+            if level == len(self.resolutions) - 1:
+                break
+            r = res_name(self.resolutions[level + 1])
+            h = self._call_block(enc[f"{r}_down"], hs[-1], temb)
+            if self.progressive_input == "input_skip":
+                input_pyramid = enc[f"{r}_pyramid_down"](input_pyramid)
+                h = enc[f"{r}_combine"](input_pyramid, h)
+            elif self.progressive_input == "residual":
+                input_pyramid = self._skip_sum(enc[f"{r}_pyramid_down"](input_pyramid), h)
+                h = input_pyramid
+            hs.append(h)
+
+        h = self.mid["block0"](hs[-1], temb)
+        h = self.mid["attn"](h)
+        h = self.mid["block1"](h, temb)
+
+        pyramid, top = None, len(self.resolutions) - 1
+        for level in reversed(range(len(self.resolutions))):
+            res = self.resolutions[level]
+            r = res_name(res)
+            for i in range(self.num_res_blocks + 1):
+                h = dec[f"{r}_block{i}"](torch.cat([h, hs.pop()], dim=1), temb)
+            if res in self.attn_resolutions:
+                h = dec[f"{r}_attn"](h)
+            if self.progressive == "output_skip":
+                pyramid_h = dec[f"{r}_pyramid_conv"](self.act(dec[f"{r}_pyramid_norm"](h)))
+                pyramid = pyramid_h if level == top else dec[f"{r}_pyramid_up"](pyramid) + pyramid_h
+            elif self.progressive == "residual":
+                if level == top:
+                    pyramid = dec[f"{r}_pyramid_conv"](self.act(dec[f"{r}_pyramid_norm"](h)))
+                else:
+                    pyramid = self._skip_sum(dec[f"{r}_pyramid_up"](pyramid), h)
+                    h = pyramid
+            if level != 0:
+                h = self._call_block(dec[f"{res_name(self.resolutions[level - 1])}_up"], h, temb)
+
+        if self.progressive == "output_skip":
+            h = pyramid
+        else:
+            h = self.conv_out(self.act(self.norm_out(h)))
+        if self.scale_by_sigma:
+            # The reference divides by the float64 σ table for positional embeddings (float64 output); here
+            # σ is cast to the output dtype so that the network keeps the dtype of its input.
+            h = h / used_sigmas.to(h.dtype).reshape(-1, *([1] * (h.ndim - 1)))
+        return h
+
+    # ---- config -------------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_config(cls, cfg_model: Mapping[str, Any], cfg_data: Mapping[str, Any], *,
+                    in_channels: int | None = None, out_channels: int | None = None) -> NCSNpp:
+        """Build from the ``model`` and ``data`` sections of an original Score SDE config (as plain dicts).
+
+        Unknown keys and unsupported values raise ``ValueError``; ``in_channels``/``out_channels`` override
+        ``data.num_channels`` (e.g. for 6-channel conditional models).
+        """
+        model, data = dict(cfg_model), dict(cfg_data)
+        if model.get("name", "ncsnpp") != "ncsnpp":
+            raise ValueError(f"config model.name is {model['name']!r}, expected 'ncsnpp'")
+        check_config_value(model, "normalization", ("GroupNorm",), "NCSN++ always uses GroupNorm")
+        check_config_value(model, "attention_type", ("ddpm",), "the original has only DDPM attention")
+        check_config_value(model, "conv_size", (3,), "the original NCSN++ always uses 3x3 convolutions")
+        names = ("nf", "ch_mult", "num_res_blocks", "attn_resolutions", "dropout", "resamp_with_conv",
+                 "conditional", "fir", "fir_kernel", "skip_rescale", "resblock_type", "progressive",
+                 "progressive_input", "progressive_combine", "embedding_type", "fourier_scale", "init_scale",
+                 "scale_by_sigma", "nonlinearity", "sigma_min", "sigma_max", "num_scales")
+        known = set(names) | _IGNORED_MODEL_KEYS | {"normalization", "attention_type", "conv_size"}
+        check_config_keys("model", model, known)
+        check_config_keys("data", data, {"image_size", "num_channels", "centered"} | _IGNORED_DATA_KEYS)
+        kwargs = {k: model[k] for k in names if k in model}
+        for key in ("ch_mult", "attn_resolutions", "fir_kernel"):
+            if key in kwargs:
+                kwargs[key] = tuple(kwargs[key])
+        in_channels = in_channels or data.get("num_channels", 3)
+        return cls(image_size=data["image_size"], in_channels=in_channels,
+                   out_channels=out_channels or in_channels, centered=data.get("centered", False), **kwargs)

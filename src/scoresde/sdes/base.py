@@ -1,0 +1,180 @@
+"""The SDE interface every sampler, loss and likelihood reads (design: ``docs/design/sde_interface.md``).
+
+A forward SDE ``dz = f(z, t) dt + G(t) dW`` on ``t in [0, T]`` (Song et al. 2021, eq. 5) and its reverse
+``dz = [f - G G^T score] dt + G dW_bar`` (eq. 6) or probability-flow ODE ``dz = [f - 1/2 G G^T score] dt``
+(eq. 13). The state ``z`` may be the data itself (VE, VP, sub-VP) or carry extra channels such as a momentum
+(CLD, PSLD); samplers only ever call the methods below and never test the concrete class.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+ScoreFn = Callable[[Tensor, Tensor], Tensor]
+"""``score_fn(z, t) -> score``: ``z`` a batch of states, ``t`` a 1-D tensor of forward times in ``(0, T]``."""
+
+
+def batch_broadcast(v: Tensor, x: Tensor) -> Tensor:
+    """Reshape a per-example tensor ``v`` of shape ``(B,)`` to ``(B, 1, ..., 1)`` so it broadcasts against ``x``.
+
+    Tensors with more than one dimension are returned unchanged (they already carry their own layout, e.g. a
+    per-channel diffusion of a phase-space SDE).
+    """
+    if v.dim() == 1:
+        return v.reshape(v.shape[0], *([1] * (x.dim() - 1)))
+    return v
+
+
+def randn_like(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Standard normal noise with the shape, dtype and device of ``x``, drawn from ``generator`` if given."""
+    return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+
+
+class SDE(abc.ABC):
+    """A forward diffusion ``dz = f(z, t) dt + G(t) dW`` with ``N`` discretisation steps on ``[0, T]``.
+
+    Subclasses implement :meth:`sde`, :meth:`marginal_prob`, :meth:`prior_sampling`, :meth:`prior_logp`,
+    :meth:`denoise` and :meth:`ancestral_step`; the other methods have generic defaults (Euler–Maruyama
+    discretisation, identity state map) that a subclass may override.
+
+    Args:
+        N: number of discretisation steps used by :meth:`discretize` and the default sampler grids.
+        T: end time of the forward process.
+    """
+
+    def __init__(self, N: int, T: float = 1.0) -> None:
+        if not isinstance(N, int) or isinstance(N, bool) or N < 1:
+            raise ValueError(f"N must be a positive integer number of steps, got {N!r}")
+        if not T > 0:
+            raise ValueError(f"T must be positive, got {T!r}")
+        self._N = N
+        self._T = float(T)
+
+    @property
+    def N(self) -> int:
+        """Number of discretisation steps."""
+        return self._N
+
+    @property
+    def T(self) -> float:
+        """End time of the forward SDE."""
+        return self._T
+
+    # ----------------------------------------------------------------------------------------------
+    # State layout: the data may be only part of the state (phase-space SDEs add a momentum).
+    # ----------------------------------------------------------------------------------------------
+    def state_shape(self, data_shape: Sequence[int]) -> tuple[int, ...]:
+        """Shape of the diffusion state for a batch of data of shape ``data_shape`` (identity by default)."""
+        return tuple(int(s) for s in data_shape)
+
+    def data_part(self, z: Tensor) -> Tensor:
+        """The data half of a state ``z`` (identity by default); :func:`scoresde.sample` returns this."""
+        return z
+
+    # ----------------------------------------------------------------------------------------------
+    # The maths of the SDE.
+    # ----------------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def sde(self, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        """Drift ``f(x, t)`` and diffusion ``G(t)`` of the forward SDE (Song et al. 2021, eq. 5)."""
+
+    @abc.abstractmethod
+    def marginal_prob(self, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean and standard deviation of the perturbation kernel ``p_0t(x(t) | x(0) = x)``."""
+
+    @abc.abstractmethod
+    def prior_sampling(
+        self,
+        shape: Sequence[int],
+        generator: torch.Generator | None = None,
+        *,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> Tensor:
+        """Draw a batch of states of shape ``shape`` from the prior ``p_T``."""
+
+    @abc.abstractmethod
+    def prior_logp(self, z: Tensor) -> Tensor:
+        """Log-density of the prior at each state of the batch ``z``, shape ``(B,)``, in nats."""
+
+    @abc.abstractmethod
+    def denoise(self, x: Tensor, t: Tensor, score: Tensor) -> Tensor:
+        """Final noise removal at time ``t``: an estimate of ``x(0)`` from ``x(t)`` and its score."""
+
+    @abc.abstractmethod
+    def ancestral_step(
+        self, x: Tensor, t: Tensor, t_next: Tensor, score: Tensor, noise: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """One ancestral-sampling step from ``t`` to ``t_next < t``; returns ``(x_next, x_next_mean)``."""
+
+    def discretize(self, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        """Discretisation ``x_{i+1} = x_i + f_i + G_i z_i`` of the forward SDE (Song et al. 2021, App. E).
+
+        The default is Euler–Maruyama with step ``dt = T / N``: ``f_i = f(x, t) dt``, ``G_i = G(t) sqrt(dt)``.
+        """
+        dt = self.T / self.N
+        drift, diffusion = self.sde(x, t)
+        return drift * dt, diffusion * (dt**0.5)
+
+    def langevin_alpha(self, t: Tensor) -> Tensor:
+        """Per-example factor ``alpha_i`` that scales the Langevin corrector step (Song et al. 2021, Alg. 4/5).
+
+        ``1`` by default; DDPM-type SDEs use the discrete ``alpha_i = 1 - beta_i``.
+        """
+        return torch.ones_like(t)
+
+    def noise_std(self, t: Tensor) -> Tensor:
+        """Per-example noise level used by the annealed-Langevin corrector's step size (Song & Ermon 2019).
+
+        The marginal standard deviation for scalar SDEs.
+        """
+        return self.marginal_prob(torch.zeros(t.shape[0], 1, dtype=t.dtype, device=t.device), t)[1]
+
+    def reverse(self, score_fn: ScoreFn, probability_flow: bool = False) -> ReverseSDE:
+        """The reverse-time SDE (Song et al. 2021, eq. 6) or probability-flow ODE (eq. 13) for ``score_fn``."""
+        return ReverseSDE(self, score_fn, probability_flow)
+
+
+class ReverseSDE:
+    """Reverse-time SDE ``dx = [f - G G^T score] dt + G dW_bar`` (Song et al. 2021, eq. 6).
+
+    With ``probability_flow=True`` it is the probability-flow ODE ``dx = [f - 1/2 G G^T score] dt`` (eq. 13)
+    and its diffusion is zero. ``discretize`` is the reverse-diffusion discretisation of App. E (eq. 46).
+    """
+
+    def __init__(self, forward: SDE, score_fn: ScoreFn, probability_flow: bool = False) -> None:
+        self.forward = forward
+        self.score_fn = score_fn
+        self.probability_flow = bool(probability_flow)
+
+    @property
+    def N(self) -> int:
+        """Number of discretisation steps of the forward SDE."""
+        return self.forward.N
+
+    @property
+    def T(self) -> float:
+        """End time of the forward SDE."""
+        return self.forward.T
+
+    def sde(self, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        """Drift and diffusion of the reverse SDE (eq. 6) or the probability-flow ODE (eq. 13)."""
+        drift, diffusion = self.forward.sde(x, t)
+        score = self.score_fn(x, t)
+        scale = 0.5 if self.probability_flow else 1.0
+        drift = drift - batch_broadcast(diffusion, x) ** 2 * score * scale
+        if self.probability_flow:
+            diffusion = torch.zeros_like(diffusion)
+        return drift, diffusion
+
+    def discretize(self, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        """Reverse discretisation ``f_rev = f - G G^T score`` (halved for probability flow), ``G_rev = G``."""
+        f, G = self.forward.discretize(x, t)
+        scale = 0.5 if self.probability_flow else 1.0
+        rev_f = f - batch_broadcast(G, x) ** 2 * self.score_fn(x, t) * scale
+        rev_G = torch.zeros_like(G) if self.probability_flow else G
+        return rev_f, rev_G
