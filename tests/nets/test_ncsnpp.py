@@ -22,7 +22,7 @@ from scoresde.nets.layers import (
     to_original_state_dict,
 )
 from scoresde.nets.ncsnpp import NCSNpp
-from tests.reference import per_sample_close, require_reference
+from tests.reference import assert_ulp_close, per_sample_close, require_reference
 
 FIXTURES = ("ncsnpp_ve", "ncsnpp_deep_skip", "ddpmpp_vp")
 F32_REL = 1e-4
@@ -138,7 +138,7 @@ def test_sigma_buffer_matches_checkpoint() -> None:
     cfg, ckpt, _ = load_fixture("ncsnpp_ve")
     net = NCSNpp.from_config(cfg["model"], cfg["data"])
     assert net.sigmas.dtype == torch.float64
-    assert torch.equal(net.sigmas, ckpt["model"]["module.sigmas"])
+    assert_ulp_close(net.sigmas, ckpt["model"]["module.sigmas"], what="sigmas")
 
 
 # ---- options without a fixture -----------------------------------------------------------------------------

@@ -6,11 +6,12 @@ import pytest
 import torch
 
 from scoresde.sdes import VESDE, VPSDE, SubVPSDE
-from tests.reference import load_reference
+from tests.reference import assert_ulp_close, load_reference
 
 CLASSES = {"VESDE": VESDE, "VPSDE": VPSDE, "subVPSDE": SubVPSDE}
-# The same float32 ops in the same order as the reference: agreement to a few float32 ulps.
-RTOL, ATOL = 2e-6, 1e-6
+# The same float32 ops in the same order as the reference: agreement to a few float32 ulps of the terms
+# (drifts of O(10) that cancel to O(0.1) keep the absolute error of their terms).
+RTOL, ATOL = 2e-6, 1e-5
 
 
 def _build(name: str) -> tuple[dict, object]:
@@ -69,7 +70,7 @@ def test_reverse_sde_and_probability_flow(name: str) -> None:
 def test_tables_and_prior_sample(name: str) -> None:
     ref, sde = _build(name)
     for key, table in ref["tables"].items():
-        assert torch.equal(getattr(sde, key), table), key
+        assert_ulp_close(getattr(sde, key), table, what=key)
     torch.manual_seed(ref["prior_seed"])
     sample = sde.prior_sampling(tuple(ref["x"].shape))
     assert torch.equal(sample, ref["out"]["prior_sample"])

@@ -360,6 +360,9 @@ class SubVPSDE(_BetaLinearSDE):
         return 1.0 - torch.exp(2.0 * self.log_alpha(t))
 
     def t_from_lambda(self, lam: Tensor) -> Tensor:
-        """Inverse half log-SNR: ``alpha / (1 - alpha^2) = e^lambda`` gives ``alpha = 2 e^l / (1 + sqrt(1 + 4 e^2l))``."""
+        """Inverse half log-SNR.
+
+        ``alpha / (1 - alpha^2) = e^lambda`` gives ``alpha = 2 e^lambda / (1 + sqrt(1 + 4 e^(2 lambda)))``.
+        """
         log_alpha = lam + math.log(2.0) - torch.log1p(torch.sqrt(1.0 + 4.0 * torch.exp(2.0 * lam)))
         return self._t_from_log_alpha(log_alpha)

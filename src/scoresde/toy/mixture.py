@@ -53,10 +53,10 @@ class GaussianMixture:
             raise ValueError(f"covs must have shape (K={K}, d={d}, d={d}) or (K,), got {tuple(cov.shape)}")
         if not torch.allclose(cov, cov.transpose(-1, -2)):
             raise ValueError("covs must be symmetric")
-        try:
-            self._chol = torch.linalg.cholesky(cov)
-        except RuntimeError as err:  # torch raises LinAlgError, a RuntimeError subclass
-            raise ValueError(f"covs must be positive definite: {err}") from None
+        self._eigvals, self._eigvecs = torch.linalg.eigh(cov)  # S_k = U_k diag(lam_k) U_k^T
+        if not (self._eigvals > 0).all():
+            raise ValueError(f"covs must be positive definite; smallest eigenvalue {float(self._eigvals.min()):.3g}")
+        self._chol = torch.linalg.cholesky(cov)
         self.weights, self.means, self.covs = w / w.sum(), mu, cov
 
     @property
@@ -84,25 +84,28 @@ class GaussianMixture:
         return (x, labels) if return_labels else x
 
     # -- densities of the perturbed marginal ------------------------------------------------------
-    def _components(self, x: Tensor, alpha: Tensor, sigma: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Per-example, per-component log-density terms, residuals and Cholesky factors at ``(alpha, sigma)``."""
+    def _components(self, x: Tensor, alpha: Tensor, sigma: Tensor) -> tuple[Tensor, Tensor]:
+        """Per-example, per-component log-density terms and precision-times-residuals at ``(alpha, sigma)``.
+
+        The perturbed covariance ``alpha^2 S_k + sigma^2 I`` shares the eigenvectors ``U_k`` of ``S_k`` (eigenvalues
+        ``alpha^2 lam_k + sigma^2``), so no per-example factorisation is needed: ``O(B K d^2)`` work.
+        """
         xf = x.reshape(x.shape[0], -1).to(self.means.dtype)
         if xf.shape[1] != self.dim:
             raise ValueError(f"x has {xf.shape[1]} dimensions per example, the mixture has {self.dim}")
-        a = alpha.to(xf.dtype).reshape(-1, 1, 1, 1)
-        s2 = (sigma.to(xf.dtype) ** 2).reshape(-1, 1, 1, 1)
-        cov = a**2 * self.covs[None] + s2 * torch.eye(self.dim, dtype=xf.dtype)  # (B, K, d, d)
-        chol = torch.linalg.cholesky(cov)
-        resid = xf[:, None, :] - a[..., 0] * self.means[None]  # (B, K, d)
-        white = torch.linalg.solve_triangular(chol, resid[..., None], upper=False)[..., 0]
-        logdet = 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
+        a = alpha.to(xf.dtype).reshape(-1, 1, 1)
+        s2 = (sigma.to(xf.dtype) ** 2).reshape(-1, 1, 1)
+        var = a**2 * self._eigvals[None] + s2  # (B, K, d): eigenvalues of the perturbed covariances
+        resid = xf[:, None, :] - a * self.means[None]  # (B, K, d)
+        rotated = torch.einsum("bkd,kde->bke", resid, self._eigvecs)  # U_k^T (x - alpha mu_k)
         log_comp = (
             torch.log(self.weights)[None]
-            - 0.5 * (white**2).sum(-1)
-            - 0.5 * logdet
+            - 0.5 * (rotated**2 / var).sum(-1)
+            - 0.5 * torch.log(var).sum(-1)
             - 0.5 * self.dim * math.log(2 * math.pi)
         )
-        return log_comp, resid, chol
+        prec_resid = torch.einsum("bke,kde->bkd", rotated / var, self._eigvecs)  # C_k^{-1} (x - alpha mu_k)
+        return log_comp, prec_resid
 
     def _alpha_sigma(self, t: Tensor | None, sde: ScalarSDE | None, batch: int) -> tuple[Tensor, Tensor]:
         if sde is None:
@@ -124,9 +127,8 @@ class GaussianMixture:
     def score(self, x: Tensor, t: Tensor | None = None, sde: ScalarSDE | None = None) -> Tensor:
         """Exact score ``grad_x log p_t(x) = -sum_k r_k C_k^{-1} (x - alpha mu_k)``, same shape as ``x``."""
         alpha, sigma = self._alpha_sigma(t, sde, x.shape[0])
-        log_comp, resid, chol = self._components(x, alpha, sigma)
+        log_comp, prec_resid = self._components(x, alpha, sigma)
         resp = torch.softmax(log_comp, dim=1)  # (B, K)
-        prec_resid = torch.cholesky_solve(resid[..., None], chol)[..., 0]  # C^{-1} (x - alpha mu)
         return (-(resp[..., None] * prec_resid).sum(1)).reshape(x.shape).to(x.dtype)
 
     def responsibilities(self, x: Tensor) -> Tensor:
