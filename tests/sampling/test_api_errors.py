@@ -32,15 +32,16 @@ def _score(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 )
 def test_errors_name_the_bad_value(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        sample(VPSDE(N=4), _score, (2, 3), **kwargs)
+        sample(VPSDE(N=40), _score, (2, 3), **kwargs)
 
 
 def test_options_listing_and_info() -> None:
     opts = sampler_options("pc")
     assert opts["snr"] == 0.16 and opts["predictor"] == "reverse_diffusion" and opts["denoise"] is True
-    x, info = sample(VPSDE(N=10), _score, (3, 2, 4, 4), "pc", torch.Generator().manual_seed(0), return_info=True,
+    x, info = sample(VPSDE(N=40), _score, (3, 2, 4, 4), "pc", torch.Generator().manual_seed(0), return_info=True,
                      corrector="none")
-    assert x.shape == (3, 2, 4, 4) and info.nfe == 10 and info.options["corrector"] == "none"
+    assert x.shape == (3, 2, 4, 4) and info.nfe == 40 and info.options["corrector"] == "none"
+    assert torch.isfinite(x).all()
 
 
 def test_custom_predictor_callable_is_used() -> None:
@@ -52,3 +53,11 @@ def test_custom_predictor_callable_is_used() -> None:
 
     sample(VPSDE(N=5), _score, (2, 2), predictor=my_predictor, corrector="none")
     assert len(calls) == 5 and calls[0] == 1.0 and calls[-1] == pytest.approx(1e-3)
+
+
+def test_too_few_steps_for_the_ddpm_chain_is_an_error_not_nan() -> None:
+    """VPSDE(N=10) has beta_max / N = 2 > 1: the discrete rules must refuse, continuous ones still work."""
+    with pytest.raises(ValueError, match=r"beta_max / N < 1 \(got 20 / 10 = 2\)"):
+        sample(VPSDE(N=10), _score, (2, 3), corrector="none")
+    x = sample(VPSDE(N=10), _score, (2, 3), predictor="euler_maruyama", corrector="none")
+    assert torch.isfinite(x).all()

@@ -260,8 +260,19 @@ class _BetaLinearSDE(ScalarSDE):
         s = -2.0 * log_alpha
         return 2.0 * s / (torch.sqrt(self.beta_0**2 + 2.0 * (self.beta_1 - self.beta_0) * s) + self.beta_0)
 
+    def require_discrete_chain(self, what: str) -> None:
+        """Raise if the DDPM tables are undefined: they need ``beta_max / N < 1`` (``alpha_i = 1 - beta_i > 0``).
+
+        Continuous-time use (Euler–Maruyama, the ODE, DSM) works for any ``N``; only the discrete rules read the
+        tables, and they call this first so that a too-small ``N`` is an error instead of NaN samples.
+        """
+        if self.beta_1 / self.N >= 1.0:
+            raise ValueError(f"{what} uses the discrete DDPM chain, which needs beta_max / N < 1 (got "
+                             f"{self.beta_1:g} / {self.N} = {self.beta_1 / self.N:.3g}); use N > {self.beta_1:g}")
+
     def langevin_alpha(self, t: Tensor) -> Tensor:
         """The discrete ``alpha_i = 1 - beta_i`` at ``t`` (Song et al. 2021, Alg. 5)."""
+        self.require_discrete_chain("the Langevin corrector")
         return self.alphas.to(t.device)[self.timestep_index(t)].to(t.dtype)
 
 
@@ -304,6 +315,7 @@ class VPSDE(_BetaLinearSDE):
 
     def discretize(self, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
         """DDPM rule: ``f_i = (sqrt(alpha_i) - 1) x``, ``G_i = sqrt(beta_i)`` (Song et al. 2021, App. B)."""
+        self.require_discrete_chain("VPSDE.discretize (reverse_diffusion)")
         i = self.timestep_index(t)
         beta = self.discrete_betas.to(x.device)[i]
         alpha = self.alphas.to(x.device)[i]
@@ -317,6 +329,7 @@ class VPSDE(_BetaLinearSDE):
 
         ``x_mean = (x + beta_i score) / sqrt(1 - beta_i)``, noise std ``sqrt(beta_i)``; ``t_next`` is unused.
         """
+        self.require_discrete_chain("VPSDE.ancestral_step")
         beta = self.discrete_betas.to(t.device)[self.timestep_index(t)]
         x_mean = (x + batch_broadcast(beta, x) * score) / batch_broadcast(torch.sqrt(1.0 - beta), x)
         return x_mean + batch_broadcast(torch.sqrt(beta), x) * noise, x_mean

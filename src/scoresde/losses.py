@@ -1,0 +1,5 @@
+"""Public name space of the training losses (``scoresde.losses.sde_loss`` etc.); see :mod:`scoresde.objectives`."""
+
+from .objectives import ddpm_loss, sde_loss, smld_loss
+
+__all__ = ["ddpm_loss", "sde_loss", "smld_loss"]

@@ -1,0 +1,9 @@
+"""Training objectives: denoising score matching in continuous time and the discrete SMLD / DDPM losses.
+
+Each loss is a short function of the SDE interface (``marginal_prob``, ``sde``, discrete tables) and the model,
+numerically identical to the Score SDE reference ``losses.py`` for the same random draws.
+"""
+
+from .dsm import ddpm_loss, sde_loss, smld_loss
+
+__all__ = ["ddpm_loss", "sde_loss", "smld_loss"]
