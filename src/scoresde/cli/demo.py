@@ -43,10 +43,10 @@ class DemoConfig:
 
 
 def _eps_score_fn(net: torch.nn.Module, sde: VPSDE) -> Callable[[Tensor, Tensor], Tensor]:
-    """Noise-prediction parameterisation: ``score(x, t) = -net(x, t) / sigma(t)`` (Ho et al. 2020; Song 2021)."""
+    """Noise-prediction parameterisation: ``score(x, t) = -net(x, 999 t) / sigma(t)`` (Ho et al. 2020; Song 2021)."""
 
     def score_fn(x: Tensor, t: Tensor) -> Tensor:
-        return -net(x, t) / sde.sigma(t)[:, None]
+        return -net(x, 999 * t) / sde.sigma(t)[:, None]
 
     return score_fn
 
