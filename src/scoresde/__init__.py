@@ -5,6 +5,7 @@ prior -> sampler(score) -> samples -> metrics. The top level re-exports the entr
 """
 
 from . import sdes
+from .checkpoint import load_score_sde_checkpoint as load_score_sde_checkpoint
 from .likelihood import bits_per_dim, log_likelihood
 from .sampling import sample
 

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .layers import IncompatibleCheckpointError
 from .ncsn_layers import (
     ConditionalInstanceNorm2dPlus,
     InstanceNorm2dPlus,
@@ -429,7 +430,8 @@ def _list_keys(title: str, keys: list[str], limit: int = 20) -> str:
 def load_original_state_dict(net: nn.Module, state_dict: Mapping[str, Tensor]) -> nn.Module:
     """Load a Score SDE checkpoint's ``'model'`` state dict (keys prefixed by ``module.``) into ``net``.
 
-    Keys and shapes are checked first; any missing, unexpected or shape-mismatched key raises ``ValueError``
+    Keys and shapes are checked first; any missing, unexpected or shape-mismatched key raises
+    :class:`~scoresde.nets.layers.IncompatibleCheckpointError` (a ``ValueError``)
     naming them (typically a config that does not match the checkpoint). Values are copied into the existing
     tensors, so each keeps its dtype (the ``sigmas`` buffer stays float64). Returns ``net``.
     """
@@ -450,7 +452,7 @@ def load_original_state_dict(net: nn.Module, state_dict: Mapping[str, Tensor]) -
         if keys
     ]
     if problems:
-        raise ValueError(
+        raise IncompatibleCheckpointError(
             f"checkpoint does not match {type(net).__name__} (wrong config?): " + "; ".join(problems)
         )
     net.load_state_dict(loaded, strict=True)
@@ -468,7 +470,7 @@ def load_original_ema(net: nn.Module, ema_state: Mapping[str, Any] | list[Tensor
     shadow = ema_state["shadow_params"] if isinstance(ema_state, Mapping) else ema_state
     targets = [(name, p) for name, p in net.named_parameters() if p.requires_grad]
     if len(shadow) != len(targets):
-        raise ValueError(
+        raise IncompatibleCheckpointError(
             f"EMA state has {len(shadow)} shadow parameters, "
             f"{type(net).__name__} has {len(targets)} trainable ones"
         )
@@ -478,7 +480,7 @@ def load_original_ema(net: nn.Module, ema_state: Mapping[str, Any] | list[Tensor
         if tuple(s.shape) != tuple(p.shape)
     ]
     if bad:
-        raise ValueError(
+        raise IncompatibleCheckpointError(
             f"EMA state does not match {type(net).__name__}: " + _list_keys("shape mismatches", bad)
         )
     with torch.no_grad():

@@ -1,0 +1,126 @@
+"""From an original-layout config (nested dicts) to a network, an SDE and a :class:`~scoresde.models.ScoreModel`.
+
+This is the one factory that maps config entries to constructor arguments (``run_lib``/``models.utils`` of the
+original): ``model.name`` picks the network, ``training.sde`` the SDE (``VESDE(sigma_min, sigma_max,
+N=num_scales)``, ``VPSDE``/``SubVPSDE(beta_min, beta_max, N=num_scales)``), ``training.continuous`` the
+label convention.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..configs import get_preset, parse_config_file
+from ..models import ScoreModel
+from ..nets import DDPM, NCSNpp, ncsn_from_config
+from ..nets.ncsn import NCSNV2_VARIANTS
+from ..sdes import VESDE, VPSDE, ScalarSDE, SubVPSDE
+
+__all__ = ["NETWORKS", "build_network", "build_score_model", "build_sde", "resolve_config"]
+
+ConfigLike = Mapping[str, Any] | str | Path
+
+#: ``model.name`` -> builder ``(model_section, data_section) -> nn.Module``.
+NETWORKS: dict[str, Any] = {
+    "ncsnpp": NCSNpp.from_config,
+    "ddpm": DDPM.from_config,
+    "ncsn": ncsn_from_config,
+    **dict.fromkeys(NCSNV2_VARIANTS, ncsn_from_config),
+}
+
+_NCSN_NAMES = frozenset({"ncsn", *NCSNV2_VARIANTS})
+
+
+def resolve_config(config: ConfigLike) -> dict[str, Any]:
+    """The config as nested dicts, from a dict, a ``*.json`` file, an original ``configs/**.py`` file (parsed,
+    never executed: :func:`scoresde.configs.parse_config_file`) or a preset name (:func:`scoresde.configs.get_preset`).
+    """
+    if isinstance(config, Mapping):
+        return copy.deepcopy(dict(config))
+    if not isinstance(config, (str, Path)):
+        raise TypeError(f"config must be a dict, a path or a preset name, got {type(config).__name__}")
+    path = Path(config)
+    if path.suffix == ".json" and path.is_file():
+        return json.loads(path.read_text())
+    if path.suffix == ".py" and path.is_file():
+        return parse_config_file(path)
+    if path.suffix in (".json", ".py"):
+        raise FileNotFoundError(f"config file {path} does not exist")
+    return get_preset(str(config))
+
+
+def _section(config: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    if name not in config or not isinstance(config[name], Mapping):
+        raise ValueError(f"config has no {name!r} section (sections: {sorted(config)})")
+    return config[name]
+
+
+def build_network(config: Mapping[str, Any]) -> nn.Module:
+    """The network named by ``model.name`` (``ncsnpp``, ``ddpm``, ``ncsn``, ``ncsnv2_64/128/256``), randomly
+    initialised from the ``model`` and ``data`` sections."""
+    model, data = _section(config, "model"), _section(config, "data")
+    name = model.get("name")
+    if name not in NETWORKS:
+        raise ValueError(f"unknown model.name {name!r}; supported networks: {', '.join(sorted(NETWORKS))}")
+    return NETWORKS[name](model, data)
+
+
+def _sde_name(config: Mapping[str, Any]) -> str:
+    training = _section(config, "training")
+    if "sde" in training:
+        return str(training["sde"]).lower()
+    # configs/ve/ncsn/celeba.py sets training.loss = 'vesde' instead of training.sde (an original typo).
+    if _section(config, "model").get("name") in _NCSN_NAMES:
+        return "vesde"
+    raise ValueError("config has no training.sde ('vesde', 'vpsde' or 'subvpsde')")
+
+
+def build_sde(config: Mapping[str, Any]) -> ScalarSDE:
+    """The SDE of ``training.sde`` with the ``model`` section's parameters and ``N = model.num_scales``."""
+    model = _section(config, "model")
+    name = _sde_name(config)
+    n = int(model["num_scales"])
+    if name == "vesde":
+        return VESDE(sigma_min=float(model["sigma_min"]), sigma_max=float(model["sigma_max"]), N=n)
+    if name == "vpsde":
+        return VPSDE(beta_min=float(model["beta_min"]), beta_max=float(model["beta_max"]), N=n)
+    if name == "subvpsde":
+        return SubVPSDE(beta_min=float(model["beta_min"]), beta_max=float(model["beta_max"]), N=n)
+    raise ValueError(f"unknown training.sde {name!r}; allowed: 'vesde', 'vpsde', 'subvpsde'")
+
+
+@contextlib.contextmanager
+def default_dtype(dtype: torch.dtype | None) -> Iterator[None]:
+    """Temporarily set torch's default dtype (the SDEs build their discrete tables in it)."""
+    if dtype is None:
+        yield
+        return
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def build_score_model(config: Mapping[str, Any], *, dtype: torch.dtype | None = None) -> ScoreModel:
+    """A randomly initialised :class:`ScoreModel` for ``config`` with the original conventions.
+
+    ``dtype`` (e.g. ``torch.float64``) casts the network and builds the SDE's discrete tables in that dtype;
+    ``None`` keeps the original dtypes (float32 weights, float64 ``sigmas`` buffers).
+    """
+    net = build_network(config)
+    with default_dtype(dtype):
+        sde = build_sde(config)
+    continuous = bool(_section(config, "training").get("continuous", True))
+    if dtype is not None:
+        net = net.to(dtype)
+    return ScoreModel(net, sde, continuous=continuous).eval()

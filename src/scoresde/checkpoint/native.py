@@ -1,0 +1,270 @@
+"""scoresde's own checkpoint format: safetensors weights + a JSON config, written atomically.
+
+A checkpoint is a directory::
+
+    config.json          {"format": "scoresde-checkpoint", "version": 1, "step": ..., "network": ...,
+                          "files": {...}, "config": <the full config in the original layout>}
+    model.safetensors    the online weights (state-dict keys of the scoresde network)
+    ema.safetensors      optional: the EMA weights as a full state dict (buffers included)
+    optimizer.pt         optional: an optimizer ``state_dict()`` (tensors, numbers, lists, dicts only), indexed
+                         in ``net.parameters()`` order; read back with ``torch.load(weights_only=True)``
+
+Every file is written to a temporary file in the same directory, flushed with ``fsync`` and moved into place
+with ``os.replace``; ``config.json`` is written last. Every tensor file records the step in its metadata, and
+loading checks it against ``config.json``, so a checkpoint torn by a crash while being overwritten is refused
+instead of silently mixing two steps. The config travels with the weights (as in k-diffusion and EDM), so
+loading needs only the directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import safetensors.torch
+import torch
+from torch import Tensor, nn
+
+from ..models import ScoreModel
+from ..nets import ncsn as ncsn_nets
+from ..nets.layers import IncompatibleCheckpointError, OriginalCheckpointMixin
+from .build import ConfigLike, build_network, build_score_model, resolve_config
+from .original import LoadedCheckpoint, original_state_dicts, read_original_checkpoint
+
+__all__ = [
+    "FORMAT",
+    "VERSION",
+    "TrainingState",
+    "convert_original_checkpoint",
+    "load_checkpoint",
+    "load_training_state",
+    "remap_optimizer_state",
+    "save_checkpoint",
+]
+
+FORMAT = "scoresde-checkpoint"
+VERSION = 1
+_CONFIG, _MODEL, _EMA, _OPTIM = "config.json", "model.safetensors", "ema.safetensors", "optimizer.pt"
+
+
+class TrainingState(NamedTuple):
+    """Everything needed to resume training: the state dicts (``ema_state``/``optimizer_state`` may be None),
+    the step and the config."""
+
+    model_state: dict[str, Tensor]
+    ema_state: dict[str, Tensor] | None
+    optimizer_state: dict[str, Any] | None
+    step: int
+    config: dict[str, Any]
+
+
+# ---- atomic writes ------------------------------------------------------------------------------------------
+
+
+def _fsync_dir(directory: Path) -> None:
+    if os.name != "posix":
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(target: Path, write: Callable[[Path], None]) -> None:
+    """Write ``target`` through ``write(tmp_path)`` to a temporary file, fsync it, then ``os.replace`` it."""
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(target.parent)
+
+
+def _write_tensors(target: Path, tensors: Mapping[str, Tensor], step: int) -> None:
+    # Clones: safetensors refuses tensors that share storage, and needs contiguous ones.
+    data = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    metadata = {"format": FORMAT, "step": str(step)}
+    _atomic_write(target, lambda tmp: safetensors.torch.save_file(data, str(tmp), metadata=metadata))
+
+
+def _as_state_dict(obj: nn.Module | Mapping[str, Tensor]) -> dict[str, Tensor]:
+    if isinstance(obj, ScoreModel):
+        obj = obj.net
+    if isinstance(obj, nn.Module):
+        return dict(obj.state_dict())
+    return dict(obj)
+
+
+def save_checkpoint(
+    directory: str | Path,
+    net: nn.Module | Mapping[str, Tensor],
+    config: Mapping[str, Any],
+    *,
+    step: int = 0,
+    ema: nn.Module | Mapping[str, Tensor] | None = None,
+    optimizer: torch.optim.Optimizer | Mapping[str, Any] | None = None,
+) -> Path:
+    """Write a checkpoint in scoresde's format (see the module docstring) and return its directory.
+
+    Args:
+        directory: the checkpoint directory (created if needed; existing files are replaced atomically).
+        net: the network (or a :class:`ScoreModel`, or its state dict) with the online weights.
+        config: the full config in the original layout (what :func:`load_checkpoint` rebuilds the model from).
+        step: the training step.
+        ema: the EMA weights as a network copy or a full state dict (optional).
+        optimizer: an optimizer or its ``state_dict()`` (optional; must hold only tensors and plain values).
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    step = int(step)
+    files = {"model": _MODEL}
+    _write_tensors(directory / _MODEL, _as_state_dict(net), step)
+    if ema is not None:
+        _write_tensors(directory / _EMA, _as_state_dict(ema), step)
+        files["ema"] = _EMA
+    if optimizer is not None:
+        state = optimizer.state_dict() if isinstance(optimizer, torch.optim.Optimizer) else dict(optimizer)
+        payload = {"step": step, "optimizer": state}
+        _atomic_write(directory / _OPTIM, lambda tmp: torch.save(payload, tmp))
+        files["optimizer"] = _OPTIM
+    network = type(net.net if isinstance(net, ScoreModel) else net).__name__ if isinstance(net, nn.Module) else None
+    meta = {"format": FORMAT, "version": VERSION, "step": step, "network": network, "files": files,
+            "config": json.loads(json.dumps(dict(config)))}
+    text = json.dumps(meta, indent=2, sort_keys=True) + "\n"
+    _atomic_write(directory / _CONFIG, lambda tmp: tmp.write_text(text))
+    return directory
+
+
+# ---- reading ------------------------------------------------------------------------------------------------
+
+
+def _read_meta(directory: Path) -> dict[str, Any]:
+    path = directory / _CONFIG
+    if not path.is_file():
+        hint = " (an original Score SDE .pth file? use load_score_sde_checkpoint)" if directory.is_file() else ""
+        raise FileNotFoundError(f"{path} not found: {directory} is not a scoresde checkpoint directory{hint}")
+    meta = json.loads(path.read_text())
+    if meta.get("format") != FORMAT or not isinstance(meta.get("config"), dict):
+        raise IncompatibleCheckpointError(f"{path} is not a {FORMAT} config (format={meta.get('format')!r})")
+    if int(meta.get("version", 0)) > VERSION:
+        raise IncompatibleCheckpointError(f"{path} has format version {meta['version']}; this scoresde reads "
+                                          f"versions <= {VERSION}")
+    return meta
+
+
+def _read_tensors(path: Path, step: int, map_location: str | torch.device) -> dict[str, Tensor]:
+    with safetensors.safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata() or {}
+    if metadata.get("step") != str(step):
+        raise IncompatibleCheckpointError(
+            f"{path} is from step {metadata.get('step')} but config.json says step {step}: the checkpoint was "
+            "torn by an interrupted save")
+    return safetensors.torch.load_file(str(path), device=str(map_location))
+
+
+def load_training_state(directory: str | Path, map_location: str | torch.device = "cpu") -> TrainingState:
+    """The state dicts, step and config of a scoresde checkpoint, for resuming training.
+
+    The optimizer state is read with ``torch.load(weights_only=True)``.
+    """
+    directory = Path(directory)
+    meta = _read_meta(directory)
+    step, files = int(meta["step"]), meta.get("files", {})
+    model_state = _read_tensors(directory / files.get("model", _MODEL), step, map_location)
+    ema_state = _read_tensors(directory / files["ema"], step, map_location) if "ema" in files else None
+    optimizer_state = None
+    if "optimizer" in files:
+        payload = torch.load(directory / files["optimizer"], map_location=map_location, weights_only=True)
+        if int(payload.get("step", -1)) != step:
+            raise IncompatibleCheckpointError(f"{directory / files['optimizer']} is from step {payload.get('step')} "
+                                              f"but config.json says step {step}")
+        optimizer_state = payload["optimizer"]
+    return TrainingState(model_state, ema_state, optimizer_state, step, meta["config"])
+
+
+def load_checkpoint(
+    directory: str | Path,
+    *,
+    use_ema: bool = True,
+    map_location: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+) -> LoadedCheckpoint:
+    """Load a scoresde checkpoint directory as a ready :class:`ScoreModel` (EMA weights by default).
+
+    The model is rebuilt from the config stored with the weights; keys and shapes must match exactly
+    (:class:`IncompatibleCheckpointError` names any that do not). ``dtype`` as in
+    :func:`~scoresde.checkpoint.load_score_sde_checkpoint`.
+    """
+    state = load_training_state(directory, map_location)
+    if use_ema and state.ema_state is None:
+        raise IncompatibleCheckpointError(f"{directory} was saved without EMA weights; pass use_ema=False")
+    model = build_score_model(state.config, dtype=dtype)
+    ncsn_nets.load_original_state_dict(model.net, state.ema_state if use_ema else state.model_state)
+    model = model.to(map_location).eval()
+    return LoadedCheckpoint(model, state.step, state.config)
+
+
+# ---- conversion ---------------------------------------------------------------------------------------------
+
+
+def _parameter_permutation(net: nn.Module, original_keys: list[str]) -> list[int]:
+    """``perm[i]``: index in ``net.parameters()`` of the i-th parameter of the original ``model.parameters()``."""
+    key_map = net.original_key_map() if isinstance(net, OriginalCheckpointMixin) else None
+    ours = {name: i for i, (name, _) in enumerate(net.named_parameters())}
+    perm = []
+    for key in original_keys:
+        name = key_map[key] if key_map is not None else key
+        if name in ours:  # buffers are not parameters
+            perm.append(ours[name])
+    if sorted(perm) != list(range(len(ours))):
+        raise IncompatibleCheckpointError("the checkpoint's parameters do not cover the network's parameters")
+    return perm
+
+
+def remap_optimizer_state(net: nn.Module, model_state: Mapping[str, Tensor], optimizer_state: Mapping[str, Any]
+                          ) -> dict[str, Any]:
+    """An original optimizer ``state_dict`` re-indexed from the original ``model.parameters()`` order (the order
+    of the parameters among the original state-dict keys) to ``net.parameters()``. Each group's ``params`` list is
+    sorted, so a single-group optimizer built on ``net.parameters()`` loads it."""
+    perm = _parameter_permutation(net, [k.removeprefix("module.") for k in model_state])
+    state = {perm[int(i)]: value for i, value in optimizer_state.get("state", {}).items()}
+    groups = [{**group, "params": sorted(perm[int(i)] for i in group["params"])}
+              for group in optimizer_state.get("param_groups", [])]
+    return {"state": state, "param_groups": groups}
+
+
+def convert_original_checkpoint(
+    src: str | Path,
+    config: ConfigLike,
+    dst: str | Path,
+    *,
+    include_optimizer: bool = True,
+    map_location: str | torch.device = "cpu",
+) -> Path:
+    """Convert an original Score SDE checkpoint (``.pth``) to a scoresde checkpoint directory ``dst``.
+
+    The online and EMA weights are stored under the scoresde network's keys (bit-identical tensors, float64
+    ``sigmas`` kept), the optimizer state re-indexed to ``net.parameters()`` order (:func:`remap_optimizer_state`),
+    the step and the resolved config alongside. ``config`` is anything :func:`load_score_sde_checkpoint` takes.
+    """
+    cfg = resolve_config(config)
+    ckpt = read_original_checkpoint(src, map_location)
+    net = build_network(cfg)
+    model_sd, ema_sd = original_state_dicts(net, ckpt)
+    optimizer = None
+    if include_optimizer and isinstance(ckpt.get("optimizer"), Mapping):
+        optimizer = remap_optimizer_state(net, ckpt["model"], ckpt["optimizer"])
+    step = ckpt.get("step", 0)
+    step = int(step.item() if isinstance(step, Tensor) else step)
+    return save_checkpoint(dst, model_sd, cfg, step=step, ema=ema_sd, optimizer=optimizer)

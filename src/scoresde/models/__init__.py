@@ -1,0 +1,12 @@
+"""Score models: a network plus an SDE as ``score_fn(x, t)``, with score / eps / x0 parameterisations."""
+
+from .score_model import (
+    LABEL_TYPES,
+    OUTPUT_TYPES,
+    LabelType,
+    OutputType,
+    ScoreModel,
+    original_conventions,
+)
+
+__all__ = ["LABEL_TYPES", "OUTPUT_TYPES", "LabelType", "OutputType", "ScoreModel", "original_conventions"]
