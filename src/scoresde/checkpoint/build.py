@@ -112,7 +112,7 @@ def default_dtype(dtype: torch.dtype | None) -> Iterator[None]:
 
 
 def build_score_model(config: Mapping[str, Any], *, dtype: torch.dtype | None = None) -> ScoreModel:
-    """A randomly initialised :class:`ScoreModel` for ``config`` with the original conventions.
+    """A randomly initialised :class:`ScoreModel` for ``config`` with the original conventions (README §4).
 
     ``dtype`` (e.g. ``torch.float64``) casts the network and builds the SDE's discrete tables in that dtype;
     ``None`` keeps the original dtypes (float32 weights, float64 ``sigmas`` buffers).
@@ -120,7 +120,10 @@ def build_score_model(config: Mapping[str, Any], *, dtype: torch.dtype | None = 
     net = build_network(config)
     with default_dtype(dtype):
         sde = build_sde(config)
+    # NCSN/NCSNv2 take only integer noise indices: discrete labels whatever training.continuous says (the
+    # preset ve/ncsnv2/bedroom leaves continuous=True through an original typo, 'continuouse').
     continuous = bool(_section(config, "training").get("continuous", True))
+    continuous = continuous and _section(config, "model").get("name") not in _NCSN_NAMES
     if dtype is not None:
         net = net.to(dtype)
     return ScoreModel(net, sde, continuous=continuous).eval()
