@@ -34,7 +34,9 @@ from scoresde.nets.layers import (
 __all__ = ["DDPM"]
 
 _IGNORED_MODEL_KEYS = frozenset({"name", "ema_rate", "beta_min", "beta_max", "embedding_type"})
-_IGNORED_DATA_KEYS = frozenset({"dataset", "random_flip", "uniform_dequantization", "channels"})
+# (data.category and data.tfrecords_path appear in the LSUN / CelebA-HQ / FFHQ configs.)
+_IGNORED_DATA_KEYS = frozenset({"dataset", "random_flip", "uniform_dequantization", "channels", "category",
+                                "tfrecords_path"})
 
 
 class DDPM(OriginalCheckpointMixin, nn.Module):
@@ -200,9 +202,10 @@ class DDPM(OriginalCheckpointMixin, nn.Module):
         if model.get("name", "ddpm") != "ddpm":
             raise ValueError(f"config model.name is {model['name']!r}, expected 'ddpm'")
         check_config_value(model, "normalization", ("GroupNorm",), "DDPM always uses GroupNorm")
+        check_config_value(model, "conv_size", (3,), "the original DDPM always uses 3x3 convolutions")
         names = ("nf", "ch_mult", "num_res_blocks", "attn_resolutions", "dropout", "resamp_with_conv",
                  "conditional", "scale_by_sigma", "nonlinearity", "sigma_min", "sigma_max", "num_scales")
-        check_config_keys("model", model, set(names) | _IGNORED_MODEL_KEYS | {"normalization"})
+        check_config_keys("model", model, set(names) | _IGNORED_MODEL_KEYS | {"normalization", "conv_size"})
         check_config_keys("data", data, {"image_size", "num_channels", "centered"} | _IGNORED_DATA_KEYS)
         kwargs = {k: model[k] for k in names if k in model}
         for key in ("ch_mult", "attn_resolutions"):

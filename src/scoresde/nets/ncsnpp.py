@@ -51,8 +51,11 @@ RESBLOCK_TYPES = ("biggan", "ddpm")
 EMBEDDING_TYPES = ("fourier", "positional")
 
 # Config entries that do not change the network (or only hold SDE hyper-parameters).
-_IGNORED_MODEL_KEYS = frozenset({"name", "ema_rate", "beta_min", "beta_max"})
-_IGNORED_DATA_KEYS = frozenset({"dataset", "random_flip", "uniform_dequantization", "channels"})
+# sigma_begin: set by configs/ve/celeba_ncsnpp.py, never read by the original code.
+_IGNORED_MODEL_KEYS = frozenset({"name", "ema_rate", "beta_min", "beta_max", "sigma_begin"})
+# (data.category and data.tfrecords_path appear in the LSUN / CelebA-HQ / FFHQ configs.)
+_IGNORED_DATA_KEYS = frozenset({"dataset", "random_flip", "uniform_dequantization", "channels", "category",
+                                "tfrecords_path"})
 
 
 class NCSNpp(OriginalCheckpointMixin, nn.Module):
