@@ -1,0 +1,228 @@
+"""Original checkpoints (errors, config sources, safe loading) and scoresde's own format (round trip, atomicity)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+import safetensors.torch
+import torch
+
+from scoresde.checkpoint import (
+    IncompatibleCheckpointError,
+    build_network,
+    convert_original_checkpoint,
+    load_checkpoint,
+    load_score_sde_checkpoint,
+    load_training_state,
+    remap_optimizer_state,
+    save_checkpoint,
+)
+from tests.reference import require_reference
+
+
+@functools.cache
+def _config(name: str) -> dict:
+    return json.loads(require_reference(f"{name}.config.json").read_text())
+
+
+def _ckpt(name: str) -> Path:
+    return require_reference(f"{name}.ckpt.pt")
+
+
+def _inputs() -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    return torch.randn(2, 3, 16, 16, generator=gen), torch.tensor([0.05, 0.7])
+
+
+# ---- original checkpoints ---------------------------------------------------------------------------------
+
+
+def test_config_sources_agree(tmp_path: Path) -> None:
+    """A dict, a .json path and an original-style .py file give the same model."""
+    config = _config("ncsnpp_ve")
+    json_path = tmp_path / "c.json"
+    json_path.write_text(json.dumps(config))
+    lines = ["def get_config():", "  config = ml_collections.ConfigDict()"]
+    for section, values in config.items():
+        if not isinstance(values, dict):
+            lines.append(f"  config.{section} = {values!r}")
+            continue
+        lines.append(f"  config.{section} = {section}_ = ml_collections.ConfigDict()")
+        lines += [f"  {section}_.{key} = {value!r}" for key, value in values.items()]
+    lines.append("  return config")
+    py_path = tmp_path / "configs" / "ve" / "tiny.py"
+    py_path.parent.mkdir(parents=True)
+    py_path.write_text("import ml_collections\n\n" + "\n".join(lines) + "\n")
+    x, t = _inputs()
+    scores = []
+    for source in (config, json_path, str(py_path)):
+        model, step, resolved = load_score_sde_checkpoint(_ckpt("ncsnpp_ve"), source)
+        resolved.setdefault("device", "cpu")  # the .py reader skips `device` (not part of a config)
+        assert step == 3 and resolved == config
+        with torch.no_grad():
+            scores.append(model(x, t))
+    assert torch.equal(scores[0], scores[1]) and torch.equal(scores[0], scores[2])
+
+
+def test_model_and_ema_weights_differ() -> None:
+    x, t = _inputs()
+    with torch.no_grad():
+        ema = load_score_sde_checkpoint(_ckpt("ddpmpp_vp"), _config("ddpmpp_vp")).model(x, t)
+        online = load_score_sde_checkpoint(_ckpt("ddpmpp_vp"), _config("ddpmpp_vp"), use_ema=False).model(x, t)
+    assert not torch.allclose(ema, online)
+
+
+@pytest.mark.parametrize("ckpt, config, guess", [
+    ("ddpm_vp", "ncsnpp_ve", "sinusoidal embedding"),
+    ("ncsnpp_ve", "ddpmpp_vp", "Fourier embedding"),
+    ("ncsn", "ncsnv2", "ncsn \\(NCSNv1"),
+    ("ncsnv2", "ddpm_vp", "ncsnv2"),
+])
+def test_checkpoint_of_another_architecture(ckpt: str, config: str, guess: str) -> None:
+    with pytest.raises(IncompatibleCheckpointError, match=r"(missing|unexpected) keys") as info:
+        load_score_sde_checkpoint(_ckpt(ckpt), _config(config))
+    assert "the checkpoint looks like" in str(info.value)
+    assert re.search(guess, str(info.value)), str(info.value)
+
+
+def test_shape_mismatch_names_the_keys() -> None:
+    config = _config("ncsnpp_ve")
+    wider = {**config, "model": {**config["model"], "nf": 32}}
+    with pytest.raises(IncompatibleCheckpointError, match=r"shape mismatches \(\d+\): all_modules\.0\.W: "
+                                                          r"checkpoint \(16,\) vs network \(32,\)"):
+        load_score_sde_checkpoint(_ckpt("ncsnpp_ve"), wider)
+    ncsn = _config("ncsn")
+    with pytest.raises(IncompatibleCheckpointError, match=r"shape mismatches.*embed\.weight"):
+        load_score_sde_checkpoint(_ckpt("ncsn"), {**ncsn, "model": {**ncsn["model"], "num_scales": 11}})
+
+
+def test_missing_and_unexpected_keys_are_named(tmp_path: Path) -> None:
+    ckpt = torch.load(_ckpt("ddpm_vp"), weights_only=True)
+    ckpt["model"]["module.extra.weight"] = torch.zeros(1)
+    del ckpt["model"]["module.all_modules.3.Conv_0.bias"]
+    path = tmp_path / "broken.pth"
+    torch.save(ckpt, path)
+    with pytest.raises(IncompatibleCheckpointError, match=r"missing keys \(1\): all_modules\.3\.Conv_0\.bias"
+                                                          r"(.|\n)*unexpected keys \(1\): extra\.weight"):
+        load_score_sde_checkpoint(path, _config("ddpm_vp"), use_ema=False)
+    del ckpt["ema"]
+    torch.save(ckpt, path)
+    with pytest.raises(IncompatibleCheckpointError, match="no 'ema' entry; pass use_ema=False"):
+        load_score_sde_checkpoint(path, _config("ddpm_vp"))
+
+
+class _Payload:
+    """Unpickling this would create a file: ``weights_only=True`` must refuse it."""
+
+    def __init__(self, target: Path) -> None:
+        self.target = target
+
+    def __reduce__(self):
+        return (Path.touch, (self.target,))
+
+
+def test_loading_never_executes_code_from_the_file(tmp_path: Path) -> None:
+    marker = tmp_path / "executed"
+    path = tmp_path / "evil.pth"
+    torch.save({"model": {}, "payload": _Payload(marker)}, path)
+    with pytest.raises(Exception, match=r"[Ww]eights only load failed"):
+        load_score_sde_checkpoint(path, _config("ncsn"))
+    assert not marker.exists()
+
+
+# ---- scoresde's format ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["ncsnpp_ve", "ncsnv2"])
+def test_conversion_round_trip(tmp_path: Path, name: str) -> None:
+    """original -> scoresde format -> reload: identical tensors and identical outputs, for both weight sets."""
+    out = convert_original_checkpoint(_ckpt(name), _config(name), tmp_path / "converted")
+    assert sorted(os.listdir(out)) == ["config.json", "ema.safetensors", "model.safetensors", "optimizer.pt"]
+    x, t = _inputs()
+    for use_ema in (True, False):
+        original, step, _ = load_score_sde_checkpoint(_ckpt(name), _config(name), use_ema=use_ema)
+        ours, our_step, config = load_checkpoint(out, use_ema=use_ema)
+        assert our_step == step == 3 and config == _config(name)
+        for (key, a), (key_b, b) in zip(original.net.state_dict().items(), ours.net.state_dict().items(),
+                                        strict=True):
+            assert key == key_b and a.dtype == b.dtype and torch.equal(a, b), key
+        with torch.no_grad():
+            assert torch.equal(original(x, t), ours(x, t))
+    assert ours.net.sigmas.dtype == torch.float64
+
+
+def test_optimizer_state_is_reindexed_to_our_parameter_order() -> None:
+    config, ckpt = _config("ncsnpp_ve"), torch.load(_ckpt("ncsnpp_ve"), weights_only=True)
+    net = build_network(config)
+    key_map = net.original_key_map()
+    params = dict(net.named_parameters())
+    original_params = [k.removeprefix("module.") for k in ckpt["model"] if key_map[k.removeprefix("module.")] in params]
+    ours = list(params)
+    assert [key_map[k] for k in original_params] != ours  # the orders really differ
+    fake = {"state": {i: {"exp_avg": torch.full((1,), float(i))} for i in range(len(original_params))},
+            "param_groups": [{"lr": 1e-3, "params": list(range(len(original_params)))}]}
+    remapped = remap_optimizer_state(net, ckpt["model"], fake)
+    assert remapped["param_groups"][0]["params"] == list(range(len(ours)))
+    for i, key in enumerate(original_params):
+        assert remapped["state"][ours.index(key_map[key])]["exp_avg"].item() == i
+
+
+def test_training_state_round_trip_with_a_real_optimizer(tmp_path: Path) -> None:
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    net(torch.randn(5, 3)).square().sum().backward()
+    opt.step()
+    ema = {k: v + 1 for k, v in net.state_dict().items()}
+    save_checkpoint(tmp_path, net, {"model": {"name": "toy"}}, step=7, ema=ema, optimizer=opt)
+    state = load_training_state(tmp_path)
+    assert state.step == 7 and state.config == {"model": {"name": "toy"}}
+    for key, value in net.state_dict().items():
+        assert torch.equal(state.model_state[key], value) and torch.equal(state.ema_state[key], ema[key])
+    fresh = torch.optim.Adam(net.parameters(), lr=1e-3)
+    fresh.load_state_dict(state.optimizer_state)
+    for p in net.parameters():
+        assert torch.equal(fresh.state[p]["exp_avg"], opt.state[p]["exp_avg"])
+    assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+
+
+def test_torn_checkpoint_is_refused(tmp_path: Path) -> None:
+    net = torch.nn.Linear(2, 2)
+    save_checkpoint(tmp_path / "a", net, {}, step=1)
+    save_checkpoint(tmp_path / "b", net, {}, step=2)
+    os.replace(tmp_path / "b" / "model.safetensors", tmp_path / "a" / "model.safetensors")
+    with pytest.raises(IncompatibleCheckpointError, match=r"from step 2 but config\.json says step 1"):
+        load_training_state(tmp_path / "a")
+
+
+def test_failed_save_keeps_the_previous_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    net = torch.nn.Linear(2, 2)
+    save_checkpoint(tmp_path, net, {}, step=1)
+    before = (tmp_path / "model.safetensors").read_bytes()
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", crash)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(tmp_path, torch.nn.Linear(2, 2), {}, step=2)
+    assert (tmp_path / "model.safetensors").read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["config.json", "model.safetensors"]
+    assert load_training_state(tmp_path).step == 1
+
+
+def test_own_format_errors(tmp_path: Path) -> None:
+    save_checkpoint(tmp_path / "noema", build_network(_config("ncsn")), _config("ncsn"), step=1)
+    with pytest.raises(IncompatibleCheckpointError, match="without EMA weights; pass use_ema=False"):
+        load_checkpoint(tmp_path / "noema")
+    assert load_checkpoint(tmp_path / "noema", use_ema=False).step == 1
+    other = {**_config("ncsn"), "model": {**_config("ncsn")["model"], "nf": 16}}
+    save_checkpoint(tmp_path / "wrong", build_network(other), _config("ncsn"), step=1)
+    with pytest.raises(IncompatibleCheckpointError, match="shape mismatches"):
+        load_checkpoint(tmp_path / "wrong", use_ema=False)
+    with pytest.raises(FileNotFoundError, match="not a scoresde checkpoint directory"):
+        load_checkpoint(tmp_path)
