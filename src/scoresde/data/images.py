@@ -272,20 +272,28 @@ def preprocess(
     uniform_dequantization: bool = False,
     random_flip: bool = False,
     generator: torch.Generator | None = None,
+    flip_draws: Tensor | None = None,
+    dequantization_draws: Tensor | None = None,
 ) -> Tensor:
     """Map a ``uint8`` batch ``(B, C, H, W)`` to the model's range as Score SDE's ``get_dataset`` + scaler do.
 
     ``x = k / 255`` in ``[0, 1]``; with ``random_flip`` each image is mirrored left-right with probability ½;
     with ``uniform_dequantization`` ``x = (k + u) / 256``, ``u ~ U[0, 1)``; with ``centered`` ``x -> 2x - 1``.
+    The uniform draws (``(B,)`` for the flips, ``(B, C, H, W)`` for dequantisation) come from ``generator`` in
+    that order, or are given as ``flip_draws`` / ``dequantization_draws`` (e.g. a rank's slice of draws made
+    for a whole global batch).
     """
     if images.dtype != torch.uint8:
         raise ValueError(f"preprocess expects uint8 images, got {images.dtype}")
     x = images.to(torch.float32)
     if random_flip:
-        flip = torch.rand(x.shape[0], generator=generator, device=x.device) < 0.5
-        x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+        if flip_draws is None:
+            flip_draws = torch.rand(x.shape[0], generator=generator, device=x.device)
+        x = torch.where((flip_draws < 0.5)[:, None, None, None], x.flip(-1), x)
     if uniform_dequantization:
-        x = (x + torch.rand(x.shape, generator=generator, device=x.device)) / 256.0
+        if dequantization_draws is None:
+            dequantization_draws = torch.rand(x.shape, generator=generator, device=x.device)
+        x = (x + dequantization_draws) / 256.0
     else:
         x = x / 255.0
     return data_scaler(x, centered)

@@ -1,0 +1,24 @@
+"""Training: typed configs and presets, resumable rank-sharded data, the :class:`Trainer`, atomic checkpoints."""
+
+from .config import Config, ConfigError, apply_overrides, config_from_dict, load_config
+from .ema import EMA
+from .presets import list_all_presets, resolve_preset
+from .state import CorruptCheckpointError, find_resumable, load_training_state
+from .trainer import NonFiniteLossError, Trainer, save_samples_png
+
+__all__ = [
+    "EMA",
+    "Config",
+    "ConfigError",
+    "CorruptCheckpointError",
+    "NonFiniteLossError",
+    "Trainer",
+    "apply_overrides",
+    "config_from_dict",
+    "find_resumable",
+    "list_all_presets",
+    "load_config",
+    "load_training_state",
+    "resolve_preset",
+    "save_samples_png",
+]

@@ -1,0 +1,78 @@
+"""From a validated :class:`~scoresde.training.config.Config` to the objects of a run: score model and loss."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor
+
+from ..checkpoint.build import build_network, build_sde
+from ..models import ScoreModel
+from ..nets.toy import ToyMLP
+from ..objectives import ddpm_loss, sde_loss, smld_loss
+from ..sdes import VESDE, VPSDE
+from .config import Config, SamplingConfig
+
+# model-section keys of the toy MLP besides the SDE parameters (which live in `model` as in the originals)
+_TOY_KEYS = {"name", "hidden", "depth", "time_embed_dim", "ema_rate", "sigma_min", "sigma_max", "beta_min",
+             "beta_max", "num_scales"}
+
+
+def network_sections(cfg: Config) -> dict[str, Any]:
+    """The config in the original layout, reduced to what the network builders read."""
+    d = cfg.data
+    data = {"image_size": d.image_size, "num_channels": d.num_channels, "centered": d.centered,
+            "dataset": d.dataset, "random_flip": d.random_flip, "uniform_dequantization": d.uniform_dequantization}
+    if d.channels is not None:
+        data["channels"] = d.channels
+    return {"model": dict(cfg.model), "data": data, "training": {"sde": cfg.training.sde,
+                                                                 "continuous": cfg.training.continuous}}
+
+
+def build_model(cfg: Config) -> ScoreModel:
+    """A randomly initialised :class:`ScoreModel` (network + SDE with the original conventions) for ``cfg``."""
+    sections = network_sections(cfg)
+    sde = build_sde(sections)
+    if cfg.model["name"] == "toy_mlp":
+        unknown = sorted(set(cfg.model) - _TOY_KEYS)
+        if unknown:
+            raise ValueError(f"unknown model config keys {unknown} for toy_mlp; known keys: {sorted(_TOY_KEYS)}")
+        m = cfg.model
+        net = ToyMLP(dim=2, hidden=int(m.get("hidden", 128)), depth=int(m.get("depth", 3)),
+                     time_embed_dim=int(m.get("time_embed_dim", 32)))
+        # The MLP takes 999 t like the VP networks, whatever the SDE, and predicts the noise.
+        return ScoreModel(net, sde, continuous=True, label_type="time", output_type="eps")
+    return ScoreModel(build_network(sections), sde, continuous=cfg.training.continuous)
+
+
+def check_objective(cfg: Config, model: ScoreModel) -> None:
+    """Refuse objective settings the original does not define (discrete sub-VP, discrete likelihood weighting)."""
+    t = cfg.training
+    if t.continuous:
+        return
+    if t.likelihood_weighting:
+        raise ValueError("training.likelihood_weighting needs training.continuous=true (as in the original)")
+    if not isinstance(model.sde, (VESDE, VPSDE)) or type(model.sde).__name__ == "SubVPSDE":
+        raise ValueError(f"discrete training (training.continuous=false) is defined for vesde and vpsde, "
+                         f"not {t.sde}")
+
+
+def compute_loss(cfg: Config, model: ScoreModel, x: Tensor, **draws: Any) -> Tensor:
+    """The training loss of the original ``get_step_fn`` on a preprocessed batch ``x``: continuous DSM, or the
+    SMLD (VE) / DDPM (VP) loss when ``training.continuous`` is false. ``draws`` are the loss's random inputs
+    (``t``/``labels`` and ``noise``) or a ``generator``."""
+    t = cfg.training
+    if t.continuous:
+        return sde_loss(model, model.sde, x, reduce_mean=t.reduce_mean, likelihood_weighting=t.likelihood_weighting,
+                        eps=t.eps, **draws)
+    fn = smld_loss if isinstance(model.sde, VESDE) else ddpm_loss
+    return fn(model, model.sde, x, reduce_mean=t.reduce_mean, **draws)
+
+
+def sampler_options(s: SamplingConfig) -> tuple[str, dict[str, Any]]:
+    """``(sampler name, options)`` for :func:`scoresde.sample` from the ``sampling`` section."""
+    if s.method == "pc":
+        return "pc", {"predictor": s.predictor, "corrector": s.corrector, "snr": s.snr,
+                      "n_steps_each": s.n_steps_each, "probability_flow": s.probability_flow, "eps": s.eps,
+                      "denoise": s.noise_removal}
+    return "ode", {"rtol": s.rtol, "atol": s.atol, "method": s.ode_method, "eps": s.eps, "denoise": s.noise_removal}

@@ -1,0 +1,109 @@
+"""Resumable, rank-sharded batches: the data position is a function of the step, never hidden iterator state.
+
+The sample order is a sequence of seeded permutations of the dataset (one per epoch). Optimizer step ``s`` uses
+global positions ``[s B, (s + 1) B)`` of that sequence; rank ``r`` of ``W`` takes its contiguous share and
+splits it into ``grad_accum`` micro-batches. So a run resumed at step ``s`` sees exactly the batches it would
+have seen, and ``W`` ranks together see exactly the batches of one process with the same global batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from functools import lru_cache
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from ..data import load_dataset, sample_toy_2d
+from ..data.toy2d import TOY_2D
+from .config import DataConfig
+
+
+class PointDataset(Dataset):
+    """A fixed set of float points ``(N, d)`` (the 2-D toys), returned as ``(point, -1)``."""
+
+    def __init__(self, points: Tensor) -> None:
+        self.points = points
+
+    def __len__(self) -> int:
+        return self.points.shape[0]
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        return self.points[index], -1
+
+
+def build_dataset(cfg: DataConfig, split: str, seed: int, toy_size: int = 100_000) -> Dataset:
+    """The dataset of ``cfg`` for ``split``: a 2-D toy (``toy_size`` points drawn from ``seed``), the digits,
+    CIFAR-10, or an image folder/zip (``CELEBA``, ``CelebAHQ``, ``FFHQ``, ``LSUN``, ``folder``) at ``data.root``."""
+    name = cfg.dataset
+    if name in TOY_2D:
+        offset = 0 if split == "train" else 1_000_003
+        return PointDataset(sample_toy_2d(name, toy_size, torch.Generator().manual_seed(seed + offset)))
+    if name == "digits":
+        ds = load_dataset("digits", split=split, resolution=cfg.image_size)
+    elif name == "CIFAR10":
+        if cfg.root is None:
+            raise ValueError("data.dataset CIFAR10 needs data.root (where cifar-10-batches-py is or will be "
+                             "downloaded with data.download=true)")
+        ds = load_dataset("cifar10", split=split, root=cfg.root, download=cfg.download)
+    elif name in ("CELEBA", "CelebAHQ", "FFHQ", "LSUN", "folder"):
+        if cfg.root is None:
+            raise ValueError(f"data.dataset {name} is read from an image folder or zip: set data.root")
+        ds = load_dataset("folder", root=cfg.root, resolution=cfg.image_size, channels=cfg.num_channels)
+    else:
+        valid = ["CIFAR10", "CELEBA", "CelebAHQ", "FFHQ", "LSUN", "folder", "digits", *sorted(TOY_2D)]
+        raise ValueError(f"unknown data.dataset {name!r}; valid datasets are: {', '.join(valid)}")
+    shape = tuple(ds.image_shape)
+    expected = (cfg.num_channels, cfg.image_size, cfg.image_size)
+    if shape != expected:
+        raise ValueError(f"dataset {name} has images of shape {shape} (C, H, W) but the config expects {expected} "
+                         "(data.num_channels, data.image_size)")
+    return ds
+
+
+@lru_cache(maxsize=4)
+def _permutation(n: int, seed: int, epoch: int) -> Tensor:
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+
+
+def global_batch_indices(step: int, n: int, batch_size: int, seed: int) -> Tensor:
+    """Dataset indices of the global batch of optimizer step ``step`` (positions ``[step B, (step+1) B)``)."""
+    start = step * batch_size
+    pos = torch.arange(start, start + batch_size)
+    epochs, within = pos // n, pos % n
+    out = torch.empty(batch_size, dtype=torch.int64)
+    for epoch in torch.unique(epochs).tolist():
+        sel = epochs == epoch
+        out[sel] = _permutation(n, seed, epoch)[within[sel]]
+    return out
+
+
+class StepBatchSampler(Sampler[list[int]]):
+    """Yields this rank's micro-batches for steps ``start_step, start_step + 1, ...`` (``grad_accum`` per step)."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, start_step: int, rank: int, world_size: int,
+                 grad_accum: int, num_steps: int) -> None:
+        per_rank, rem = divmod(batch_size, world_size * grad_accum)
+        if rem or per_rank == 0:
+            raise ValueError(f"training.batch_size ({batch_size}) must be a multiple of world size x grad_accum "
+                             f"({world_size} x {grad_accum})")
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.start_step, self.num_steps = start_step, num_steps
+        self.rank, self.world_size, self.grad_accum, self.micro = rank, world_size, grad_accum, per_rank
+
+    def __len__(self) -> int:
+        return max(0, self.num_steps - self.start_step) * self.grad_accum
+
+    def __iter__(self) -> Iterator[list[int]]:
+        share = self.micro * self.grad_accum
+        for step in range(self.start_step, self.num_steps):
+            idx = global_batch_indices(step, self.n, self.batch_size, self.seed)
+            mine = idx[self.rank * share:(self.rank + 1) * share]
+            for m in range(self.grad_accum):
+                yield mine[m * self.micro:(m + 1) * self.micro].tolist()
+
+
+def make_loader(dataset: Dataset, sampler: StepBatchSampler, num_workers: int) -> DataLoader:
+    """A DataLoader over ``sampler``'s micro-batches (default collation: ``(images, labels)``)."""
+    return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, persistent_workers=num_workers > 0)

@@ -1,0 +1,59 @@
+"""Exponential moving average of the weights with the Score SDE update rule."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class EMA:
+    """EMA of a module's trainable parameters (Score SDE ``models/ema.py``, from Polyak averaging).
+
+    Each :meth:`update` does ``n += 1; d = min(decay, (1 + n) / (10 + n)); shadow -= (1 - d) (shadow - param)``:
+    a warm-up of the decay that keeps early averages from being dominated by the initial weights. Only parameters
+    with ``requires_grad`` are averaged (as in the original); buffers and frozen parameters (the Fourier ``W``)
+    keep the model's values when the EMA is copied in.
+
+    Args:
+        module: the network whose parameters are averaged.
+        decay: the target decay (``model.ema_rate`` in the configs, e.g. 0.9999).
+    """
+
+    def __init__(self, module: nn.Module, decay: float) -> None:
+        if not 0.0 <= decay <= 1.0:
+            raise ValueError(f"EMA decay must lie in [0, 1], got {decay}")
+        self.decay = float(decay)
+        self.num_updates = 0
+        self.shadow = {n: p.detach().clone() for n, p in module.named_parameters() if p.requires_grad}
+
+    @torch.no_grad()
+    def update(self, module: nn.Module) -> None:
+        """One EMA step towards the current parameters of ``module``."""
+        self.num_updates += 1
+        d = min(self.decay, (1 + self.num_updates) / (10 + self.num_updates))
+        for name, p in module.named_parameters():
+            if name in self.shadow:
+                self.shadow[name].sub_((1.0 - d) * (self.shadow[name] - p.detach()))
+
+    @torch.no_grad()
+    def copy_to(self, module: nn.Module) -> None:
+        """Overwrite ``module``'s averaged parameters with the EMA values."""
+        params = dict(module.named_parameters())
+        for name, value in self.shadow.items():
+            params[name].copy_(value)
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{'decay', 'num_updates', 'shadow': {name: tensor}}`` (tensors only, loadable with weights_only)."""
+        return {"decay": self.decay, "num_updates": self.num_updates, "shadow": dict(self.shadow)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore from :meth:`state_dict`; the parameter names must match."""
+        missing = sorted(set(self.shadow) - set(state["shadow"]))
+        unexpected = sorted(set(state["shadow"]) - set(self.shadow))
+        if missing or unexpected:
+            raise ValueError(f"EMA state does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        self.decay, self.num_updates = float(state["decay"]), int(state["num_updates"])
+        for name, value in state["shadow"].items():
+            self.shadow[name].copy_(value)

@@ -1,0 +1,346 @@
+"""The training loop: one :class:`Trainer` for every model, SDE and device count.
+
+Reproducibility and resumption rest on one rule: every random draw of optimizer step ``s`` (data order,
+preprocessing, diffusion times / noise levels, noise, dropout) comes from generators seeded by ``(seed, s)``,
+and the draws for the *global* batch are made on every rank, each rank taking its slice. Hence
+
+* a run resumed from the checkpoint of step ``s`` continues exactly as if it had never stopped, and
+* ``W`` DDP ranks compute the same update as one process with the same global batch (dropout aside).
+
+Rank 0 logs (progress bar, TensorBoard, ``metrics.jsonl``), evaluates, samples snapshots and writes atomic
+checkpoints; a non-finite loss stops the run with an error naming the step (or skips it, per config).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from ..data import inverse_data_scaler, preprocess
+from ..models import ScoreModel
+from ..sampling import sample
+from .build import build_model, check_objective, compute_loss, sampler_options
+from .config import Config, ConfigError
+from .data import StepBatchSampler, build_dataset, global_batch_indices, make_loader
+from .distributed import DistEnv, init_distributed
+from .ema import EMA
+from .state import FORMAT, atomic_torch_save, find_resumable, latest_path, numbered_path
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+def step_seed(seed: int, step: int, stream: int) -> int:
+    """Seed of random stream ``stream`` (0: preprocessing, 1: diffusion draws, 2: dropout) at ``step``."""
+    return ((seed * 1_000_003 + step) * 8191 + stream) % (2**63 - 1)
+
+
+class Trainer:
+    """Train ``cfg`` in ``workdir`` (resuming from its newest valid checkpoint if there is one).
+
+    Args:
+        cfg: the validated run config.
+        workdir: run folder: ``config.json``, ``checkpoints/``, ``samples/``, ``tb/``, ``metrics.jsonl``.
+        device: ``"cpu"``, ``"cuda"``, ... (default: this rank's GPU if any, else CPU).
+        progress: show a progress bar on rank 0.
+    """
+
+    def __init__(self, cfg: Config, workdir: str | Path, *, device: str | None = None, progress: bool = False) -> None:
+        self.cfg, self.workdir, self.progress = cfg, Path(workdir), progress
+        self.env: DistEnv = init_distributed(device)
+        torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+        self.model: ScoreModel = build_model(cfg).to(self.env.device)
+        check_objective(cfg, self.model)
+        self.ema = EMA(self.model.net, decay=float(cfg.model.get("ema_rate", 0.999)))
+        o = cfg.optim
+        self.optimizer = torch.optim.Adam(self.model.net.parameters(), lr=o.lr, betas=(o.beta1, 0.999), eps=o.eps,
+                                          weight_decay=o.weight_decay, amsgrad=o.amsgrad)
+        self.scaler = torch.amp.GradScaler(self.env.device.type, enabled=cfg.training.amp == "fp16")
+        self.step = 0
+        self.skipped_steps = 0
+        self.train_model = self._wrap_for_training()
+        self.train_set = build_dataset(cfg.data, "train", cfg.seed)
+        self.eval_set = build_dataset(cfg.data, cfg.data.eval_split, cfg.seed) if cfg.training.eval_freq else None
+        self._writer = None
+
+    # ---- set-up ------------------------------------------------------------------------------------------------
+    def _wrap_for_training(self) -> ScoreModel:
+        net = self.model.net
+        if self.cfg.training.compile:
+            net = torch.compile(net)
+        if self.env.world_size > 1:
+            ids = [self.env.device.index] if self.env.device.type == "cuda" else None
+            net = torch.nn.parallel.DistributedDataParallel(net, device_ids=ids)
+        m = self.model
+        return ScoreModel(net, m.sde, continuous=m.continuous, label_type=m.label_type, output_type=m.output_type)
+
+    def resume(self) -> bool:
+        """Load the newest valid checkpoint of the workdir, if any; returns whether one was found."""
+        state = find_resumable(self.workdir, map_location=self.env.device)
+        if state is None:
+            return False
+        self.model.net.load_state_dict(state["model"])
+        self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.step = int(state["step"])
+        self.skipped_steps = int(state.get("skipped_steps", 0))
+        return True
+
+    # ---- one optimizer step ------------------------------------------------------------------------------------
+    def _global_draws(self, shape: tuple[int, ...]) -> dict[str, Tensor]:
+        """Random inputs of the loss for the whole global batch (``t`` or ``labels``, then ``noise``)."""
+        g = torch.Generator().manual_seed(step_seed(self.cfg.seed, self.step, 1))
+        t = self.cfg.training
+        B = shape[0]
+        if t.continuous:
+            draws = {"t": torch.rand(B, generator=g) * (self.model.sde.T - t.eps) + t.eps}
+        else:
+            draws = {"labels": torch.randint(0, self.model.sde.N, (B,), generator=g)}
+        draws["noise"] = torch.randn(shape, generator=g)
+        return draws
+
+    def _preprocess_draws(self, shape: tuple[int, ...]) -> dict[str, Tensor | None]:
+        g = torch.Generator().manual_seed(step_seed(self.cfg.seed, self.step, 0))
+        d = self.cfg.data
+        flips = torch.rand(shape[0], generator=g) if d.random_flip else None
+        deq = torch.rand(shape, generator=g) if d.uniform_dequantization else None
+        return {"flip_draws": flips, "dequantization_draws": deq}
+
+    def _prepare(self, batch: Tensor, draws: dict[str, Tensor | None], augment: bool = True) -> Tensor:
+        """A loader batch in the model's range on the device (``augment=False``: no flip, no dequantisation)."""
+        if batch.dtype != torch.uint8:  # 2-D toys are already float points
+            return batch.to(self.env.device, torch.float32)
+        d = self.cfg.data
+        x = preprocess(batch, centered=d.centered, uniform_dequantization=augment and d.uniform_dequantization,
+                       random_flip=augment and d.random_flip, **draws)
+        return x.to(self.env.device)
+
+    def _set_lr(self) -> None:
+        """Linear warm-up of the original ``optimization_manager``: ``lr * min(step / warmup, 1)`` (step 0 has 0)."""
+        o = self.cfg.optim
+        lr = o.lr * min(self.step / o.warmup, 1.0) if o.warmup > 0 else o.lr
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def train_step(self, micro_batches: list[Tensor]) -> float:
+        """One optimizer step over this rank's micro-batches; returns the loss averaged over ranks."""
+        t = self.cfg.training
+        per_rank = sum(b.shape[0] for b in micro_batches)
+        global_shape = (per_rank * self.env.world_size, *micro_batches[0].shape[1:])
+        loss_draws, prep_draws = self._global_draws(global_shape), self._preprocess_draws(global_shape)
+        torch.manual_seed(step_seed(self.cfg.seed, self.step, 2 + self.env.rank))  # dropout
+        self._set_lr()
+        self.optimizer.zero_grad(set_to_none=True)
+        offset, total = self.env.rank * per_rank, torch.zeros((), device=self.env.device)
+        amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.amp)
+        for i, batch in enumerate(micro_batches):
+            sl = slice(offset, offset + batch.shape[0])
+            offset += batch.shape[0]
+            x = self._prepare(batch, {k: (v[sl] if v is not None else None) for k, v in prep_draws.items()})
+            sync = i == len(micro_batches) - 1 or self.env.world_size == 1
+            no_sync = contextlib.nullcontext() if sync else self.train_model.net.no_sync()
+            with no_sync, torch.autocast(self.env.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                draws = {k: v[sl].to(self.env.device) for k, v in loss_draws.items()}
+                loss = compute_loss(self.cfg, self.train_model, x, **draws) * (batch.shape[0] / per_rank)
+            self.scaler.scale(loss).backward()
+            total += loss.detach().float()
+        mean_loss = float(self.env.mean(total))
+        if not math.isfinite(mean_loss):
+            return self._nonfinite(mean_loss)
+        self.scaler.unscale_(self.optimizer)
+        if self.cfg.optim.grad_clip >= 0:
+            torch.nn.utils.clip_grad_norm_(self.model.net.parameters(), max_norm=self.cfg.optim.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.ema.update(self.model.net)
+        self.step += 1
+        return mean_loss
+
+    def _nonfinite(self, value: float) -> float:
+        if self.cfg.training.nonfinite == "skip":
+            self.optimizer.zero_grad(set_to_none=True)
+            self.skipped_steps += 1
+            self.step += 1
+            return value
+        last = latest_path(self.workdir)
+        raise NonFiniteLossError(f"non-finite training loss {value} at step {self.step}; stopping (the last good "
+                                 f"checkpoint is kept in {last.parent}; set training.nonfinite=skip to skip such "
+                                 "steps)")
+
+    # ---- evaluation, snapshots, checkpoints -------------------------------------------------------------------
+    def ema_model(self) -> ScoreModel:
+        """A copy of the score model carrying the EMA weights, in eval mode."""
+        model = copy.deepcopy(self.model)
+        self.ema.copy_to(model.net)
+        return model.eval()
+
+    @torch.no_grad()
+    def eval_loss(self, num_batches: int = 4) -> float:
+        """Loss of the EMA weights on fixed held-out batches with fixed draws (comparable across steps)."""
+        model = self.ema_model()
+        bs = min(self.cfg.training.batch_size, len(self.eval_set))
+        g = torch.Generator().manual_seed(self.cfg.seed + 17)
+        losses = []
+        for k in range(num_batches):
+            idx = global_batch_indices(k, len(self.eval_set), bs, self.cfg.seed + 17)
+            batch = torch.stack([self.eval_set[int(i)][0] for i in idx])
+            x = self._prepare(batch, {"flip_draws": None, "dequantization_draws": None}, augment=False)
+            losses.append(compute_loss(self.cfg, model, x, generator=g))
+        return float(torch.stack(losses).mean())
+
+    @torch.no_grad()
+    def snapshot_samples(self, num: int | None = None) -> Tensor:
+        """Samples of the EMA model with the configured sampler, in data space (``[0, 1]`` for images)."""
+        model = self.ema_model()
+        num = num or self.cfg.training.num_snapshot_samples
+        shape = (num, 2) if self.model.net.__class__.__name__ == "ToyMLP" else (
+            num, self.cfg.data.num_channels, self.cfg.data.image_size, self.cfg.data.image_size)
+        name, options = sampler_options(self.cfg.sampling)
+        g = torch.Generator(self.env.device).manual_seed(self.cfg.seed + 1)
+        x = sample(model.sde, model.score_fn, shape, name, g, device=self.env.device, **options)
+        return x if len(shape) == 2 else inverse_data_scaler(x, self.cfg.data.centered).clamp(0, 1)
+
+    def save_snapshot(self) -> Path:
+        """Write ``samples/step_<step>.png`` (an image grid, or a scatter plot for 2-D data)."""
+        x = self.snapshot_samples().cpu()
+        path = self.workdir / "samples" / f"step_{self.step}.png"
+        save_samples_png(x, path)
+        return path
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        """Everything needed to resume (tensors, numbers and strings only: loadable with ``weights_only``)."""
+        return {"format": FORMAT, "step": self.step, "skipped_steps": self.skipped_steps,
+                "model": self.model.net.state_dict(), "ema": self.ema.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
+                "config": json.dumps(self.cfg.to_dict()), "world_size": self.env.world_size}
+
+    def save_checkpoint(self, numbered: bool) -> None:
+        """Atomically write ``latest.pt`` and, if ``numbered``, ``checkpoint_<step>.pt`` (rank 0 only)."""
+        if self.env.is_main:
+            state = self.checkpoint_state()
+            atomic_torch_save(state, latest_path(self.workdir))
+            if numbered:
+                atomic_torch_save(state, numbered_path(self.workdir, self.step))
+        self.env.barrier()
+
+    # ---- logging ----------------------------------------------------------------------------------------------
+    def log(self, scalars: dict[str, float]) -> None:
+        """Append scalars to ``metrics.jsonl`` and TensorBoard (rank 0)."""
+        if not self.env.is_main:
+            return
+        with open(self.workdir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps({"step": self.step, **scalars}) + "\n")
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(str(self.workdir / "tb"))
+        for key, value in scalars.items():
+            self._writer.add_scalar(key, value, self.step)
+        self._writer.flush()
+
+    # ---- the loop ---------------------------------------------------------------------------------------------
+    def _batches(self):
+        t = self.cfg.training
+        sampler = StepBatchSampler(len(self.train_set), t.batch_size, self.cfg.seed, self.step, self.env.rank,
+                                   self.env.world_size, t.grad_accum, t.n_iters)
+        micro = []
+        for images, _labels in make_loader(self.train_set, sampler, t.num_workers):
+            micro.append(images)
+            if len(micro) == t.grad_accum:
+                yield micro
+                micro = []
+
+    def train(self, max_steps: int | None = None) -> dict[str, float]:
+        """Run from the current step to ``training.n_iters`` (or ``max_steps`` more steps); returns last scalars."""
+        t = self.cfg.training
+        if self.env.is_main:
+            prepare_workdir(self.workdir, self.cfg)
+        self.env.barrier()
+        end = t.n_iters if max_steps is None else min(t.n_iters, self.step + max_steps)
+        bar = tqdm(total=end, initial=self.step, desc="training", disable=not (self.progress and self.env.is_main))
+        last: dict[str, float] = {}
+        window, tic = [], time.perf_counter()
+        for micro in self._batches():
+            if self.step >= end:
+                break
+            loss = self.train_step(micro)
+            window.append(loss)
+            bar.update(1)
+            if self.step % t.log_freq == 0:
+                rate = len(window) / (time.perf_counter() - tic)
+                last = {"train/loss": sum(window) / len(window), "train/steps_per_s": rate,
+                        "train/lr": self.optimizer.param_groups[0]["lr"]}
+                bar.set_postfix(loss=f"{last['train/loss']:.4f}")
+                self.log(last)
+                window, tic = [], time.perf_counter()
+            self._periodic()
+        bar.close()
+        if self._writer is not None:
+            self._writer.close()
+        return last
+
+    def _periodic(self) -> None:
+        t = self.cfg.training
+        if t.eval_freq and self.step % t.eval_freq == 0 and self.env.is_main and self.eval_set is not None:
+            self.log({"eval/loss_ema": self.eval_loss()})
+        numbered = self.step % t.snapshot_freq == 0 or self.step == t.n_iters
+        if numbered or self.step % t.snapshot_freq_for_preemption == 0:
+            self.save_checkpoint(numbered)
+        if numbered and t.snapshot_sampling and self.env.is_main:
+            self.save_snapshot()
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def prepare_workdir(workdir: str | Path, cfg: Config) -> None:
+    """Create ``workdir`` and write ``config.json``; an existing one must hold the same config (resuming a run
+    with other settings is refused, naming the keys that differ)."""
+    workdir = Path(workdir)
+    path = workdir / "config.json"
+    if path.exists():
+        saved = _flatten(json.loads(path.read_text()))
+        new = _flatten(json.loads(json.dumps(cfg.to_dict())))
+        diff = sorted(k for k in set(saved) | set(new) if saved.get(k) != new.get(k))
+        if diff:
+            shown = ", ".join(f"{k}: {saved.get(k)!r} -> {new.get(k)!r}" for k in diff[:8])
+            raise ConfigError(f"{workdir} holds a run with another config ({shown}); use a new --workdir, or "
+                              "resume with the saved config")
+        return
+    workdir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(cfg.to_dict(), indent=2))
+    tmp.replace(path)
+
+
+def save_samples_png(x: Tensor, path: str | Path) -> Path:
+    """Save samples as a PNG: a square-ish grid of images ``(B, C, H, W)`` in ``[0, 1]``, or a 2-D scatter plot."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if x.dim() == 2:
+        from ..cli.plots import scatter_panels
+
+        return scatter_panels([(path.stem, x)], path)
+    from torchvision.utils import save_image
+
+    save_image(x, str(path), nrow=max(1, math.ceil(math.sqrt(x.shape[0]))), padding=1)
+    return path
