@@ -8,6 +8,8 @@ A checkpoint is a directory::
     ema.safetensors      optional: the EMA weights as a full state dict (buffers included)
     optimizer.pt         optional: an optimizer ``state_dict()`` (tensors, numbers, lists, dicts only), indexed
                          in ``net.parameters()`` order; read back with ``torch.load(weights_only=True)``
+    trainer.pt           optional: the rest of a training run's state (EMA update count, gradient-scaler state,
+                         ...), same rules as ``optimizer.pt``
 
 Every file is written to a temporary file in the same directory, flushed with ``fsync`` and moved into place
 with ``os.replace``; ``config.json`` is written last. Every tensor file records the step in its metadata, and
@@ -48,7 +50,8 @@ __all__ = [
 
 FORMAT = "scoresde-checkpoint"
 VERSION = 1
-_CONFIG, _MODEL, _EMA, _OPTIM = "config.json", "model.safetensors", "ema.safetensors", "optimizer.pt"
+_CONFIG, _MODEL, _EMA, _OPTIM, _TRAINER = (
+    "config.json", "model.safetensors", "ema.safetensors", "optimizer.pt", "trainer.pt")
 
 
 class TrainingState(NamedTuple):
@@ -60,6 +63,7 @@ class TrainingState(NamedTuple):
     optimizer_state: dict[str, Any] | None
     step: int
     config: dict[str, Any]
+    trainer_state: dict[str, Any] | None = None
 
 
 # ---- atomic writes ------------------------------------------------------------------------------------------
@@ -114,6 +118,7 @@ def save_checkpoint(
     step: int = 0,
     ema: nn.Module | Mapping[str, Tensor] | None = None,
     optimizer: torch.optim.Optimizer | Mapping[str, Any] | None = None,
+    trainer_state: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write a checkpoint in scoresde's format (see the module docstring) and return its directory.
 
@@ -124,6 +129,7 @@ def save_checkpoint(
         step: the training step.
         ema: the EMA weights as a network copy or a full state dict (optional).
         optimizer: an optimizer or its ``state_dict()`` (optional; must hold only tensors and plain values).
+        trainer_state: any other state a training run needs to resume (optional; tensors and plain values).
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -138,6 +144,10 @@ def save_checkpoint(
         payload = {"step": step, "optimizer": state}
         _atomic_write(directory / _OPTIM, lambda tmp: torch.save(payload, tmp))
         files["optimizer"] = _OPTIM
+    if trainer_state is not None:
+        trainer_payload = {"step": step, "trainer": dict(trainer_state)}
+        _atomic_write(directory / _TRAINER, lambda tmp: torch.save(trainer_payload, tmp))
+        files["trainer"] = _TRAINER
     network = type(net.net if isinstance(net, ScoreModel) else net).__name__ if isinstance(net, nn.Module) else None
     meta = {"format": FORMAT, "version": VERSION, "step": step, "network": network, "files": files,
             "config": json.loads(json.dumps(dict(config)))}
@@ -183,14 +193,22 @@ def load_training_state(directory: str | Path, map_location: str | torch.device 
     step, files = int(meta["step"]), meta.get("files", {})
     model_state = _read_tensors(directory / files.get("model", _MODEL), step, map_location)
     ema_state = _read_tensors(directory / files["ema"], step, map_location) if "ema" in files else None
-    optimizer_state = None
-    if "optimizer" in files:
-        payload = torch.load(directory / files["optimizer"], map_location=map_location, weights_only=True)
-        if int(payload.get("step", -1)) != step:
-            raise IncompatibleCheckpointError(f"{directory / files['optimizer']} is from step {payload.get('step')} "
-                                              f"but config.json says step {step}")
-        optimizer_state = payload["optimizer"]
-    return TrainingState(model_state, ema_state, optimizer_state, step, meta["config"])
+    optimizer_state = _read_pickled(directory, files, "optimizer", step, map_location)
+    trainer_state = _read_pickled(directory, files, "trainer", step, map_location)
+    return TrainingState(model_state, ema_state, optimizer_state, step, meta["config"], trainer_state)
+
+
+def _read_pickled(directory: Path, files: Mapping[str, str], key: str, step: int,
+                  map_location: str | torch.device) -> dict[str, Any] | None:
+    """The ``key`` entry of an optional ``torch.save`` file, read with ``weights_only=True`` and step-checked."""
+    if key not in files:
+        return None
+    path = directory / files[key]
+    payload = torch.load(path, map_location=map_location, weights_only=True)
+    if int(payload.get("step", -1)) != step:
+        raise IncompatibleCheckpointError(f"{path} is from step {payload.get('step')} but config.json says step "
+                                          f"{step}: the checkpoint was torn by an interrupted save")
+    return payload[key]
 
 
 def load_checkpoint(

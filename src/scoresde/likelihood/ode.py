@@ -96,10 +96,7 @@ def log_likelihood(
     Returns:
         ``(logp, info)`` with ``logp`` of shape ``(B,)`` and a :class:`LikelihoodInfo`.
     """
-    if trace not in TRACE_ESTIMATORS:
-        raise ValueError(f"unknown trace estimator {trace!r}; valid estimators are: {', '.join(TRACE_ESTIMATORS)}")
-    if not (isinstance(n_probes, int) and n_probes >= 1):
-        raise ValueError(f"n_probes must be a positive integer, got {n_probes!r}")
+    _check_trace(trace, n_probes)
     if trace == "exact" and n_probes != 1:
         raise ValueError(f"the exact trace is deterministic: n_probes must be 1, got {n_probes}")
     if not 0 < eps < sde.T:
@@ -135,6 +132,14 @@ def log_likelihood(
     return logp.mean(0), info
 
 
+def _check_trace(trace: str, n_probes: int) -> None:
+    """Reject an unknown trace estimator or a probe count that is not a positive integer."""
+    if trace not in TRACE_ESTIMATORS:
+        raise ValueError(f"unknown trace estimator {trace!r}; valid estimators are: {', '.join(TRACE_ESTIMATORS)}")
+    if not (isinstance(n_probes, int) and not isinstance(n_probes, bool) and n_probes >= 1):
+        raise ValueError(f"n_probes must be a positive integer, got {n_probes!r}")
+
+
 def _stderr(values: Tensor, random: bool) -> Tensor:
     """Standard error of the mean over the first dimension (NaN for one random draw, 0 if not random)."""
     n = values.shape[0]
@@ -151,10 +156,16 @@ def _to_integer_levels(x: Tensor, bits: int) -> Tensor:
     if not x.is_floating_point():
         k = x.to(torch.int64)
     else:
-        k = torch.round(x.to(torch.float64) * levels)
-        if (k - x.to(torch.float64) * levels).abs().max() > 1e-3:
-            raise ValueError(f"float data for bits_per_dim must be {bits}-bit levels k/{levels} in [0, 1]; "
-                             "pass the integer pixel values instead")
+        if not torch.isfinite(x).all():
+            raise ValueError("data for bits_per_dim contain NaN or infinite values")
+        scaled = x.to(torch.float64) * levels
+        k = torch.round(scaled)
+        # Off-grid by more than the rounding error of x's dtype (at least 1e-3 of a level, at most 1/4): not levels.
+        tol = min(0.25, max(1e-3, 4 * levels * torch.finfo(x.dtype).eps))
+        off = float((k - scaled).abs().max())
+        if off > tol:
+            raise ValueError(f"float data for bits_per_dim must be {bits}-bit levels k/{levels} in [0, 1] (a value "
+                             f"is {off:.3g} levels off the grid); pass the integer pixel values instead")
         k = k.to(torch.int64)
     if k.min() < 0 or k.max() > levels:
         raise ValueError(f"data levels must lie in [0, {levels}] for bits={bits}, got [{int(k.min())}, {int(k.max())}]")
@@ -204,7 +215,8 @@ def bits_per_dim(
     """
     if dequantization not in DEQUANTIZATIONS:
         raise ValueError(f"unknown dequantization {dequantization!r}; valid values are: {', '.join(DEQUANTIZATIONS)}")
-    if not (isinstance(bits, int) and bits >= 1):
+    _check_trace(trace, n_probes)
+    if not (isinstance(bits, int) and not isinstance(bits, bool) and bits >= 1):
         raise ValueError(f"bits must be a positive integer, got {bits!r}")
     lo, hi = data_range
     if not hi > lo:

@@ -51,13 +51,20 @@ class GaussianMixture:
             cov = cov[:, None, None] ** 2 * torch.eye(d, dtype=dtype)
         if cov.shape != (K, d, d):
             raise ValueError(f"covs must have shape (K={K}, d={d}, d={d}) or (K,), got {tuple(cov.shape)}")
+        if not (torch.isfinite(mu).all() and torch.isfinite(cov).all()):
+            raise ValueError("means and covs must be finite")
+        asym = (cov - cov.transpose(-1, -2)).abs().amax(dim=(-1, -2))
         if not torch.allclose(cov, cov.transpose(-1, -2)):
-            raise ValueError("covs must be symmetric")
+            k = int(asym.argmax())
+            raise ValueError(f"covs must be symmetric; component {k} has max |S - S^T| = {float(asym[k]):.3g}")
         self._eigvals, self._eigvecs = torch.linalg.eigh(cov)  # S_k = U_k diag(lam_k) U_k^T
         if not (self._eigvals > 0).all():
-            raise ValueError(f"covs must be positive definite; smallest eigenvalue {float(self._eigvals.min()):.3g}")
+            k = int(self._eigvals.min(dim=1).values.argmin())
+            raise ValueError(f"covs must be positive definite; component {k} has smallest eigenvalue "
+                             f"{float(self._eigvals[k].min()):.3g}")
         self._chol = torch.linalg.cholesky(cov)
         self.weights, self.means, self.covs = w / w.sum(), mu, cov
+        self._on_device: dict[torch.device, tuple[Tensor, ...]] = {}
 
     @property
     def dim(self) -> int:
@@ -93,47 +100,70 @@ class GaussianMixture:
         xf = x.reshape(x.shape[0], -1).to(self.means.dtype)
         if xf.shape[1] != self.dim:
             raise ValueError(f"x has {xf.shape[1]} dimensions per example, the mixture has {self.dim}")
-        a = alpha.to(xf.dtype).reshape(-1, 1, 1)
-        s2 = (sigma.to(xf.dtype) ** 2).reshape(-1, 1, 1)
-        var = a**2 * self._eigvals[None] + s2  # (B, K, d): eigenvalues of the perturbed covariances
-        resid = xf[:, None, :] - a * self.means[None]  # (B, K, d)
-        rotated = torch.einsum("bkd,kde->bke", resid, self._eigvecs)  # U_k^T (x - alpha mu_k)
+        log_w, means, eigvals, eigvecs = self._params(xf.device)
+        a = alpha.to(xf).reshape(-1, 1, 1)
+        s2 = (sigma.to(xf) ** 2).reshape(-1, 1, 1)
+        var = a**2 * eigvals[None] + s2  # (B, K, d): eigenvalues of the perturbed covariances
+        resid = xf[:, None, :] - a * means[None]  # (B, K, d)
+        rotated = torch.einsum("bkd,kde->bke", resid, eigvecs)  # U_k^T (x - alpha mu_k)
         log_comp = (
-            torch.log(self.weights)[None]
+            log_w[None]
             - 0.5 * (rotated**2 / var).sum(-1)
             - 0.5 * torch.log(var).sum(-1)
             - 0.5 * self.dim * math.log(2 * math.pi)
         )
-        prec_resid = torch.einsum("bke,kde->bkd", rotated / var, self._eigvecs)  # C_k^{-1} (x - alpha mu_k)
+        prec_resid = torch.einsum("bke,kde->bkd", rotated / var, eigvecs)  # C_k^{-1} (x - alpha mu_k)
         return log_comp, prec_resid
 
-    def _alpha_sigma(self, t: Tensor | None, sde: ScalarSDE | None, batch: int) -> tuple[Tensor, Tensor]:
+    def _params(self, device: torch.device) -> tuple[Tensor, ...]:
+        """``(log w, mu, lam, U)`` on ``device`` (cached), so the oracle follows its input to an accelerator."""
+        if device not in self._on_device:
+            params = (torch.log(self.weights), self.means, self._eigvals, self._eigvecs)
+            self._on_device[device] = tuple(p.to(device) for p in params)
+        return self._on_device[device]
+
+    def _alpha_sigma(
+        self, t: Tensor | float | None, sde: ScalarSDE | None, x: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """Per-example ``(alpha(t), sigma(t))``; ``(1, 0)`` for the clean mixture (no ``sde``)."""
+        batch = x.shape[0]
         if sde is None:
-            one = torch.ones(batch, dtype=self.means.dtype)
+            if t is not None:
+                raise ValueError("t was given without an sde: the perturbed marginal needs both (pass sde=...)")
+            one = torch.ones(batch, dtype=self.means.dtype, device=x.device)
             return one, torch.zeros_like(one)
         if t is None:
             raise ValueError("t is required when an SDE is given")
-        t = t.to(torch.float64)
+        t = torch.as_tensor(t, dtype=torch.float64, device=x.device)
+        if t.dim() == 0:
+            t = t.expand(batch)
+        if t.shape != (batch,):
+            raise ValueError(f"t must be a scalar or have shape (B={batch},), got {tuple(t.shape)}")
         return sde.alpha(t).to(self.means.dtype), sde.sigma(t).to(self.means.dtype)
 
-    def log_prob(self, x: Tensor, t: Tensor | None = None, sde: ScalarSDE | None = None) -> Tensor:
-        """Exact ``log p_t(x)`` (nats, shape ``(B,)``) of the marginal at forward times ``t`` under ``sde``.
+    def log_prob(self, x: Tensor, t: Tensor | float | None = None, sde: ScalarSDE | None = None) -> Tensor:
+        """Exact ``log p_t(x) = log sum_k w_k N(x; alpha mu_k, alpha^2 S_k + sigma^2 I)`` (nats, shape ``(B,)``).
 
-        Without ``sde`` it is the clean mixture density ``log p_0``.
+        ``t`` (a scalar or one forward time per example) and ``sde`` give the perturbed marginal; without them it
+        is the clean mixture density ``log p_0``.
         """
-        alpha, sigma = self._alpha_sigma(t, sde, x.shape[0])
+        alpha, sigma = self._alpha_sigma(t, sde, x)
         return torch.logsumexp(self._components(x, alpha, sigma)[0], dim=1)
 
-    def score(self, x: Tensor, t: Tensor | None = None, sde: ScalarSDE | None = None) -> Tensor:
-        """Exact score ``grad_x log p_t(x) = -sum_k r_k C_k^{-1} (x - alpha mu_k)``, same shape as ``x``."""
-        alpha, sigma = self._alpha_sigma(t, sde, x.shape[0])
+    def score(self, x: Tensor, t: Tensor | float | None = None, sde: ScalarSDE | None = None) -> Tensor:
+        """Exact score ``grad_x log p_t(x) = -sum_k r_k C_k^{-1} (x - alpha mu_k)``, same shape as ``x``.
+
+        ``r_k`` are the responsibilities under ``p_t`` and ``C_k = alpha^2 S_k + sigma^2 I``; ``t``, ``sde`` as for
+        :meth:`log_prob`.
+        """
+        alpha, sigma = self._alpha_sigma(t, sde, x)
         log_comp, prec_resid = self._components(x, alpha, sigma)
         resp = torch.softmax(log_comp, dim=1)  # (B, K)
         return (-(resp[..., None] * prec_resid).sum(1)).reshape(x.shape).to(x.dtype)
 
     def responsibilities(self, x: Tensor) -> Tensor:
         """Posterior component probabilities ``p(k | x)`` under the clean mixture, shape ``(B, K)``."""
-        alpha, sigma = self._alpha_sigma(None, None, x.shape[0])
+        alpha, sigma = self._alpha_sigma(None, None, x)
         return torch.softmax(self._components(x, alpha, sigma)[0], dim=1)
 
     def score_fn(self, sde: ScalarSDE):

@@ -3,22 +3,22 @@
 from .config import Config, ConfigError, apply_overrides, config_from_dict, load_config
 from .ema import EMA
 from .presets import list_all_presets, resolve_preset
-from .state import CorruptCheckpointError, find_resumable, load_training_state
+from .state import find_resumable, list_checkpoints, save_training_checkpoint
 from .trainer import NonFiniteLossError, Trainer, save_samples_png
 
 __all__ = [
     "EMA",
     "Config",
     "ConfigError",
-    "CorruptCheckpointError",
     "NonFiniteLossError",
     "Trainer",
     "apply_overrides",
     "config_from_dict",
     "find_resumable",
     "list_all_presets",
+    "list_checkpoints",
     "load_config",
-    "load_training_state",
     "resolve_preset",
     "save_samples_png",
+    "save_training_checkpoint",
 ]

@@ -44,6 +44,20 @@ class EMA:
         for name, value in self.shadow.items():
             params[name].copy_(value)
 
+    def full_state_dict(self, module: nn.Module) -> dict[str, torch.Tensor]:
+        """``module.state_dict()`` with the averaged parameters replaced by their EMA: a loadable network state."""
+        return {k: (self.shadow[k] if k in self.shadow else v).detach().clone()
+                for k, v in module.state_dict().items()}
+
+    def load_full_state_dict(self, state: dict[str, torch.Tensor], num_updates: int) -> None:
+        """Restore the EMA from a :meth:`full_state_dict` and its update count."""
+        missing = sorted(set(self.shadow) - set(state))
+        if missing:
+            raise ValueError(f"EMA state lacks parameters {missing[:5]}")
+        for name in self.shadow:
+            self.shadow[name].copy_(state[name])
+        self.num_updates = int(num_updates)
+
     def state_dict(self) -> dict[str, Any]:
         """``{'decay', 'num_updates', 'shadow': {name: tensor}}`` (tensors only, loadable with weights_only)."""
         return {"decay": self.decay, "num_updates": self.num_updates, "shadow": dict(self.shadow)}

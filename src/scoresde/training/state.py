@@ -1,63 +1,33 @@
-"""Training checkpoints: atomic writes, weights-only loading, and finding the newest valid one to resume from.
+"""Training checkpoints in a workdir, and finding the newest valid one to resume from.
 
-A workdir holds ``checkpoints/checkpoint_<step>.pt`` (kept every ``snapshot_freq`` steps) and
-``checkpoints/latest.pt`` (overwritten every ``snapshot_freq_for_preemption`` steps). Each file is written to a
-temporary file in the same folder, flushed and fsynced, then renamed over the target, so a crash leaves either
-the old or the new file, never a torn one. Files are read with ``torch.load(weights_only=True)``: loading never
-executes code. A file that does not load (truncated, corrupt, or of another format) is reported and skipped.
+Each checkpoint is a directory in scoresde's own format (:mod:`scoresde.checkpoint.native`: safetensors weights,
+JSON config, ``optimizer.pt`` and ``trainer.pt`` read with ``weights_only=True``), so ``scoresde sample`` and
+:func:`scoresde.load_checkpoint` read training checkpoints directly:
+
+* ``checkpoints/checkpoint_<step>/`` every ``snapshot_freq`` steps (kept);
+* ``checkpoints/preempt_<step>/`` every ``snapshot_freq_for_preemption`` steps (only the newest is kept).
+
+A checkpoint is written into a fresh hidden directory and renamed into place only when complete (every file
+fsynced, ``config.json`` last), so a crash never leaves a half-written checkpoint under a valid name. A directory
+that does not load (truncated or torn files, another format) is reported and skipped when resuming.
 """
 
 from __future__ import annotations
 
-import os
 import re
+import shutil
 import tempfile
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
-FORMAT = "scoresde-train-v1"
-REQUIRED_KEYS = ("format", "step", "model", "ema", "optimizer")
+from ..checkpoint.native import TrainingState, load_training_state, save_checkpoint
 
-
-class CorruptCheckpointError(RuntimeError):
-    """A checkpoint file that cannot be read or lacks the training-state keys."""
-
-
-def atomic_torch_save(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` to ``path`` atomically: temp file in the same folder, fsync, ``os.replace``, fsync folder."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-    return path
-
-
-def load_training_state(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a training checkpoint with ``weights_only=True``; raise :class:`CorruptCheckpointError` if unusable."""
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # torch raises several types for truncated or foreign files
-        raise CorruptCheckpointError(f"checkpoint {path} cannot be read ({type(err).__name__}: {err})") from err
-    if not isinstance(state, dict) or any(k not in state for k in REQUIRED_KEYS) or state["format"] != FORMAT:
-        keys = sorted(state) if isinstance(state, dict) else type(state).__name__
-        raise CorruptCheckpointError(f"checkpoint {path} is not a scoresde training checkpoint (keys: {keys})")
-    return state
+_NAME = re.compile(r"(checkpoint|preempt)_(\d+)")
 
 
 def checkpoint_dir(workdir: str | Path) -> Path:
@@ -65,44 +35,66 @@ def checkpoint_dir(workdir: str | Path) -> Path:
     return Path(workdir) / "checkpoints"
 
 
-def numbered_path(workdir: str | Path, step: int) -> Path:
-    """``workdir/checkpoints/checkpoint_<step>.pt``."""
-    return checkpoint_dir(workdir) / f"checkpoint_{step}.pt"
-
-
-def latest_path(workdir: str | Path) -> Path:
-    """``workdir/checkpoints/latest.pt`` (the pre-emption checkpoint)."""
-    return checkpoint_dir(workdir) / "latest.pt"
-
-
-def list_checkpoints(workdir: str | Path) -> list[tuple[int, Path]]:
-    """Numbered checkpoints as ``(step, path)``, ascending."""
+def list_checkpoints(workdir: str | Path) -> list[tuple[int, str, Path]]:
+    """Checkpoint directories as ``(step, kind, path)`` with ``kind`` ``'checkpoint'`` or ``'preempt'``, newest
+    first (a numbered checkpoint before a pre-emption one of the same step)."""
     found = []
-    for p in checkpoint_dir(workdir).glob("checkpoint_*.pt"):
-        m = re.fullmatch(r"checkpoint_(\d+)\.pt", p.name)
-        if m:
-            found.append((int(m.group(1)), p))
-    return sorted(found)
+    root = checkpoint_dir(workdir)
+    if root.is_dir():
+        for p in root.iterdir():
+            m = _NAME.fullmatch(p.name)
+            if m and p.is_dir():
+                found.append((int(m.group(2)), m.group(1), p))
+    return sorted(found, key=lambda e: (e[0], e[1] == "checkpoint"), reverse=True)
 
 
-def find_resumable(workdir: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any] | None:
-    """The newest checkpoint of ``workdir`` that loads, or ``None`` if there is none.
+def save_training_checkpoint(
+    workdir: str | Path,
+    step: int,
+    *,
+    kind: str,
+    net: nn.Module,
+    ema_state: Mapping[str, torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    config: Mapping[str, Any],
+    trainer_state: Mapping[str, Any],
+) -> Path:
+    """Write ``checkpoints/<kind>_<step>`` atomically (fresh directory, then rename); return its path.
 
-    Candidates are ``latest.pt`` and the numbered ones, newest step first; unreadable files are reported with a
-    warning naming them and skipped.
+    For ``kind='preempt'`` the older pre-emption checkpoints are removed once the new one is in place.
     """
-    candidates = [p for _, p in reversed(list_checkpoints(workdir))]
-    latest = latest_path(workdir)
-    states = []
-    for path in ([latest] if latest.exists() else []) + candidates:
+    if kind not in ("checkpoint", "preempt"):
+        raise ValueError(f"kind must be 'checkpoint' or 'preempt', got {kind!r}")
+    root = checkpoint_dir(workdir)
+    root.mkdir(parents=True, exist_ok=True)
+    target = root / f"{kind}_{step}"
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=root))
+    try:
+        save_checkpoint(tmp, net, config, step=step, ema=ema_state, optimizer=optimizer, trainer_state=trainer_state)
+        if target.exists():  # the same step saved again (e.g. after a resume): identical content
+            shutil.rmtree(target)
+        tmp.rename(target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if kind == "preempt":
+        for s, k, path in list_checkpoints(workdir):
+            if k == "preempt" and s != step:
+                shutil.rmtree(path, ignore_errors=True)
+    return target
+
+
+def find_resumable(workdir: str | Path, map_location: str | torch.device = "cpu") -> TrainingState | None:
+    """The newest checkpoint of ``workdir`` that loads completely, or ``None``; unusable ones are reported with a
+    warning that names them, and skipped."""
+    for _, _, path in list_checkpoints(workdir):
         try:
             state = load_training_state(path, map_location)
-        except CorruptCheckpointError as err:
-            warnings.warn(f"skipping unusable checkpoint: {err}", stacklevel=2)
+        except Exception as err:  # truncated safetensors, torn step metadata, foreign or partial directory
+            warnings.warn(f"skipping unusable checkpoint {path}: {type(err).__name__}: {err}", stacklevel=2)
             continue
-        states.append(state)
-        if path != latest:
-            break  # numbered checkpoints are visited newest first: the first good one is the newest good one
-    if not states:
-        return None
-    return max(states, key=lambda s: int(s["step"]))
+        if state.ema_state is None or state.optimizer_state is None or state.trainer_state is None:
+            warnings.warn(f"skipping checkpoint {path}: it lacks the EMA, optimizer or trainer state", stacklevel=2)
+            continue
+        return state
+    return None

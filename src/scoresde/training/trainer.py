@@ -33,7 +33,7 @@ from .config import Config, ConfigError
 from .data import StepBatchSampler, build_dataset, global_batch_indices, make_loader
 from .distributed import DistEnv, init_distributed
 from .ema import EMA
-from .state import FORMAT, atomic_torch_save, find_resumable, latest_path, numbered_path
+from .state import checkpoint_dir, find_resumable, save_training_checkpoint
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -89,13 +89,13 @@ class Trainer:
         state = find_resumable(self.workdir, map_location=self.env.device)
         if state is None:
             return False
-        self.model.net.load_state_dict(state["model"])
-        self.ema.load_state_dict(state["ema"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        if state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
-        self.step = int(state["step"])
-        self.skipped_steps = int(state.get("skipped_steps", 0))
+        self.model.net.load_state_dict(state.model_state)
+        self.ema.load_full_state_dict(state.ema_state, num_updates=int(state.trainer_state["ema_num_updates"]))
+        self.optimizer.load_state_dict(state.optimizer_state)
+        if state.trainer_state.get("scaler"):
+            self.scaler.load_state_dict(state.trainer_state["scaler"])
+        self.step = state.step
+        self.skipped_steps = int(state.trainer_state.get("skipped_steps", 0))
         return True
 
     # ---- one optimizer step ------------------------------------------------------------------------------------
@@ -174,10 +174,9 @@ class Trainer:
             self.skipped_steps += 1
             self.step += 1
             return value
-        last = latest_path(self.workdir)
         raise NonFiniteLossError(f"non-finite training loss {value} at step {self.step}; stopping (the last good "
-                                 f"checkpoint is kept in {last.parent}; set training.nonfinite=skip to skip such "
-                                 "steps)")
+                                 f"checkpoint is kept in {checkpoint_dir(self.workdir)}; set "
+                                 "training.nonfinite=skip to skip such steps)")
 
     # ---- evaluation, snapshots, checkpoints -------------------------------------------------------------------
     def ema_model(self) -> ScoreModel:
@@ -219,20 +218,16 @@ class Trainer:
         save_samples_png(x, path)
         return path
 
-    def checkpoint_state(self) -> dict[str, Any]:
-        """Everything needed to resume (tensors, numbers and strings only: loadable with ``weights_only``)."""
-        return {"format": FORMAT, "step": self.step, "skipped_steps": self.skipped_steps,
-                "model": self.model.net.state_dict(), "ema": self.ema.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
-                "config": json.dumps(self.cfg.to_dict()), "world_size": self.env.world_size}
-
     def save_checkpoint(self, numbered: bool) -> None:
-        """Atomically write ``latest.pt`` and, if ``numbered``, ``checkpoint_<step>.pt`` (rank 0 only)."""
+        """Write ``checkpoint_<step>`` (if ``numbered``) or ``preempt_<step>`` atomically (rank 0 only)."""
         if self.env.is_main:
-            state = self.checkpoint_state()
-            atomic_torch_save(state, latest_path(self.workdir))
-            if numbered:
-                atomic_torch_save(state, numbered_path(self.workdir, self.step))
+            save_training_checkpoint(
+                self.workdir, self.step, kind="checkpoint" if numbered else "preempt", net=self.model.net,
+                ema_state=self.ema.full_state_dict(self.model.net), optimizer=self.optimizer,
+                config=self.cfg.to_dict(),
+                trainer_state={"ema_num_updates": self.ema.num_updates, "ema_decay": self.ema.decay,
+                               "scaler": self.scaler.state_dict(), "skipped_steps": self.skipped_steps,
+                               "world_size": self.env.world_size})
         self.env.barrier()
 
     # ---- logging ----------------------------------------------------------------------------------------------
@@ -312,20 +307,26 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+#: Keys a resumed run may change: they schedule the run but do not change what a step computes.
+RESUMABLE_CHANGES = frozenset({"training.n_iters", "training.log_freq", "training.eval_freq", "training.snapshot_freq",
+                               "training.snapshot_freq_for_preemption", "training.snapshot_sampling",
+                               "training.num_workers", "training.num_snapshot_samples"})
+
+
 def prepare_workdir(workdir: str | Path, cfg: Config) -> None:
-    """Create ``workdir`` and write ``config.json``; an existing one must hold the same config (resuming a run
-    with other settings is refused, naming the keys that differ)."""
+    """Create ``workdir`` and write ``config.json``. An existing one must hold the same config except for the
+    scheduling keys of :data:`RESUMABLE_CHANGES` (e.g. a longer ``training.n_iters``); any other difference is
+    refused, naming the keys that differ."""
     workdir = Path(workdir)
     path = workdir / "config.json"
     if path.exists():
         saved = _flatten(json.loads(path.read_text()))
         new = _flatten(json.loads(json.dumps(cfg.to_dict())))
-        diff = sorted(k for k in set(saved) | set(new) if saved.get(k) != new.get(k))
+        diff = sorted(k for k in set(saved) | set(new) if saved.get(k) != new.get(k) and k not in RESUMABLE_CHANGES)
         if diff:
             shown = ", ".join(f"{k}: {saved.get(k)!r} -> {new.get(k)!r}" for k in diff[:8])
             raise ConfigError(f"{workdir} holds a run with another config ({shown}); use a new --workdir, or "
                               "resume with the saved config")
-        return
     workdir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(cfg.to_dict(), indent=2))
