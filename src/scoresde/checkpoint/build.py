@@ -22,6 +22,7 @@ from ..configs import get_preset, parse_config_file
 from ..models import ScoreModel
 from ..nets import DDPM, NCSNpp, ncsn_from_config
 from ..nets.ncsn import NCSNV2_VARIANTS
+from ..nets.toy import ToyMLP
 from ..sdes import VESDE, VPSDE, ScalarSDE, SubVPSDE
 
 __all__ = ["NETWORKS", "build_network", "build_score_model", "build_sde", "resolve_config"]
@@ -34,6 +35,7 @@ NETWORKS: dict[str, Any] = {
     "ddpm": DDPM.from_config,
     "ncsn": ncsn_from_config,
     **dict.fromkeys(NCSNV2_VARIANTS, ncsn_from_config),
+    "toy_mlp": ToyMLP.from_config,
 }
 
 _NCSN_NAMES = frozenset({"ncsn", *NCSNV2_VARIANTS})
@@ -64,8 +66,8 @@ def _section(config: Mapping[str, Any], name: str) -> Mapping[str, Any]:
 
 
 def build_network(config: Mapping[str, Any]) -> nn.Module:
-    """The network named by ``model.name`` (``ncsnpp``, ``ddpm``, ``ncsn``, ``ncsnv2_64/128/256``), randomly
-    initialised from the ``model`` and ``data`` sections."""
+    """The network named by ``model.name`` (``ncsnpp``, ``ddpm``, ``ncsn``, ``ncsnv2_64/128/256``, ``toy_mlp``),
+    randomly initialised from the ``model`` and ``data`` sections."""
     model, data = _section(config, "model"), _section(config, "data")
     name = model.get("name")
     if name not in NETWORKS:
@@ -126,4 +128,6 @@ def build_score_model(config: Mapping[str, Any], *, dtype: torch.dtype | None = 
     continuous = continuous and _section(config, "model").get("name") not in _NCSN_NAMES
     if dtype is not None:
         net = net.to(dtype)
+    if isinstance(net, ToyMLP):  # scoresde's toy network: fed 999 t like the VP networks, predicts the noise
+        return ScoreModel(net, sde, continuous=True, label_type="time", output_type="eps").eval()
     return ScoreModel(net, sde, continuous=continuous).eval()

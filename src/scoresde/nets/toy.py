@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -45,6 +47,21 @@ class ToyMLP(nn.Module):
         self.inp = nn.Linear(dim + time_embed_dim, hidden)
         self.blocks = nn.ModuleList(nn.Sequential(nn.SiLU(), nn.Linear(hidden, hidden)) for _ in range(depth))
         self.out = nn.Sequential(nn.SiLU(), nn.Linear(hidden, dim))
+
+    #: model-section keys that belong to the SDE or the EMA (the original configs keep them in ``model``)
+    SDE_KEYS = frozenset({"name", "ema_rate", "sigma_min", "sigma_max", "beta_min", "beta_max", "num_scales"})
+
+    @classmethod
+    def from_config(cls, model: Mapping[str, Any], data: Mapping[str, Any]) -> ToyMLP:
+        """Build from a config's ``model`` section (``hidden``, ``depth``, ``time_embed_dim``, ``dim``; SDE keys are
+        ignored) for 2-D data; unknown keys are an error naming them."""
+        known = {"hidden", "depth", "time_embed_dim", "max_period", "dim"}
+        unknown = sorted(set(model) - known - cls.SDE_KEYS)
+        if unknown:
+            raise ValueError(f"unknown model config keys {unknown} for toy_mlp; known keys: {sorted(known)}")
+        return cls(dim=int(model.get("dim", 2)), hidden=int(model.get("hidden", 128)), depth=int(model.get("depth", 3)),
+                   time_embed_dim=int(model.get("time_embed_dim", 32)),
+                   max_period=float(model.get("max_period", 10000.0)))
 
     def forward(self, x: Tensor, labels: Tensor) -> Tensor:
         """Network output for a batch ``x`` of shape ``(B, dim)`` and time labels of shape ``(B,)``."""

@@ -6,16 +6,11 @@ from typing import Any
 
 from torch import Tensor
 
-from ..checkpoint.build import build_network, build_sde
+from ..checkpoint.build import build_score_model
 from ..models import ScoreModel
-from ..nets.toy import ToyMLP
 from ..objectives import ddpm_loss, sde_loss, smld_loss
 from ..sdes import VESDE, VPSDE
 from .config import Config, SamplingConfig
-
-# model-section keys of the toy MLP besides the SDE parameters (which live in `model` as in the originals)
-_TOY_KEYS = {"name", "hidden", "depth", "time_embed_dim", "ema_rate", "sigma_min", "sigma_max", "beta_min",
-             "beta_max", "num_scales"}
 
 
 def network_sections(cfg: Config) -> dict[str, Any]:
@@ -31,18 +26,7 @@ def network_sections(cfg: Config) -> dict[str, Any]:
 
 def build_model(cfg: Config) -> ScoreModel:
     """A randomly initialised :class:`ScoreModel` (network + SDE with the original conventions) for ``cfg``."""
-    sections = network_sections(cfg)
-    sde = build_sde(sections)
-    if cfg.model["name"] == "toy_mlp":
-        unknown = sorted(set(cfg.model) - _TOY_KEYS)
-        if unknown:
-            raise ValueError(f"unknown model config keys {unknown} for toy_mlp; known keys: {sorted(_TOY_KEYS)}")
-        m = cfg.model
-        net = ToyMLP(dim=2, hidden=int(m.get("hidden", 128)), depth=int(m.get("depth", 3)),
-                     time_embed_dim=int(m.get("time_embed_dim", 32)))
-        # The MLP takes 999 t like the VP networks, whatever the SDE, and predicts the noise.
-        return ScoreModel(net, sde, continuous=True, label_type="time", output_type="eps")
-    return ScoreModel(build_network(sections), sde, continuous=cfg.training.continuous)
+    return build_score_model(network_sections(cfg)).train()
 
 
 def check_objective(cfg: Config, model: ScoreModel) -> None:

@@ -5,7 +5,8 @@ JSON config, ``optimizer.pt`` and ``trainer.pt`` read with ``weights_only=True``
 :func:`scoresde.load_checkpoint` read training checkpoints directly:
 
 * ``checkpoints/checkpoint_<step>/`` every ``snapshot_freq`` steps (kept);
-* ``checkpoints/preempt_<step>/`` every ``snapshot_freq_for_preemption`` steps (only the newest is kept).
+* ``checkpoints/preempt_<step>/`` every ``snapshot_freq_for_preemption`` steps (removed once a newer checkpoint
+  of either kind is written).
 
 A checkpoint is written into a fresh hidden directory and renamed into place only when complete (every file
 fsynced, ``config.json`` last), so a crash never leaves a half-written checkpoint under a valid name. A directory
@@ -61,7 +62,7 @@ def save_training_checkpoint(
 ) -> Path:
     """Write ``checkpoints/<kind>_<step>`` atomically (fresh directory, then rename); return its path.
 
-    For ``kind='preempt'`` the older pre-emption checkpoints are removed once the new one is in place.
+    Pre-emption checkpoints older than ``step`` are removed once the new one is in place.
     """
     if kind not in ("checkpoint", "preempt"):
         raise ValueError(f"kind must be 'checkpoint' or 'preempt', got {kind!r}")
@@ -77,10 +78,9 @@ def save_training_checkpoint(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if kind == "preempt":
-        for s, k, path in list_checkpoints(workdir):
-            if k == "preempt" and s != step:
-                shutil.rmtree(path, ignore_errors=True)
+    for s, k, path in list_checkpoints(workdir):  # older pre-emption checkpoints are superseded
+        if k == "preempt" and s < step:
+            shutil.rmtree(path, ignore_errors=True)
     return target
 
 
