@@ -38,6 +38,9 @@ NETWORKS: dict[str, Any] = {
     "toy_mlp": ToyMLP.from_config,
 }
 
+#: the ``data`` keys a network reads (the NCSN family reads ``channels`` in the original code)
+NETWORK_DATA_KEYS = frozenset({"image_size", "num_channels", "centered", "channels"})
+
 _NCSN_NAMES = frozenset({"ncsn", *NCSNV2_VARIANTS})
 
 
@@ -67,8 +70,13 @@ def _section(config: Mapping[str, Any], name: str) -> Mapping[str, Any]:
 
 def build_network(config: Mapping[str, Any]) -> nn.Module:
     """The network named by ``model.name`` (``ncsnpp``, ``ddpm``, ``ncsn``, ``ncsnv2_64/128/256``, ``toy_mlp``),
-    randomly initialised from the ``model`` and ``data`` sections."""
-    model, data = _section(config, "model"), _section(config, "data")
+    randomly initialised from the ``model`` section and the network's part of the ``data`` section.
+
+    Only :data:`NETWORK_DATA_KEYS` of ``data`` reach the network: the rest of that section (dataset name, file
+    locations, augmentation) belongs to the data pipeline.
+    """
+    model = _section(config, "model")
+    data = {k: v for k, v in _section(config, "data").items() if k in NETWORK_DATA_KEYS}
     name = model.get("name")
     if name not in NETWORKS:
         raise ValueError(f"unknown model.name {name!r}; supported networks: {', '.join(sorted(NETWORKS))}")

@@ -26,10 +26,72 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: this rank's GPU if any, else cpu)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``scoresde`` command and its sub-commands."""
+    from . import commands
+
     parser = argparse.ArgumentParser(prog="scoresde", description="Score-based diffusion models in PyTorch.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = sub.add_parser("train", help="train a model (resumes from the workdir's newest checkpoint)",
+                           description="Train the config in --workdir. Launch with torchrun for DDP on several "
+                                       "GPUs/processes; a plain launch is one process. An existing workdir resumes "
+                                       "from its newest valid checkpoint (omit --config to reuse its config).")
+    train.add_argument("--config", default=None, help="preset name (see `scoresde configs`), .json file or original "
+                                                      "configs/**.py file")
+    train.add_argument("--workdir", required=True, help="run folder (config.json, checkpoints/, samples/, tb/)")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config value, e.g. --set training.batch_size=64 (repeatable)")
+    train.add_argument("--max-steps", type=_positive_int, default=None, help="stop after this many steps")
+    _add_common(train)
+    train.set_defaults(func=commands.cmd_train)
+
+    smp = sub.add_parser("sample", help="draw samples from a checkpoint",
+                         description="Sample a run's checkpoint (EMA weights) with its sampling config.")
+    smp.add_argument("--workdir", required=True)
+    smp.add_argument("--checkpoint", type=int, default=None, help="step of a numbered checkpoint (default: newest)")
+    smp.add_argument("--num", type=_positive_int, default=64, help="number of samples (default: %(default)s)")
+    smp.add_argument("--batch-size", type=_positive_int, default=256, help="samples per batch (default: %(default)s)")
+    smp.add_argument("--out", default=None, help="output .png (grid / scatter) or .npz (uint8 images or points)")
+    smp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override sampling options, e.g. --set sampling.method=ode")
+    smp.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    smp.add_argument("--no-ema", action="store_true", help="use the online weights instead of the EMA")
+    _add_common(smp)
+    smp.set_defaults(func=commands.cmd_sample)
+
+    lik = sub.add_parser("likelihood", help="bits/dim of a data split under a checkpoint (probability-flow ODE)")
+    lik.add_argument("--workdir", required=True)
+    lik.add_argument("--checkpoint", type=int, default=None)
+    lik.add_argument("--split", default="test", choices=["train", "test"])
+    lik.add_argument("--num", type=_positive_int, default=256, help="examples to evaluate (default: %(default)s)")
+    lik.add_argument("--batch-size", type=_positive_int, default=64)
+    lik.add_argument("--trace", default="hutchinson-rademacher",
+                     choices=["hutchinson-rademacher", "hutchinson-gaussian", "exact"])
+    lik.add_argument("--n-probes", type=_positive_int, default=1)
+    lik.add_argument("--seed", type=int, default=0)
+    lik.add_argument("--no-ema", action="store_true")
+    _add_common(lik)
+    lik.set_defaults(func=commands.cmd_likelihood)
+
+    cfgs = sub.add_parser("configs", help="list the presets (ours and every original Score SDE config)")
+    cfgs.add_argument("--filter", default=None, help="only names containing this text")
+    cfgs.set_defaults(func=commands.cmd_configs)
+
+    imp = sub.add_parser("import", help="turn an original Score SDE checkpoint into a run folder",
+                         description="Convert an original Score SDE checkpoint (.pth) into a run folder that "
+                                     "`sample`, `likelihood` and `train` (fine-tuning) use.")
+    imp.add_argument("--score-sde", required=True, metavar="CKPT", help="original checkpoint file")
+    imp.add_argument("--config", required=True, help="its config: preset name, .json or original .py file")
+    imp.add_argument("--workdir", required=True, help="new run folder")
+    imp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    imp.set_defaults(func=commands.cmd_import)
+
     demo = sub.add_parser(
         "demo", help="train on a built-in 2-D Gaussian mixture, sample, and compare with the exact law",
         description="Train a small score model on a built-in 2-D Gaussian mixture (no download) with the VP SDE "
@@ -50,9 +112,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, FloatingPointError) as err:
-        print(f"scoresde {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    except (ValueError, FileNotFoundError, FloatingPointError, TypeError) as err:
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        print(f"scoresde {args.command}: error: {message}", file=sys.stderr)
+        return 3 if isinstance(err, FloatingPointError) else 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -13,20 +13,9 @@ from ..sdes import VESDE, VPSDE
 from .config import Config, SamplingConfig
 
 
-def network_sections(cfg: Config) -> dict[str, Any]:
-    """The config in the original layout, reduced to what the network builders read."""
-    d = cfg.data
-    data = {"image_size": d.image_size, "num_channels": d.num_channels, "centered": d.centered,
-            "dataset": d.dataset, "random_flip": d.random_flip, "uniform_dequantization": d.uniform_dequantization}
-    if d.channels is not None:
-        data["channels"] = d.channels
-    return {"model": dict(cfg.model), "data": data, "training": {"sde": cfg.training.sde,
-                                                                 "continuous": cfg.training.continuous}}
-
-
 def build_model(cfg: Config) -> ScoreModel:
     """A randomly initialised :class:`ScoreModel` (network + SDE with the original conventions) for ``cfg``."""
-    return build_score_model(network_sections(cfg)).train()
+    return build_score_model(cfg.to_dict()).train()
 
 
 def check_objective(cfg: Config, model: ScoreModel) -> None:

@@ -57,6 +57,7 @@ class Trainer:
 
     def __init__(self, cfg: Config, workdir: str | Path, *, device: str | None = None, progress: bool = False) -> None:
         self.cfg, self.workdir, self.progress = cfg, Path(workdir), progress
+        check_workdir_config(self.workdir, cfg)
         self.env: DistEnv = init_distributed(device)
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         self.model: ScoreModel = build_model(cfg).to(self.env.device)
@@ -317,6 +318,18 @@ def prepare_workdir(workdir: str | Path, cfg: Config) -> None:
     """Create ``workdir`` and write ``config.json``. An existing one must hold the same config except for the
     scheduling keys of :data:`RESUMABLE_CHANGES` (e.g. a longer ``training.n_iters``); any other difference is
     refused, naming the keys that differ."""
+    check_workdir_config(workdir, cfg)
+    workdir = Path(workdir)
+    path = workdir / "config.json"
+    workdir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(cfg.to_dict(), indent=2))
+    tmp.replace(path)
+
+
+def check_workdir_config(workdir: str | Path, cfg: Config) -> None:
+    """Raise :class:`ConfigError` if ``workdir`` holds a run whose config differs from ``cfg`` outside
+    :data:`RESUMABLE_CHANGES` (writes nothing)."""
     workdir = Path(workdir)
     path = workdir / "config.json"
     if path.exists():
@@ -327,10 +340,6 @@ def prepare_workdir(workdir: str | Path, cfg: Config) -> None:
             shown = ", ".join(f"{k}: {saved.get(k)!r} -> {new.get(k)!r}" for k in diff[:8])
             raise ConfigError(f"{workdir} holds a run with another config ({shown}); use a new --workdir, or "
                               "resume with the saved config")
-    workdir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(cfg.to_dict(), indent=2))
-    tmp.replace(path)
 
 
 def save_samples_png(x: Tensor, path: str | Path) -> Path:

@@ -1,0 +1,195 @@
+"""The sub-commands of ``scoresde``: each a small function of its parsed arguments that returns an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..training.config import Config, config_from_dict, load_config
+
+
+def _saved_config(workdir: Path) -> Config:
+    path = workdir / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{workdir} is not a scoresde run folder (no config.json); train or import first")
+    return config_from_dict(json.loads(path.read_text()))
+
+
+def _checkpoint_path(workdir: Path, step: int | None) -> Path:
+    from ..training.state import list_checkpoints
+
+    found = list_checkpoints(workdir)
+    if not found:
+        raise FileNotFoundError(f"no checkpoints in {workdir / 'checkpoints'}")
+    if step is None:
+        return found[0][2]
+    for s, kind, path in found:
+        if s == step and kind == "checkpoint":
+            return path
+    steps = sorted({s for s, _, _ in found})
+    raise FileNotFoundError(f"no checkpoint of step {step} in {workdir}; available steps: {steps}")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """``scoresde train``: validate everything, then train (resuming from the workdir's newest checkpoint)."""
+    from ..training import Trainer
+
+    workdir = Path(args.workdir)
+    if args.config is None:
+        cfg = _saved_config(workdir)
+        if args.set:
+            cfg = config_from_dict(_overridden(cfg.to_dict(), args.set))
+    else:
+        cfg = load_config(args.config, args.set)
+    trainer = Trainer(cfg, workdir, device=args.device, progress=not args.quiet)  # validates data and model first
+    resumed = trainer.resume()
+    if trainer.env.is_main:
+        print(f"{'resuming' if resumed else 'starting'} at step {trainer.step} of {cfg.training.n_iters} in {workdir}")
+    last = trainer.train(max_steps=args.max_steps)
+    if trainer.env.is_main:
+        summary = ", ".join(f"{k}={v:.4g}" for k, v in last.items())
+        print(f"stopped at step {trainer.step}: {summary}; checkpoints in {workdir / 'checkpoints'}")
+    return 0
+
+
+def _overridden(values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    from ..training.config import apply_overrides
+
+    return apply_overrides(values, overrides)
+
+
+def _load_model(workdir: Path, step: int | None, use_ema: bool, device: str):
+    from ..checkpoint import load_checkpoint
+
+    path = _checkpoint_path(workdir, step)
+    model, ckpt_step, _ = load_checkpoint(path, use_ema=use_ema, map_location=device)
+    return model, ckpt_step, path
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    """``scoresde sample``: draw ``--num`` samples from a checkpoint and save them as PNG and/or NPZ."""
+    from ..sampling import sample
+    from ..training.build import sampler_options
+    from ..training.trainer import save_samples_png
+
+    workdir = Path(args.workdir)
+    cfg = _saved_config(workdir)
+    if args.set:
+        cfg = config_from_dict(_overridden(cfg.to_dict(), args.set))
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model, step, path = _load_model(workdir, args.checkpoint, not args.no_ema, device)
+    name, options = sampler_options(cfg.sampling)
+    toy = cfg.model["name"] == "toy_mlp"
+    shape_one = (2,) if toy else (cfg.data.num_channels, cfg.data.image_size, cfg.data.image_size)
+    chunks, nfe = [], 0
+    for start in range(0, args.num, args.batch_size):
+        n = min(args.batch_size, args.num - start)
+        g = torch.Generator(device).manual_seed(args.seed * 1_000_003 + start)
+        x, info = sample(model.sde, model.score_fn, (n, *shape_one), name, g, device=device, return_info=True,
+                         progress=not args.quiet if name == "pc" else False, **options)
+        chunks.append(x.cpu())
+        nfe = info.nfe
+    x = torch.cat(chunks)
+    if not toy:
+        from ..data import inverse_data_scaler
+
+        x = inverse_data_scaler(x, cfg.data.centered).clamp(0, 1)
+    out = Path(args.out) if args.out else workdir / "samples" / f"sample_step_{step}.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".npz":
+        arr = x.numpy() if toy else (x * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        np.savez(out, samples=arr, step=step, sampler=name, nfe=nfe, options=json.dumps(options))
+    elif out.suffix == ".png":
+        save_samples_png(x, out)
+    else:
+        raise ValueError(f"--out must end in .png or .npz, got {out.name!r}")
+    print(f"wrote {args.num} samples of {path} (step {step}, sampler {name}, NFE {nfe} per batch) to {out}")
+    return 0
+
+
+def cmd_likelihood(args: argparse.Namespace) -> int:
+    """``scoresde likelihood``: bits/dim (images) or nats/dim (2-D toys) of a data split under a checkpoint."""
+    from ..likelihood import bits_per_dim, log_likelihood
+    from ..training.data import build_dataset
+
+    workdir = Path(args.workdir)
+    cfg = _saved_config(workdir)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model, step, path = _load_model(workdir, args.checkpoint, not args.no_ema, device)
+    dataset = build_dataset(cfg.data, args.split, cfg.seed)
+    num = min(args.num, len(dataset))
+    g = torch.Generator().manual_seed(args.seed)
+    values, errors = [], []
+    for start in range(0, num, args.batch_size):
+        batch = torch.stack([dataset[i][0] for i in range(start, min(num, start + args.batch_size))])
+        opts = dict(trace=args.trace, n_probes=args.n_probes, generator=g)
+        if batch.dtype == torch.uint8:
+            data_range = (-1.0, 1.0) if cfg.data.centered else (0.0, 1.0)
+            v, info = bits_per_dim(model.sde, model.score_fn, batch.to(device), data_range=data_range, **opts)
+        else:
+            logp, info = log_likelihood(model.sde, model.score_fn, batch.to(device, torch.float32), **opts)
+            v = -logp / batch[0].numel()
+            info.stderr = info.stderr / batch[0].numel()
+        values.append(v.detach().cpu())
+        errors.append(info.stderr.detach().cpu())
+    v, se = torch.cat(values), torch.cat(errors)
+    unit = "bits/dim" if dataset[0][0].dtype == torch.uint8 else "nats/dim"
+    result = {"value": float(v.mean()), "unit": unit, "stderr_over_examples": float(v.std() / math.sqrt(len(v))),
+              "mean_probe_stderr": float(se.nanmean()) if len(se) else float("nan"), "num": len(v),
+              "split": args.split, "checkpoint": str(path), "step": step, "ema": not args.no_ema,
+              "trace": args.trace, "n_probes": args.n_probes}
+    out = workdir / "eval" / f"likelihood_{args.split}_step_{step}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(f"{result['value']:.4f} {unit} ± {result['stderr_over_examples']:.4f} on {len(v)} {args.split} examples "
+          f"(step {step}); wrote {out}")
+    return 0
+
+
+def cmd_configs(args: argparse.Namespace) -> int:
+    """``scoresde configs``: list preset names (optionally those containing ``--filter``)."""
+    from ..training.presets import list_all_presets
+
+    names = [n for n in list_all_presets() if args.filter is None or args.filter in n]
+    print("\n".join(names))
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """``scoresde import``: an original Score SDE checkpoint becomes a run folder (sample, evaluate, fine-tune)."""
+    from ..checkpoint.build import build_network, resolve_config
+    from ..checkpoint.native import remap_optimizer_state
+    from ..checkpoint.original import original_state_dicts, read_original_checkpoint
+    from ..training.state import save_training_checkpoint
+    from ..training.trainer import prepare_workdir
+
+    workdir = Path(args.workdir)
+    if (workdir / "config.json").exists():
+        raise ValueError(f"{workdir} already holds a run; import into a new --workdir")
+    cfg = config_from_dict(_overridden(resolve_config(args.config), args.set))
+    ckpt = read_original_checkpoint(args.score_sde)
+    sections = cfg.to_dict()
+    net = build_network(sections)
+    model_sd, ema_sd = original_state_dicts(net, ckpt)
+    if ema_sd is None:
+        raise ValueError(f"{args.score_sde} has no EMA weights")
+    net.load_state_dict(model_sd)
+    optimizer = torch.optim.Adam(net.parameters(), lr=cfg.optim.lr, betas=(cfg.optim.beta1, 0.999),
+                                 eps=cfg.optim.eps, weight_decay=cfg.optim.weight_decay, amsgrad=cfg.optim.amsgrad)
+    if isinstance(ckpt.get("optimizer"), dict) and ckpt["optimizer"].get("state"):
+        optimizer.load_state_dict(remap_optimizer_state(net, ckpt["model"], ckpt["optimizer"]))
+    step = int(ckpt.get("step", 0))
+    ema_updates = int(ckpt.get("ema", {}).get("num_updates", step)) if isinstance(ckpt.get("ema"), dict) else step
+    prepare_workdir(workdir, cfg)
+    trainer_state = {"ema_num_updates": ema_updates, "ema_decay": float(cfg.model.get("ema_rate", 0.999)),
+                     "scaler": {}, "skipped_steps": 0, "world_size": 1}
+    path = save_training_checkpoint(workdir, step, kind="checkpoint", net=net, ema_state=ema_sd, optimizer=optimizer,
+                                    config=sections, trainer_state=trainer_state)
+    print(f"imported {args.score_sde} (step {step}) as {path}")
+    return 0
