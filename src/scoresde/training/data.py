@@ -46,7 +46,7 @@ def build_dataset(cfg: DataConfig, split: str, seed: int, toy_size: int = 100_00
         if cfg.root is None:
             raise ValueError("data.dataset CIFAR10 needs data.root (where cifar-10-batches-py is or will be "
                              "downloaded with data.download=true)")
-        ds = load_dataset("cifar10", split=split, root=cfg.root, download=cfg.download)
+        ds = load_dataset("cifar10", split=split, root=cfg.root, resolution=cfg.image_size, download=cfg.download)
     elif name in ("CELEBA", "CelebAHQ", "FFHQ", "LSUN", "folder"):
         if cfg.root is None:
             raise ValueError(f"data.dataset {name} is read from an image folder or zip: set data.root")

@@ -59,6 +59,9 @@ class Trainer:
         self.cfg, self.workdir, self.progress = cfg, Path(workdir), progress
         check_workdir_config(self.workdir, cfg)
         self.env: DistEnv = init_distributed(device)
+        # the data first: a wrong path or image size is reported before any network is built
+        self.train_set = build_dataset(cfg.data, "train", cfg.seed)
+        self.eval_set = build_dataset(cfg.data, cfg.data.eval_split, cfg.seed) if cfg.training.eval_freq else None
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         self.model: ScoreModel = build_model(cfg).to(self.env.device)
         check_objective(cfg, self.model)
@@ -70,8 +73,6 @@ class Trainer:
         self.step = 0
         self.skipped_steps = 0
         self.train_model = self._wrap_for_training()
-        self.train_set = build_dataset(cfg.data, "train", cfg.seed)
-        self.eval_set = build_dataset(cfg.data, cfg.data.eval_split, cfg.seed) if cfg.training.eval_freq else None
         self._writer = None
 
     # ---- set-up ------------------------------------------------------------------------------------------------

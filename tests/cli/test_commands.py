@@ -1,0 +1,111 @@
+"""The command line: each bad input is one clear error line with a non-zero exit, and nothing is written."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scoresde.cli import build_parser, main
+
+TINY = ["--set", "model.hidden=16", "--set", "model.depth=1", "--set", "training.batch_size=32",
+        "--set", "training.n_iters=10", "--set", "training.snapshot_freq=10", "--set", "training.eval_freq=5",
+        "--set", "training.snapshot_freq_for_preemption=5", "--set", "training.log_freq=5",
+        "--set", "training.num_snapshot_samples=50", "--set", "model.num_scales=30"]
+
+
+def _run(argv: list[str], capsys) -> tuple[int, str, str]:
+    code = main(argv)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "--config", "nope/preset"], "unknown preset 'nope/preset'"),
+        (["train", "--config", "toy/two_moons", "--set", "training.bach_size=3"],
+         "unknown config key training.bach_size; did you mean batch_size?"),
+        (["train", "--config", "toy/two_moons", "--set", "optim.lr=fast"], "optim.lr must be of type float"),
+        (["train", "--config", "vp/cifar10_ddpmpp_continuous"], "CIFAR10 needs data.root"),
+        (["train", "--config", "vp/cifar10_ddpmpp_continuous", "--set", "data.root=/no/such/dir"],
+         "CIFAR-10 not found under /no/such/dir"),
+        (["train", "--config", "ve/celebahq_256_ncsnpp_continuous", "--set", "data.root=/no/such/dir"],
+         "dataset path /no/such/dir does not exist"),
+        (["train", "--config", "digits/vp_ddpmpp", "--set", "data.num_channels=3"],
+         "dataset digits has images of shape (1, 16, 16) (C, H, W) but the config expects (3, 16, 16)"),
+        (["train", "--config", "vp/cifar10_ddpmpp_continuous", "--set", "data.root=/tmp", "--set",
+          "data.image_size=64"], "cifar10 images are 32x32, got resolution=64"),
+        (["sample", "--workdir", "{tmp}/nothing"], "is not a scoresde run folder (no config.json)"),
+    ],
+)
+def test_bad_input_is_one_error_line_and_writes_nothing(argv, message, tmp_path, capsys) -> None:
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    if argv[0] == "train":
+        argv += ["--workdir", str(tmp_path / "run")]
+    code, _out, err = _run(argv, capsys)
+    assert code == 2
+    assert err.count("\n") == 1 and message in err and err.startswith(f"scoresde {argv[0]}: error:")
+    assert not (tmp_path / "run").exists()
+
+
+def test_existing_workdir_with_another_config_is_refused_untouched(tmp_path, capsys) -> None:
+    run = tmp_path / "run"
+    assert main(["train", "--config", "toy/two_moons", "--workdir", str(run), "--quiet", *TINY]) == 0
+    before = (run / "config.json").read_text()
+    code, _, err = _run(["train", "--config", "toy/two_moons", "--workdir", str(run), *TINY, "--set",
+                         "optim.lr=0.1"], capsys)
+    assert code == 2 and "holds a run with another config (optim.lr: 0.002 -> 0.1)" in err
+    assert (run / "config.json").read_text() == before
+
+
+def test_train_sample_likelihood_and_import_end_to_end(tmp_path, capsys) -> None:
+    run = tmp_path / "run"
+    assert main(["train", "--config", "toy/two_moons", "--workdir", str(run), "--quiet", *TINY]) == 0
+    assert (run / "samples" / "step_10.png").exists()
+    # resuming a finished run with a longer schedule continues it
+    assert main(["train", "--workdir", str(run), "--quiet", "--set", "training.n_iters=15"]) == 0
+    assert "resuming at step 10 of 15" in capsys.readouterr().out
+    assert main(["sample", "--workdir", str(run), "--num", "30", "--out", str(tmp_path / "s.npz"), "--quiet"]) == 0
+    data = np.load(tmp_path / "s.npz")
+    assert data["samples"].shape == (30, 2) and int(data["step"]) == 15
+    assert main(["sample", "--workdir", str(run), "--checkpoint", "3"]) == 2  # no such step: an error
+    assert main(["likelihood", "--workdir", str(run), "--num", "20", "--quiet"]) == 0
+    result = json.loads((run / "eval" / "likelihood_test_step_15.json").read_text())
+    assert result["unit"] == "nats/dim" and result["num"] == 20 and 0 < result["value"] < 20  # 15 steps: barely trained
+    assert main(["configs", "--filter", "toy/"]) == 0
+    assert "toy/checkerboard" in capsys.readouterr().out
+
+
+def test_import_of_an_original_checkpoint(tmp_path, capsys) -> None:
+    ref = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference"
+    if not (ref / "ddpmpp_vp.ckpt.pt").exists():
+        pytest.skip("../shared/reference is absent")
+    run = tmp_path / "imported"
+    assert main(["import", "--score-sde", str(ref / "ddpmpp_vp.ckpt.pt"), "--config",
+                 str(ref / "ddpmpp_vp.config.json"), "--workdir", str(run)]) == 0
+    import torch
+
+    from scoresde import load_checkpoint
+
+    model, step, _ = load_checkpoint(run / "checkpoints" / "checkpoint_3")
+    io = torch.load(ref / "ddpmpp_vp.io.pt", weights_only=True)
+    with torch.no_grad():
+        score = model.score_fn(io["x"], io["t"])
+    scale = io["score_ema"].flatten(1).abs().amax(1).clamp_min(1)
+    assert step == 3 and ((score - io["score_ema"]).flatten(1).abs().amax(1) / scale).max() < 1e-4
+    assert main(["import", "--score-sde", str(ref / "ddpmpp_vp.ckpt.pt"), "--config", "vp/cifar10_ddpmpp",
+                 "--workdir", str(run)]) == 2  # never over an existing run
+
+
+def test_help_of_every_command_is_useful() -> None:
+    parser = build_parser()
+    text = parser.format_help()
+    for command in ("train", "sample", "likelihood", "configs", "import", "demo"):
+        assert command in text
+    out = subprocess.run([sys.executable, "-m", "scoresde", "train", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "--workdir" in out.stdout and "torchrun" in out.stdout
