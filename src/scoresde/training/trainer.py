@@ -276,17 +276,23 @@ class Trainer:
             window.append(loss)
             bar.update(1)
             if self.step % t.log_freq == 0:
-                rate = len(window) / (time.perf_counter() - tic)
-                last = {"train/loss": sum(window) / len(window), "train/steps_per_s": rate,
-                        "train/lr": self.optimizer.param_groups[0]["lr"]}
+                last = self._log_window(window, tic)
                 bar.set_postfix(loss=f"{last['train/loss']:.4f}")
-                self.log(last)
                 window, tic = [], time.perf_counter()
             self._periodic()
+        if window:  # the steps since the last log line
+            last = self._log_window(window, tic)
         bar.close()
         if self._writer is not None:
             self._writer.close()
         return last
+
+    def _log_window(self, losses: list[float], since: float) -> dict[str, float]:
+        scalars = {"train/loss": sum(losses) / len(losses),
+                   "train/steps_per_s": len(losses) / (time.perf_counter() - since),
+                   "train/lr": self.optimizer.param_groups[0]["lr"]}
+        self.log(scalars)
+        return scalars
 
     def _periodic(self) -> None:
         t = self.cfg.training
