@@ -84,7 +84,10 @@ class GaussianMixture:
     def sample(
         self, n: int, generator: torch.Generator | None = None, return_labels: bool = False
     ) -> Tensor | tuple[Tensor, Tensor]:
-        """Draw ``n`` samples (shape ``(n, d)``), optionally with their component labels."""
+        """Draw ``n`` samples ``x = mu_k + L_k eps`` with ``k ~ Cat(w)``, ``L_k L_k^T = S_k``, ``eps ~ N(0, I)``.
+
+        Returns shape ``(n, d)``, and the labels ``k`` too with ``return_labels=True``.
+        """
         labels = torch.multinomial(self.weights, n, replacement=True, generator=generator)
         eps = torch.randn(n, self.dim, generator=generator, dtype=self.means.dtype)
         x = self.means[labels] + (self._chol[labels] @ eps[:, :, None])[..., 0]
@@ -162,7 +165,7 @@ class GaussianMixture:
         return (-(resp[..., None] * prec_resid).sum(1)).reshape(x.shape).to(x.dtype)
 
     def responsibilities(self, x: Tensor) -> Tensor:
-        """Posterior component probabilities ``p(k | x)`` under the clean mixture, shape ``(B, K)``."""
+        """Posterior component probabilities ``p(k | x) = w_k N(x; mu_k, S_k) / p_0(x)`` (Bayes), shape ``(B, K)``."""
         alpha, sigma = self._alpha_sigma(None, None, x)
         return torch.softmax(self._components(x, alpha, sigma)[0], dim=1)
 
