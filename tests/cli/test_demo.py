@@ -12,7 +12,7 @@ from scoresde.cli.demo import DemoConfig, run_demo
 
 
 def test_demo_command_writes_png_and_metrics(tmp_path, capsys) -> None:
-    code = main(["demo", "--out", str(tmp_path), "--steps", "300", "--num-samples", "400", "--quiet"])
+    code = main(["demo", "--toy", "--out", str(tmp_path), "--steps", "300", "--num-samples", "400", "--quiet"])
     assert code == 0
     printed = capsys.readouterr().out
     assert "metrics.json" in printed and "samples.png" in printed

@@ -72,6 +72,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.env.device.type, enabled=cfg.training.amp == "fp16")
         self.step = 0
         self.skipped_steps = 0
+        self.last_snapshot: tuple[int, Tensor] | None = None  # (step, samples) of the newest snapshot grid
         self.train_model = self._wrap_for_training()
         self._writer = None
 
@@ -216,6 +217,7 @@ class Trainer:
     def save_snapshot(self) -> Path:
         """Write ``samples/step_<step>.png`` (an image grid, or a scatter plot for 2-D data)."""
         x = self.snapshot_samples().cpu()
+        self.last_snapshot = (self.step, x)
         path = self.workdir / "samples" / f"step_{self.step}.png"
         save_samples_png(x, path)
         return path

@@ -1,0 +1,94 @@
+"""The main demo: train DDPM++ on the built-in 16×16 digits, sample a grid, measure bits/dim and digit quality.
+
+Everything runs through the library's own pieces (:class:`~scoresde.training.Trainer`, the samplers, the ODE
+likelihood), on 2 CPU cores in a few minutes. Sample quality is measured without Inception: a logistic-regression
+digit classifier trained on the real digits (about 97% test accuracy) labels the samples; recognisable digits
+get confident predictions spread over all ten classes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..data import load_digits16, preprocess
+from ..likelihood import bits_per_dim
+from ..training import Trainer, load_config, save_samples_png
+
+PRESET = "digits/vp_ddpmpp"
+
+
+def digit_classifier(seed: int = 0):
+    """A multinomial logistic regression on the 16×16 training digits (pixels in ``[0, 1]``), with its test accuracy."""
+    from sklearn.linear_model import LogisticRegression
+
+    train, test = load_digits16("train"), load_digits16("test")
+    flat = lambda ds: ds.images.flatten(1).numpy() / 255.0  # noqa: E731
+    clf = LogisticRegression(max_iter=2000, C=0.5, random_state=seed).fit(flat(train), train.labels.numpy())
+    return clf, float(clf.score(flat(test), test.labels.numpy()))
+
+
+def digit_quality(samples: torch.Tensor, clf) -> dict[str, float]:
+    """Mean classifier confidence, fraction of confident samples (max p > 0.9), and the class-histogram entropy
+    in bits (``log2 10 = 3.32`` when the ten digits are equally frequent)."""
+    probs = clf.predict_proba(samples.flatten(1).numpy())
+    counts = np.bincount(probs.argmax(1), minlength=10) / len(probs)
+    entropy = -sum(p * math.log2(p) for p in counts if p > 0)
+    return {"mean_confidence": float(probs.max(1).mean()), "confident_fraction": float((probs.max(1) > 0.9).mean()),
+            "class_entropy_bits": entropy}
+
+
+def run_digits_demo(out_dir: str | Path, *, overrides: tuple[str, ...] = (), num_samples: int = 64,
+                    num_bpd: int = 64, progress: bool = True) -> dict[str, Any]:
+    """Train (or resume) ``digits/vp_ddpmpp`` in ``out_dir/run``, then write ``out_dir/digits.png`` and
+    ``out_dir/metrics.json``; returns the metrics."""
+    out = Path(out_dir)
+    cfg = load_config(PRESET, list(overrides))
+    trainer = Trainer(cfg, out / "run", progress=progress)
+    trainer.resume()
+    tic = time.perf_counter()
+    last = trainer.train()
+    train_s = time.perf_counter() - tic
+    if trainer.last_snapshot is not None and trainer.last_snapshot[0] == trainer.step \
+            and len(trainer.last_snapshot[1]) == num_samples:
+        samples = trainer.last_snapshot[1]  # the run's final snapshot grid: no need to sample twice
+    else:
+        samples = trainer.snapshot_samples(num_samples).cpu()
+    png = save_samples_png(samples, out / "digits.png")
+    clf, accuracy = digit_classifier(cfg.seed)
+    model = trainer.ema_model()
+    test = load_digits16("test")
+    x = test.images[:num_bpd]
+    bpd, info = bits_per_dim(model.sde, model.score_fn, x, data_range=(-1.0, 1.0) if cfg.data.centered else (0, 1),
+                             generator=torch.Generator().manual_seed(cfg.seed))
+    real = preprocess(test.images[:num_samples])
+    metrics = {
+        "preset": PRESET, "overrides": list(overrides), "steps": trainer.step, "train_seconds_this_run": train_s,
+        "final_train_loss": last.get("train/loss"), "eval_loss_ema": trainer.eval_loss() if trainer.eval_set else None,
+        "test_bits_per_dim": float(bpd.mean()), "bpd_stderr_over_images": float(bpd.std() / math.sqrt(len(bpd))),
+        "bpd_nfe": info.nfe, "classifier_test_accuracy": accuracy,
+        "samples": digit_quality(samples, clf), "real_test_digits": digit_quality(real, clf),
+        "files": {"png": str(png), "metrics": str(out / "metrics.json"), "run": str(out / "run")},
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return metrics
+
+
+def format_digits_summary(m: dict[str, Any]) -> str:
+    """A short report of :func:`run_digits_demo`'s metrics."""
+    s, r = m["samples"], m["real_test_digits"]
+    return "\n".join([
+        f"trained {m['preset']} to step {m['steps']} ({m['train_seconds_this_run']:.0f}s in this run), "
+        f"final loss {m['final_train_loss']:.4f}",
+        f"test bits/dim {m['test_bits_per_dim']:.3f} ± {m['bpd_stderr_over_images']:.3f} (ODE, NFE {m['bpd_nfe']})",
+        f"digit classifier (test accuracy {m['classifier_test_accuracy']:.3f}): samples confident "
+        f"{s['confident_fraction']:.2f}, class entropy {s['class_entropy_bits']:.2f} bits; real digits "
+        f"{r['confident_fraction']:.2f}, {r['class_entropy_bits']:.2f} bits",
+        f"wrote {m['files']['png']} and {m['files']['metrics']} (run folder {m['files']['run']})",
+    ])
