@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="demo_out", help="output folder (default: %(default)s)")
     demo.add_argument("--toy", action="store_true", help="the 2-D Gaussian-mixture demo instead of the digits")
     demo.add_argument("--steps", type=_positive_int, default=None,
-                      help="training steps (default: the preset's, 1500 for digits, 5000 for the toy)")
+                      help="training steps (default: the preset's, 1000 for digits, 5000 for the toy)")
     demo.add_argument("--num-samples", type=_positive_int, default=None,
                       help="samples drawn (default: 64 digits, 2000 toy points)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
