@@ -1,84 +1,49 @@
-"""The end-to-end demo: train a score model on a built-in 2-D Gaussian mixture and check it against the truth.
+"""The 2-D demo (``scoresde demo --toy``): train on a built-in Gaussian mixture and check against the truth.
 
-Data -> VP SDE perturbation -> MLP -> DSM loss; prior -> PC and ODE samplers -> samples -> distances to the
-true law; and the probability-flow ODE likelihood against the exact log-density. The mixture has exact scores,
-so every number is also reported for the exact score: the gap between the two is the learning error alone.
+Data -> VP SDE perturbation -> MLP -> DSM loss (the ``toy/gaussian_mixture`` preset and the library's trainer);
+prior -> PC and ODE samplers -> samples -> distances to the true law; and the probability-flow ODE likelihood
+against the exact log-density. The mixture has exact scores, so every number is also reported for the exact
+score: the gap between the two is the learning error alone.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from ..likelihood import log_likelihood
-from ..nets.toy import ToyMLP
-from ..objectives import sde_loss
+from ..models import ScoreModel
 from ..sampling import sample
-from ..sdes import VPSDE
 from ..toy import GaussianMixture, energy_distance
+from ..training import Trainer, load_config
 from .plots import scatter_panels
 
 
 @dataclass
 class DemoConfig:
-    """Settings of :func:`run_demo` (all have working defaults for 2 CPU cores)."""
+    """Settings of :func:`run_demo` (all have working defaults for 2 CPU cores); the model, SDE and optimiser are
+    the ``toy/gaussian_mixture`` preset's."""
 
     steps: int = 5000
-    batch_size: int = 512
-    lr: float = 2e-3
-    hidden: int = 128
-    depth: int = 3
-    ema_decay: float = 0.995
     num_samples: int = 2000
-    pc_steps: int = 500
     num_likelihood: int = 500
     seed: int = 0
 
 
-def _eps_score_fn(net: torch.nn.Module, sde: VPSDE) -> Callable[[Tensor, Tensor], Tensor]:
-    """Noise-prediction parameterisation: ``score(x, t) = -net(x, 999 t) / sigma(t)`` (Ho et al. 2020; Song 2021)."""
-
-    def score_fn(x: Tensor, t: Tensor) -> Tensor:
-        return -net(x, 999 * t) / sde.sigma(t)[:, None]
-
-    return score_fn
-
-
-def _train(cfg: DemoConfig, gm: GaussianMixture, sde: VPSDE, progress: bool) -> tuple[ToyMLP, list[float]]:
-    """Adam on the continuous DSM loss (eq. 7, ``reduce_mean``) with an EMA of the weights for evaluation."""
-    g = torch.Generator().manual_seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
-    net = ToyMLP(dim=gm.dim, hidden=cfg.hidden, depth=cfg.depth)
-    ema = ToyMLP(dim=gm.dim, hidden=cfg.hidden, depth=cfg.depth)
-    ema.load_state_dict(net.state_dict())
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps)
-    score_fn = _eps_score_fn(net, sde)
-    losses = []
-    bar = tqdm(range(cfg.steps), desc="training", disable=not progress)
-    for step in bar:
-        batch = gm.sample(cfg.batch_size, g).to(torch.float32)
-        loss = sde_loss(score_fn, sde, batch, reduce_mean=True, generator=g)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite loss {loss.item()} at step {step}")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        with torch.no_grad():
-            for p_ema, p in zip(ema.parameters(), net.parameters(), strict=True):
-                p_ema.lerp_(p, 1 - cfg.ema_decay)
-        losses.append(loss.item())
-        if step % 100 == 0:
-            bar.set_postfix(loss=f"{sum(losses[-100:]) / len(losses[-100:]):.4f}")
-    return ema.eval(), losses
+def _train(cfg: DemoConfig, out: Path, progress: bool) -> tuple[ScoreModel, dict[str, float]]:
+    """Train the ``toy/gaussian_mixture`` preset with the library's :class:`~scoresde.training.Trainer`."""
+    run_cfg = load_config("toy/gaussian_mixture", [f"training.n_iters={cfg.steps}", f"seed={cfg.seed}",
+                                                   "training.snapshot_sampling=false", "training.eval_freq=0",
+                                                   f"training.snapshot_freq={cfg.steps}"])
+    trainer = Trainer(run_cfg, out / "run", progress=progress)
+    trainer.resume()
+    last = trainer.train()
+    return trainer.ema_model(), last
 
 
 def _sample_metrics(x: Tensor, gm: GaussianMixture, reference: Tensor, baseline: float) -> dict[str, float]:
@@ -90,25 +55,26 @@ def _sample_metrics(x: Tensor, gm: GaussianMixture, reference: Tensor, baseline:
 
 
 def run_demo(out_dir: str | Path, cfg: DemoConfig | None = None, progress: bool = True) -> dict:
-    """Train, sample and evaluate on :meth:`GaussianMixture.example_2d`; write ``metrics.json`` and ``samples.png``.
+    """Train, sample and evaluate on :meth:`GaussianMixture.example_2d`; write ``metrics.json`` and ``samples.png``
+    (the run folder is ``out_dir/run``; running again resumes it).
 
     Returns the metrics dictionary (also written to ``out_dir/metrics.json``).
     """
     cfg = cfg or DemoConfig()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    gm, sde = GaussianMixture.example_2d(), VPSDE(N=cfg.pc_steps)
+    gm = GaussianMixture.example_2d()
     g = torch.Generator().manual_seed(cfg.seed + 1)
     reference = gm.sample(cfg.num_samples, g)
     baseline = sum(energy_distance(gm.sample(cfg.num_samples, g), reference) for _ in range(4)) / 4
 
     t0 = time.perf_counter()
-    net, losses = _train(cfg, gm, sde, progress)
+    model, last = _train(cfg, out, progress)
     train_s = time.perf_counter() - t0
-    learned = _eps_score_fn(net, sde)
-    exact = gm.score_fn(sde)
+    sde = model.sde
+    learned, exact = model.score_fn, gm.score_fn(sde)
 
-    metrics: dict = {"config": asdict(cfg), "train_seconds": train_s, "final_loss": sum(losses[-200:]) / 200,
+    metrics: dict = {"config": asdict(cfg), "train_seconds": train_s, "final_loss": last.get("train/loss"),
                      "true_vs_true_energy_distance": baseline, "samplers": {}}
     panels = [("data (true mixture)", reference)]
     x_test = gm.sample(cfg.num_likelihood, g)
@@ -127,6 +93,7 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig | None = None, progress: bool 
             if name == "learned":
                 panels.append((f"learned score, {sampler} (NFE {info.nfe})", x))
         logp, info = log_likelihood(sde, score_fn, x_test.to(torch.float32), generator=torch.Generator().manual_seed(3))
+        logp = logp.detach()
         metrics["likelihood"][f"{name}_nll_per_dim"] = float(-logp.mean()) / gm.dim
         metrics["likelihood"][f"{name}_nfe"] = info.nfe
     png = scatter_panels(panels, out / "samples.png")
