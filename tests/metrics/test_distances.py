@@ -42,7 +42,8 @@ def test_frechet_closed_forms_and_inputs():
     a, b = rng.uniform(0.5, 2.0, 16), rng.uniform(0.5, 2.0, 16)
     dmu = rng.standard_normal(16)
     expected = np.sum(dmu**2) + np.sum((np.sqrt(a) - np.sqrt(b)) ** 2)  # diagonal covariances commute
-    got = frechet_distance(torch.tensor(dmu, dtype=torch.float32), np.diag(a), np.zeros(16), torch.diag(torch.tensor(b)))
+    got = frechet_distance(torch.tensor(dmu, dtype=torch.float32), np.diag(a), np.zeros(16),
+                           torch.diag(torch.tensor(b)))
     assert got == pytest.approx(expected, rel=1e-5)
     with pytest.raises(ValueError, match="shapes do not match"):
         frechet_distance(mu, s, mu[:3], s)
