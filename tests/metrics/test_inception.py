@@ -47,5 +47,5 @@ def test_bad_weights_files(tmp_path):
         load_inception(evil)
     wrong = tmp_path / "wrong.pth"
     torch.save({"fc.weight": torch.zeros(10, 2048)}, wrong)
-    with pytest.raises(ValueError, match="fc.weight"):
+    with pytest.raises(ValueError, match=r"fc\.weight"):
         load_inception(wrong)

@@ -15,6 +15,6 @@ from .distances import (
 from .inception import InceptionFeatures, InceptionOutput, load_inception
 from .stats import FeatureStats, StatsAccumulator, load_reference_stats, save_reference_stats
 
-__all__ = ["FeatureStats", "InceptionFeatures", "InceptionOutput", "MeanStd", "StatsAccumulator", "frechet_distance", "inception_score",
-           "kernel_inception_distance", "load_inception", "load_reference_stats", "mmd2_unbiased", "polynomial_kernel",
-           "save_reference_stats"]
+__all__ = ["FeatureStats", "InceptionFeatures", "InceptionOutput", "MeanStd", "StatsAccumulator",
+           "frechet_distance", "inception_score", "kernel_inception_distance", "load_inception",
+           "load_reference_stats", "mmd2_unbiased", "polynomial_kernel", "save_reference_stats"]
