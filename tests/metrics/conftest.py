@@ -1,4 +1,5 @@
-"""A random-valued Inception-v3 weights file in torch-fidelity's format, generated locally (no download)."""
+"""A random-valued Inception-v3 weights file in torch-fidelity's format, generated locally (no download); tests
+run torch on one thread (on shared cores OpenMP's spinning threads slow them down many times)."""
 
 from __future__ import annotations
 
@@ -31,3 +32,11 @@ def inception_weights(tmp_path_factory):
     path = tmp_path_factory.mktemp("inception") / "weights-inception-random.pth"
     torch.save(state, path)
     return path
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

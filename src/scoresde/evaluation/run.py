@@ -1,0 +1,223 @@
+"""The evaluation protocol: per-sample-seeded generation in resumable sharded rounds, Inception features at
+generation time, FID / IS / KID against hashed reference statistics, bits/dim on a data split, and a
+``metrics.json`` that records everything needed to reproduce the numbers."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .. import __version__
+from ..sdes.base import SDE, ScoreFn
+from ..training.distributed import DistEnv
+from .rounds import check_protocol, gather_rounds, run_rounds
+from .seeding import batch_coupled, per_sample_generators, sample_seed
+
+METRICS = ("fid", "is", "kid", "bpd")
+
+
+def to_uint8(x: Tensor) -> Tensor:
+    """Images in ``[0, 1]`` to uint8 as Score SDE's ``run_lib.evaluate``: ``clip(255 x, 0, 255)`` truncated."""
+    return (x * 255.0).clamp(0, 255).to(torch.uint8)
+
+
+def generate_images(sde: SDE, score_fn: ScoreFn, data_shape: tuple[int, ...], indices: range, *, seed: int,
+                    sampler: str, options: dict[str, Any], batch_size: int, centered: bool,
+                    device: torch.device | str = "cpu") -> tuple[Tensor, list[int]]:
+    """uint8 samples ``indices`` (``(n, C, H, W)``), drawn in batches of ``batch_size`` with per-sample generators
+    (:func:`~scoresde.evaluation.seeding.per_sample_generators`), and the NFE of each batch."""
+    from ..data import inverse_data_scaler
+    from ..sampling import sample
+
+    images, nfes = [], []
+    for start in range(indices.start, indices.stop, batch_size):
+        batch = range(start, min(start + batch_size, indices.stop))
+        with per_sample_generators(seed, batch, device) as g:
+            x, info = sample(sde, score_fn, (len(batch), *data_shape), sampler, g, device=device, return_info=True,
+                             **options)
+        images.append(to_uint8(inverse_data_scaler(x, centered)).cpu())
+        nfes.append(info.nfe)
+    return torch.cat(images), nfes
+
+
+@dataclass
+class EvalSettings:
+    """What ``scoresde eval`` measures and how (the protocol's knobs; recorded in ``metrics.json``)."""
+
+    metrics: tuple[str, ...] = ("fid", "is", "kid")
+    num_samples: int = 50_000                # generated samples for FID/IS/KID
+    batch_size: int = 500                    # samples per sampler call
+    round_size: int = 5_000                  # samples per resumable round (one file)
+    seed: int = 0                            # sample i is seeded from (seed, i)
+    ref_stats: str | None = None             # .npz from `scoresde fid-stats` (FID, KID)
+    inception_weights: str | None = None     # local torch-fidelity weights file; None: torch-fidelity fetches it
+    is_splits: int = 10
+    kid_subsets: int = 100
+    kid_subset_size: int = 1000
+    bpd_split: str = "test"
+    bpd_num: int | None = None               # examples of the split for bits/dim (None: all)
+    bpd_batch_size: int = 100
+    bpd_trace: str = "hutchinson-rademacher"
+    bpd_probes: int = 1
+
+    def validate(self) -> None:
+        """Refuse unknown metrics and missing inputs before any work starts."""
+        unknown = sorted(set(self.metrics) - set(METRICS))
+        if unknown or not self.metrics:
+            raise ValueError(f"unknown metric(s) {unknown}; valid metrics are: {', '.join(METRICS)}")
+        if {"fid", "kid"} & set(self.metrics) and self.ref_stats is None:
+            raise ValueError("fid and kid need reference statistics: --ref-stats STATS.npz (see `scoresde fid-stats`)")
+        if "kid" in self.metrics and self.num_samples < self.kid_subset_size:
+            raise ValueError(f"kid needs --num-samples >= its subset size {self.kid_subset_size}")
+        if "is" in self.metrics and self.num_samples < self.is_splits:
+            raise ValueError(f"is needs at least {self.is_splits} samples (one per split)")
+
+
+def evaluate(model, cfg, *, step: int, ema: bool, out_dir: Path, settings: EvalSettings, env: DistEnv,
+             sampler: str, options: dict[str, Any], progress: bool = False) -> dict[str, Any] | None:
+    """Run the protocol for a loaded ``model`` (:class:`~scoresde.models.ScoreModel`) of run config ``cfg``.
+
+    Writes ``out_dir/samples`` (rounds of uint8 images with their Inception features), ``out_dir/bpd`` (rounds of
+    per-example bits/dim) and ``out_dir/metrics.json``; returns that record on rank 0 (``None`` elsewhere).
+    """
+    settings.validate()
+    wanted = set(settings.metrics)
+    images_needed = bool(wanted & {"fid", "is", "kid"})
+    toy = cfg.model.get("name") == "toy_mlp"
+    if toy and images_needed:
+        raise ValueError("fid, is and kid are image metrics; this run models 2-D points (use --metrics bpd)")
+    reference = _load_reference(settings) if {"fid", "kid"} & wanted else None
+    from ..sampling import sampler_options
+
+    options = {k: v for k, v in {**sampler_options(sampler), **options}.items() if k != "progress"}
+    coupled = batch_coupled(sampler, options)
+    record: dict[str, Any] = {
+        "checkpoint_step": step, "ema": ema, "code_version": __version__, "sampler": sampler,
+        "sampler_options": options, "eps": options.get("eps"), "denoise": options.get("denoise"),
+        "seed": settings.seed, "world_size": env.world_size, "settings": asdict(settings), "metrics": {},
+    }
+    if images_needed:
+        samples = _generate_and_extract(model, cfg, out_dir / "samples", settings, env, sampler, options, coupled,
+                                        progress, record)
+    if "bpd" in wanted:
+        bpd = _bits_per_dim(model, cfg, out_dir / "bpd", settings, env, progress)
+    if not env.is_main:
+        return None
+    if images_needed:
+        record.update(num_samples=settings.num_samples, batch_coupled=coupled,
+                      nfe={"mean": float(np.mean(samples["nfe"])), "min": int(np.min(samples["nfe"])),
+                           "max": int(np.max(samples["nfe"]))})
+        record["metrics"].update(_image_metrics(samples, reference, settings, wanted))
+        if reference is not None:
+            record["reference_stats"] = {"path": settings.ref_stats, "sha256": reference[1], "num": reference[0].num,
+                                         "meta": reference[0].meta}
+    if "bpd" in wanted:
+        record["metrics"]["bpd"] = bpd
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "metrics.json").write_text(json.dumps(record, indent=2, default=str))
+    return record
+
+
+def _load_reference(settings: EvalSettings):
+    from ..metrics import load_reference_stats
+
+    stats, digest = load_reference_stats(settings.ref_stats)
+    if "kid" in settings.metrics:
+        with np.load(settings.ref_stats, allow_pickle=False) as f:
+            if "features" not in f:
+                raise ValueError(f"{settings.ref_stats} has no features for KID; recompute it with `scoresde "
+                                 "fid-stats` (without --no-features)")
+    return stats, digest
+
+
+def _generate_and_extract(model, cfg, directory: Path, settings: EvalSettings, env: DistEnv, sampler: str,
+                          options: dict[str, Any], coupled: bool, progress: bool, record: dict[str, Any]):
+    from ..metrics.inception import load_inception
+
+    protocol = {key: record[key] for key in ("checkpoint_step", "ema", "code_version", "sampler", "seed")}
+    protocol.update(sampler_options=options, round_size=settings.round_size,
+                    inception_weights=settings.inception_weights, batch_size=settings.batch_size if coupled else None)
+    check_protocol(directory, protocol, env)
+    extractor = load_inception(settings.inception_weights, env.device)
+    record["inception"] = {"weights": settings.inception_weights or "torch-fidelity download (2015-12-05)",
+                           "pool": "2048", "logits": "logits_unbiased"}
+    shape = (cfg.data.num_channels, cfg.data.image_size, cfg.data.image_size)
+
+    def compute(items: range) -> dict[str, np.ndarray]:
+        images, nfes = generate_images(model.sde, model.score_fn, shape, items, seed=settings.seed, sampler=sampler,
+                                       options=options, batch_size=settings.batch_size, centered=cfg.data.centered,
+                                       device=env.device)
+        feats = extractor.extract(images.split(settings.batch_size))
+        per_sample_nfe = np.repeat(nfes, [min(settings.batch_size, len(items) - i)
+                                          for i in range(0, len(items), settings.batch_size)])
+        return {"images": images.numpy(), "pool": feats.pool.numpy(), "logits": feats.logits.numpy(),
+                "nfe": per_sample_nfe}
+
+    run_rounds(directory, settings.num_samples, settings.round_size, env, compute, progress=progress,
+               desc="sampling rounds")
+    return gather_rounds(directory, settings.num_samples, settings.round_size) if env.is_main else None
+
+
+def _image_metrics(samples, reference, settings: EvalSettings, wanted: set[str]) -> dict[str, Any]:
+    from ..metrics import FeatureStats, frechet_distance, inception_score, kernel_inception_distance
+
+    out: dict[str, Any] = {}
+    if "fid" in wanted:
+        ref = reference[0]
+        stats = FeatureStats.from_features(samples["pool"])
+        out["fid"] = frechet_distance(stats.mu, stats.sigma, ref.mu, ref.sigma)
+    if "is" in wanted:
+        score = inception_score(samples["logits"], settings.is_splits)
+        out["is"] = {"mean": score.mean, "std": score.std, "splits": settings.is_splits}
+    if "kid" in wanted:
+        with np.load(settings.ref_stats, allow_pickle=False) as f:
+            ref_feats = f["features"]
+        kid = kernel_inception_distance(samples["pool"], ref_feats, settings.kid_subsets, settings.kid_subset_size,
+                                        generator=settings.seed)
+        out["kid"] = {"mean": kid.mean, "std": kid.std, "subsets": settings.kid_subsets,
+                      "subset_size": settings.kid_subset_size}
+    return out
+
+
+def _bits_per_dim(model, cfg, directory: Path, settings: EvalSettings, env: DistEnv, progress: bool):
+    """Per-example bits/dim (nats/dim for 2-D points) of the split in rounds of one batch, each seeded from
+    ``(seed, first index)`` (the ODE solver's error control couples a batch, so the batch is the unit)."""
+    from ..likelihood import bits_per_dim, log_likelihood
+    from ..training.data import build_dataset
+
+    dataset = build_dataset(cfg.data, settings.bpd_split, cfg.seed)
+    num = len(dataset) if settings.bpd_num is None else min(settings.bpd_num, len(dataset))
+    protocol = {"split": settings.bpd_split, "batch_size": settings.bpd_batch_size, "seed": settings.seed,
+                "trace": settings.bpd_trace, "probes": settings.bpd_probes, "code_version": __version__}
+    check_protocol(directory, protocol, env)
+
+    def compute(items: range) -> dict[str, np.ndarray]:
+        batch = torch.stack([dataset[i][0] for i in items]).to(env.device)
+        g = torch.Generator(env.device).manual_seed(sample_seed(settings.seed, items.start))
+        opts = dict(trace=settings.bpd_trace, n_probes=settings.bpd_probes, generator=g)
+        if batch.dtype == torch.uint8:
+            data_range = (-1.0, 1.0) if cfg.data.centered else (0.0, 1.0)
+            v, info = bits_per_dim(model.sde, model.score_fn, batch, data_range=data_range, **opts)
+            se = info.stderr
+        else:
+            logp, info = log_likelihood(model.sde, model.score_fn, batch.float(), **opts)
+            v, se = -logp / batch[0].numel(), info.stderr / batch[0].numel()
+        return {"value": v.detach().cpu().double().numpy(), "probe_stderr": se.detach().cpu().double().numpy()}
+
+    run_rounds(directory, num, settings.bpd_batch_size, env, compute, progress=progress, desc="bits/dim rounds")
+    if not env.is_main:
+        return None
+    res = gather_rounds(directory, num, settings.bpd_batch_size)
+    v = res["value"]
+    unit = "bits/dim" if dataset[0][0].dtype == torch.uint8 else "nats/dim"
+    return {"value": float(v.mean()), "stderr": float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else None,
+            "unit": unit, "num": len(v), "split": settings.bpd_split,
+            "mean_probe_stderr": float(np.nanmean(res["probe_stderr"])), "trace": settings.bpd_trace,
+            "n_probes": settings.bpd_probes}

@@ -1,0 +1,75 @@
+"""Per-sample random streams: sample ``i`` draws its prior and every noise term from its own generator, seeded from
+``(seed, i)``, so it is the same sample whatever batch or rank produces it (EDM's per-image seeds, made to work
+through any sampler of :func:`scoresde.sample` without changing it).
+
+The samplers draw noise as ``torch.randn(shape, generator=g)`` with the batch first. Inside
+:func:`per_sample_generators` the yielded generator is a marker: a ``TorchFunctionMode`` answers each
+``torch.randn``/``torch.rand`` call that names it with row ``j`` drawn from sample ``j``'s own generator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+from torch.overrides import TorchFunctionMode
+
+_PER_ROW = (torch.randn, torch.rand)
+
+
+def sample_seed(seed: int, index: int) -> int:
+    """64-bit seed of sample ``index`` of a run seeded ``seed``: NumPy's ``SeedSequence((seed, index))`` hash, so
+    neighbouring indices get unrelated streams (O'Neill 2015 / NumPy's seeding; EDM uses the raw index)."""
+    if seed < 0 or index < 0:
+        raise ValueError(f"seed and index must be non-negative, got {seed} and {index}")
+    return int(np.random.SeedSequence([seed, index]).generate_state(1, dtype=np.uint64)[0])
+
+
+class _PerSampleNoise(TorchFunctionMode):
+    """Answer ``torch.randn``/``torch.rand`` calls that name ``marker`` row by row from per-sample generators."""
+
+    def __init__(self, generators: Sequence[torch.Generator]) -> None:
+        super().__init__()
+        self.generators = list(generators)
+        self.marker = torch.Generator()
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = dict(kwargs or {})
+        if kwargs.get("generator") is not self.marker:
+            return func(*args, **kwargs)
+        if func not in _PER_ROW:
+            raise NotImplementedError(f"per-sample generators support torch.randn and torch.rand, not {func}")
+        kwargs.pop("generator")
+        size = kwargs.pop("size", None)
+        if size is None:
+            size = args[0] if len(args) == 1 and not isinstance(args[0], int) else args
+        size = tuple(int(s) for s in size)
+        if not size or size[0] != len(self.generators):
+            raise ValueError(f"per-sample noise needs the batch first: a draw of shape {size} for "
+                             f"{len(self.generators)} samples")
+        return torch.stack([func(size[1:], generator=g, **kwargs) for g in self.generators])
+
+
+@contextmanager
+def per_sample_generators(seed: int, indices: Sequence[int],
+                          device: torch.device | str = "cpu") -> Iterator[torch.Generator]:
+    """Yield a generator to pass to :func:`scoresde.sample` (or any function drawing batch-first noise with
+    ``torch.randn``/``torch.rand``): row ``j`` of every draw comes from a generator on ``device`` seeded with
+    :func:`sample_seed` ``(seed, indices[j])``.
+
+    Samples are then independent of the batch they are drawn in, as long as the sampler treats samples
+    independently (PC with ``reverse_diffusion``/``euler_maruyama``/``ancestral_sampling`` and corrector ``none``
+    or ``ald``). The ``langevin`` corrector (batch-mean norms in its step size) and the adaptive ODE solvers (one
+    error norm for the batch) couple the samples of a batch: with them a sample depends on its batch too.
+    """
+    device = torch.device(device)
+    mode = _PerSampleNoise([torch.Generator(device).manual_seed(sample_seed(seed, int(i))) for i in indices])
+    with mode:
+        yield mode.marker
+
+
+def batch_coupled(sampler: str, options: dict) -> bool:
+    """Whether ``sampler`` with ``options`` couples the samples of a batch (see :func:`per_sample_generators`)."""
+    return sampler == "ode" or options.get("corrector", "langevin") == "langevin"
