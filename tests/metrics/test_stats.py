@@ -45,6 +45,16 @@ def test_reference_stats_round_trip_and_hash(tmp_path):
     np.savez(tmp_path / "plain.npz", mu=stats.mu, sigma=stats.sigma)  # pytorch-fid style: no hash, no count
     plain, plain_digest = load_reference_stats(tmp_path / "plain.npz")
     assert plain.num == 0 and plain_digest != digest
+    with_feats = FeatureStats.from_features(rng.standard_normal((30, 4)), keep=True)
+    save_reference_stats(tmp_path / "feats.npz", with_feats)
+    loaded, _ = load_reference_stats(tmp_path / "feats.npz")
+    assert loaded.features.dtype == np.float32 and loaded.features.shape == (30, 4)
+    with np.load(tmp_path / "feats.npz") as f:
+        tampered = dict(f)
+    tampered["features"][0, 0] += 1
+    np.savez(tmp_path / "bad_feats.npz", **tampered)
+    with pytest.raises(ValueError, match="hash mismatch"):
+        load_reference_stats(tmp_path / "bad_feats.npz")
     with pytest.raises(FileNotFoundError, match="fid-stats"):
         load_reference_stats(tmp_path / "missing.npz")
     with pytest.raises(ValueError, match=r"\.npz"):

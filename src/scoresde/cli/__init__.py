@@ -115,6 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(func=_cmd_demo)
+
+    from .eval_commands import add_eval_commands  # `eval` and `fid-stats` (the evaluation issue)
+
+    add_eval_commands(sub, _positive_int, _add_common)
     return parser
 
 

@@ -81,7 +81,8 @@ class EvalSettings:
 
 
 def evaluate(model, cfg, *, step: int, ema: bool, out_dir: Path, settings: EvalSettings, env: DistEnv,
-             sampler: str, options: dict[str, Any], progress: bool = False) -> dict[str, Any] | None:
+             sampler: str, options: dict[str, Any], checkpoint: str | None = None,
+             progress: bool = False) -> dict[str, Any] | None:
     """Run the protocol for a loaded ``model`` (:class:`~scoresde.models.ScoreModel`) of run config ``cfg``.
 
     Writes ``out_dir/samples`` (rounds of uint8 images with their Inception features), ``out_dir/bpd`` (rounds of
@@ -99,7 +100,7 @@ def evaluate(model, cfg, *, step: int, ema: bool, out_dir: Path, settings: EvalS
     options = {k: v for k, v in {**sampler_options(sampler), **options}.items() if k != "progress"}
     coupled = batch_coupled(sampler, options)
     record: dict[str, Any] = {
-        "checkpoint_step": step, "ema": ema, "code_version": __version__, "sampler": sampler,
+        "checkpoint": checkpoint, "checkpoint_step": step, "ema": ema, "code_version": __version__, "sampler": sampler,
         "sampler_options": options, "eps": options.get("eps"), "denoise": options.get("denoise"),
         "seed": settings.seed, "world_size": env.world_size, "settings": asdict(settings), "metrics": {},
     }
@@ -129,11 +130,9 @@ def _load_reference(settings: EvalSettings):
     from ..metrics import load_reference_stats
 
     stats, digest = load_reference_stats(settings.ref_stats)
-    if "kid" in settings.metrics:
-        with np.load(settings.ref_stats, allow_pickle=False) as f:
-            if "features" not in f:
-                raise ValueError(f"{settings.ref_stats} has no features for KID; recompute it with `scoresde "
-                                 "fid-stats` (without --no-features)")
+    if "kid" in settings.metrics and stats.features is None:
+        raise ValueError(f"{settings.ref_stats} has no features for KID; recompute it with `scoresde fid-stats` "
+                         "(without --no-features)")
     return stats, digest
 
 
@@ -177,10 +176,8 @@ def _image_metrics(samples, reference, settings: EvalSettings, wanted: set[str])
         score = inception_score(samples["logits"], settings.is_splits)
         out["is"] = {"mean": score.mean, "std": score.std, "splits": settings.is_splits}
     if "kid" in wanted:
-        with np.load(settings.ref_stats, allow_pickle=False) as f:
-            ref_feats = f["features"]
-        kid = kernel_inception_distance(samples["pool"], ref_feats, settings.kid_subsets, settings.kid_subset_size,
-                                        generator=settings.seed)
+        kid = kernel_inception_distance(samples["pool"], reference[0].features, settings.kid_subsets,
+                                        settings.kid_subset_size, generator=settings.seed)
         out["kid"] = {"mean": kid.mean, "std": kid.std, "subsets": settings.kid_subsets,
                       "subset_size": settings.kid_subset_size}
     return out
@@ -219,5 +216,12 @@ def _bits_per_dim(model, cfg, directory: Path, settings: EvalSettings, env: Dist
     unit = "bits/dim" if dataset[0][0].dtype == torch.uint8 else "nats/dim"
     return {"value": float(v.mean()), "stderr": float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else None,
             "unit": unit, "num": len(v), "split": settings.bpd_split,
-            "mean_probe_stderr": float(np.nanmean(res["probe_stderr"])), "trace": settings.bpd_trace,
+            "mean_probe_stderr": _finite_mean(res["probe_stderr"]), "trace": settings.bpd_trace,
             "n_probes": settings.bpd_probes}
+
+
+def _finite_mean(values: np.ndarray) -> float | None:
+    """Mean of the finite entries (``None`` when there are none, e.g. probe stderrs of a single probe): strict JSON
+    has no NaN."""
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if len(finite) else None

@@ -65,7 +65,9 @@ def frechet_distance(
     if mu2.shape != (d,) or sigma1.shape != (d, d) or sigma2.shape != (d, d):
         raise ValueError(f"shapes do not match: mu1 {mu1.shape}, sigma1 {sigma1.shape}, mu2 {mu2.shape}, "
                          f"sigma2 {sigma2.shape}")
-    covmean = scipy.linalg.sqrtm(sigma1 @ sigma2)
+    with warnings.catch_warnings():  # scipy warns on singular products; usability is checked right below
+        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+        covmean = scipy.linalg.sqrtm(sigma1 @ sigma2)
     if not _usable(covmean, imag_tol):
         warnings.warn(f"Fréchet distance: sqrtm of a near-singular product; adding {offset:g} to the covariance "
                       "diagonals", RuntimeWarning, stacklevel=2)

@@ -15,27 +15,33 @@ import torch
 
 @dataclass
 class FeatureStats:
-    """Mean ``mu`` (``(d,)``) and unbiased covariance ``sigma`` (``(d, d)``) of ``num`` feature vectors, float64."""
+    """Mean ``mu`` (``(d,)``) and unbiased covariance ``sigma`` (``(d, d)``) of ``num`` feature vectors, float64;
+    optionally the float32 ``features`` themselves (``(num, d)``, what KID needs) and free-form ``meta``."""
 
     mu: np.ndarray
     sigma: np.ndarray
     num: int
     meta: dict[str, Any] = field(default_factory=dict)
+    features: np.ndarray | None = None
 
     @classmethod
-    def from_features(cls, feats: np.ndarray | torch.Tensor, **meta: Any) -> FeatureStats:
-        """Statistics of a feature matrix ``(n, d)`` (mean and ``np.cov`` with ``n - 1``, both in float64)."""
+    def from_features(cls, feats: np.ndarray | torch.Tensor, keep: bool = False, **meta: Any) -> FeatureStats:
+        """Statistics of a feature matrix ``(n, d)`` (mean and ``np.cov`` with ``n - 1``, both in float64); with
+        ``keep`` the features are stored too (float32)."""
         acc = StatsAccumulator()
         acc.update(feats)
-        return acc.stats(**meta)
+        kept = np.asarray(feats.cpu() if isinstance(feats, torch.Tensor) else feats, dtype=np.float32) if keep else None
+        return acc.stats(kept, **meta)
 
     def content_hash(self) -> str:
-        """SHA-256 of the statistics' values (``num``, then ``mu`` and ``sigma`` as little-endian float64), so equal
-        statistics have equal hashes whatever file they came from."""
+        """SHA-256 of the values (``num``, then ``mu`` and ``sigma`` as little-endian float64, then the features as
+        little-endian float32 if present), so equal statistics have equal hashes whatever file they came from."""
         h = hashlib.sha256()
         h.update(str(int(self.num)).encode())
         h.update(np.ascontiguousarray(self.mu, dtype="<f8").tobytes())
         h.update(np.ascontiguousarray(self.sigma, dtype="<f8").tobytes())
+        if self.features is not None:
+            h.update(np.ascontiguousarray(self.features, dtype="<f4").tobytes())
         return h.hexdigest()
 
 
@@ -72,24 +78,25 @@ class StatsAccumulator:
         self.m2 = self.m2 + m2_b + np.outer(delta, delta) * (n_a * n_b / n)
         self.num = n
 
-    def stats(self, **meta: Any) -> FeatureStats:
+    def stats(self, features: np.ndarray | None = None, **meta: Any) -> FeatureStats:
         """The accumulated :class:`FeatureStats` (needs at least two vectors for the covariance)."""
         if self.num < 2:
             raise ValueError(f"need at least 2 feature vectors for a covariance, got {self.num}")
-        return FeatureStats(self.mean.copy(), self.m2 / (self.num - 1), self.num, dict(meta))
+        return FeatureStats(self.mean.copy(), self.m2 / (self.num - 1), self.num, dict(meta), features)
 
 
 def save_reference_stats(path: str | Path, stats: FeatureStats) -> str:
-    """Write ``stats`` to an ``.npz`` (``mu``, ``sigma``, ``num``, ``sha256`` and ``meta`` as JSON) atomically and
-    return the content hash (:meth:`FeatureStats.content_hash`)."""
+    """Write ``stats`` to an ``.npz`` (``mu``, ``sigma``, ``num``, ``sha256``, ``meta`` as JSON and ``features`` if
+    present) atomically and return the content hash (:meth:`FeatureStats.content_hash`)."""
     path = Path(path)
     if path.suffix != ".npz":
         raise ValueError(f"reference statistics are written as .npz, got {path.name!r}")
     path.parent.mkdir(parents=True, exist_ok=True)
     digest = stats.content_hash()
     tmp = path.with_name(path.name + ".tmp.npz")
+    extra = {} if stats.features is None else {"features": np.asarray(stats.features, dtype=np.float32)}
     np.savez(tmp, mu=stats.mu, sigma=stats.sigma, num=np.int64(stats.num), sha256=np.str_(digest),
-             meta=np.str_(json.dumps(stats.meta, sort_keys=True)))
+             meta=np.str_(json.dumps(stats.meta, sort_keys=True)), **extra)
     os.replace(tmp, path)
     return digest
 
@@ -108,7 +115,8 @@ def load_reference_stats(path: str | Path) -> tuple[FeatureStats, str]:
             raise ValueError(f"{path} holds no 'mu'/'sigma' arrays (keys: {sorted(f.keys())})")
         num = int(f["num"]) if "num" in f else 0
         meta = json.loads(str(f["meta"])) if "meta" in f else {}
-        stats = FeatureStats(f["mu"].astype(np.float64), f["sigma"].astype(np.float64), num, meta)
+        features = f["features"] if "features" in f else None
+        stats = FeatureStats(f["mu"].astype(np.float64), f["sigma"].astype(np.float64), num, meta, features)
         stored = str(f["sha256"]) if "sha256" in f else None
     digest = stats.content_hash()
     if stored is not None and stored != digest:

@@ -1,0 +1,161 @@
+"""``scoresde eval`` and ``scoresde fid-stats``: the evaluation protocol of :mod:`scoresde.evaluation` on a run
+folder, and reference Inception statistics of a dataset."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+
+def _metric_list(value: str) -> tuple[str, ...]:
+    from ..evaluation import METRICS
+
+    names = tuple(dict.fromkeys(v.strip() for v in value.split(",") if v.strip()))
+    bad = [n for n in names if n not in METRICS]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"unknown metric(s) {bad or value!r}; choose from {','.join(METRICS)}")
+    return names
+
+
+def add_eval_commands(sub, positive_int: Callable[[str], int],
+                      add_common: Callable[[argparse.ArgumentParser], None]) -> None:
+    """Register ``eval`` and ``fid-stats`` on the sub-parsers ``sub`` of ``scoresde``."""
+    ev = sub.add_parser(
+        "eval", help="FID / IS / KID / bits-per-dim of a checkpoint, written to eval/metrics.json",
+        description="Generate --num-samples samples in resumable rounds (sample i is seeded from (--seed, i), so it "
+                    "is the same whatever the batch size or number of ranks for samplers that treat samples "
+                    "independently), extract Inception features (torch-fidelity), and compare with reference "
+                    "statistics from `scoresde fid-stats`. Launch with torchrun to shard rounds over ranks; an "
+                    "interrupted run resumes at its first missing round. Writes DIR/eval/<tag>/metrics.json and a "
+                    "copy in DIR/eval/metrics.json.")
+    ev.add_argument("--workdir", required=True)
+    ev.add_argument("--checkpoint", type=int, default=None, help="step of a numbered checkpoint (default: newest)")
+    ev.add_argument("--metrics", type=_metric_list, default=("fid", "is", "kid"),
+                    help="comma-separated subset of fid,is,kid,bpd (default: fid,is,kid)")
+    ev.add_argument("--num-samples", type=positive_int, default=50_000, help="default: %(default)s (the papers')")
+    ev.add_argument("--batch-size", type=positive_int, default=500, help="samples per sampler call")
+    ev.add_argument("--round-size", type=positive_int, default=5_000, help="samples per resumable round file")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--sampler", choices=["pc", "ode"], default=None,
+                    help="override sampling.method (other options: --set sampling.KEY=VALUE)")
+    ev.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override sampling options")
+    ev.add_argument("--ref-stats", default=None, metavar="STATS.npz", help="reference statistics (fid, kid)")
+    ev.add_argument("--inception-weights", default=None, metavar="PATH",
+                    help="local torch-fidelity Inception weights (.pth) for offline use (default: download)")
+    ev.add_argument("--kid-subset-size", type=positive_int, default=1000)
+    ev.add_argument("--kid-subsets", type=positive_int, default=100)
+    ev.add_argument("--bpd-split", default="test", choices=["train", "test"])
+    ev.add_argument("--bpd-num", type=positive_int, default=None, help="examples for bpd (default: the whole split)")
+    ev.add_argument("--bpd-batch-size", type=positive_int, default=100)
+    ev.add_argument("--tag", default=None, help="sub-folder of DIR/eval (default: step_<N>_<sampler>_seed<S>)")
+    ev.add_argument("--no-ema", action="store_true", help="evaluate the online weights instead of the EMA")
+    add_common(ev)
+    ev.set_defaults(func=cmd_eval)
+
+    fs = sub.add_parser(
+        "fid-stats", help="reference Inception statistics (and features for KID) of a dataset split",
+        description="Inception pool features of every image of a split (uint8 path, no dropped last batch): mean, "
+                    "covariance (float64) and the features, stored in an .npz with a content hash.")
+    src = fs.add_mutually_exclusive_group(required=True)
+    src.add_argument("--dataset", choices=["cifar10", "digits", "folder"], help="a dataset by name (with --root)")
+    src.add_argument("--workdir", help="the dataset of a run folder's config")
+    fs.add_argument("--root", default=None, help="CIFAR-10 folder or image folder/zip")
+    fs.add_argument("--resolution", type=positive_int, default=None)
+    fs.add_argument("--split", default="train", choices=["train", "test"])
+    fs.add_argument("--out", required=True, help="output .npz")
+    fs.add_argument("--batch-size", type=positive_int, default=200)
+    fs.add_argument("--max-images", type=positive_int, default=None, help="only the first N images (tests, previews)")
+    fs.add_argument("--no-features", action="store_true", help="store mean/covariance only (no KID)")
+    fs.add_argument("--inception-weights", default=None, metavar="PATH")
+    add_common(fs)
+    fs.set_defaults(func=cmd_fid_stats)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """``scoresde eval``: run :func:`scoresde.evaluation.evaluate` on a checkpoint of ``--workdir``."""
+    from ..evaluation import EvalSettings, evaluate
+    from ..training.build import sampler_options
+    from ..training.config import config_from_dict
+    from ..training.distributed import init_distributed
+    from .commands import _load_model, _overridden, _saved_config
+
+    workdir = Path(args.workdir)
+    cfg = _saved_config(workdir)
+    sets = list(args.set) + ([f"sampling.method={args.sampler}"] if args.sampler else [])
+    if sets:
+        cfg = config_from_dict(_overridden(cfg.to_dict(), sets))
+    settings = EvalSettings(metrics=args.metrics, num_samples=args.num_samples, batch_size=args.batch_size,
+                            round_size=args.round_size, seed=args.seed, ref_stats=args.ref_stats,
+                            inception_weights=args.inception_weights, kid_subsets=args.kid_subsets,
+                            kid_subset_size=args.kid_subset_size, bpd_split=args.bpd_split, bpd_num=args.bpd_num,
+                            bpd_batch_size=args.bpd_batch_size)
+    settings.validate()
+    env = init_distributed(args.device)
+    model, step, path = _load_model(workdir, args.checkpoint, not args.no_ema, str(env.device))
+    name, options = sampler_options(cfg.sampling)
+    out_dir = workdir / "eval" / (args.tag or f"step_{step}_{name}_seed{args.seed}")
+    record = evaluate(model, cfg, step=step, ema=not args.no_ema, out_dir=out_dir, settings=settings, env=env,
+                      sampler=name, options=options, checkpoint=str(path), progress=not args.quiet)
+    if record is not None:
+        shutil.copyfile(out_dir / "metrics.json", workdir / "eval" / "metrics.json")
+        print(f"{_summary(record)} (step {step}, {name}); wrote {out_dir / 'metrics.json'}")
+    return 0
+
+
+def _summary(record: dict) -> str:
+    parts = []
+    for key, value in record["metrics"].items():
+        if key == "fid":
+            parts.append(f"FID {value:.3f}")
+        elif key in ("is", "kid"):
+            parts.append(f"{key.upper()} {value['mean']:.4g} ± {value['std']:.2g}")
+        else:
+            parts.append(f"{value['value']:.4f} {value['unit']} ± {value['stderr'] or float('nan'):.4f}")
+    return ", ".join(parts)
+
+
+def cmd_fid_stats(args: argparse.Namespace) -> int:
+    """``scoresde fid-stats``: Inception statistics of every image of a split, saved with their content hash."""
+    from .. import __version__
+    from ..metrics import StatsAccumulator, save_reference_stats
+    from ..metrics.inception import load_inception
+
+    if args.workdir is not None:
+        from ..training.data import build_dataset
+        from .commands import _saved_config
+
+        cfg = _saved_config(Path(args.workdir))
+        dataset, name = build_dataset(cfg.data, args.split, cfg.seed), cfg.data.dataset
+    else:
+        from ..data import load_dataset
+
+        dataset = load_dataset(args.dataset, split=args.split, root=args.root, resolution=args.resolution)
+        name = args.dataset
+    if not str(args.out).endswith(".npz"):
+        raise ValueError(f"--out must end in .npz, got {args.out!r}")
+    num = len(dataset) if args.max_images is None else min(args.max_images, len(dataset))
+    if num < 2 or dataset[0][0].dtype != torch.uint8:
+        raise ValueError(f"fid-stats needs at least 2 uint8 images; {name} {args.split} has {num} "
+                         f"of dtype {dataset[0][0].dtype}")
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    extractor = load_inception(args.inception_weights, device)
+    acc, feats = StatsAccumulator(), []
+    from tqdm.auto import tqdm
+
+    for start in tqdm(range(0, num, args.batch_size), disable=args.quiet, desc="Inception features"):
+        batch = torch.stack([dataset[i][0] for i in range(start, min(num, start + args.batch_size))])
+        pool = extractor(batch).pool
+        acc.update(pool)
+        if not args.no_features:
+            feats.append(pool)
+    meta = {"dataset": name, "split": args.split, "resolution": int(dataset[0][0].shape[-1]),
+            "inception_weights": args.inception_weights or "torch-fidelity download (2015-12-05)",
+            "code_version": __version__}
+    stats = acc.stats(None if args.no_features else torch.cat(feats).numpy(), **meta)
+    digest = save_reference_stats(args.out, stats)
+    print(f"wrote statistics of {num} {name} {args.split} images to {args.out} (sha256 {digest})")
+    return 0
