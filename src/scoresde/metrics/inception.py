@@ -91,3 +91,35 @@ def load_inception(weights: str | Path | None = None, device: torch.device | str
                                          feature_extractor_internal_dtype=internal_dtype)
     device = torch.device(device)
     return InceptionFeatures(module.to(device), device)
+
+
+def write_random_inception_weights(path: str | Path, seed: int = 0) -> Path:
+    """Write a weights file in torch-fidelity's Inception-v3 format (same keys and shapes, ``torch.save``'d state
+    dict) with seeded random values: He-scaled conv/fc weights, small biases and running means, running variances
+    in ``[0.5, 1.5)``. For offline tests and timing only; its features mean nothing.
+
+    The layers are built with torch-fidelity's loading switched off only to learn the keys; the file is then
+    loaded through the normal path (:func:`load_inception` with ``weights=path``).
+    """
+    from unittest import mock
+
+    from torch_fidelity import feature_extractor_inceptionv3 as fidelity
+
+    cls = fidelity.FeatureExtractorInceptionV3
+    with mock.patch.object(fidelity, "load_state_dict_from_url", lambda *a, **k: {}), \
+            mock.patch.object(cls, "load_state_dict", lambda self, sd: None):
+        keys = cls("inception-v3-compat", ["2048"]).state_dict()
+    g = torch.Generator().manual_seed(seed)
+    state = {}
+    for key, value in keys.items():
+        if value.dim() >= 2:  # conv / fc weights: variance-preserving scale so the input still matters
+            value = torch.randn(value.shape, generator=g) * (2.0 / value[0].numel()) ** 0.5
+        elif key.endswith("running_var"):
+            value = torch.rand(value.shape, generator=g) + 0.5
+        elif key.endswith("running_mean") or key.endswith(".bias"):
+            value = torch.randn(value.shape, generator=g) * 0.1
+        state[key] = value.clone()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path)
+    return path
