@@ -1,12 +1,16 @@
 """Forward SDEs: the interface (:class:`SDE`), the scalar Score SDE families and their noise schedules."""
 
 from .base import SDE, ReverseSDE, ScoreFn, batch_broadcast, randn_like
+from .phase_space import CLD, PSLD, RecipeSDE
 from .scalar import VESDE, VPSDE, ScalarSDE, SubVPSDE
 
 __all__ = [
+    "CLD",
+    "PSLD",
     "SDE",
     "VESDE",
     "VPSDE",
+    "RecipeSDE",
     "ReverseSDE",
     "ScalarSDE",
     "ScoreFn",
