@@ -120,6 +120,8 @@ def _summary(record: dict) -> str:
 
 def cmd_fid_stats(args: argparse.Namespace) -> int:
     """``scoresde fid-stats``: Inception statistics of every image of a split, saved with their content hash."""
+    from tqdm.auto import tqdm
+
     from .. import __version__
     from ..metrics import StatsAccumulator, save_reference_stats
     from ..metrics.inception import load_inception
@@ -144,8 +146,6 @@ def cmd_fid_stats(args: argparse.Namespace) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     extractor = load_inception(args.inception_weights, device)
     acc, feats = StatsAccumulator(), []
-    from tqdm.auto import tqdm
-
     for start in tqdm(range(0, num, args.batch_size), disable=args.quiet, desc="Inception features"):
         batch = torch.stack([dataset[i][0] for i in range(start, min(num, start + args.batch_size))])
         pool = extractor(batch).pool

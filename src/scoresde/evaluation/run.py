@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from .. import __version__
+from ..sampling import sampler_options
 from ..sdes.base import SDE, ScoreFn
 from ..training.distributed import DistEnv
 from .rounds import check_protocol, gather_rounds, run_rounds
@@ -95,8 +96,6 @@ def evaluate(model, cfg, *, step: int, ema: bool, out_dir: Path, settings: EvalS
     if toy and images_needed:
         raise ValueError("fid, is and kid are image metrics; this run models 2-D points (use --metrics bpd)")
     reference = _load_reference(settings) if {"fid", "kid"} & wanted else None
-    from ..sampling import sampler_options
-
     options = {k: v for k, v in {**sampler_options(sampler), **options}.items() if k != "progress"}
     coupled = batch_coupled(sampler, options)
     record: dict[str, Any] = {
