@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from ..sdes.base import SDE, ScoreFn
 from .odeint import integrate
+from .phase_space import sample_sscs
 from .steps import CORRECTORS, PREDICTORS, lookup
 
 
@@ -126,4 +127,4 @@ def sample_ode(
     return x, counted.calls
 
 
-SAMPLERS: dict[str, Callable[..., tuple[Tensor, int]]] = {"pc": sample_pc, "ode": sample_ode}
+SAMPLERS: dict[str, Callable[..., tuple[Tensor, int]]] = {"pc": sample_pc, "ode": sample_ode, "sscs": sample_sscs}
