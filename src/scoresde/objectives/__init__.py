@@ -5,5 +5,6 @@ numerically identical to the Score SDE reference ``losses.py`` for the same rand
 """
 
 from .dsm import ddpm_loss, sde_loss, smld_loss
+from .phase_space import phase_space_loss, score_from_eps
 
-__all__ = ["ddpm_loss", "sde_loss", "smld_loss"]
+__all__ = ["ddpm_loss", "phase_space_loss", "score_from_eps", "sde_loss", "smld_loss"]
