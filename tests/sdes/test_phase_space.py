@@ -11,6 +11,7 @@ from scipy.integrate import solve_ivp
 from scipy.stats import multivariate_normal
 
 from scoresde import log_likelihood
+from scoresde.likelihood.phase_space import augmented_log_likelihood
 from scoresde.sdes import CLD, PSLD, VPSDE, RecipeSDE
 from scoresde.sdes.phase_space import apply_blocks
 from scoresde.toy import GaussianMixture
@@ -243,3 +244,22 @@ def test_augmented_likelihood_bound_is_exact_for_the_mixture(name: str) -> None:
     torch.testing.assert_close(pm.log_prob(z, 1e-7) - sde.initial_logp(z), gm.log_prob(x), atol=1e-4, rtol=0)
     torch.testing.assert_close(logp - sde.initial_logp(z), gm.log_prob(x), atol=1.5e-2, rtol=0)
     assert info.latent.shape == z.shape
+
+
+def test_augmented_log_likelihood_helper() -> None:
+    """The helper's bound equals ``log p(x)`` up to the eps bias for every momentum draw; its stderr is the spread
+    over the draws (here only the ODE error and the eps bias, which depends on the draw)."""
+    sde = CLD()
+    gm = GaussianMixture.example_2d()
+    pm = PhaseSpaceMixture(gm, sde)
+    x = gm.sample(6, torch.Generator().manual_seed(2))
+    bound, info = augmented_log_likelihood(sde, pm.score, x, n_momentum=4, trace="exact", rtol=1e-6, atol=1e-6,
+                                           generator=torch.Generator().manual_seed(3))
+    assert bound.shape == info.stderr.shape == (6,) and info.ode.latent.shape == (24, 4)
+    torch.testing.assert_close(bound, gm.log_prob(x), atol=1.5e-2, rtol=0)
+    assert float(info.stderr.max()) < 2e-2  # measured 9e-3: the eps bias depends on the momentum draw
+    torch.testing.assert_close(bound, info.joint_logp - info.momentum_logp)
+    _, single = augmented_log_likelihood(sde, pm.score, x[:2], trace="exact", rtol=1e-4, atol=1e-4)
+    assert torch.isnan(single.stderr).all()
+    with pytest.raises(ValueError, match="n_momentum"):
+        augmented_log_likelihood(sde, pm.score, x, n_momentum=0)
