@@ -11,7 +11,7 @@ from scipy.integrate import solve_ivp
 from scipy.stats import multivariate_normal
 
 from scoresde import log_likelihood
-from scoresde.likelihood.phase_space import augmented_log_likelihood
+from scoresde.likelihood.phase_space import augmented_bits_per_dim, augmented_log_likelihood
 from scoresde.sdes import CLD, PSLD, VPSDE, RecipeSDE
 from scoresde.sdes.phase_space import apply_blocks
 from scoresde.toy import GaussianMixture
@@ -263,3 +263,23 @@ def test_augmented_log_likelihood_helper() -> None:
     assert torch.isnan(single.stderr).all()
     with pytest.raises(ValueError, match="n_momentum"):
         augmented_log_likelihood(sde, pm.score, x, n_momentum=0)
+
+
+def test_augmented_bits_per_dim() -> None:
+    """Midpoint dequantisation and the exact trace: the bpd is the bound of the dequantised data in bits/dim."""
+    sde = PSLD()
+    gm = GaussianMixture([1.0], [[0.5, 0.4]], [0.2])
+    pm = PhaseSpaceMixture(gm, sde)
+    k = torch.tensor([[120, 100], [140, 90], [128, 128]], dtype=torch.uint8)
+    opts = {"trace": "exact", "rtol": 1e-6, "atol": 1e-6, "dtype": F64}
+    bpd, info = augmented_bits_per_dim(sde, pm.score, k, dequantization="midpoint", n_momentum=2,
+                                       generator=torch.Generator().manual_seed(0), **opts)
+    y = (k.double() + 0.5) / 256
+    bound, _ = augmented_log_likelihood(sde, pm.score, y, n_momentum=2, generator=torch.Generator().manual_seed(0),
+                                        **{k_: v for k_, v in opts.items() if k_ != "dtype"})
+    torch.testing.assert_close(bpd, -bound / (2 * math.log(2)) + 8)
+    # The bound is tight for the exact score: bpd = -log2 p(y) / D + 8 up to the eps bias.
+    torch.testing.assert_close(bpd, -gm.log_prob(y) / (2 * math.log(2)) + 8, atol=2e-2, rtol=0)
+    assert info.stderr.shape == (3,)
+    with pytest.raises(ValueError, match="uniform, midpoint"):
+        augmented_bits_per_dim(sde, pm.score, k, dequantization="none")
