@@ -31,6 +31,7 @@ CASES = {
     "em": ("pc", {"predictor": "euler_maruyama", "corrector": "none"}),
     "em+langevin": ("pc", {"predictor": "euler_maruyama", "corrector": "langevin"}),
     "ancestral": ("pc", {"predictor": "ancestral_sampling", "corrector": "none"}),
+    "reverse-diffusion+ald": ("pc", {"predictor": "reverse_diffusion", "corrector": "ald"}),
     "ode": ("ode", {"denoise": True}),
     "sscs-uniform-100": ("sscs", {"n_steps": 100, "grid": "uniform"}),
     "sscs-quadratic-50": ("sscs", {"n_steps": 50, "grid": "quadratic"}),
