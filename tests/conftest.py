@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Under pytest-xdist every worker is one process: one intra-op thread each keeps 2 workers on 2 cores from
+    # oversubscribing the CPU (small convolutions slow down many-fold when threads contend).
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
