@@ -59,6 +59,25 @@ def no_predictor(
     return x, x
 
 
+def _langevin_chain(
+    score_fn: ScoreFn,
+    x: Tensor,
+    t: Tensor,
+    n_steps: int,
+    generator: torch.Generator | None,
+    step_size: Callable[[Tensor, Tensor], Tensor],
+) -> tuple[Tensor, Tensor]:
+    """``n_steps`` of ``x <- x + eps score + sqrt(2 eps) z`` with ``eps = step_size(score, z)`` (per example)."""
+    x_mean = x
+    for _ in range(n_steps):
+        grad = score_fn(x, t)
+        noise = randn_like(x, generator)
+        eps = step_size(grad, noise)
+        x_mean = x + batch_broadcast(eps, x) * grad
+        x = x_mean + batch_broadcast(torch.sqrt(eps * 2), x) * noise
+    return x, x_mean
+
+
 def langevin(
     sde: SDE,
     score_fn: ScoreFn,
@@ -74,16 +93,13 @@ def langevin(
     ``x <- x + eps score + sqrt(2 eps) z``, repeated ``n_steps`` times.
     """
     alpha = sde.langevin_alpha(t)
-    x_mean = x
-    for _ in range(n_steps):
-        grad = score_fn(x, t)
-        noise = randn_like(x, generator)
+
+    def step_size(grad: Tensor, noise: Tensor) -> Tensor:
         grad_norm = torch.linalg.norm(grad.reshape(grad.shape[0], -1), dim=-1).mean()
         noise_norm = torch.linalg.norm(noise.reshape(noise.shape[0], -1), dim=-1).mean()
-        step_size = (snr * noise_norm / grad_norm) ** 2 * 2 * alpha
-        x_mean = x + batch_broadcast(step_size, x) * grad
-        x = x_mean + batch_broadcast(torch.sqrt(step_size * 2), x) * noise
-    return x, x_mean
+        return (snr * noise_norm / grad_norm) ** 2 * 2 * alpha
+
+    return _langevin_chain(score_fn, x, t, n_steps, generator, step_size)
 
 
 def annealed_langevin(
@@ -96,16 +112,8 @@ def annealed_langevin(
     generator: torch.Generator | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Annealed Langevin dynamics step (Song & Ermon 2019, Alg. 1): ``eps = 2 alpha_i (snr * sigma(t))^2``."""
-    alpha = sde.langevin_alpha(t)
-    std = sde.noise_std(t)
-    x_mean = x
-    for _ in range(n_steps):
-        grad = score_fn(x, t)
-        noise = randn_like(x, generator)
-        step_size = (snr * std) ** 2 * 2 * alpha
-        x_mean = x + batch_broadcast(step_size, x) * grad
-        x = x_mean + noise * batch_broadcast(torch.sqrt(step_size * 2), x)
-    return x, x_mean
+    eps = (snr * sde.noise_std(t)) ** 2 * 2 * sde.langevin_alpha(t)
+    return _langevin_chain(score_fn, x, t, n_steps, generator, lambda grad, noise: eps)
 
 
 def no_corrector(
