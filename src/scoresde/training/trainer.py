@@ -351,8 +351,9 @@ def check_workdir_config(workdir: str | Path, cfg: Config) -> None:
                               "resume with the saved config")
 
 
-def save_samples_png(x: Tensor, path: str | Path) -> Path:
-    """Save samples as a PNG: a square-ish grid of images ``(B, C, H, W)`` in ``[0, 1]``, or a 2-D scatter plot."""
+def save_samples_png(x: Tensor, path: str | Path, min_size: int = 64) -> Path:
+    """Save samples as a PNG: a square-ish grid of images ``(B, C, H, W)`` in ``[0, 1]`` (images narrower than
+    ``min_size`` pixels enlarged by an integer nearest-neighbour factor), or a 2-D scatter plot."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if x.dim() == 2:
@@ -361,5 +362,8 @@ def save_samples_png(x: Tensor, path: str | Path) -> Path:
         return scatter_panels([(path.stem, x)], path)
     from torchvision.utils import save_image
 
-    save_image(x, str(path), nrow=max(1, math.ceil(math.sqrt(x.shape[0]))), padding=1)
+    scale = max(1, math.ceil(min_size / x.shape[-1]))  # small images are enlarged (nearest) to be seen
+    if scale > 1:
+        x = torch.nn.functional.interpolate(x, scale_factor=scale, mode="nearest")
+    save_image(x, str(path), nrow=max(1, math.ceil(math.sqrt(x.shape[0]))), padding=scale)
     return path
