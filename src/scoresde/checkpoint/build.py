@@ -19,11 +19,12 @@ import torch
 from torch import nn
 
 from ..configs import get_preset, parse_config_file
-from ..models import ScoreModel
+from ..models import PhaseSpaceScoreModel, ScoreModel
 from ..nets import DDPM, NCSNpp, ncsn_from_config
 from ..nets.ncsn import NCSNV2_VARIANTS
 from ..nets.toy import ToyMLP
-from ..sdes import VESDE, VPSDE, ScalarSDE, SubVPSDE
+from ..sdes import CLD, PSLD, VESDE, VPSDE, ScalarSDE, SubVPSDE
+from ..sdes.phase_space import RecipeSDE
 
 __all__ = ["NETWORKS", "build_network", "build_score_model", "build_sde", "resolve_config"]
 
@@ -37,6 +38,10 @@ NETWORKS: dict[str, Any] = {
     **dict.fromkeys(NCSNV2_VARIANTS, ncsn_from_config),
     "toy_mlp": ToyMLP.from_config,
 }
+
+#: phase-space SDEs and the ``model`` keys that parameterise them (besides beta_min, beta_max, num_scales)
+PHASE_SPACE_SDES = {"psld": ("nu", "gamma", "kappa", "decomp_mode", "score_matching"),
+                    "cld": ("m_inv", "gamma", "friction", "decomp_mode", "score_matching")}
 
 #: the ``data`` keys a network reads (the NCSN family reads ``channels`` in the original code)
 NETWORK_DATA_KEYS = frozenset({"image_size", "num_channels", "centered", "channels"})
@@ -93,7 +98,7 @@ def _sde_name(config: Mapping[str, Any]) -> str:
     raise ValueError("config has no training.sde ('vesde', 'vpsde' or 'subvpsde')")
 
 
-def build_sde(config: Mapping[str, Any]) -> ScalarSDE:
+def build_sde(config: Mapping[str, Any]) -> ScalarSDE | RecipeSDE:
     """The SDE of ``training.sde`` with the ``model`` section's parameters and ``N = model.num_scales``."""
     model = _section(config, "model")
     name = _sde_name(config)
@@ -104,7 +109,11 @@ def build_sde(config: Mapping[str, Any]) -> ScalarSDE:
         return VPSDE(beta_min=float(model["beta_min"]), beta_max=float(model["beta_max"]), N=n)
     if name == "subvpsde":
         return SubVPSDE(beta_min=float(model["beta_min"]), beta_max=float(model["beta_max"]), N=n)
-    raise ValueError(f"unknown training.sde {name!r}; allowed: 'vesde', 'vpsde', 'subvpsde'")
+    if name in PHASE_SPACE_SDES:
+        kwargs = {k: model[k] for k in PHASE_SPACE_SDES[name] if k in model}
+        cls = PSLD if name == "psld" else CLD
+        return cls(beta_min=float(model["beta_min"]), beta_max=float(model["beta_max"]), N=n, **kwargs)
+    raise ValueError(f"unknown training.sde {name!r}; allowed: 'vesde', 'vpsde', 'subvpsde', 'psld', 'cld'")
 
 
 @contextlib.contextmanager
@@ -121,7 +130,8 @@ def default_dtype(dtype: torch.dtype | None) -> Iterator[None]:
         torch.set_default_dtype(previous)
 
 
-def build_score_model(config: Mapping[str, Any], *, dtype: torch.dtype | None = None) -> ScoreModel:
+def build_score_model(config: Mapping[str, Any], *, dtype: torch.dtype | None = None
+                      ) -> ScoreModel | PhaseSpaceScoreModel:
     """A randomly initialised :class:`ScoreModel` for ``config`` with the original conventions (README §4).
 
     ``dtype`` (e.g. ``torch.float64``) casts the network and builds the SDE's discrete tables in that dtype;
@@ -136,6 +146,8 @@ def build_score_model(config: Mapping[str, Any], *, dtype: torch.dtype | None = 
     continuous = continuous and _section(config, "model").get("name") not in _NCSN_NAMES
     if dtype is not None:
         net = net.to(dtype)
+    if isinstance(sde, RecipeSDE):  # phase space: noise prediction of the full state, raw t (PSLD's convention)
+        return PhaseSpaceScoreModel(net, sde, blocks=str(_section(config, "model").get("blocks", "all"))).eval()
     if isinstance(net, ToyMLP):  # scoresde's toy network: fed 999 t like the VP networks, predicts the noise
         return ScoreModel(net, sde, continuous=True, label_type="time", output_type="eps").eval()
     return ScoreModel(net, sde, continuous=continuous).eval()

@@ -97,6 +97,11 @@ class ScoreModel(nn.Module):
                 and not hasattr(sde, "discrete_sigmas"):
             raise ValueError(f"discrete {self.output_type!r} models need the SDE's discrete tables")
 
+    def with_net(self, net: nn.Module) -> ScoreModel:
+        """The same conventions around another network (e.g. the DDP- or compile-wrapped training copy)."""
+        return ScoreModel(net, self.sde, continuous=self.continuous, label_type=self.label_type,
+                          output_type=self.output_type)
+
     def extra_repr(self) -> str:
         return (f"sde={type(self.sde).__name__}, continuous={self.continuous}, label_type={self.label_type!r}, "
                 f"output_type={self.output_type!r}")

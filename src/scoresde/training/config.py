@@ -31,17 +31,19 @@ IGNORED_KEYS = frozenset({
     "data.tfrecords_path",    # TFRecord location of the TF pipeline
 })
 
-SDES = ("vesde", "vpsde", "subvpsde")
+SDES = ("vesde", "vpsde", "subvpsde", "psld", "cld")
 AMP_MODES = ("none", "bf16", "fp16")
 NONFINITE_POLICIES = ("stop", "skip")
-SAMPLING_METHODS = ("pc", "ode")
+FP_MODES = ("both", "scalar", "vector")      # scoresde.objectives.fp.MODES
+FP_WEIGHTINGS = ("constant", "convention", "ll")  # scoresde.objectives.fp.WEIGHTINGS
+SAMPLING_METHODS = ("pc", "ode", "sscs")
 
 
 @dataclass
 class TrainingConfig:
     """``training`` section. The first ten fields are the original ones; the rest are scoresde's options."""
 
-    sde: str = "vesde"                       # 'vesde' | 'vpsde' | 'subvpsde'
+    sde: str = "vesde"                       # 'vesde' | 'vpsde' | 'subvpsde' | 'psld' | 'cld'
     continuous: bool = True                  # continuous-time DSM (eq. 7) vs the discrete SMLD/DDPM losses
     reduce_mean: bool = False                # mean over C·H·W instead of 0.5·sum
     likelihood_weighting: bool = False       # lambda(t) = g(t)^2
@@ -59,13 +61,18 @@ class TrainingConfig:
     nonfinite: str = "stop"                  # on a NaN/inf loss: 'stop' (error naming the step) or 'skip' the step
     num_snapshot_samples: int = 64           # images in each snapshot grid
     num_workers: int = 0                     # DataLoader workers per rank
+    fp_alpha: float = 0.0                    # FP-Diffusion (Lai et al. 2023) weight of the vector score-FPE residual
+    fp_beta: float = 0.0                     # ... and of the scalar term; both 0 (default) disable the regulariser
+    fp_mode: str = "both"                    # 'both' | 'vector' | 'scalar' (the original's scalar_fp both/False/True)
+    fp_weighting: str = "ll"                 # vector-term time weight: 'constant' | 'convention' (g) | 'll' (g^2)
+    fp_m: float = 2.0                        # power of the per-example residual norm
 
 
 @dataclass
 class SamplingConfig:
     """``sampling`` section: the sampler used for snapshots and ``scoresde sample``."""
 
-    method: str = "pc"                       # 'pc' | 'ode'
+    method: str = "pc"                       # 'pc' | 'ode' | 'sscs' (phase-space SDEs)
     predictor: str = "reverse_diffusion"
     corrector: str = "langevin"
     snr: float = 0.16
@@ -76,6 +83,7 @@ class SamplingConfig:
     rtol: float = 1e-5                       # ODE tolerances
     atol: float = 1e-5
     ode_method: str = "dopri5"
+    grid: str = "uniform"                    # SSCS time grid: 'uniform' | 'quadratic'
 
 
 @dataclass
@@ -213,6 +221,11 @@ def validate(cfg: Config) -> Config:
     t.sde = t.sde.lower()
     _choice("training.amp", t.amp, AMP_MODES)
     _choice("training.nonfinite", t.nonfinite, NONFINITE_POLICIES)
+    _choice("training.fp_mode", t.fp_mode, FP_MODES)
+    _choice("training.fp_weighting", t.fp_weighting, FP_WEIGHTINGS)
+    if t.fp_alpha < 0 or t.fp_beta < 0 or not t.fp_m > 0:
+        raise ConfigError(f"training.fp_alpha ({t.fp_alpha}) and training.fp_beta ({t.fp_beta}) must be >= 0 "
+                          f"and training.fp_m ({t.fp_m}) positive")
     _choice("sampling.method", s.method, SAMPLING_METHODS)
     _choice("optim.optimizer", o.optimizer, ("Adam",))
     for path, value in (("training.batch_size", t.batch_size), ("training.n_iters", t.n_iters),

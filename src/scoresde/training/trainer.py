@@ -84,8 +84,7 @@ class Trainer:
         if self.env.world_size > 1:
             ids = [self.env.device.index] if self.env.device.type == "cuda" else None
             net = torch.nn.parallel.DistributedDataParallel(net, device_ids=ids)
-        m = self.model
-        return ScoreModel(net, m.sde, continuous=m.continuous, label_type=m.label_type, output_type=m.output_type)
+        return self.model.with_net(net)
 
     def resume(self) -> bool:
         """Load the newest valid checkpoint of the workdir, if any; returns whether one was found."""
@@ -111,7 +110,7 @@ class Trainer:
             draws = {"t": torch.rand(B, generator=g) * (self.model.sde.T - t.eps) + t.eps}
         else:
             draws = {"labels": torch.randint(0, self.model.sde.N, (B,), generator=g)}
-        draws["noise"] = torch.randn(shape, generator=g)
+        draws["noise"] = torch.randn(self.model.sde.state_shape(shape), generator=g)  # phase space: [x, m] noise
         return draws
 
     def _preprocess_draws(self, shape: tuple[int, ...]) -> dict[str, Tensor | None]:
@@ -207,12 +206,16 @@ class Trainer:
         """Samples of the EMA model with the configured sampler, in data space (``[0, 1]`` for images)."""
         model = self.ema_model()
         num = num or self.cfg.training.num_snapshot_samples
-        shape = (num, 2) if self.model.net.__class__.__name__ == "ToyMLP" else (
-            num, self.cfg.data.num_channels, self.cfg.data.image_size, self.cfg.data.image_size)
+        shape = (num, *self.data_shape())
         name, options = sampler_options(self.cfg.sampling)
         g = torch.Generator(self.env.device).manual_seed(self.cfg.seed + 1)
         x = sample(model.sde, model.score_fn, shape, name, g, device=self.env.device, **options)
         return x if len(shape) == 2 else inverse_data_scaler(x, self.cfg.data.centered).clamp(0, 1)
+
+    def data_shape(self) -> tuple[int, ...]:
+        """Shape of one data example: ``(2,)`` for the 2-D toys, ``(C, H, W)`` for images."""
+        example = self.train_set[0][0]
+        return tuple(example.shape)
 
     def save_snapshot(self) -> Path:
         """Write ``samples/step_<step>.png`` (an image grid, or a scatter plot for 2-D data)."""
