@@ -189,3 +189,33 @@ def test_fp_loss_combines_terms_like_the_original():
     # drawing from a generator is the same as replaying its draws in the order times, noise, probes
     torch.testing.assert_close(fp_loss(score, sde, batch, generator=torch.Generator().manual_seed(5)),
                                fp_loss(score, sde, batch, **draws))
+
+
+def test_trainer_option_adds_the_regulariser_to_the_training_loss():
+    from scoresde.training import load_config
+    from scoresde.training.build import build_model, check_objective, compute_loss
+    from scoresde.training.config import ConfigError
+
+    small = ["model.hidden=16", "model.depth=1", "training.batch_size=8"]
+    cfg = load_config("toy/checkerboard", small)
+    assert (cfg.training.fp_alpha, cfg.training.fp_beta) == (0.0, 0.0)  # off by default: plain DSM
+    fp_cfg = load_config("toy/checkerboard", [*small, "training.fp_alpha=0.15", "training.fp_beta=0.01",
+                                              "training.fp_mode=both", "training.fp_weighting=ll", "training.fp_m=2"])
+    model = build_model(fp_cfg)
+    check_objective(fp_cfg, model)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(8, 2, generator=g)
+    draws = dict(t=torch.rand(8, generator=g) * 0.9 + 0.05, noise=torch.randn(8, 2, generator=g),
+                 probes=torch.randn(1, 8, 2, generator=g))
+    expected = fp_loss(model, model.sde, x, alpha=0.15, beta=0.01, reduce_mean=cfg.training.reduce_mean,
+                       likelihood_weighting=cfg.training.likelihood_weighting, eps=cfg.training.eps, **draws)
+    torch.testing.assert_close(compute_loss(fp_cfg, model, x, **draws), expected)
+    plain = {k: draws[k] for k in ("t", "noise")}
+    torch.testing.assert_close(compute_loss(cfg, model, x, **plain),
+                               sde_loss(model, model.sde, x, reduce_mean=True, eps=cfg.training.eps, **plain))
+    assert compute_loss(fp_cfg, model, x, **draws) > compute_loss(cfg, model, x, **plain)  # both terms are >= 0
+    with pytest.raises(ConfigError, match="both, scalar, vector"):
+        load_config("toy/checkerboard", [*small, "training.fp_mode=scalar_only"])
+    discrete = load_config("toy/checkerboard", [*small, "training.fp_alpha=0.15", "training.continuous=false"])
+    with pytest.raises(ValueError, match="continuous"):
+        check_objective(discrete, model)
