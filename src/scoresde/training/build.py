@@ -8,9 +8,10 @@ from torch import Tensor
 
 from ..checkpoint.build import build_score_model
 from ..models import ScoreModel
-from ..objectives import ddpm_loss, sde_loss, smld_loss
+from ..objectives import ddpm_loss, phase_space_loss, sde_loss, smld_loss
 from ..objectives.fp import fp_loss
 from ..sdes import VESDE, VPSDE, ScalarSDE
+from ..sdes.phase_space import RecipeSDE
 from .config import Config, SamplingConfig
 
 
@@ -25,6 +26,11 @@ def check_objective(cfg: Config, model: ScoreModel) -> None:
     if (t.fp_alpha or t.fp_beta) and not (t.continuous and isinstance(model.sde, ScalarSDE)):
         raise ValueError("the FP-Diffusion regulariser (training.fp_alpha, training.fp_beta) needs "
                          "training.continuous=true and a scalar SDE (vesde, vpsde, subvpsde)")
+    if isinstance(model.sde, RecipeSDE):
+        if not t.continuous or t.likelihood_weighting:
+            raise ValueError(f"training.sde {t.sde} trains with HSM/DSM in continuous time: set "
+                             "training.continuous=true and training.likelihood_weighting=false")
+        return
     if t.continuous:
         return
     if t.likelihood_weighting:
@@ -39,6 +45,9 @@ def compute_loss(cfg: Config, model: ScoreModel, x: Tensor, **draws: Any) -> Ten
     SMLD (VE) / DDPM (VP) loss when ``training.continuous`` is false. ``draws`` are the loss's random inputs
     (``t``/``labels`` and ``noise``) or a ``generator``."""
     t = cfg.training
+    if isinstance(model.sde, RecipeSDE):  # phase space: HSM/DSM in epsilon form (Dockhorn et al. 2022, §3.2)
+        return phase_space_loss(model, model.sde, x, blocks=model.blocks, reduce_mean=t.reduce_mean, eps=t.eps,
+                                **draws)
     if t.continuous and (t.fp_alpha or t.fp_beta):  # FP-Diffusion: DSM + score Fokker-Planck regulariser
         return fp_loss(model, model.sde, x, alpha=t.fp_alpha, beta=t.fp_beta, mode=t.fp_mode, weighting=t.fp_weighting,
                        m=t.fp_m, reduce_mean=t.reduce_mean, likelihood_weighting=t.likelihood_weighting, eps=t.eps,
@@ -56,4 +65,6 @@ def sampler_options(s: SamplingConfig) -> tuple[str, dict[str, Any]]:
         return "pc", {"predictor": s.predictor, "corrector": s.corrector, "snr": s.snr,
                       "n_steps_each": s.n_steps_each, "probability_flow": s.probability_flow, "eps": s.eps,
                       "denoise": s.noise_removal}
+    if s.method == "sscs":
+        return "sscs", {"grid": s.grid, "eps": s.eps, "denoise": s.noise_removal}
     return "ode", {"rtol": s.rtol, "atol": s.atol, "method": s.ode_method, "eps": s.eps, "denoise": s.noise_removal}

@@ -31,19 +31,19 @@ IGNORED_KEYS = frozenset({
     "data.tfrecords_path",    # TFRecord location of the TF pipeline
 })
 
-SDES = ("vesde", "vpsde", "subvpsde")
+SDES = ("vesde", "vpsde", "subvpsde", "psld", "cld")
 AMP_MODES = ("none", "bf16", "fp16")
 NONFINITE_POLICIES = ("stop", "skip")
 FP_MODES = ("both", "scalar", "vector")      # scoresde.objectives.fp.MODES
 FP_WEIGHTINGS = ("constant", "convention", "ll")  # scoresde.objectives.fp.WEIGHTINGS
-SAMPLING_METHODS = ("pc", "ode")
+SAMPLING_METHODS = ("pc", "ode", "sscs")
 
 
 @dataclass
 class TrainingConfig:
     """``training`` section. The first ten fields are the original ones; the rest are scoresde's options."""
 
-    sde: str = "vesde"                       # 'vesde' | 'vpsde' | 'subvpsde'
+    sde: str = "vesde"                       # 'vesde' | 'vpsde' | 'subvpsde' | 'psld' | 'cld'
     continuous: bool = True                  # continuous-time DSM (eq. 7) vs the discrete SMLD/DDPM losses
     reduce_mean: bool = False                # mean over C·H·W instead of 0.5·sum
     likelihood_weighting: bool = False       # lambda(t) = g(t)^2
@@ -72,7 +72,7 @@ class TrainingConfig:
 class SamplingConfig:
     """``sampling`` section: the sampler used for snapshots and ``scoresde sample``."""
 
-    method: str = "pc"                       # 'pc' | 'ode'
+    method: str = "pc"                       # 'pc' | 'ode' | 'sscs' (phase-space SDEs)
     predictor: str = "reverse_diffusion"
     corrector: str = "langevin"
     snr: float = 0.16
@@ -83,6 +83,7 @@ class SamplingConfig:
     rtol: float = 1e-5                       # ODE tolerances
     atol: float = 1e-5
     ode_method: str = "dopri5"
+    grid: str = "uniform"                    # SSCS time grid: 'uniform' | 'quadratic'
 
 
 @dataclass
