@@ -186,6 +186,8 @@ def test_fp_loss_combines_terms_like_the_original():
     torch.testing.assert_close(fp_loss(score, sde, batch, mode="vector", alpha=0.3, **draws), dsm + 0.3 * terms.vector)
     torch.testing.assert_close(fp_loss(score, sde, batch, mode="scalar", beta=0.2, **draws), dsm + 0.2 * terms.scalar)
     torch.testing.assert_close(fp_loss(score, sde, batch, alpha=0.0, beta=0.0, **draws), dsm)
+    with torch.no_grad():  # the Trainer's held-out loss: derivatives are still taken inside
+        torch.testing.assert_close(fp_loss(score, sde, batch, **draws), dsm + 0.15 * terms.vector + 0.01 * terms.scalar)
     # drawing from a generator is the same as replaying its draws in the order times, noise, probes
     torch.testing.assert_close(fp_loss(score, sde, batch, generator=torch.Generator().manual_seed(5)),
                                fp_loss(score, sde, batch, **draws))
