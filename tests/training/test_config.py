@@ -15,7 +15,7 @@ def test_every_preset_loads_as_a_typed_config() -> None:
     assert len([n for n in names if not n.startswith(("toy/", "digits/"))]) >= 39
     for name in names:
         cfg = load_config(name)
-        assert cfg.training.sde in ("vesde", "vpsde", "subvpsde"), name
+        assert cfg.training.sde in ("vesde", "vpsde", "subvpsde", "psld", "cld"), name
         assert "name" in cfg.model
 
 

@@ -40,3 +40,19 @@ def test_phase_space_run_through_the_cli(tmp_path) -> None:
     assert np.load(tmp_path / "s.npz")["samples"].shape == (40, 2)
     assert main(["train", "--config", "toy/gaussian_mixture_psld", "--workdir", str(tmp_path / "bad"),
                  "--set", "training.continuous=false"]) == 2
+
+
+def test_digits_psld_builds_a_two_block_unet_and_trains(tmp_path) -> None:
+    cfg = load_config("digits/psld_ddpmpp", ["model.nf=16", "model.ch_mult=[1, 2]", "model.attn_resolutions=[]",
+                                             "training.n_iters=2", "training.batch_size=8", "training.eval_freq=0",
+                                             "training.snapshot_sampling=false", "training.log_freq=1"])
+    trainer = Trainer(cfg, tmp_path)
+    assert isinstance(trainer.model, PhaseSpaceScoreModel)
+    assert (trainer.model.net.in_channels, trainer.model.net.out_channels) == (2, 2)  # [x, m] in, both noises out
+    last = trainer.train()
+    assert trainer.step == 2 and np.isfinite(last["train/loss"])
+    from scoresde.training.build import build_model
+
+    momentum_only = load_config("digits/psld_ddpmpp", ["model.nf=16", "model.ch_mult=[1, 2]",
+                                                       "model.attn_resolutions=[]", "model.blocks=momentum"])
+    assert build_model(momentum_only).net.out_channels == 1

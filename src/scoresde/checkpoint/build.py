@@ -85,6 +85,14 @@ def build_network(config: Mapping[str, Any]) -> nn.Module:
     name = model.get("name")
     if name not in NETWORKS:
         raise ValueError(f"unknown model.name {name!r}; supported networks: {', '.join(sorted(NETWORKS))}")
+    sde = str(config.get("training", {}).get("sde", "")).lower()
+    if sde in PHASE_SPACE_SDES and name == "ncsnpp":
+        # phase space: the network sees [x, m] (2C channels) and predicts the noise of both blocks (2C) or of
+        # the momentum only (C, ``model.blocks = 'momentum'``); the SDE keys of `model` are not network options
+        model = {k: v for k, v in model.items() if k not in PHASE_SPACE_SDES[sde] and k != "blocks"}
+        c = int(data.get("num_channels", 3))
+        out = c if _section(config, "model").get("blocks", "all") == "momentum" else 2 * c
+        return NCSNpp.from_config(model, data, in_channels=2 * c, out_channels=out)
     return NETWORKS[name](model, data)
 
 
