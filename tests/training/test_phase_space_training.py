@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -38,6 +40,10 @@ def test_phase_space_run_through_the_cli(tmp_path) -> None:
                  "--set", "training.num_snapshot_samples=50", "--set", "model.num_scales=30"]) == 0
     assert main(["sample", "--workdir", str(run), "--num", "40", "--out", str(tmp_path / "s.npz"), "--quiet"]) == 0
     assert np.load(tmp_path / "s.npz")["samples"].shape == (40, 2)
+    assert main(["likelihood", "--workdir", str(run), "--num", "16", "--n-probes", "2", "--quiet"]) == 0
+    result = json.loads((run / "eval" / "likelihood_test_step_20.json").read_text())
+    assert result["unit"] == "nats/dim" and result["num"] == 16 and np.isfinite(result["value"])
+    assert np.isfinite(result["mean_probe_stderr"])  # two momentum draws give a standard error
     assert main(["train", "--config", "toy/gaussian_mixture_psld", "--workdir", str(tmp_path / "bad"),
                  "--set", "training.continuous=false"]) == 2
 

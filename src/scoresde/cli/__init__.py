@@ -81,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     lik.add_argument("--batch-size", type=_positive_int, default=64)
     lik.add_argument("--trace", default="hutchinson-rademacher",
                      choices=["hutchinson-rademacher", "hutchinson-gaussian", "exact"])
-    lik.add_argument("--n-probes", type=_positive_int, default=1)
+    lik.add_argument("--n-probes", type=_positive_int, default=1,
+                     help="Hutchinson probes per example (momentum draws for PSLD/CLD runs) (default: %(default)s)")
     lik.add_argument("--seed", type=int, default=0)
     lik.add_argument("--no-ema", action="store_true")
     _add_common(lik)

@@ -114,8 +114,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_likelihood(args: argparse.Namespace) -> int:
-    """``scoresde likelihood``: bits/dim (images) or nats/dim (2-D toys) of a data split under a checkpoint."""
-    from ..likelihood import bits_per_dim, log_likelihood
+    """``scoresde likelihood``: bits/dim (images) or nats/dim (2-D toys) of a data split under a checkpoint; for
+    phase-space runs the entropy-corrected augmented bound (``--n-probes`` momentum draws per example)."""
+    from ..likelihood import augmented_bits_per_dim, augmented_log_likelihood, bits_per_dim, log_likelihood
+    from ..sdes.phase_space import RecipeSDE
     from ..training.data import build_dataset
 
     workdir = Path(args.workdir)
@@ -128,12 +130,16 @@ def cmd_likelihood(args: argparse.Namespace) -> int:
     values, errors = [], []
     for start in range(0, num, args.batch_size):
         batch = torch.stack([dataset[i][0] for i in range(start, min(num, start + args.batch_size))])
-        opts = dict(trace=args.trace, n_probes=args.n_probes, generator=g)
+        phase_space = isinstance(model.sde, RecipeSDE)  # the entropy-corrected bound over momentum draws
+        opts = dict(trace=args.trace, generator=g)
+        opts["n_momentum" if phase_space else "n_probes"] = args.n_probes
         if batch.dtype == torch.uint8:
             data_range = (-1.0, 1.0) if cfg.data.centered else (0.0, 1.0)
-            v, info = bits_per_dim(model.sde, model.score_fn, batch.to(device), data_range=data_range, **opts)
+            fn = augmented_bits_per_dim if phase_space else bits_per_dim
+            v, info = fn(model.sde, model.score_fn, batch.to(device), data_range=data_range, **opts)
         else:
-            logp, info = log_likelihood(model.sde, model.score_fn, batch.to(device, torch.float32), **opts)
+            fn = augmented_log_likelihood if phase_space else log_likelihood
+            logp, info = fn(model.sde, model.score_fn, batch.to(device, torch.float32), **opts)
             v = -logp / batch[0].numel()
             info.stderr = info.stderr / batch[0].numel()
         values.append(v.detach().cpu())
