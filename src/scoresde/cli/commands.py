@@ -6,12 +6,11 @@ import argparse
 import json
 import math
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
-from ..training.config import Config, config_from_dict, load_config
+from ..training.config import Config, apply_overrides, config_from_dict, load_config
 
 
 def _saved_config(workdir: Path) -> Config:
@@ -44,7 +43,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.config is None:
         cfg = _saved_config(workdir)
         if args.set:
-            cfg = config_from_dict(_overridden(cfg.to_dict(), args.set))
+            cfg = config_from_dict(apply_overrides(cfg.to_dict(), args.set))
     else:
         cfg = load_config(args.config, args.set)
     trainer = Trainer(cfg, workdir, device=args.device, progress=not args.quiet)  # validates data and model first
@@ -56,12 +55,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         summary = ", ".join(f"{k}={v:.4g}" for k, v in last.items())
         print(f"stopped at step {trainer.step}: {summary}; checkpoints in {workdir / 'checkpoints'}")
     return 0
-
-
-def _overridden(values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    from ..training.config import apply_overrides
-
-    return apply_overrides(values, overrides)
 
 
 def _load_model(workdir: Path, step: int | None, use_ema: bool, device: str):
@@ -81,7 +74,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     workdir = Path(args.workdir)
     cfg = _saved_config(workdir)
     if args.set:
-        cfg = config_from_dict(_overridden(cfg.to_dict(), args.set))
+        cfg = config_from_dict(apply_overrides(cfg.to_dict(), args.set))
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, step, path = _load_model(workdir, args.checkpoint, not args.no_ema, device)
     name, options = sampler_options(cfg.sampling)
@@ -172,13 +165,14 @@ def cmd_import(args: argparse.Namespace) -> int:
     from ..checkpoint.build import build_network, resolve_config
     from ..checkpoint.native import remap_optimizer_state
     from ..checkpoint.original import original_state_dicts, read_original_checkpoint
+    from ..training.build import build_optimizer
     from ..training.state import save_training_checkpoint
     from ..training.trainer import prepare_workdir
 
     workdir = Path(args.workdir)
     if (workdir / "config.json").exists():
         raise ValueError(f"{workdir} already holds a run; import into a new --workdir")
-    cfg = config_from_dict(_overridden(resolve_config(args.config), args.set))
+    cfg = config_from_dict(apply_overrides(resolve_config(args.config), args.set))
     ckpt = read_original_checkpoint(args.score_sde)
     sections = cfg.to_dict()
     net = build_network(sections)
@@ -186,8 +180,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     if ema_sd is None:
         raise ValueError(f"{args.score_sde} has no EMA weights")
     net.load_state_dict(model_sd)
-    optimizer = torch.optim.Adam(net.parameters(), lr=cfg.optim.lr, betas=(cfg.optim.beta1, 0.999),
-                                 eps=cfg.optim.eps, weight_decay=cfg.optim.weight_decay, amsgrad=cfg.optim.amsgrad)
+    optimizer = build_optimizer(cfg, net.parameters())
     if isinstance(ckpt.get("optimizer"), dict) and ckpt["optimizer"].get("state"):
         optimizer.load_state_dict(remap_optimizer_state(net, ckpt["model"], ckpt["optimizer"]))
     step = int(ckpt.get("step", 0))

@@ -79,15 +79,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     """``scoresde eval``: run :func:`scoresde.evaluation.evaluate` on a checkpoint of ``--workdir``."""
     from ..evaluation import EvalSettings, evaluate
     from ..training.build import sampler_options
-    from ..training.config import config_from_dict
+    from ..training.config import apply_overrides, config_from_dict
     from ..training.distributed import init_distributed
-    from .commands import _load_model, _overridden, _saved_config
+    from .commands import _load_model, _saved_config
 
     workdir = Path(args.workdir)
     cfg = _saved_config(workdir)
     sets = list(args.set) + ([f"sampling.method={args.sampler}"] if args.sampler else [])
     if sets:
-        cfg = config_from_dict(_overridden(cfg.to_dict(), sets))
+        cfg = config_from_dict(apply_overrides(cfg.to_dict(), sets))
     settings = EvalSettings(metrics=args.metrics, num_samples=args.num_samples, batch_size=args.batch_size,
                             round_size=args.round_size, seed=args.seed, ref_stats=args.ref_stats,
                             inception_weights=args.inception_weights, kid_subsets=args.kid_subsets,

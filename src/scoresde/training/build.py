@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from ..checkpoint.build import build_score_model
@@ -18,6 +19,14 @@ from .config import Config, SamplingConfig
 def build_model(cfg: Config) -> ScoreModel:
     """A randomly initialised :class:`ScoreModel` (network + SDE with the original conventions) for ``cfg``."""
     return build_score_model(cfg.to_dict()).train()
+
+
+def build_optimizer(cfg: Config, params) -> torch.optim.Adam:
+    """Adam with the original ``optim`` fields (lr, beta1 with beta2=0.999, eps, weight_decay, amsgrad); the
+    warm-up and clipping are applied per step by the trainer."""
+    o = cfg.optim
+    return torch.optim.Adam(params, lr=o.lr, betas=(o.beta1, 0.999), eps=o.eps, weight_decay=o.weight_decay,
+                            amsgrad=o.amsgrad)
 
 
 def check_objective(cfg: Config, model: ScoreModel) -> None:

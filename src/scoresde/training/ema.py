@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
@@ -57,17 +55,3 @@ class EMA:
         for name in self.shadow:
             self.shadow[name].copy_(state[name])
         self.num_updates = int(num_updates)
-
-    def state_dict(self) -> dict[str, Any]:
-        """``{'decay', 'num_updates', 'shadow': {name: tensor}}`` (tensors only, loadable with weights_only)."""
-        return {"decay": self.decay, "num_updates": self.num_updates, "shadow": dict(self.shadow)}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore from :meth:`state_dict`; the parameter names must match."""
-        missing = sorted(set(self.shadow) - set(state["shadow"]))
-        unexpected = sorted(set(state["shadow"]) - set(self.shadow))
-        if missing or unexpected:
-            raise ValueError(f"EMA state does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
-        self.decay, self.num_updates = float(state["decay"]), int(state["num_updates"])
-        for name, value in state["shadow"].items():
-            self.shadow[name].copy_(value)

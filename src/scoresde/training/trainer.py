@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from ..data import inverse_data_scaler, preprocess
 from ..models import ScoreModel
 from ..sampling import sample
-from .build import build_model, check_objective, compute_loss, sampler_options
+from .build import build_model, build_optimizer, check_objective, compute_loss, sampler_options
 from .config import Config, ConfigError
 from .data import StepBatchSampler, build_dataset, global_batch_indices, make_loader
 from .distributed import DistEnv, init_distributed
@@ -66,9 +66,7 @@ class Trainer:
         self.model: ScoreModel = build_model(cfg).to(self.env.device)
         check_objective(cfg, self.model)
         self.ema = EMA(self.model.net, decay=float(cfg.model.get("ema_rate", 0.999)))
-        o = cfg.optim
-        self.optimizer = torch.optim.Adam(self.model.net.parameters(), lr=o.lr, betas=(o.beta1, 0.999), eps=o.eps,
-                                          weight_decay=o.weight_decay, amsgrad=o.amsgrad)
+        self.optimizer = build_optimizer(cfg, self.model.net.parameters())
         self.scaler = torch.amp.GradScaler(self.env.device.type, enabled=cfg.training.amp == "fp16")
         self.step = 0
         self.skipped_steps = 0
