@@ -14,6 +14,7 @@ from typing import Any
 
 from ..configs import get_preset, list_presets
 from ..data import TOY_2D
+from .presets_phase_space import PHASE_SPACE_PRESETS
 
 _TOY_TRAINING = {"sde": "vpsde", "continuous": True, "reduce_mean": True, "likelihood_weighting": False,
                  "batch_size": 512, "n_iters": 5000, "snapshot_freq": 2500, "snapshot_freq_for_preemption": 500,
@@ -88,6 +89,7 @@ OUR_PRESETS: dict[str, Any] = {
     "toy/gaussian_mixture_cld": lambda: _toy_phase_space("cld"),
     **{f"toy/{name}": (lambda name=name: _toy(name)) for name in sorted(TOY_2D)},
     "digits/vp_ddpmpp": _digits,
+    **PHASE_SPACE_PRESETS,
 }
 
 
