@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from ..data import inverse_data_scaler, preprocess
 from ..models import ScoreModel
 from ..sampling import sample
+from ..sdes.phase_space import RecipeSDE
 from .build import build_model, build_optimizer, check_objective, compute_loss, sampler_options
 from .config import Config, ConfigError
 from .data import StepBatchSampler, build_dataset, global_batch_indices, make_loader
@@ -100,7 +101,8 @@ class Trainer:
 
     # ---- one optimizer step ------------------------------------------------------------------------------------
     def _global_draws(self, shape: tuple[int, ...]) -> dict[str, Tensor]:
-        """Random inputs of the loss for the whole global batch (``t`` or ``labels``, then ``noise``)."""
+        """Random inputs of the loss for the whole global batch: ``t`` or ``labels``, the initial momentum of DSM-mode
+        phase-space training, then ``noise``."""
         g = torch.Generator().manual_seed(step_seed(self.cfg.seed, self.step, 1))
         t = self.cfg.training
         B = shape[0]
@@ -108,7 +110,10 @@ class Trainer:
             draws = {"t": torch.rand(B, generator=g) * (self.model.sde.T - t.eps) + t.eps}
         else:
             draws = {"labels": torch.randint(0, self.model.sde.N, (B,), generator=g)}
-        draws["noise"] = torch.randn(self.model.sde.state_shape(shape), generator=g)  # phase space: [x, m] noise
+        sde = self.model.sde
+        if isinstance(sde, RecipeSDE) and sde.score_matching == "dsm":  # m_0 ~ N(0, Sigma_0[1:, 1:]), global too
+            draws["momentum"] = sde.augment(torch.zeros(shape), g)[:, shape[1]:]
+        draws["noise"] = torch.randn(sde.state_shape(shape), generator=g)  # phase space: [x, m] noise
         return draws
 
     def _preprocess_draws(self, shape: tuple[int, ...]) -> dict[str, Tensor | None]:
