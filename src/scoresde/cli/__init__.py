@@ -56,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config value, e.g. --set training.batch_size=64 (repeatable)")
     train.add_argument("--max-steps", type=_positive_int, default=None, help="stop after this many steps")
+    train.add_argument("--init-from", default=None, metavar="CKPT",
+                       help="fine-tune: start a new run from the weights (online and EMA) of a run folder, a "
+                            "checkpoint directory or an original Score SDE .pth; ignored once the workdir has "
+                            "checkpoints (it then resumes)")
     _add_common(train)
     train.set_defaults(func=commands.cmd_train)
 

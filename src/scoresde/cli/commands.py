@@ -48,7 +48,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = load_config(args.config, args.set)
     trainer = Trainer(cfg, workdir, device=args.device, progress=not args.quiet)  # validates data and model first
     resumed = trainer.resume()
+    loaded = trainer.init_from(args.init_from) if args.init_from and not resumed else None
     if trainer.env.is_main:
+        if loaded:
+            print(f"initialised from {loaded}")
+        elif args.init_from:
+            print(f"--init-from {args.init_from} ignored: {workdir} has checkpoints, resuming the fine-tuning run")
         print(f"{'resuming' if resumed else 'starting'} at step {trainer.step} of {cfg.training.n_iters} in {workdir}")
     last = trainer.train(max_steps=args.max_steps)
     if trainer.env.is_main:

@@ -21,7 +21,7 @@ import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -98,3 +98,51 @@ def find_resumable(workdir: str | Path, map_location: str | torch.device = "cpu"
             continue
         return state
     return None
+
+
+class InitWeights(NamedTuple):
+    """Weights to start a fine-tuning run from (:func:`read_init_weights`)."""
+
+    model_state: dict[str, torch.Tensor]
+    ema_state: dict[str, torch.Tensor]
+    ema_num_updates: int
+    step: int
+    description: str
+
+
+def read_init_weights(source: str | Path, net: nn.Module, map_location: str | torch.device = "cpu") -> InitWeights:
+    """Online and EMA weights of another run for fine-tuning ``net`` (``scoresde train --init-from``).
+
+    ``source`` is a scoresde run folder (its newest loadable checkpoint), one scoresde checkpoint directory, or an
+    original Score SDE checkpoint file (``checkpoint_<n>.pth``, read with ``torch.load(weights_only=True)``; keys
+    mapped as :func:`scoresde.checkpoint.original_state_dicts`). Keys and shapes are checked against ``net``:
+    a checkpoint of another architecture raises :class:`~scoresde.nets.layers.IncompatibleCheckpointError`
+    naming the mismatched keys. A checkpoint without EMA weights starts the EMA from its online weights.
+    """
+    from ..checkpoint.original import original_state_dicts, read_original_checkpoint
+    from ..nets.ncsn import load_original_state_dict
+
+    path = Path(source)
+    if not path.exists():
+        raise FileNotFoundError(f"--init-from {path}: no such run folder, checkpoint directory or file")
+    if path.is_file():
+        ckpt = read_original_checkpoint(path, map_location)
+        model_sd, ema_sd = original_state_dicts(net, ckpt)
+        step = int(ckpt.get("step", 0))
+        ema = ckpt.get("ema")
+        updates = int(ema.get("num_updates", step)) if isinstance(ema, Mapping) else 0
+        what = f"Score SDE checkpoint {path} (step {step})"
+    else:
+        if (path / "checkpoints").is_dir():
+            found = list_checkpoints(path)
+            if not found:
+                raise FileNotFoundError(f"--init-from {path}: the run folder has no checkpoints")
+            path = found[0][2]
+        state = load_training_state(path, map_location)
+        model_sd, ema_sd, step = state.model_state, state.ema_state, state.step
+        updates = int((state.trainer_state or {}).get("ema_num_updates", step)) if ema_sd is not None else 0
+        what = f"scoresde checkpoint {path} (step {step})"
+    ema_sd = model_sd if ema_sd is None else ema_sd
+    for sd in (model_sd, ema_sd):  # validates keys and shapes against the run's own network, naming any mismatch
+        load_original_state_dict(net, sd)
+    return InitWeights(dict(model_sd), dict(ema_sd), updates, step, what)

@@ -34,7 +34,7 @@ from .config import Config, ConfigError
 from .data import StepBatchSampler, build_dataset, global_batch_indices, make_loader
 from .distributed import DistEnv, init_distributed
 from .ema import EMA
-from .state import checkpoint_dir, find_resumable, save_training_checkpoint
+from .state import checkpoint_dir, find_resumable, list_checkpoints, read_init_weights, save_training_checkpoint
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -98,6 +98,27 @@ class Trainer:
         self.step = state.step
         self.skipped_steps = int(state.trainer_state.get("skipped_steps", 0))
         return True
+
+    def init_from(self, source: str | Path) -> str:
+        """Start a fine-tuning run from another run's weights (``scoresde train --init-from``); returns what was
+        loaded.
+
+        Online and EMA weights (with the EMA's update count, so its decay continues at the target rate) come from
+        ``source`` (see :func:`~scoresde.training.state.read_init_weights`: a run folder, a checkpoint directory or
+        an original Score SDE checkpoint file); the optimizer and the step start afresh, as in FP-Diffusion's
+        fine-tuning. Only for a run that has not started: a workdir with checkpoints resumes instead, so the same
+        command line continues an interrupted fine-tuning run. The source is recorded in ``init_from.json``.
+        """
+        if self.step != 0 or list_checkpoints(self.workdir):
+            raise ValueError(f"{self.workdir} already has checkpoints: resume it instead of --init-from")
+        init = read_init_weights(source, self.model.net, map_location=self.env.device)
+        self.model.net.load_state_dict(init.model_state)
+        self.ema.load_full_state_dict(init.ema_state, num_updates=init.ema_num_updates)
+        if self.env.is_main:
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            record = {"source": str(Path(source).resolve()), "loaded": init.description, "source_step": init.step}
+            (self.workdir / "init_from.json").write_text(json.dumps(record, indent=2))
+        return init.description
 
     # ---- one optimizer step ------------------------------------------------------------------------------------
     def _global_draws(self, shape: tuple[int, ...]) -> dict[str, Tensor]:
