@@ -11,10 +11,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from scoresde.losses import fp_loss, fp_regularizer, sde_loss
-from scoresde.objectives.fp import _divergence
-from scoresde.sdes import VESDE, VPSDE, SubVPSDE
+from scoresde.losses import fp_loss, fp_regularizer, phase_space_loss, sde_loss
+from scoresde.objectives.fp import WEIGHTINGS, _divergence, fpe_residual, phase_space_fp_loss
+from scoresde.objectives.phase_space import initial_state
+from scoresde.sdes import CLD, PSLD, VESDE, VPSDE, RecipeSDE, SubVPSDE
+from scoresde.sdes.phase_space import apply_blocks
 from scoresde.toy import GaussianMixture
+from scoresde.toy.phase_space import PhaseSpaceMixture
 
 GM = GaussianMixture.example_2d()
 SDES = {"ve": VESDE(), "vp": VPSDE(), "subvp": SubVPSDE()}
@@ -56,14 +59,14 @@ def test_hutchinson_divergence_is_unbiased_and_exact_on_coordinate_probes():
     xr = x.repeat_interleave(n, 0).requires_grad_(True)
     tr = t.repeat_interleave(n, 0)
     s = GM.score(xr, tr, sde)
-    exact = _divergence(s, xr, "exact", None).reshape(4, n)[:, 0]
+    exact = _divergence(None, xr, s, "exact", None)[0].reshape(4, n)[:, 0]
     probes = torch.randn((1, *xr.shape), generator=torch.Generator().manual_seed(1), dtype=xr.dtype)
-    hutch = _divergence(s, xr, "hutchinson", probes).detach().reshape(4, n)
+    hutch = _divergence(None, xr, s, "hutchinson", probes)[0].detach().reshape(4, n)
     se = hutch.std(1) / n**0.5
     assert ((hutch.mean(1) - exact.detach()).abs() < 4 * se).all()
     # probes sqrt(D) e_j, j = 1..D: E[v v^T] = I holds exactly, so their mean is the trace.
     coord = 2**0.5 * torch.eye(2, dtype=x.dtype)[:, None, :].expand(2, 4 * n, 2)
-    assert torch.allclose(_divergence(s, xr, "hutchinson", coord), _divergence(s, xr, "exact", None))
+    assert torch.allclose(_divergence(None, xr, s, "hutchinson", coord)[0], _divergence(None, xr, s, "exact", None)[0])
 
 
 def test_scalar_term_for_vp_is_beta_half_of_div_norm_and_x_dot_s():
@@ -159,6 +162,7 @@ def test_weightings_and_normalisation():
     ("weighting", "likelihood", "constant, convention, ll"),
     ("divergence", "approx", "hutchinson, exact"),
     ("time_derivative", "exact", "finite_difference, autograd"),
+    ("divergence_ad", "backward", "reverse, forward"),
 ])
 def test_unknown_option_names_list_the_valid_ones(option, value, valid):
     sde = VPSDE()
@@ -221,3 +225,144 @@ def test_trainer_option_adds_the_regulariser_to_the_training_loss():
     discrete = load_config("toy/checkerboard", [*small, "training.fp_alpha=0.15", "training.continuous=false"])
     with pytest.raises(ValueError, match="continuous"):
         check_objective(discrete, model)
+
+
+# ---- forward-mode Hutchinson -------------------------------------------------------------------------------------
+
+def _ps_mlp_score(seed=0):
+    torch.manual_seed(seed)
+    net = torch.nn.Sequential(torch.nn.Linear(5, 32), torch.nn.Tanh(), torch.nn.Linear(32, 4)).double()
+    return net, (lambda z, t: net(torch.cat([z, t[:, None]], dim=1)))
+
+
+@pytest.mark.parametrize("name", ["vp", "psld"])
+@pytest.mark.parametrize("divergence", ["hutchinson", "exact"])
+def test_forward_mode_products_equal_reverse_mode_in_value_and_parameter_gradient(name, divergence):
+    if name == "vp":
+        sde, (net, score) = VPSDE(), _mlp_score()
+        x, t = _points(sde, B=16, t_lo=0.01, t_hi=0.99)
+    else:
+        sde, (net, score) = PSLD(), _ps_mlp_score()
+        g = torch.Generator().manual_seed(0)
+        x, t = torch.randn(16, 4, generator=g, dtype=torch.float64), torch.rand(16, generator=g, dtype=torch.float64)
+    v = torch.randn((3, *x.shape), generator=torch.Generator().manual_seed(4), dtype=x.dtype)
+    out = {}
+    for ad in ("reverse", "forward"):
+        terms = fp_regularizer(score, sde, x, t, weighting="ll", divergence=divergence, n_probes=3, probes=v,
+                               divergence_ad=ad)
+        net.zero_grad()
+        (terms.vector + terms.scalar).backward()
+        out[ad] = (terms.vector.detach(), terms.scalar.detach(),
+                   torch.cat([p.grad.flatten() for p in net.parameters()]))
+    for a, b in zip(out["reverse"], out["forward"], strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-12)
+    assert out["forward"][2].abs().sum() > 0
+
+
+# ---- phase space -------------------------------------------------------------------------------------------------
+
+def _ps_points(sde, B=128, seed=0, t_lo=0.05, t_hi=0.95):
+    """States z_t drawn from the true phase-space marginal: z_0 from the initial law, then the kernel from z_0."""
+    g = torch.Generator().manual_seed(seed)
+    t = torch.rand(B, generator=g, dtype=torch.float64) * (t_hi - t_lo) + t_lo
+    z0 = PhaseSpaceMixture(GM, sde).sample(B, g).double()
+    cov = sde.kernel_cov(t, torch.zeros(2, 2, dtype=torch.float64))
+    noise = torch.randn(z0.shape, generator=g, dtype=torch.float64)
+    return apply_blocks(sde.transition(t), z0) + apply_blocks(torch.linalg.cholesky(cov), noise), t
+
+
+@pytest.mark.parametrize("sde", [PSLD(), CLD()], ids=["psld", "cld"])
+def test_exact_phase_space_score_solves_the_score_fpe_and_a_rescaled_one_does_not(sde):
+    z, t = _ps_points(sde)
+    exact = PhaseSpaceMixture(GM, sde).score
+    wrong = lambda z, t: 1.2 * exact(z, t)  # noqa: E731
+    kw = dict(mode="vector", divergence="exact", normalize=False)
+    assert fp_regularizer(exact, sde, z, t, **kw).vector.item() < 1e-5  # 3e-7 measured: finite differences only
+    assert fp_regularizer(wrong, sde, z, t, **kw).vector.item() > 100  # 470 measured
+    # Hutchinson: one probe's noise in grad B (~40 per example here) averages out in the unbiased metric
+    x0 = GM.sample(64, generator=torch.Generator().manual_seed(0)).double()
+    grid = torch.linspace(0.05, 0.95, 5)
+    good = fpe_residual(exact, sde, x0, t_grid=grid, generator=torch.Generator().manual_seed(2))
+    bad = fpe_residual(wrong, sde, x0, t_grid=grid, generator=torch.Generator().manual_seed(2))
+    assert abs(good.mean) < 3 * good.stderr + 1e-3  # -0.002 ± 0.36 (PSLD), -0.009 ± 0.38 (CLD)
+    assert bad.mean > 50 and bad.mean > 10 * bad.stderr  # 142 ± 9
+    with pytest.raises(NotImplementedError, match="finite_difference"):  # torch.unique in the kernel: no forward AD
+        fp_regularizer(exact, sde, z, t, time_derivative="autograd", **kw)
+
+
+def test_phase_space_formula_with_sigma_g2_identity_is_the_scalar_one():
+    """The recipe with k = 1, D = 1/2, Q = 0, S = 1 is VP; its per-channel path gives VP's scalar-path values."""
+    vp = VPSDE()
+    recipe = RecipeSDE([[0.5]], [[0.0]], [[1.0]], beta_min=vp.beta_0, beta_max=vp.beta_1)
+    _, score = _mlp_score()
+    x, t = _points(vp, B=16, t_lo=0.01, t_hi=0.99)
+    v = torch.randn((2, *x.shape), generator=torch.Generator().manual_seed(3), dtype=x.dtype)
+    for weighting in WEIGHTINGS:
+        a = fp_regularizer(score, vp, x, t, weighting=weighting, probes=v)
+        b = fp_regularizer(score, recipe, x, t, weighting=weighting, probes=v)
+        torch.testing.assert_close(b.vector, a.vector, rtol=1e-10, atol=0)
+        torch.testing.assert_close(b.scalar, a.scalar, rtol=1e-10, atol=0)
+
+
+@pytest.mark.parametrize("score_matching", ["hsm", "dsm"])
+def test_phase_space_fp_loss_adds_the_regulariser_at_the_same_state(score_matching):
+    sde = PSLD(score_matching=score_matching)
+    net, score = _ps_mlp_score()
+    batch = GM.sample(16, generator=torch.Generator().manual_seed(0)).double()
+    g = torch.Generator().manual_seed(5)
+    t = torch.rand(16, generator=g, dtype=batch.dtype) * (1 - 1e-5) + 1e-5
+    z0 = initial_state(sde, batch, None, g)
+    noise = torch.randn(z0.shape, generator=g, dtype=batch.dtype)
+    v = torch.randn((1, *z0.shape), generator=g, dtype=batch.dtype)
+    draws = dict(t=t, noise=noise, probes=v)
+    if score_matching == "dsm":
+        draws["momentum"] = z0[:, 2:]
+    mean, L = sde.marginal_prob(z0, t)
+    terms = fp_regularizer(score, sde, mean + apply_blocks(L, noise), t, weighting="ll", probes=v, t_min=1e-5)
+    base = phase_space_loss(score, sde, batch, **{k: draws[k] for k in draws if k != "probes"})
+    kw = dict(alpha=0.15, beta=0.01, mode="both", weighting="ll", m=2, blocks="all", reduce_mean=False, eps=1e-5)
+    loss = phase_space_fp_loss(score, sde, batch, **kw, **draws)
+    torch.testing.assert_close(loss, base + 0.15 * terms.vector + 0.01 * terms.scalar)
+    assert terms.vector > 0 and terms.scalar > 0
+    # the generator's draws in the order t, (DSM momentum), noise, probes are the same as replaying them
+    torch.testing.assert_close(phase_space_fp_loss(score, sde, batch, **kw, generator=torch.Generator().manual_seed(5)),
+                               loss)
+    torch.testing.assert_close(phase_space_fp_loss(score, sde, batch, **{**kw, "alpha": 0.0, "beta": 0.0}, **draws),
+                               base)
+    loss.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
+    with pytest.raises(ValueError, match="blocks='all'"):
+        phase_space_fp_loss(score, sde, batch, **{**kw, "blocks": "momentum"}, **draws)
+    with pytest.raises(ValueError, match="phase_space_fp_loss"):
+        fp_loss(score, sde, batch)
+
+
+# ---- the metric --------------------------------------------------------------------------------------------------
+
+def test_fpe_residual_vanishes_for_the_exact_score_and_not_for_a_dsm_trained_one():
+    sde = VPSDE()
+    x0 = GM.sample(128, generator=torch.Generator().manual_seed(0)).double()
+    exact = fpe_residual(GM.score_fn(sde), sde, x0, n_times=6, divergence="exact",
+                         generator=torch.Generator().manual_seed(1))
+    assert exact.times.tolist() == pytest.approx(torch.linspace(1e-3, 1.0, 6).tolist())
+    assert exact.per_time.shape == (6,) and exact.per_example.shape == (128,)
+    assert 0 <= exact.mean < 1e-6  # finite-difference error only
+    net, score = _mlp_score()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    g = torch.Generator().manual_seed(2)
+    for _ in range(200):
+        opt.zero_grad()
+        sde_loss(score, sde, GM.sample(256, generator=g).double(), reduce_mean=True, generator=g).backward()
+        opt.step()
+    trained = fpe_residual(score, sde, x0, n_times=6, divergence="exact", generator=torch.Generator().manual_seed(1))
+    assert trained.mean > 1e3 * max(exact.mean, 1e-12) and trained.mean > 10 * trained.stderr
+    # Hutchinson (unbiased, two probe sets) agrees with the exact divergence within its error; draws do not
+    # depend on the batch size
+    h1 = fpe_residual(score, sde, x0, n_times=6, n_probes=4, generator=torch.Generator().manual_seed(1))
+    h2 = fpe_residual(score, sde, x0, n_times=6, n_probes=4, batch_size=50, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(h1.per_example, h2.per_example, rtol=1e-9, atol=1e-12)
+    assert abs(h1.mean - trained.mean) < 4 * h1.stderr + 0.5 * trained.mean
+    with pytest.raises(ValueError, match="t_grid"):
+        fpe_residual(score, sde, x0, t_grid=torch.tensor([0.0, 0.5]))
+    with pytest.raises(ValueError, match="reverse, forward"):
+        fpe_residual(score, sde, x0, divergence_ad="backward")
