@@ -6,6 +6,8 @@
 * :func:`save_checkpoint` / :func:`load_checkpoint` / :func:`load_training_state`: scoresde's format (a
   directory of safetensors weights and a JSON config, written atomically).
 * :func:`convert_original_checkpoint`: original ``.pth`` -> scoresde directory.
+* :func:`load_psld_checkpoint` ``(path, config)``: a PyTorch Lightning ``.ckpt`` of the PSLD code (Pandey & Mandt
+  2023) as a :class:`~scoresde.models.PhaseSpaceScoreModel` (``scoresde.checkpoint.psld``).
 """
 
 from ..nets.layers import IncompatibleCheckpointError
@@ -15,10 +17,18 @@ from .native import (
     convert_original_checkpoint,
     load_checkpoint,
     load_training_state,
+    read_original_training_state,
     remap_optimizer_state,
     save_checkpoint,
 )
 from .original import LoadedCheckpoint, guess_architecture, load_score_sde_checkpoint, read_original_checkpoint
+from .psld import (
+    is_lightning_checkpoint,
+    load_psld_checkpoint,
+    psld_state_dicts,
+    read_psld_checkpoint,
+    read_psld_training_state,
+)
 
 __all__ = [
     "IncompatibleCheckpointError",
@@ -29,10 +39,16 @@ __all__ = [
     "build_sde",
     "convert_original_checkpoint",
     "guess_architecture",
+    "is_lightning_checkpoint",
     "load_checkpoint",
+    "load_psld_checkpoint",
     "load_score_sde_checkpoint",
     "load_training_state",
+    "psld_state_dicts",
     "read_original_checkpoint",
+    "read_original_training_state",
+    "read_psld_checkpoint",
+    "read_psld_training_state",
     "remap_optimizer_state",
     "resolve_config",
     "save_checkpoint",

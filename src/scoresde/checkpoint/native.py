@@ -44,6 +44,7 @@ __all__ = [
     "convert_original_checkpoint",
     "load_checkpoint",
     "load_training_state",
+    "read_original_training_state",
     "remap_optimizer_state",
     "save_checkpoint",
 ]
@@ -276,6 +277,27 @@ def convert_original_checkpoint(
     ``sigmas`` kept), the optimizer state re-indexed to ``net.parameters()`` order (:func:`remap_optimizer_state`),
     the step and the resolved config alongside. ``config`` is anything :func:`load_score_sde_checkpoint` takes.
     """
+    state = read_original_training_state(src, config, include_optimizer=include_optimizer,
+                                         map_location=map_location)
+    return save_checkpoint(dst, state.model_state, state.config, step=state.step, ema=state.ema_state,
+                           optimizer=state.optimizer_state)
+
+
+def read_original_training_state(
+    src: str | Path,
+    config: ConfigLike,
+    *,
+    include_optimizer: bool = True,
+    map_location: str | torch.device = "cpu",
+) -> TrainingState:
+    """The training state of an original Score SDE checkpoint under the scoresde network's keys (the reading half
+    shared by :func:`convert_original_checkpoint` and ``scoresde import``).
+
+    ``model_state``/``ema_state`` come from :func:`~scoresde.checkpoint.original.original_state_dicts` (validated
+    against the network ``config`` builds), ``optimizer_state`` is re-indexed with :func:`remap_optimizer_state`
+    (None without an ``optimizer`` entry or with ``include_optimizer=False``), ``step`` is the checkpoint's
+    ``step`` and ``trainer_state`` holds ``ema_num_updates`` (the EMA's ``num_updates``, else the step).
+    """
     cfg = resolve_config(config)
     ckpt = read_original_checkpoint(src, map_location)
     net = build_network(cfg)
@@ -285,4 +307,7 @@ def convert_original_checkpoint(
         optimizer = remap_optimizer_state(net, ckpt["model"], ckpt["optimizer"])
     step = ckpt.get("step", 0)
     step = int(step.item() if isinstance(step, Tensor) else step)
-    return save_checkpoint(dst, model_sd, cfg, step=step, ema=ema_sd, optimizer=optimizer)
+    ema = ckpt.get("ema")
+    updates = ema.get("num_updates", step) if isinstance(ema, Mapping) else step
+    updates = int(updates.item() if isinstance(updates, Tensor) else updates)
+    return TrainingState(model_sd, ema_sd, optimizer, step, cfg, {"ema_num_updates": updates})

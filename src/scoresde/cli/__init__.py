@@ -96,10 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
     cfgs.add_argument("--filter", default=None, help="only names containing this text")
     cfgs.set_defaults(func=commands.cmd_configs)
 
-    imp = sub.add_parser("import", help="turn an original Score SDE checkpoint into a run folder",
-                         description="Convert an original Score SDE checkpoint (.pth) into a run folder that "
-                                     "`sample`, `likelihood` and `train` (fine-tuning) use.")
-    imp.add_argument("--score-sde", required=True, metavar="CKPT", help="original checkpoint file")
+    imp = sub.add_parser("import", help="turn a Score SDE or PSLD checkpoint into a run folder",
+                         description="Convert an original Score SDE checkpoint (.pth) or a PSLD PyTorch Lightning "
+                                     "checkpoint (.ckpt) into a run folder that `sample`, `likelihood` and `train` "
+                                     "(fine-tuning) use. Files are read with torch.load(weights_only=True).")
+    imp.add_argument("--checkpoint", "--score-sde", dest="checkpoint", required=True, metavar="CKPT",
+                     help="checkpoint file of the original code")
+    imp.add_argument("--format", default="auto", choices=["auto", "score-sde", "psld"],
+                     help="checkpoint format; auto: a Lightning checkpoint is PSLD's (default: %(default)s)")
     imp.add_argument("--config", required=True, help="its config: preset name, .json or original .py file")
     imp.add_argument("--workdir", required=True, help="new run folder")
     imp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")

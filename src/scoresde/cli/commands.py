@@ -165,35 +165,60 @@ def cmd_configs(args: argparse.Namespace) -> int:
     return 0
 
 
+IMPORT_FORMATS = ("auto", "score-sde", "psld")
+
+
+def _read_import_state(path: Path, fmt: str, sections: dict):
+    """``(format, TrainingState)`` of a checkpoint to import: a Score SDE ``.pth`` or a PSLD Lightning ``.ckpt``
+    (``fmt='auto'``: a file with a Lightning ``state_dict`` is PSLD's, anything else Score SDE's)."""
+    from ..checkpoint.native import read_original_training_state
+    from ..checkpoint.psld import (
+        is_lightning_checkpoint,
+        load_weights_only,
+        read_psld_checkpoint,
+        read_psld_training_state,
+    )
+
+    if fmt not in IMPORT_FORMATS:
+        raise ValueError(f"unknown --format {fmt!r}; valid values are: {', '.join(IMPORT_FORMATS)}")
+    if fmt == "auto":
+        ckpt = load_weights_only(path)  # Score SDE files are read again by their reader
+        if is_lightning_checkpoint(ckpt):
+            return "psld", read_psld_training_state(ckpt, sections)
+        del ckpt
+        fmt = "score-sde"
+    if fmt == "psld":
+        return fmt, read_psld_training_state(read_psld_checkpoint(path), sections)
+    return fmt, read_original_training_state(path, sections)
+
+
 def cmd_import(args: argparse.Namespace) -> int:
-    """``scoresde import``: an original Score SDE checkpoint becomes a run folder (sample, evaluate, fine-tune)."""
-    from ..checkpoint.build import build_network, resolve_config
-    from ..checkpoint.native import remap_optimizer_state
-    from ..checkpoint.original import original_state_dicts, read_original_checkpoint
+    """``scoresde import``: an original Score SDE checkpoint or a PSLD (Lightning) checkpoint becomes a run folder
+    (sample, evaluate, fine-tune)."""
+    from ..checkpoint.build import build_network
     from ..training.build import build_optimizer
+    from ..training.presets import resolve_preset
     from ..training.state import save_training_checkpoint
     from ..training.trainer import prepare_workdir
 
     workdir = Path(args.workdir)
     if (workdir / "config.json").exists():
         raise ValueError(f"{workdir} already holds a run; import into a new --workdir")
-    cfg = config_from_dict(apply_overrides(resolve_config(args.config), args.set))
-    ckpt = read_original_checkpoint(args.score_sde)
+    cfg = config_from_dict(apply_overrides(resolve_preset(args.config), args.set))
     sections = cfg.to_dict()
+    fmt, state = _read_import_state(Path(args.checkpoint), getattr(args, "format", "auto"), sections)
+    if state.ema_state is None:
+        raise ValueError(f"{args.checkpoint} has no EMA weights")
     net = build_network(sections)
-    model_sd, ema_sd = original_state_dicts(net, ckpt)
-    if ema_sd is None:
-        raise ValueError(f"{args.score_sde} has no EMA weights")
-    net.load_state_dict(model_sd)
+    net.load_state_dict(state.model_state)
     optimizer = build_optimizer(cfg, net.parameters())
-    if isinstance(ckpt.get("optimizer"), dict) and ckpt["optimizer"].get("state"):
-        optimizer.load_state_dict(remap_optimizer_state(net, ckpt["model"], ckpt["optimizer"]))
-    step = int(ckpt.get("step", 0))
-    ema_updates = int(ckpt.get("ema", {}).get("num_updates", step)) if isinstance(ckpt.get("ema"), dict) else step
+    if state.optimizer_state is not None and state.optimizer_state.get("state"):
+        optimizer.load_state_dict(state.optimizer_state)
     prepare_workdir(workdir, cfg)
-    trainer_state = {"ema_num_updates": ema_updates, "ema_decay": float(cfg.model.get("ema_rate", 0.999)),
+    trainer_state = {"ema_num_updates": int(state.trainer_state["ema_num_updates"]),
+                     "ema_decay": float(cfg.model.get("ema_rate", 0.999)),
                      "scaler": {}, "skipped_steps": 0, "world_size": 1}
-    path = save_training_checkpoint(workdir, step, kind="checkpoint", net=net, ema_state=ema_sd, optimizer=optimizer,
-                                    config=sections, trainer_state=trainer_state)
-    print(f"imported {args.score_sde} (step {step}) as {path}")
+    path = save_training_checkpoint(workdir, state.step, kind="checkpoint", net=net, ema_state=state.ema_state,
+                                    optimizer=optimizer, config=sections, trainer_state=trainer_state)
+    print(f"imported {args.checkpoint} ({fmt} checkpoint, step {state.step}) as {path}")
     return 0
