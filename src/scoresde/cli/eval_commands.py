@@ -25,7 +25,7 @@ def add_eval_commands(sub, positive_int: Callable[[str], int],
                       add_common: Callable[[argparse.ArgumentParser], None]) -> None:
     """Register ``eval`` and ``fid-stats`` on the sub-parsers ``sub`` of ``scoresde``."""
     ev = sub.add_parser(
-        "eval", help="FID / IS / KID / bits-per-dim of a checkpoint, written to eval/metrics.json",
+        "eval", help="FID / IS / KID / bits-per-dim / FPE residual of a checkpoint, written to eval/metrics.json",
         description="Generate --num-samples samples in resumable rounds (sample i is seeded from (--seed, i), so it "
                     "is the same whatever the batch size or number of ranks for samplers that treat samples "
                     "independently), extract Inception features (torch-fidelity), and compare with reference "
@@ -35,7 +35,9 @@ def add_eval_commands(sub, positive_int: Callable[[str], int],
     ev.add_argument("--workdir", required=True)
     ev.add_argument("--checkpoint", type=int, default=None, help="step of a numbered checkpoint (default: newest)")
     ev.add_argument("--metrics", type=_metric_list, default=("fid", "is", "kid"),
-                    help="comma-separated subset of fid,is,kid,bpd (default: fid,is,kid)")
+                    help="comma-separated subset of fid,is,kid,bpd,fpe (default: fid,is,kid); bpd of a phase-space run "
+                         "(PSLD/CLD) is the entropy-corrected augmented bound with --bpd-probes momentum draws; fpe "
+                         "is the mean squared score Fokker-Planck residual per dimension on perturbed bpd-split data")
     ev.add_argument("--num-samples", type=positive_int, default=50_000, help="default: %(default)s (the papers')")
     ev.add_argument("--batch-size", type=positive_int, default=500, help="samples per sampler call")
     ev.add_argument("--round-size", type=positive_int, default=5_000, help="samples per resumable round file")
@@ -51,6 +53,16 @@ def add_eval_commands(sub, positive_int: Callable[[str], int],
     ev.add_argument("--bpd-split", default="test", choices=["train", "test"])
     ev.add_argument("--bpd-num", type=positive_int, default=None, help="examples for bpd (default: the whole split)")
     ev.add_argument("--bpd-batch-size", type=positive_int, default=100)
+    ev.add_argument("--bpd-probes", type=positive_int, default=1,
+                    help="Hutchinson probes per example; momentum draws per example for a phase-space run")
+    ev.add_argument("--fpe-num", type=positive_int, default=None,
+                    help="examples of the bpd split for fpe (default: --bpd-num, else the whole split)")
+    ev.add_argument("--fpe-times", type=positive_int, default=10,
+                    help="fpe time grid: linspace(--fpe-eps, T, N) (default: %(default)s)")
+    ev.add_argument("--fpe-eps", type=float, default=1e-3, help="first fpe time (default: %(default)s)")
+    ev.add_argument("--fpe-probes", type=positive_int, default=1,
+                    help="Hutchinson probes per probe set of the unbiased fpe estimate (default: %(default)s)")
+    ev.add_argument("--fpe-batch-size", type=positive_int, default=100)
     ev.add_argument("--tag", default=None, help="sub-folder of DIR/eval (default: step_<N>_<sampler>_seed<S>)")
     ev.add_argument("--no-ema", action="store_true", help="evaluate the online weights instead of the EMA")
     add_common(ev)
@@ -92,7 +104,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
                             round_size=args.round_size, seed=args.seed, ref_stats=args.ref_stats,
                             inception_weights=args.inception_weights, kid_subsets=args.kid_subsets,
                             kid_subset_size=args.kid_subset_size, bpd_split=args.bpd_split, bpd_num=args.bpd_num,
-                            bpd_batch_size=args.bpd_batch_size)
+                            bpd_batch_size=args.bpd_batch_size, bpd_probes=args.bpd_probes, fpe_num=args.fpe_num,
+                            fpe_times=args.fpe_times, fpe_eps=args.fpe_eps, fpe_probes=args.fpe_probes,
+                            fpe_batch_size=args.fpe_batch_size)
     settings.validate()
     env = init_distributed(args.device)
     model, step, path = _load_model(workdir, args.checkpoint, not args.no_ema, str(env.device))
@@ -113,6 +127,8 @@ def _summary(record: dict) -> str:
             parts.append(f"FID {value:.3f}")
         elif key in ("is", "kid"):
             parts.append(f"{key.upper()} {value['mean']:.4g} ± {value['std']:.2g}")
+        elif key == "fpe":
+            parts.append(f"FPE residual {value['value']:.4g} ± {value['stderr'] or float('nan'):.2g}")
         else:
             parts.append(f"{value['value']:.4f} {value['unit']} ± {value['stderr'] or float('nan'):.4f}")
     return ", ".join(parts)

@@ -1,6 +1,11 @@
 """The evaluation protocol: per-sample-seeded generation in resumable sharded rounds, Inception features at
 generation time, FID / IS / KID against hashed reference statistics, bits/dim on a data split, and a
-``metrics.json`` that records everything needed to reproduce the numbers."""
+``metrics.json`` that records everything needed to reproduce the numbers.
+
+Besides the sample metrics: ``bpd`` (bits/dim through the probability-flow ODE; for a phase-space run the
+entropy-corrected augmented bound, an upper bound on bits/dim, over ``bpd_probes`` momentum draws) and ``fpe`` (the
+mean squared score Fokker–Planck residual per dimension on perturbed data of the bpd split,
+:func:`scoresde.objectives.fp.fpe_residual`)."""
 
 from __future__ import annotations
 
@@ -21,7 +26,8 @@ from ..training.distributed import DistEnv
 from .rounds import check_protocol, gather_rounds, run_rounds
 from .seeding import batch_coupled, per_sample_generators, sample_seed
 
-METRICS = ("fid", "is", "kid", "bpd")
+METRICS = ("fid", "is", "kid", "bpd", "fpe")
+FPE_DTYPES = ("float64", "float32")
 
 
 def to_uint8(x: Tensor) -> Tensor:
@@ -66,7 +72,14 @@ class EvalSettings:
     bpd_num: int | None = None               # examples of the split for bits/dim (None: all)
     bpd_batch_size: int = 100
     bpd_trace: str = "hutchinson-rademacher"
-    bpd_probes: int = 1
+    bpd_probes: int = 1                      # Hutchinson probes; momentum draws of the phase-space bound
+    fpe_num: int | None = None               # examples of the bpd split for fpe (None: bpd_num)
+    fpe_times: int = 10                      # fpe time grid linspace(fpe_eps, T, fpe_times)
+    fpe_eps: float = 1e-3
+    fpe_divergence: str = "hutchinson"       # unbiased two-probe-set estimate (see fpe_residual)
+    fpe_probes: int = 1
+    fpe_batch_size: int = 100
+    fpe_dtype: str = "float64"               # the model is evaluated in this precision (finite differences in t)
 
     def validate(self) -> None:
         """Refuse unknown metrics and missing inputs before any work starts."""
@@ -79,6 +92,11 @@ class EvalSettings:
             raise ValueError(f"kid needs --num-samples >= its subset size {self.kid_subset_size}")
         if "is" in self.metrics and self.num_samples < self.is_splits:
             raise ValueError(f"is needs at least {self.is_splits} samples (one per split)")
+        if "fpe" in self.metrics:
+            if self.fpe_dtype not in FPE_DTYPES:
+                raise ValueError(f"unknown fpe_dtype {self.fpe_dtype!r}; valid values are: {', '.join(FPE_DTYPES)}")
+            if not (isinstance(self.fpe_times, int) and self.fpe_times >= 1):
+                raise ValueError(f"fpe_times must be a positive integer, got {self.fpe_times!r}")
 
 
 def evaluate(model, cfg, *, step: int, ema: bool, out_dir: Path, settings: EvalSettings, env: DistEnv,
@@ -108,6 +126,8 @@ def evaluate(model, cfg, *, step: int, ema: bool, out_dir: Path, settings: EvalS
                                         progress, record)
     if "bpd" in wanted:
         bpd = _bits_per_dim(model, cfg, out_dir / "bpd", settings, env, progress)
+    if "fpe" in wanted and env.is_main:  # cheap next to the ODE: one process, no rounds
+        fpe = _fpe_residual(model, cfg, settings, env)
     if not env.is_main:
         return None
     if images_needed:
@@ -120,6 +140,8 @@ def evaluate(model, cfg, *, step: int, ema: bool, out_dir: Path, settings: EvalS
                                          "meta": reference[0].meta}
     if "bpd" in wanted:
         record["metrics"]["bpd"] = bpd
+    if "fpe" in wanted:
+        record["metrics"]["fpe"] = fpe
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(record, indent=2, default=str))
     return record
@@ -184,26 +206,38 @@ def _image_metrics(samples, reference, settings: EvalSettings, wanted: set[str])
 
 def _bits_per_dim(model, cfg, directory: Path, settings: EvalSettings, env: DistEnv, progress: bool):
     """Per-example bits/dim (nats/dim for 2-D points) of the split in rounds of one batch, each seeded from
-    ``(seed, first index)`` (the ODE solver's error control couples a batch, so the batch is the unit)."""
-    from ..likelihood import bits_per_dim, log_likelihood
+    ``(seed, first index)`` (the ODE solver's error control couples a batch, so the batch is the unit).
+
+    A phase-space run (``model.sde`` a :class:`~scoresde.sdes.RecipeSDE`) has no exact likelihood of the data: it
+    gets the entropy-corrected augmented bound (:func:`scoresde.likelihood.augmented_bits_per_dim`, Dockhorn et al.
+    2022, App. B.4) with ``bpd_probes`` momentum draws per example, as ``scoresde likelihood`` does; the record says
+    ``"bound": true`` and ``n_momentum``."""
+    from ..likelihood import augmented_bits_per_dim, augmented_log_likelihood, bits_per_dim, log_likelihood
+    from ..sdes.phase_space import RecipeSDE
     from ..training.data import build_dataset
 
+    phase_space = isinstance(model.sde, RecipeSDE)
     dataset = build_dataset(cfg.data, settings.bpd_split, cfg.seed)
     num = len(dataset) if settings.bpd_num is None else min(settings.bpd_num, len(dataset))
     protocol = {"split": settings.bpd_split, "batch_size": settings.bpd_batch_size, "seed": settings.seed,
                 "trace": settings.bpd_trace, "probes": settings.bpd_probes, "code_version": __version__}
+    if phase_space:
+        protocol["augmented_bound"] = True
     check_protocol(directory, protocol, env)
 
     def compute(items: range) -> dict[str, np.ndarray]:
         batch = torch.stack([dataset[i][0] for i in items]).to(env.device)
         g = torch.Generator(env.device).manual_seed(sample_seed(settings.seed, items.start))
-        opts = dict(trace=settings.bpd_trace, n_probes=settings.bpd_probes, generator=g)
+        opts = dict(trace=settings.bpd_trace, generator=g)
+        opts["n_momentum" if phase_space else "n_probes"] = settings.bpd_probes
         if batch.dtype == torch.uint8:
             data_range = (-1.0, 1.0) if cfg.data.centered else (0.0, 1.0)
-            v, info = bits_per_dim(model.sde, model.score_fn, batch, data_range=data_range, **opts)
+            fn = augmented_bits_per_dim if phase_space else bits_per_dim
+            v, info = fn(model.sde, model.score_fn, batch, data_range=data_range, **opts)
             se = info.stderr
         else:
-            logp, info = log_likelihood(model.sde, model.score_fn, batch.float(), **opts)
+            fn = augmented_log_likelihood if phase_space else log_likelihood
+            logp, info = fn(model.sde, model.score_fn, batch.float(), **opts)
             v, se = -logp / batch[0].numel(), info.stderr / batch[0].numel()
         return {"value": v.detach().cpu().double().numpy(), "probe_stderr": se.detach().cpu().double().numpy()}
 
@@ -216,7 +250,42 @@ def _bits_per_dim(model, cfg, directory: Path, settings: EvalSettings, env: Dist
     return {"value": float(v.mean()), "stderr": float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else None,
             "unit": unit, "num": len(v), "split": settings.bpd_split,
             "mean_probe_stderr": _finite_mean(res["probe_stderr"]), "trace": settings.bpd_trace,
-            "n_probes": settings.bpd_probes}
+            "n_probes": settings.bpd_probes,
+            **({"bound": True, "n_momentum": settings.bpd_probes,
+                "estimator": "entropy-corrected augmented bound (upper bound on bits/dim; Dockhorn et al. 2022, "
+                             "App. B.4)"} if phase_space else {"bound": False})}
+
+
+def _fpe_residual(model, cfg, settings: EvalSettings, env: DistEnv) -> dict[str, Any]:
+    """:func:`~scoresde.objectives.fp.fpe_residual` of the model on the first ``fpe_num`` (default ``bpd_num``)
+    examples of the bpd split, in the model's data range (``k / 255``, centred when the run is; no
+    dequantisation), with the model in ``fpe_dtype``. Draws come from one generator on the device seeded from
+    ``(seed, 0)``, so the value does not depend on the batch size."""
+    import copy
+
+    from ..data import preprocess
+    from ..objectives.fp import fpe_residual
+    from ..training.data import build_dataset
+
+    dataset = build_dataset(cfg.data, settings.bpd_split, cfg.seed)
+    wanted = settings.fpe_num if settings.fpe_num is not None else settings.bpd_num
+    num = len(dataset) if wanted is None else min(wanted, len(dataset))
+    dtype = getattr(torch, settings.fpe_dtype)
+    batch = torch.stack([dataset[i][0] for i in range(num)])
+    x0 = preprocess(batch, centered=cfg.data.centered) if batch.dtype == torch.uint8 else batch
+    fpe_model = copy.deepcopy(model).to(dtype=dtype).eval()
+    g = torch.Generator(env.device).manual_seed(sample_seed(settings.seed, 0))
+    res = fpe_residual(fpe_model, fpe_model.sde, x0.to(env.device, dtype), n_times=settings.fpe_times,
+                       eps=settings.fpe_eps, divergence=settings.fpe_divergence, n_probes=settings.fpe_probes,
+                       batch_size=settings.fpe_batch_size, generator=g)
+    return {"value": res.mean, "stderr": res.stderr if math.isfinite(res.stderr) else None,
+            "unit": "squared FPE residual per dim", "num": num, "split": settings.bpd_split,
+            "times": res.times.tolist(), "per_time": res.per_time.tolist(),
+            "per_time_stderr": [v if math.isfinite(v) else None for v in res.per_time_stderr.tolist()],
+            "divergence": settings.fpe_divergence, "n_probes": settings.fpe_probes,
+            "unbiased": settings.fpe_divergence == "hutchinson", "time_derivative": "finite_difference",
+            "h_s": 1e-3, "h_d": 5e-4, "dtype": settings.fpe_dtype,
+            "definition": "mean over data and times of ||d_t s - grad B||^2 / D (Lai et al. 2023, Prop. 3.1)"}
 
 
 def _finite_mean(values: np.ndarray) -> float | None:
