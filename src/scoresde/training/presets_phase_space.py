@@ -59,7 +59,7 @@ def _psld(*, data: dict[str, Any], net: dict[str, Any], nu: float, gamma: float,
 
 
 def psld_cifar10() -> dict[str, Any]:
-    """PSLD on CIFAR-10 (Pandey & Mandt 2023; their FID 2.10 model).
+    """PSLD on CIFAR-10 (Pandey & Mandt 2023, who report FID 2.10 on CIFAR-10).
 
     Source: ``scripts_psld/sota/uncond/cifar10/train_uncond_psld.sh`` (the README's command) over
     ``main/configs/dataset/cifar10/cifar10_psld.yaml`` of ``mandt-lab/PSLD``: ``beta_min = beta_max = 8``,
@@ -78,7 +78,7 @@ def psld_cifar10() -> dict[str, Any]:
 
 
 def psld_celeba64() -> dict[str, Any]:
-    """PSLD on CelebA 64x64 (Pandey & Mandt 2023; their FID 2.01 model).
+    """PSLD on CelebA 64x64 (Pandey & Mandt 2023, who report FID 2.01 on CelebA-64).
 
     Source: ``scripts_psld/sota/uncond/celeba64/train_uncond_psld.sh`` over
     ``main/configs/dataset/celeba64/celeba64_psld.yaml``: ``beta = 8`` (yaml), ``nu = 4.005``, ``Gamma = 0.005``,
