@@ -20,6 +20,7 @@ from torch import nn
 
 from ..configs import get_preset, parse_config_file
 from ..models import PhaseSpaceScoreModel, ScoreModel
+from ..models.phase_space import MODEL_KEYS as PHASE_SPACE_MODEL_KEYS
 from ..nets import DDPM, NCSNpp, ncsn_from_config
 from ..nets.ncsn import NCSNV2_VARIANTS
 from ..nets.toy import ToyMLP
@@ -89,7 +90,7 @@ def build_network(config: Mapping[str, Any]) -> nn.Module:
     if sde in PHASE_SPACE_SDES and name == "ncsnpp":
         # phase space: the network sees [x, m] (2C channels) and predicts the noise of both blocks (2C) or of
         # the momentum only (C, ``model.blocks = 'momentum'``); the SDE keys of `model` are not network options
-        model = {k: v for k, v in model.items() if k not in PHASE_SPACE_SDES[sde] and k != "blocks"}
+        model = {k: v for k, v in model.items() if k not in PHASE_SPACE_SDES[sde] and k not in PHASE_SPACE_MODEL_KEYS}
         c = int(data.get("num_channels", 3))
         out = c if _section(config, "model").get("blocks", "all") == "momentum" else 2 * c
         return NCSNpp.from_config(model, data, in_channels=2 * c, out_channels=out)
@@ -155,7 +156,11 @@ def build_score_model(config: Mapping[str, Any], *, dtype: torch.dtype | None = 
     if dtype is not None:
         net = net.to(dtype)
     if isinstance(sde, RecipeSDE):  # phase space: noise prediction of the full state, raw t (PSLD's convention)
-        return PhaseSpaceScoreModel(net, sde, blocks=str(_section(config, "model").get("blocks", "all"))).eval()
+        m = _section(config, "model")
+        var = m.get("mixed_data_var")
+        return PhaseSpaceScoreModel(net, sde, blocks=str(m.get("blocks", "all")),
+                                    mixed_score=bool(m.get("mixed_score", False)),
+                                    mixed_data_var=None if var is None else float(var)).eval()
     if isinstance(net, ToyMLP):  # scoresde's toy network: fed 999 t like the VP networks, predicts the noise
         return ScoreModel(net, sde, continuous=True, label_type="time", output_type="eps").eval()
     return ScoreModel(net, sde, continuous=continuous).eval()

@@ -2,10 +2,42 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from ..objectives.phase_space import BLOCKS, score_from_eps
-from ..sdes.phase_space import RecipeSDE
+from ..sdes.phase_space import RecipeSDE, _blocks, apply_blocks
+
+#: keys of the ``model`` config section read by :class:`PhaseSpaceScoreModel` (not network options)
+MODEL_KEYS = ("blocks", "mixed_score", "mixed_data_var")
+
+
+def reference_cov(sde: RecipeSDE, t: Tensor, data_var: float) -> Tensor:
+    """``Sigma_ref(t) = Phi(t) diag(data_var, Sigma_0[1:, 1:]) Phi(t)^T + noise_cov(t)``, shape ``(B, k, k)``: the
+    covariance of ``z_t`` per coordinate when the data are ``N(0, data_var)`` and the momentum starts from the
+    SDE's initial law (the same for HSM and DSM: both have this marginal)."""
+    init = sde.initial_cov.clone()
+    init[0, :] = 0.0
+    init[:, 0] = 0.0
+    init[0, 0] = float(data_var)
+    return sde.kernel_cov(t, initial_cov=init)
+
+
+def reference_score(sde: RecipeSDE, z: Tensor, t: Tensor, blocks: str, data_var: float) -> Tensor:
+    """The Gaussian part of the mixed score (Dockhorn et al. 2022, §3.2 "mixed score", after Vahdat et al. 2021).
+
+    ``blocks="momentum"`` (CLD's parameterisation): ``-m / Sigma_ref^{mm}(t)`` in the momentum block, zero
+    elsewhere; with ``data_var=0`` this is CLD's code (the momentum marginal of the kernel from a point mass).
+    ``blocks="all"``: the full score ``-Sigma_ref(t)^-1 z`` of ``N(0, Sigma_ref)`` (needs ``data_var > 0``).
+    """
+    cov = reference_cov(sde, t, data_var)
+    if blocks == "momentum":
+        zb = _blocks(z, sde.k)
+        scale = (-1.0 / cov[:, -1, -1]).to(z.dtype).reshape(-1, *([1] * (zb.dim() - 2)))
+        out = torch.zeros_like(zb)
+        out[:, -1] = scale * zb[:, -1]
+        return out.reshape(z.shape)
+    return -apply_blocks(torch.linalg.inv(cov).to(z.dtype), z)
 
 
 class PhaseSpaceScoreModel(nn.Module):
@@ -20,30 +52,48 @@ class PhaseSpaceScoreModel(nn.Module):
             ``Gamma = 0``, lower factor).
         sde: the phase-space SDE.
         blocks: ``"all"`` or ``"momentum"``.
+        mixed_score: CLD's mixed score: ``score = reference_score(z, t) - L_t^-T eps_theta``, the network learning
+            only the residual from the score the state would have for Gaussian data (:func:`reference_score`).
+        mixed_data_var: the data variance of that reference; default ``0`` for ``blocks="momentum"`` (CLD's
+            choice) and ``1`` for ``blocks="all"`` (``N(0, I)`` data, as LSGM; must be positive there).
     """
 
-    def __init__(self, net: nn.Module, sde: RecipeSDE, *, blocks: str = "all") -> None:
+    def __init__(self, net: nn.Module, sde: RecipeSDE, *, blocks: str = "all", mixed_score: bool = False,
+                 mixed_data_var: float | None = None) -> None:
         super().__init__()
         if blocks not in BLOCKS:
             raise ValueError(f"unknown blocks {blocks!r}; valid values are: {', '.join(BLOCKS)}")
+        if mixed_data_var is None:
+            mixed_data_var = 0.0 if blocks == "momentum" else 1.0
+        if not mixed_data_var >= 0 or (blocks == "all" and mixed_score and mixed_data_var <= 0):
+            raise ValueError(f"mixed_data_var must be >= 0 (> 0 with blocks='all'), got {mixed_data_var!r}")
         self.net, self.sde, self.blocks = net, sde, blocks
+        self.mixed_score, self.mixed_data_var = bool(mixed_score), float(mixed_data_var)
         self.continuous = True
 
     def with_net(self, net: nn.Module) -> PhaseSpaceScoreModel:
-        """The same SDE and blocks around another network (e.g. the DDP-wrapped training copy)."""
-        return PhaseSpaceScoreModel(net, self.sde, blocks=self.blocks)
+        """The same SDE and parameterisation around another network (e.g. the DDP-wrapped training copy)."""
+        return PhaseSpaceScoreModel(net, self.sde, blocks=self.blocks, mixed_score=self.mixed_score,
+                                    mixed_data_var=self.mixed_data_var)
+
+    def extra_repr(self) -> str:
+        return f"blocks={self.blocks!r}, mixed_score={self.mixed_score}, mixed_data_var={self.mixed_data_var}"
 
     def labels(self, t: Tensor) -> Tensor:
         """The network's time input: ``t`` itself."""
         return t
 
     def eps_fn(self, z: Tensor, t: Tensor) -> Tensor:
-        """The network's noise prediction."""
+        """The network's noise prediction (the residual's, with ``mixed_score``)."""
         return self.net(z, self.labels(t))
 
     def score_fn(self, z: Tensor, t: Tensor) -> Tensor:
-        """Score of the full state, ``-L_t^-T eps``, via :func:`scoresde.objectives.phase_space.score_from_eps`."""
-        return score_from_eps(self.sde, self.eps_fn(z, t), t, blocks=self.blocks).to(z.dtype)
+        """Score of the full state, ``-L_t^-T eps`` (:func:`scoresde.objectives.phase_space.score_from_eps`), plus
+        :func:`reference_score` with ``mixed_score``."""
+        score = score_from_eps(self.sde, self.eps_fn(z, t), t, blocks=self.blocks).to(z.dtype)
+        if self.mixed_score:
+            score = score + reference_score(self.sde, z, t, self.blocks, self.mixed_data_var)
+        return score
 
     def forward(self, z: Tensor, t: Tensor) -> Tensor:
         """``score_fn(z, t)``."""

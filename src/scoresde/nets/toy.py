@@ -50,7 +50,8 @@ class ToyMLP(nn.Module):
 
     #: model-section keys that belong to the SDE or the EMA (the original configs keep them in ``model``)
     SDE_KEYS = frozenset({"name", "ema_rate", "sigma_min", "sigma_max", "beta_min", "beta_max", "num_scales", "nu",
-                          "gamma", "kappa", "m_inv", "friction", "decomp_mode", "score_matching", "blocks"})
+                          "gamma", "kappa", "m_inv", "friction", "decomp_mode", "score_matching", "blocks",
+                          "mixed_score", "mixed_data_var"})
 
     @classmethod
     def from_config(cls, model: Mapping[str, Any], data: Mapping[str, Any]) -> ToyMLP:

@@ -63,7 +63,8 @@ def _toy_phase_space(sde: str) -> dict[str, Any]:
                 {"beta_min": 4.0, "beta_max": 4.0, "m_inv": 4.0, "gamma": 0.04})
     cfg["model"] = {"name": "toy_mlp", "dim": 4, "hidden": 128, "depth": 3, "time_embed_dim": 32,
                     "max_period": 1e-3, "num_scales": 200, "ema_rate": 0.995, "decomp_mode": "lower",
-                    "score_matching": "hsm", "blocks": "all", **sde_keys}
+                    "score_matching": "hsm", "blocks": "all", "mixed_score": False,
+                    "mixed_data_var": None, **sde_keys}
     cfg["sampling"] = {"method": "sscs", "grid": "quadratic", "noise_removal": True, "eps": 1e-3}
     return cfg
 
@@ -75,7 +76,8 @@ def _digits_psld() -> dict[str, Any]:
     base = _digits()
     base["training"]["sde"] = "psld"
     base["model"].update(beta_min=8.0, beta_max=8.0, nu=4.01, gamma=0.01, kappa=0.04, decomp_mode="lower",
-                         score_matching="hsm", blocks="all", scale_by_sigma=False, num_scales=250,
+                         score_matching="hsm", blocks="all", mixed_score=False, mixed_data_var=None,
+                         scale_by_sigma=False, num_scales=250,
                          embedding_type="fourier",
                          fourier_scale=16)
     base["data"]["centered"] = True
