@@ -366,3 +366,44 @@ def test_fpe_residual_vanishes_for_the_exact_score_and_not_for_a_dsm_trained_one
         fpe_residual(score, sde, x0, t_grid=torch.tensor([0.0, 0.5]))
     with pytest.raises(ValueError, match="reverse, forward"):
         fpe_residual(score, sde, x0, divergence_ad="backward")
+
+
+def test_phase_space_fp_loss_takes_the_trainers_draws_for_a_phase_space_preset():
+    """What ``compute_loss`` would call for a PSLD run with ``training.fp_alpha``/``fp_beta`` set."""
+    from scoresde.training import load_config
+    from scoresde.training.build import build_model, compute_loss
+
+    cfg = load_config("toy/gaussian_mixture_psld", ["model.hidden=16", "model.depth=1", "training.batch_size=8"])
+    model = build_model(cfg)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(8, 2, generator=g)
+    draws = dict(t=torch.rand(8, generator=g) * 0.9 + 0.05, noise=torch.randn(8, 4, generator=g))
+    t = cfg.training
+    kw = dict(mode="both", weighting="ll", m=2, blocks=model.blocks, reduce_mean=t.reduce_mean, eps=t.eps)
+    torch.testing.assert_close(phase_space_fp_loss(model, model.sde, x, alpha=0.0, beta=0.0, **kw, **draws),
+                               compute_loss(cfg, model, x, **draws))
+    torch.manual_seed(3)  # the probes come from the global stream, as the trainer's dropout does
+    loss = phase_space_fp_loss(model, model.sde, x, alpha=0.15, beta=0.01, **kw, **draws)
+    assert loss > compute_loss(cfg, model, x, **draws)
+    loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.net.parameters() if p.grad is not None)
+
+
+def test_phase_space_fp_loss_min_time_regularises_only_later_times():
+    sde = CLD()
+    _, score = _ps_mlp_score()
+    batch = GM.sample(16, generator=torch.Generator().manual_seed(0)).double()
+    g = torch.Generator().manual_seed(1)
+    t = torch.cat([torch.full((8,), 1e-4), torch.rand(8, generator=g, dtype=torch.float64) * 0.9 + 0.05]).double()
+    noise = torch.randn(16, 4, generator=g, dtype=torch.float64)
+    v = torch.randn(1, 16, 4, generator=g, dtype=torch.float64)
+    kw = dict(alpha=0.15, beta=0.01, mode="both", weighting="ll", m=2, blocks="all", reduce_mean=False, eps=1e-5)
+    base = phase_space_loss(score, sde, batch, t=t, noise=noise)
+    late = phase_space_fp_loss(score, sde, batch[8:], **kw, t=t[8:], noise=noise[8:], probes=v[:, 8:])
+    late_base = phase_space_loss(score, sde, batch[8:], t=t[8:], noise=noise[8:])
+    got = phase_space_fp_loss(score, sde, batch, **kw, t=t, noise=noise, probes=v, min_time=0.01)
+    torch.testing.assert_close(got - base, late - late_base)  # the same regulariser, on the late half only
+    early_only = phase_space_fp_loss(score, sde, batch[:8], **kw, t=t[:8], noise=noise[:8], min_time=0.01)
+    torch.testing.assert_close(early_only, phase_space_loss(score, sde, batch[:8], t=t[:8], noise=noise[:8]))
+    with pytest.raises(ValueError, match="min_time"):
+        phase_space_fp_loss(score, sde, batch, **kw, min_time=-1.0)
