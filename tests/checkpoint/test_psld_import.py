@@ -16,6 +16,7 @@ import torch
 from scoresde.checkpoint import (
     IncompatibleCheckpointError,
     build_network,
+    build_score_model,
     build_sde,
     load_psld_checkpoint,
     read_psld_training_state,
@@ -265,6 +266,8 @@ def test_configs_with_other_conventions_are_refused(tmp_path: Path) -> None:
         load_psld_checkpoint(path, _config("fourier", extra=("data.centered=false",)))
     with pytest.raises(ValueError, match=r"training\.sde is 'vpsde'"):
         load_psld_checkpoint(path, "vp/cifar10_ddpmpp_continuous")
+    with pytest.raises(ValueError, match=r"model\.mixed_score must be false"):
+        load_psld_checkpoint(path, _config("fourier", extra=("model.mixed_score=true",)))
 
 
 class _Payload:
@@ -342,7 +345,8 @@ PRESET_VALUES = {
         "model.fir": True, "model.progressive_input": "residual", "model.embedding_type": "fourier",
         "model.ema_rate": 0.9999, "optim.lr": 2e-4, "optim.warmup": 5000, "training.batch_size": 128,
         "training.n_iters": 975000, "training.eps": 1e-5, "model.num_scales": 1000, "sampling.predictor":
-        "euler_maruyama", "data.centered": True, "data.image_size": 32, "model.blocks": "all"},
+        "euler_maruyama", "data.centered": True, "data.image_size": 32, "model.blocks": "all",
+        "model.mixed_score": False},
     "psld/celeba64": {
         "model.nu": 4.005, "model.gamma": 0.005, "model.kappa": 0.04, "model.ch_mult": [1, 2, 2, 2],
         "model.num_res_blocks": 4, "model.dropout": 0.1, "model.embedding_type": "fourier", "optim.lr": 2e-4,
@@ -354,7 +358,7 @@ PRESET_VALUES = {
         "training.batch_size": 64, "data.image_size": 128, "model.num_scales": 250},
     "cld/cifar10": {  # CLD-SGM configs/specific_cifar10.txt and default_cifar10.txt
         "training.sde": "cld", "model.m_inv": 4.0, "model.beta_min": 4.0, "model.beta_max": 4.0, "model.gamma": 0.04,
-        "model.score_matching": "hsm", "model.blocks": "momentum", "model.num_res_blocks": 8,
+        "model.score_matching": "hsm", "model.blocks": "momentum", "model.mixed_score": True, "model.num_res_blocks": 8,
         "model.ch_mult": [1, 2, 2, 2], "model.embedding_type": "fourier", "optim.warmup": 100000,
         "training.n_iters": 800000, "sampling.method": "ode", "sampling.eps": 1e-3, "model.ema_rate": 0.9999},
 }
@@ -370,6 +374,8 @@ def test_presets_load_with_the_papers_values_and_build(name: str) -> None:
     net = build_network(small)
     c = cfg["data"]["num_channels"]
     assert net.in_channels == 2 * c and net.out_channels == (c if cfg["model"]["blocks"] == "momentum" else 2 * c)
+    model = build_score_model(small)
+    assert model.blocks == cfg["model"]["blocks"] and model.mixed_score == cfg["model"]["mixed_score"]
     sde = build_sde(cfg)
     assert isinstance(sde, CLD if name.startswith("cld") else PSLD)
     if isinstance(sde, PSLD):

@@ -170,7 +170,7 @@ def psld_state_dicts(net: nn.Module, ckpt: Mapping[str, Any]) -> tuple[dict[str,
 def check_psld_config(config: Mapping[str, Any]) -> None:
     """Refuse configs whose network conventions differ from PSLD's NCSN++ (see the module docstring): a phase-space
     ``training.sde`` (``psld`` or ``cld``), ``model.name = 'ncsnpp'``, ``data.centered = True`` (no ``2x - 1`` inside
-    the network), ``model.scale_by_sigma = False``."""
+    the network), ``model.scale_by_sigma = False``, ``model.mixed_score = False``."""
     sde = str(config.get("training", {}).get("sde", "")).lower()
     model, data = config.get("model", {}), config.get("data", {})
     problems = []
@@ -182,6 +182,9 @@ def check_psld_config(config: Mapping[str, Any]) -> None:
         problems.append("data.centered must be true (PSLD's NCSN++ takes [-1, 1] data and never applies 2x - 1)")
     if model.get("scale_by_sigma", False):
         problems.append("model.scale_by_sigma must be false (PSLD's NCSN++ never divides by a noise level)")
+    if model.get("mixed_score", False):
+        problems.append("model.mixed_score must be false (PSLD's runs predict the noise itself; the mixed score of "
+                        "their loss, training.use_ms, is not mapped)")
     if problems:
         raise ValueError("config does not describe a PSLD network: " + "; ".join(problems))
 

@@ -49,7 +49,7 @@ def _psld(*, data: dict[str, Any], net: dict[str, Any], nu: float, gamma: float,
     model.update(_PSLD_NCSNPP)
     model.update(net)
     model.update(beta_min=beta, beta_max=beta, nu=nu, gamma=gamma, kappa=kappa, decomp_mode="lower",
-                 score_matching="hsm", blocks="all", num_scales=sampling_steps, ema_rate=0.9999)
+                 score_matching="hsm", blocks="all", mixed_score=False, num_scales=sampling_steps, ema_rate=0.9999)
     cfg["model"] = model
     cfg["optim"].update(optimizer="Adam", lr=lr, beta1=0.9, eps=1e-8, weight_decay=0.0, warmup=5000, grad_clip=1.0)
     cfg["sampling"] = {"method": "pc", "predictor": "euler_maruyama", "corrector": "none", "noise_removal": True,
@@ -127,11 +127,11 @@ def cld_cifar10() -> dict[str, Any]:
     800000 steps; batch 64 (the README's single-GPU command); sampling with the probability-flow ODE,
     ``sampling_eps = 1e-3``, denoising.
 
-    Differences from the paper: CLD's *mixed score* (``mixed_score = true``: the network predicts a correction to
-    the score of the Gaussian ``N(0, Sigma_t)``) is **not implemented** in scoresde; this preset trains plain noise
-    prediction of the velocity block (``model.blocks = 'momentum'``, a C-channel output), with the unweighted
-    noise-MSE loss standing in for CLD's ``reweightedv2`` weighting. CLD's network is fed the raw time as here.
-    Its checkpoints do not load into this network (the mixed score changes what the output means).
+    The network predicts the noise of the velocity block only (``model.blocks = 'momentum'``, a C-channel output)
+    with CLD's mixed score (``mixed_score = true``: ``model.mixed_score``, the Gaussian reference score of the
+    velocity added to ``-L_t^-T eps_theta``, :func:`scoresde.models.phase_space.reference_score` with
+    ``mixed_data_var = 0`` as CLD's code). Difference from the paper: the unweighted noise-MSE loss stands in for
+    CLD's ``reweightedv2`` weighting. CLD's own checkpoint files (not Lightning files) are not importable here.
     """
     cfg = _image_base()
     cfg["training"].update(sde="cld", continuous=True, reduce_mean=True, likelihood_weighting=False,
@@ -143,7 +143,7 @@ def cld_cifar10() -> dict[str, Any]:
     model.update(nf=128, ch_mult=[1, 2, 2, 2], num_res_blocks=8, attn_resolutions=[16], dropout=0.1, fir=True,
                  progressive_input="residual", embedding_type="fourier", fourier_scale=16)
     model.update(beta_min=4.0, beta_max=4.0, m_inv=4.0, gamma=0.04, decomp_mode="lower", score_matching="hsm",
-                 blocks="momentum", num_scales=1000, ema_rate=0.9999)
+                 blocks="momentum", mixed_score=True, num_scales=1000, ema_rate=0.9999)
     cfg["model"] = model
     cfg["optim"].update(optimizer="Adam", lr=2e-4, beta1=0.9, eps=1e-8, weight_decay=0.0, warmup=100000,
                         grad_clip=1.0)
