@@ -331,7 +331,8 @@ def fp_regularizer(
             products by ``autograd.grad``, the original) or ``"forward"`` (Jacobian–vector products by
             :func:`torch.func.jvp`; same value, differentiable for training too).
         time_derivative: ``"finite_difference"`` (the original's rule, see :func:`_time_derivative_fd`) or
-            ``"autograd"`` (exact, forward mode).
+            ``"autograd"`` (exact, forward mode; not for the phase-space kernels, whose ``torch.unique`` has no
+            forward-mode derivative in torch 2.14: that raises ``NotImplementedError``).
         h_s: backward step of the finite difference (``1e-3`` in the original).
         h_d: forward step (``5e-4`` in the original).
         probes: Hutchinson probes to replay, shape ``(n_probes, *x_t.shape)`` or ``x_t.shape``; standard normal
@@ -542,8 +543,12 @@ def fpe_residual(
     space: ``z_0`` of the SDE's score-matching mode, then ``z_t ~ p(z_t | z_0)``) and the vector residual
     ``r = d_t s - grad_x B`` of :func:`fp_regularizer` (Lai et al. 2023, Prop. 3.1) is evaluated; the value is
     ``||r||^2 / D`` (mean squared residual per dimension), averaged over the data at each time and over the grid.
-    An exact score gives finite-difference error only (``~1e-9`` on the 2-D mixture); a denoising-score-matching
-    network gives much more.
+    Measured on the 2-D mixture (VP, 128 points, 6 times in ``[1e-3, 1]``, exact divergence): the exact score gives
+    ``1.4e-8`` (finite-difference error only), a small MLP after 200 DSM steps ``4.5 ± 0.25``. Phase space: the
+    finite difference is accurate only where the kernel is not stiff; the exact PSLD/CLD mixture score gives ``1e4``
+    at ``t = 1e-3``, ``0.6`` at ``1e-2``, ``3e-4`` at ``3e-2`` and ``< 1e-6`` from ``0.1`` (default steps; the error
+    falls like ``h^2``), so choose ``eps`` or ``t_grid`` accordingly (``t_grid = linspace(0.05, 0.95, 5)``, 64
+    points, one probe per set: PSLD's exact score ``-0.002 ± 0.36``, the score rescaled by 1.2 ``142 ± 9``).
 
     Args:
         score_fn: ``score_fn(x, t)`` or an object with ``.score_fn``.
