@@ -47,3 +47,37 @@ def test_fine_tuning_a_digits_run_with_the_regulariser(tmp_path, capsys) -> None
     cfg = load_config(str(ft / "config.json"))
     assert cfg.training.fp_alpha == 0.15 and cfg.training.fp_beta == 0.01
     assert (ft / "init_from.json").exists() and (ft / "checkpoints" / "checkpoint_2").is_dir()
+
+
+def _fp_run(tmp_path, name: str, preset: str, *extra: str) -> dict:
+    import torch
+
+    from scoresde.training import Trainer
+
+    cfg = load_config(preset, ["model.hidden=32", "model.depth=1", "training.batch_size=64", "training.n_iters=4",
+                               "training.eval_freq=0", "training.snapshot_sampling=false", "training.snapshot_freq=4",
+                               "training.fp_alpha=0.15", "training.fp_beta=0.01", *extra])
+    trainer = Trainer(cfg, tmp_path / name)
+    draws = trainer._global_draws((64, 2))
+    assert draws["probes"].shape == draws["noise"].shape  # the probes are global, step-seeded draws too
+    trainer.train()
+    return {k: v.detach().clone() for k, v in trainer.model.net.state_dict().items()}, torch
+
+
+@pytest.mark.parametrize(("preset", "extra"), [("toy/gaussian_mixture", ["training.likelihood_weighting=true"]),
+                                               ("toy/gaussian_mixture_psld", ["training.fp_min_time=0.01"])])
+def test_fp_training_is_replayable_and_rank_consistent(tmp_path, preset: str, extra: list[str]) -> None:
+    a, torch = _fp_run(tmp_path, "a", preset, *extra)
+    b, _ = _fp_run(tmp_path, "b", preset, *extra)
+    accum, _ = _fp_run(tmp_path, "accum", preset, *extra, "training.grad_accum=2")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+        torch.testing.assert_close(a[k], accum[k], rtol=0, atol=1e-5)
+
+
+def test_fp_min_time_is_refused_where_it_would_do_nothing(tmp_path) -> None:
+    from scoresde.training import Trainer
+
+    cfg = load_config("toy/gaussian_mixture", ["training.fp_alpha=0.15", "training.fp_min_time=0.01"])
+    with pytest.raises(ValueError, match=r"fp_min_time=0\.01 applies to phase-space SDEs"):
+        Trainer(cfg, tmp_path / "x")

@@ -10,7 +10,7 @@ from torch import Tensor
 from ..checkpoint.build import build_score_model
 from ..models import ScoreModel
 from ..objectives import ddpm_loss, phase_space_loss, sde_loss, smld_loss
-from ..objectives.fp import fp_loss
+from ..objectives.fp import fp_loss, phase_space_fp_loss
 from ..sdes import VESDE, VPSDE, ScalarSDE
 from ..sdes.phase_space import RecipeSDE
 from .config import Config, SamplingConfig
@@ -32,9 +32,12 @@ def build_optimizer(cfg: Config, params) -> torch.optim.Adam:
 def check_objective(cfg: Config, model: ScoreModel) -> None:
     """Refuse objective settings the original does not define (discrete sub-VP, discrete likelihood weighting)."""
     t = cfg.training
-    if (t.fp_alpha or t.fp_beta) and not (t.continuous and isinstance(model.sde, ScalarSDE)):
+    if (t.fp_alpha or t.fp_beta) and not (t.continuous and isinstance(model.sde, (ScalarSDE, RecipeSDE))):
         raise ValueError("the FP-Diffusion regulariser (training.fp_alpha, training.fp_beta) needs "
-                         "training.continuous=true and a scalar SDE (vesde, vpsde, subvpsde)")
+                         "training.continuous=true and a continuous-time SDE (vesde, vpsde, subvpsde, psld, cld)")
+    if t.fp_min_time and not isinstance(model.sde, RecipeSDE):
+        raise ValueError(f"training.fp_min_time={t.fp_min_time} applies to phase-space SDEs (psld, cld) only; "
+                         f"the scalar-SDE regulariser covers every t as the original (set it to 0)")
     if isinstance(model.sde, RecipeSDE):
         if not t.continuous or t.likelihood_weighting:
             raise ValueError(f"training.sde {t.sde} trains with HSM/DSM in continuous time: set "
@@ -55,6 +58,10 @@ def compute_loss(cfg: Config, model: ScoreModel, x: Tensor, **draws: Any) -> Ten
     (``t``/``labels`` and ``noise``) or a ``generator``."""
     t = cfg.training
     if isinstance(model.sde, RecipeSDE):  # phase space: HSM/DSM in epsilon form (Dockhorn et al. 2022, §3.2)
+        if t.fp_alpha or t.fp_beta:  # + the phase-space score Fokker-Planck regulariser (FP-Diffusion)
+            return phase_space_fp_loss(model, model.sde, x, alpha=t.fp_alpha, beta=t.fp_beta, mode=t.fp_mode,
+                                       weighting=t.fp_weighting, m=t.fp_m, blocks=model.blocks,
+                                       reduce_mean=t.reduce_mean, eps=t.eps, min_time=t.fp_min_time, **draws)
         return phase_space_loss(model, model.sde, x, blocks=model.blocks, reduce_mean=t.reduce_mean, eps=t.eps,
                                 **draws)
     if t.continuous and (t.fp_alpha or t.fp_beta):  # FP-Diffusion: DSM + score Fokker-Planck regulariser

@@ -66,6 +66,7 @@ class TrainingConfig:
     fp_mode: str = "both"                    # 'both' | 'vector' | 'scalar' (the original's scalar_fp both/False/True)
     fp_weighting: str = "ll"                 # vector-term time weight: 'constant' | 'convention' (g) | 'll' (g^2)
     fp_m: float = 2.0                        # power of the per-example residual norm
+    fp_min_time: float = 0.0                 # phase space only: the regulariser skips t < fp_min_time (0.01 advised)
 
 
 @dataclass
@@ -223,6 +224,8 @@ def validate(cfg: Config) -> Config:
     _choice("training.nonfinite", t.nonfinite, NONFINITE_POLICIES)
     _choice("training.fp_mode", t.fp_mode, FP_MODES)
     _choice("training.fp_weighting", t.fp_weighting, FP_WEIGHTINGS)
+    if not 0 <= t.fp_min_time < 1:
+        raise ConfigError(f"training.fp_min_time must lie in [0, 1), got {t.fp_min_time}")
     if t.fp_alpha < 0 or t.fp_beta < 0 or not t.fp_m > 0:
         raise ConfigError(f"training.fp_alpha ({t.fp_alpha}) and training.fp_beta ({t.fp_beta}) must be >= 0 "
                           f"and training.fp_m ({t.fp_m}) positive")

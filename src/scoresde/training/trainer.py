@@ -123,7 +123,7 @@ class Trainer:
     # ---- one optimizer step ------------------------------------------------------------------------------------
     def _global_draws(self, shape: tuple[int, ...]) -> dict[str, Tensor]:
         """Random inputs of the loss for the whole global batch: ``t`` or ``labels``, the initial momentum of DSM-mode
-        phase-space training, then ``noise``."""
+        phase-space training, ``noise``, then the Hutchinson probes of the FP-Diffusion regulariser."""
         g = torch.Generator().manual_seed(step_seed(self.cfg.seed, self.step, 1))
         t = self.cfg.training
         B = shape[0]
@@ -135,6 +135,8 @@ class Trainer:
         if isinstance(sde, RecipeSDE) and sde.score_matching == "dsm":  # m_0 ~ N(0, Sigma_0[1:, 1:]), global too
             draws["momentum"] = sde.augment(torch.zeros(shape), g)[:, shape[1]:]
         draws["noise"] = torch.randn(sde.state_shape(shape), generator=g)  # phase space: [x, m] noise
+        if t.continuous and (t.fp_alpha or t.fp_beta):  # FP-Diffusion: one Gaussian Hutchinson probe per example
+            draws["probes"] = torch.randn(sde.state_shape(shape), generator=g)
         return draws
 
     def _preprocess_draws(self, shape: tuple[int, ...]) -> dict[str, Tensor | None]:
