@@ -5,8 +5,8 @@ numerically identical to the Score SDE reference ``losses.py`` for the same rand
 """
 
 from .dsm import ddpm_loss, sde_loss, smld_loss
-from .fp import fp_loss, fp_regularizer
+from .fp import fp_loss, fp_regularizer, fpe_residual, phase_space_fp_loss
 from .phase_space import phase_space_loss, score_from_eps
 
 __all__ = ["ddpm_loss", "phase_space_loss", "score_from_eps", "sde_loss", "smld_loss"]
-__all__ += ["fp_loss", "fp_regularizer"]
+__all__ += ["fp_loss", "fp_regularizer", "fpe_residual", "phase_space_fp_loss"]
