@@ -331,8 +331,8 @@ def fp_regularizer(
             products by ``autograd.grad``, the original) or ``"forward"`` (Jacobian–vector products by
             :func:`torch.func.jvp`; same value, differentiable for training too).
         time_derivative: ``"finite_difference"`` (the original's rule, see :func:`_time_derivative_fd`) or
-            ``"autograd"`` (exact, forward mode; not for the phase-space kernels, whose ``torch.unique`` has no
-            forward-mode derivative in torch 2.14: that raises ``NotImplementedError``).
+            ``"autograd"`` (exact, forward mode through :func:`torch.func.jvp`, also through the phase-space
+            matrix-exponential kernels; a score without a forward-mode derivative raises ``NotImplementedError``).
         h_s: backward step of the finite difference (``1e-3`` in the original).
         h_d: forward step (``5e-4`` in the original).
         probes: Hutchinson probes to replay, shape ``(n_probes, *x_t.shape)`` or ``x_t.shape``; standard normal

@@ -73,6 +73,16 @@ def apply_blocks(mat: Tensor, z: Tensor) -> Tensor:
     return out.reshape(z.shape)
 
 
+def unique_times(t: Tensor) -> tuple[Tensor, Tensor]:
+    """``torch.unique(t, return_inverse=True)`` (samplers pass one time per batch: one matrix exponential), or
+    ``(t, arange)`` where ``unique`` has no derivative: under forward-mode AD in ``t`` (``torch.func.jvp``, the
+    FP-Diffusion time derivative), whose dual tensors ``unique`` does not support."""
+    try:
+        return torch.unique(t, return_inverse=True)
+    except (NotImplementedError, RuntimeError):
+        return t, torch.arange(t.shape[0], device=t.device)
+
+
 def sym_sqrt(cov: Tensor) -> Tensor:
     """Symmetric PSD square root ``U diag(sqrt(max(lam, 0))) U^T`` of a batch of covariances (no Cholesky failure)."""
     lam, U = torch.linalg.eigh(cov)
@@ -247,7 +257,7 @@ class RecipeSDE(SDE):
         tau = self.beta_integral(t.to(torch.float64))
         if s is not None:
             tau = tau - self.beta_integral(s.to(torch.float64))
-        return torch.unique(tau, return_inverse=True)
+        return unique_times(tau)
 
     # -- the SDE interface --------------------------------------------------------------------------
     def _per_channel(self, values: Tensor, z: Tensor) -> Tensor:

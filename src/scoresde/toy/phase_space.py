@@ -18,7 +18,7 @@ import math
 import torch
 from torch import Tensor
 
-from ..sdes.phase_space import RecipeSDE
+from ..sdes.phase_space import RecipeSDE, unique_times
 from .mixture import GaussianMixture
 
 
@@ -70,7 +70,7 @@ class PhaseSpaceMixture:
         t = torch.as_tensor(t, dtype=torch.float64)
         if t.dim() == 0:
             t = t.expand(z.shape[0])
-        t_unique, inverse = torch.unique(t, return_inverse=True)
+        t_unique, inverse = unique_times(t)
         means, covs = self._moments(t_unique)
         means, chol = means[inverse], torch.linalg.cholesky(covs)[inverse]
         resid = zf[:, None, :] - means  # (B, K, kd)
