@@ -29,6 +29,7 @@ SDE_FACTORIES = {
 }
 CASES = {
     "em": ("pc", {"predictor": "euler_maruyama", "corrector": "none"}),
+    "em-quadratic": ("pc", {"predictor": "euler_maruyama", "corrector": "none", "grid": "quadratic"}),
     "em+langevin": ("pc", {"predictor": "euler_maruyama", "corrector": "langevin"}),
     "ancestral": ("pc", {"predictor": "ancestral_sampling", "corrector": "none"}),
     "reverse-diffusion+ald": ("pc", {"predictor": "reverse_diffusion", "corrector": "ald"}),
@@ -127,3 +128,20 @@ def test_time_grids() -> None:
 def test_sscs_rejects_an_sde_without_a_split() -> None:
     with pytest.raises(ValueError, match="linear/score split"):
         sample(VPSDE(), lambda x, t: -x, (2, 1), "sscs")
+
+
+def test_pc_quadratic_grid_steps_through_the_quadratic_times_and_refuses_reverse_diffusion() -> None:
+    from scoresde.sdes import VPSDE
+
+    seen = []
+
+    def score(x, t):
+        seen.append(float(t[0]))
+        return -x
+
+    sample(VPSDE(N=5), score, (3, 2), "pc", predictor="euler_maruyama", corrector="none", grid="quadratic", eps=1e-3)
+    torch.testing.assert_close(torch.tensor(seen, dtype=F64), time_grid("quadratic", 1.0, 1e-3, 4), rtol=1e-6, atol=0)
+    with pytest.raises(ValueError, match="reverse_diffusion uses the SDE's uniform N-step discretisation"):
+        sample(VPSDE(N=5), score, (3, 2), "pc", predictor="reverse_diffusion", grid="quadratic")
+    with pytest.raises(ValueError, match="unknown time grid 'cubic'"):
+        sample(VPSDE(N=5), score, (3, 2), "pc", grid="cubic")

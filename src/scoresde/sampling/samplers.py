@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from ..sdes.base import SDE, ScoreFn
 from .odeint import integrate
-from .phase_space import sample_sscs
+from .phase_space import TIME_GRIDS, sample_sscs, time_grid
 from .steps import CORRECTORS, PREDICTORS, lookup
 
 
@@ -47,10 +47,12 @@ def sample_pc(
     probability_flow: bool = False,
     eps: float = 1e-3,
     denoise: bool = True,
+    grid: str = "uniform",
     generator: torch.Generator | None = None,
     progress: bool = False,
 ) -> tuple[Tensor, int]:
-    """Predictor–corrector sampling (Song et al. 2021, Alg. 1) on the grid ``t_i = linspace(T, eps, N)``.
+    """Predictor–corrector sampling (Song et al. 2021, Alg. 1) on the grid ``t_i = linspace(T, eps, N)``
+    (``grid="uniform"``) or the quadratic grid ``t_i = eps + (T - eps)(1 - i/(N-1))^2`` (CLD/PSLD's striding).
 
     At each ``t_i`` the corrector runs ``n_steps_each`` Langevin steps, then the predictor moves to
     ``t_{i+1}`` (``t_N = 0`` after the last grid point). With ``denoise=True`` the last step's noise-free
@@ -65,8 +67,16 @@ def sample_pc(
         probability_flow: predict with the probability-flow ODE instead of the reverse SDE.
         eps: smallest time of the grid; avoids the singular score at ``t = 0``.
         denoise: return the noise-free mean of the last step.
+        grid: ``"uniform"`` or ``"quadratic"`` (:func:`scoresde.sampling.phase_space.time_grid`); the quadratic
+            grid needs a predictor that steps from ``t`` to ``t_next`` (``euler_maruyama``, ``ancestral_sampling``,
+            ``none``): ``reverse_diffusion`` follows the SDE's uniform ``N``-step discretisation.
     """
     predictor_fn = lookup("predictor", predictor, PREDICTORS)
+    if grid not in TIME_GRIDS:
+        raise ValueError(f"unknown time grid {grid!r}; valid time grids are: {', '.join(TIME_GRIDS)}")
+    if grid != "uniform" and predictor_fn is PREDICTORS["reverse_diffusion"]:
+        raise ValueError(f"grid={grid!r} needs a predictor that steps from t to t_next (euler_maruyama, "
+                         "ancestral_sampling, none); reverse_diffusion uses the SDE's uniform N-step discretisation")
     corrector_fn = lookup("corrector", corrector, CORRECTORS)
     if predictor_fn is PREDICTORS["none"] and corrector_fn is CORRECTORS["none"]:
         raise ValueError("predictor='none' with corrector='none' would return the prior draw unchanged")
@@ -77,13 +87,14 @@ def sample_pc(
     _check_eps(eps, sde)
     counted = CountingScore(score_fn)
     rsde = sde.reverse(counted, probability_flow)
-    grid = torch.cat([torch.linspace(sde.T, eps, sde.N, dtype=torch.float64), torch.zeros(1, dtype=torch.float64)])
-    grid = grid.to(device=z.device, dtype=z.dtype)
+    times = (torch.linspace(sde.T, eps, sde.N, dtype=torch.float64) if grid == "uniform" or sde.N == 1
+             else time_grid(grid, sde.T, eps, sde.N - 1))
+    times = torch.cat([times, torch.zeros(1, dtype=torch.float64)]).to(device=z.device, dtype=z.dtype)
     x, x_mean = z, z
     with torch.no_grad():
         for i in tqdm(range(sde.N), disable=not progress, desc="PC sampling"):
-            t = grid[i].expand(z.shape[0])
-            t_next = grid[i + 1].expand(z.shape[0])
+            t = times[i].expand(z.shape[0])
+            t_next = times[i + 1].expand(z.shape[0])
             x, x_mean = corrector_fn(sde, counted, x, t, snr, n_steps_each, generator)
             x, x_mean = predictor_fn(rsde, x, t, t_next, generator)
     return (x_mean if denoise else x), counted.calls

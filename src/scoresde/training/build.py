@@ -80,7 +80,7 @@ def sampler_options(s: SamplingConfig) -> tuple[str, dict[str, Any]]:
     if s.method == "pc":
         return "pc", {"predictor": s.predictor, "corrector": s.corrector, "snr": s.snr,
                       "n_steps_each": s.n_steps_each, "probability_flow": s.probability_flow, "eps": s.eps,
-                      "denoise": s.noise_removal}
+                      "denoise": s.noise_removal, "grid": s.grid}
     if s.method == "sscs":
         return "sscs", {"grid": s.grid, "eps": s.eps, "denoise": s.noise_removal}
     return "ode", {"rtol": s.rtol, "atol": s.atol, "method": s.ode_method, "eps": s.eps, "denoise": s.noise_removal}

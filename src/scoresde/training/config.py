@@ -84,7 +84,7 @@ class SamplingConfig:
     rtol: float = 1e-5                       # ODE tolerances
     atol: float = 1e-5
     ode_method: str = "dopri5"
-    grid: str = "uniform"                    # SSCS time grid: 'uniform' | 'quadratic'
+    grid: str = "uniform"                    # PC/SSCS time grid: 'uniform' | 'quadratic'
 
 
 @dataclass
