@@ -13,7 +13,8 @@ Each run lives in ``--out/<SDE>`` and resumes there; a run that reached ``--step
 
 Samplers at ``NFE`` score evaluations of the EMA network (``eps = 1e-3``, one fixed prior/noise seed, float32):
 
-* ``EM``: predictor-corrector with Euler-Maruyama and no corrector on ``N = NFE`` steps (noise-free last step);
+* ``EM``: predictor-corrector with Euler-Maruyama and no corrector on ``N = NFE`` steps (noise-free last step),
+  on the uniform grid; ``EM quadratic``: the same on the quadratic grid (CLD/PSLD's striding);
 * ``RD`` (VP only): the reverse-diffusion predictor, no corrector, ``N = NFE`` (the DDPM chain needs ``N > 20``:
   smaller NFE are reported as n/a);
 * ``SSCS uniform`` / ``SSCS quadratic`` (PSLD, CLD): symmetric splitting, ``NFE - 1`` steps plus the final Tweedie
@@ -36,6 +37,11 @@ Examples::
 
     python benchmarks/phase_space_digits.py --quick   # smoke run (< 1 min): 20 steps, 32 samples, NFE 10
     python benchmarks/phase_space_digits.py           # 1000 steps per model, 500 samples, NFE 25 50 100 250
+    python benchmarks/phase_space_digits.py --threads 1 --steps 600 --samples 300 --nfe 25 50 100
+
+On a CPU shared with other jobs use ``--threads 1``: with several multi-threaded torch processes on 2 cores,
+training ran 10x slower with 2 threads each (0.2 vs 2 steps/s). ``--steps`` may grow between invocations on the
+same ``--out`` (the runs resume; cached sampler results are keyed by the step count).
 """
 
 from __future__ import annotations
@@ -61,8 +67,8 @@ from scoresde.training import Trainer, load_config, save_samples_png
 from scoresde.training.presets import resolve_preset
 
 SDE_NAMES = ("VP", "PSLD", "CLD")
-SAMPLERS = {"VP": ("EM", "RD"), "PSLD": ("EM", "SSCS uniform", "SSCS quadratic"),
-            "CLD": ("EM", "SSCS uniform", "SSCS quadratic")}
+SAMPLERS = {"VP": ("EM", "EM quadratic", "RD"), "PSLD": ("EM", "EM quadratic", "SSCS uniform", "SSCS quadratic"),
+            "CLD": ("EM", "EM quadratic", "SSCS uniform", "SSCS quadratic")}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -75,6 +81,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--nfe", type=int, nargs="+", default=None, help="score evaluations (default 25 50 100 250)")
     p.add_argument("--sdes", nargs="+", default=list(SDE_NAMES), choices=SDE_NAMES, help="models to compare")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampler runs and of the real reference sets")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads (default: torch's choice); 1 on a CPU shared with other jobs")
     p.add_argument("--out", type=Path, default=None,
                    help="run folders, results cache and tables (default runs/phase_space_digits[_quick])")
     args = p.parse_args(argv)
@@ -181,10 +189,16 @@ def run_sampler(trained: dict[str, Any], sde_name: str, sampler: str, nfe: int, 
         values = cfg.to_dict()
         values["model"]["num_scales"] = nfe
         sde = build_sde(values)
-        predictor = "euler_maruyama" if sampler == "EM" else "reverse_diffusion"
+        predictor = "reverse_diffusion" if sampler == "RD" else "euler_maruyama"
+        grid = "quadratic" if sampler.endswith("quadratic") else "uniform"
         x, info = sample(sde, model.score_fn, shape, "pc", g, return_info=True, predictor=predictor,
-                         corrector="none", eps=1e-3, denoise=True)
+                         corrector="none", eps=1e-3, denoise=True, grid=grid)
     return inverse_data_scaler(x.to(torch.float64), cfg.data.centered).clamp(0, 1), info.nfe
+
+
+def result_key(sde_name: str, sampler: str, nfe: int, args: argparse.Namespace) -> str:
+    """Cache key of one sampler run (a longer training of the same run folder gets new keys)."""
+    return f"{sde_name}|{sampler}|{nfe}|{args.samples}|{args.seed}|{args.steps}"
 
 
 def evaluate(models: dict[str, dict[str, Any]], ref: Reference, args: argparse.Namespace) -> dict[str, Any]:
@@ -194,7 +208,7 @@ def evaluate(models: dict[str, dict[str, Any]], ref: Reference, args: argparse.N
     for nfe in args.nfe:
         for sde_name in args.sdes:
             for sampler in SAMPLERS[sde_name]:
-                key = f"{sde_name}|{sampler}|{nfe}|{args.samples}|{args.seed}"
+                key = result_key(sde_name, sampler, nfe, args)
                 if key in cache:
                     continue
                 tic = time.perf_counter()
@@ -242,7 +256,7 @@ def tables(cache: dict[str, Any], ref: Reference, models: dict[str, dict[str, An
             for sampler in SAMPLERS[sde_name]:
                 cells = []
                 for nfe in args.nfe:
-                    res = cache.get(f"{sde_name}|{sampler}|{nfe}|{args.samples}|{args.seed}")
+                    res = cache.get(result_key(sde_name, sampler, nfe, args))
                     cells.append("-" if res is None else "n/a" if "error" in res else _fmt(res[metric], fmt))
                 rows.append([sde_name, sampler, *cells])
         lines += [title, "", markdown_table(header, rows), ""]
@@ -256,6 +270,8 @@ def _fmt(value: float | None, fmt: str) -> str:
 def main(argv: list[str] | None = None) -> None:
     """Train the three models, run every sampler, print and write the tables."""
     args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     tic = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
     models = {name: train(name, args) for name in args.sdes}
