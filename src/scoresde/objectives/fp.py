@@ -417,17 +417,30 @@ def fp_loss(
     z = _check_noise(noise, batch, generator)
     loss = sde_loss(model, sde, batch, t=t, noise=z, reduce_mean=reduce_mean,
                     likelihood_weighting=likelihood_weighting, eps=eps)
-    uses_vector, uses_scalar = mode in ("both", "vector"), mode in ("both", "scalar")
-    if not ((uses_vector and alpha != 0) or (uses_scalar and beta != 0)):
+    if not _regularizes(mode, alpha, beta):
         return loss
     mean, std = sde.marginal_prob(batch, t)
     x_t = mean + batch_broadcast(std, batch) * z
-    regularizer_options.setdefault("t_min", eps)
+    return _add_regularizer(loss, model, sde, x_t, t, alpha=alpha, beta=beta, mode=mode, weighting=weighting, m=m,
+                            probes=probes, generator=generator, eps=eps, options=regularizer_options)
+
+
+def _regularizes(mode: str, alpha: float, beta: float) -> bool:
+    """Whether ``mode`` uses a term with a non-zero weight (else the loss is the base loss alone)."""
+    return (mode in ("both", "vector") and alpha != 0) or (mode in ("both", "scalar") and beta != 0)
+
+
+def _add_regularizer(loss: Tensor, model: Any, sde: SDE, x_t: Tensor, t: Tensor, *, alpha: float, beta: float,
+                     mode: str, weighting: str, m: float, probes: Tensor | None, generator: torch.Generator | None,
+                     eps: float, options: dict[str, Any]) -> Tensor:
+    """``loss + alpha · vec + beta · scalar`` (the terms ``mode`` uses) of :func:`fp_regularizer` at ``(x_t, t)``;
+    the finite difference stays above ``t_min = eps`` unless ``options`` say otherwise."""
+    options.setdefault("t_min", eps)
     terms = fp_regularizer(model, sde, x_t, t, mode=mode, weighting=weighting, m=m, probes=probes,
-                           generator=generator, **regularizer_options)
-    if uses_vector:
+                           generator=generator, **options)
+    if terms.vector is not None:
         loss = loss + alpha * terms.vector
-    if uses_scalar:
+    if terms.scalar is not None:
         loss = loss + beta * terms.scalar
     return loss
 
@@ -490,8 +503,7 @@ def phase_space_fp_loss(
     replay = None if sde.score_matching == "hsm" else z0[:, batch.shape[1]:]
     loss = phase_space_loss(model, sde, batch, t=t, noise=noise, momentum=replay, blocks=blocks,
                             reduce_mean=reduce_mean, eps=eps)
-    uses_vector, uses_scalar = mode in ("both", "vector"), mode in ("both", "scalar")
-    if not ((uses_vector and alpha != 0) or (uses_scalar and beta != 0)):
+    if not _regularizes(mode, alpha, beta):
         return loss
     if blocks == "momentum":
         raise ValueError(_MOMENTUM_ONLY)
@@ -509,14 +521,8 @@ def phase_space_fp_loss(
         z_t, t = z_t[keep], t[keep]
         if probes is not None:
             probes = (probes.unsqueeze(0) if probes.shape == z0.shape else probes)[:, keep]
-    regularizer_options.setdefault("t_min", eps)
-    terms = fp_regularizer(model, sde, z_t, t, mode=mode, weighting=weighting, m=m, probes=probes,
-                           generator=generator, **regularizer_options)
-    if uses_vector:
-        loss = loss + alpha * terms.vector
-    if uses_scalar:
-        loss = loss + beta * terms.scalar
-    return loss
+    return _add_regularizer(loss, model, sde, z_t, t, alpha=alpha, beta=beta, mode=mode, weighting=weighting, m=m,
+                            probes=probes, generator=generator, eps=eps, options=regularizer_options)
 
 
 def fpe_residual(

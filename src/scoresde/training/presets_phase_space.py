@@ -11,8 +11,7 @@ PSLD trains for a number of epochs on 8 GPUs (``devices=8``) with a per-GPU batc
 below is ``epochs * floor(ceil(N / 8) / per_gpu_batch)`` for a dataset of ``N`` images, ``batch_size`` the global
 batch ``8 * per_gpu_batch``. PSLD's sampler is Euler–Maruyama (``em_sde``) on ``n_discrete_steps`` points, here
 ``sampling.method = 'pc'`` with ``predictor = 'euler_maruyama'``, ``corrector = 'none'`` and ``model.num_scales``
-steps on a uniform grid; their ``stride_type = 'quadratic'`` has no PC counterpart (use
-``--set sampling.method=sscs --set sampling.grid=quadratic`` for a quadratic grid with the SSCS sampler).
+steps on their stride: ``sampling.grid = 'uniform'`` or ``'quadratic'`` (their ``stride_type``).
 """
 
 from __future__ import annotations
@@ -37,7 +36,8 @@ def _image_base() -> dict[str, Any]:
 
 
 def _psld(*, data: dict[str, Any], net: dict[str, Any], nu: float, gamma: float, lr: float, batch_size: int,
-          n_iters: int, sampling_steps: int, beta: float = 8.0, kappa: float = 0.04) -> dict[str, Any]:
+          n_iters: int, sampling_steps: int, grid: str = "uniform", beta: float = 8.0, kappa: float = 0.04
+          ) -> dict[str, Any]:
     """PSLD (HSM, lower factor, loss ``weighting: fid`` = unweighted noise MSE averaged over entries, Adam with
     ``beta_2 = 0.999``, ``eps = 1e-8``, 5000 warm-up steps, gradient clipping at 1, EMA 0.9999, ``train_eps = 1e-5``,
     sampling ``eval_eps = 1e-3`` with denoising: the shared values of ``main/configs/dataset/*/*_psld.yaml``)."""
@@ -49,11 +49,12 @@ def _psld(*, data: dict[str, Any], net: dict[str, Any], nu: float, gamma: float,
     model.update(_PSLD_NCSNPP)
     model.update(net)
     model.update(beta_min=beta, beta_max=beta, nu=nu, gamma=gamma, kappa=kappa, decomp_mode="lower",
-                 score_matching="hsm", blocks="all", mixed_score=False, num_scales=sampling_steps, ema_rate=0.9999)
+                 score_matching="hsm", blocks="all", mixed_score=False, mixed_data_var=None, num_scales=sampling_steps,
+                 ema_rate=0.9999)
     cfg["model"] = model
     cfg["optim"].update(optimizer="Adam", lr=lr, beta1=0.9, eps=1e-8, weight_decay=0.0, warmup=5000, grad_clip=1.0)
     cfg["sampling"] = {"method": "pc", "predictor": "euler_maruyama", "corrector": "none", "noise_removal": True,
-                       "probability_flow": False, "eps": 1e-3, "snr": 0.16, "n_steps_each": 1}
+                       "probability_flow": False, "eps": 1e-3, "snr": 0.16, "n_steps_each": 1, "grid": grid}
     cfg["seed"] = 0
     return cfg
 
@@ -85,15 +86,15 @@ def psld_celeba64() -> dict[str, Any]:
     ``kappa = 0.04``, lower factor, HSM; NCSN++ ``nf = 128``, ``ch_mult = [1, 2, 2, 2]``, 4 residual blocks,
     attention at 16, dropout 0.1, FIR, ``progressive_input = residual``, Fourier embedding; lr 2e-4; batch 16 on 8
     GPUs (128); 500 epochs of the 202599 ``img_align_celeba`` files = 500 * 1582 = 791000 steps. Sampling:
-    ``scripts_psld/sota/uncond/celeba64/sample_uncond_psld.sh``, 250 Euler–Maruyama steps (their stride is
-    quadratic: see the module docstring). PSLD resizes the 178x218 aligned images to 64x64 without cropping; our
+    ``scripts_psld/sota/uncond/celeba64/sample_uncond_psld.sh``, 250 Euler–Maruyama steps on their quadratic
+    stride. PSLD resizes the 178x218 aligned images to 64x64 without cropping; our
     ``CELEBA`` folder loader centre-crops before resizing (the Score SDE preprocessing).
     """
     net = {"nf": 128, "ch_mult": [1, 2, 2, 2], "num_res_blocks": 4, "attn_resolutions": [16], "dropout": 0.1,
            "fir": True, "progressive_input": "residual", "embedding_type": "fourier"}
     data = {"dataset": "CELEBA", "image_size": 64}
     return _psld(data=data, net=net, nu=4.005, gamma=0.005, lr=2e-4, batch_size=128, n_iters=500 * 1582,
-                 sampling_steps=250)
+                 sampling_steps=250, grid="quadratic")
 
 
 def psld_afhqv2_128() -> dict[str, Any]:
@@ -105,14 +106,14 @@ def psld_afhqv2_128() -> dict[str, Any]:
     attention at 8 and 16, dropout 0.2, no FIR, ``progressive_input = none``, sinusoidal (positional) embedding of
     ``t`` (the yaml's values, which the script does not override); lr 1e-4; batch 8 on 8 GPUs (64); 2500 epochs of
     the 14336-image AFHQv2 training set = 2500 * 224 = 560000 steps. Sampling:
-    ``scripts_psld/sota/uncond/afhqv2/sample_uncond_psld.sh``, 250 Euler–Maruyama steps (quadratic stride there).
+    ``scripts_psld/sota/uncond/afhqv2/sample_uncond_psld.sh``, 250 Euler–Maruyama steps on their quadratic stride.
     Data: ``dataset = 'folder'`` with ``data.root`` the folder of training images.
     """
     net = {"nf": 160, "ch_mult": [1, 2, 2, 3, 3], "num_res_blocks": 2, "attn_resolutions": [8, 16],
            "dropout": 0.2, "fir": False, "progressive_input": "none", "embedding_type": "positional"}
     data = {"dataset": "folder", "image_size": 128}
     return _psld(data=data, net=net, nu=4.01, gamma=0.01, lr=1e-4, batch_size=64, n_iters=2500 * 224,
-                 sampling_steps=250)
+                 sampling_steps=250, grid="quadratic")
 
 
 def cld_cifar10() -> dict[str, Any]:
@@ -143,7 +144,7 @@ def cld_cifar10() -> dict[str, Any]:
     model.update(nf=128, ch_mult=[1, 2, 2, 2], num_res_blocks=8, attn_resolutions=[16], dropout=0.1, fir=True,
                  progressive_input="residual", embedding_type="fourier", fourier_scale=16)
     model.update(beta_min=4.0, beta_max=4.0, m_inv=4.0, gamma=0.04, decomp_mode="lower", score_matching="hsm",
-                 blocks="momentum", mixed_score=True, num_scales=1000, ema_rate=0.9999)
+                 blocks="momentum", mixed_score=True, mixed_data_var=None, num_scales=1000, ema_rate=0.9999)
     cfg["model"] = model
     cfg["optim"].update(optimizer="Adam", lr=2e-4, beta1=0.9, eps=1e-8, weight_decay=0.0, warmup=100000,
                         grad_clip=1.0)
