@@ -109,3 +109,17 @@ def test_help_of_every_command_is_useful() -> None:
         assert command in text
     out = subprocess.run([sys.executable, "-m", "scoresde", "train", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "--workdir" in out.stdout and "torchrun" in out.stdout
+
+
+def test_threads_option_sets_torch_threads(tmp_path) -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        assert main(["train", "--config", "toy/two_moons", "--workdir", str(tmp_path / "run"), "--quiet", *TINY,
+                     "--threads", "3"]) == 0
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(SystemExit):  # argparse: "--threads: must be a positive integer"
+        build_parser().parse_args(["train", "--workdir", str(tmp_path / "r2"), "--threads", "0"])
