@@ -88,3 +88,22 @@ def test_dsm_momentum_is_a_global_step_seeded_draw(tmp_path) -> None:
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
         torch.testing.assert_close(a[k], accum[k], rtol=0, atol=1e-5)
+
+
+def test_a_run_folder_from_before_a_new_option_still_resumes(tmp_path) -> None:
+    from scoresde.training import ConfigError
+    from scoresde.training.trainer import check_workdir_config
+
+    over = ["training.n_iters=2", "training.snapshot_sampling=false", "training.eval_freq=0",
+            "training.snapshot_freq=2", "model.hidden=16", "model.depth=1"]
+    cfg = load_config("toy/gaussian_mixture_psld", over)
+    Trainer(cfg, tmp_path).train()
+    path = tmp_path / "config.json"
+    old = json.loads(path.read_text())
+    del old["training"]["fp_min_time"], old["model"]["mixed_score"], old["model"]["mixed_data_var"]
+    path.write_text(json.dumps(old))  # as written before these options existed: they take their defaults
+    check_workdir_config(tmp_path, cfg)
+    trainer = Trainer(load_config("toy/gaussian_mixture_psld", [*over, "training.n_iters=3"]), tmp_path)
+    assert trainer.resume() and trainer.step == 2
+    with pytest.raises(ConfigError, match=r"model.mixed_score: False -> True"):
+        check_workdir_config(tmp_path, load_config("toy/gaussian_mixture_psld", [*over, "model.mixed_score=true"]))

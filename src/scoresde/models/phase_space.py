@@ -8,8 +8,10 @@ from torch import Tensor, nn
 from ..objectives.phase_space import BLOCKS, score_from_eps
 from ..sdes.phase_space import RecipeSDE, _blocks, apply_blocks
 
-#: keys of the ``model`` config section read by :class:`PhaseSpaceScoreModel` (not network options)
-MODEL_KEYS = ("blocks", "mixed_score", "mixed_data_var")
+#: keys of the ``model`` config section read by :class:`PhaseSpaceScoreModel` (not network options), and the
+#: value a config without the key gets
+MODEL_DEFAULTS = {"blocks": "all", "mixed_score": False, "mixed_data_var": None}
+MODEL_KEYS = tuple(MODEL_DEFAULTS)
 
 
 def reference_cov(sde: RecipeSDE, t: Tensor, data_var: float) -> Tensor:

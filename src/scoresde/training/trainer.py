@@ -27,10 +27,11 @@ from tqdm.auto import tqdm
 
 from ..data import inverse_data_scaler, preprocess
 from ..models import ScoreModel
+from ..models.phase_space import MODEL_DEFAULTS as PHASE_SPACE_MODEL_DEFAULTS
 from ..sampling import sample
 from ..sdes.phase_space import RecipeSDE
 from .build import build_model, build_optimizer, check_objective, compute_loss, sampler_options
-from .config import Config, ConfigError
+from .config import Config, ConfigError, config_from_dict
 from .data import StepBatchSampler, build_dataset, global_batch_indices, make_loader
 from .distributed import DistEnv, init_distributed
 from .ema import EMA
@@ -365,13 +366,26 @@ def prepare_workdir(workdir: str | Path, cfg: Config) -> None:
     tmp.replace(path)
 
 
+def _with_defaults(saved: dict[str, Any], cfg: Config) -> dict[str, Any]:
+    """A saved config as this version reads it: options added since it was written take their defaults (typed
+    sections through :func:`config_from_dict`; the phase-space model keys of ``MODEL_DEFAULTS``), so that a new
+    option does not make every older run folder "another config"."""
+    try:
+        saved = json.loads(json.dumps(config_from_dict(saved).to_dict()))
+    except (ConfigError, TypeError, ValueError):  # a config this version cannot read: compare it as written
+        return saved
+    model = cfg.to_dict().get("model", {})
+    saved["model"] = {**{k: v for k, v in PHASE_SPACE_MODEL_DEFAULTS.items() if k in model}, **saved.get("model", {})}
+    return saved
+
+
 def check_workdir_config(workdir: str | Path, cfg: Config) -> None:
     """Raise :class:`ConfigError` if ``workdir`` holds a run whose config differs from ``cfg`` outside
     :data:`RESUMABLE_CHANGES` (writes nothing)."""
     workdir = Path(workdir)
     path = workdir / "config.json"
     if path.exists():
-        saved = _flatten(json.loads(path.read_text()))
+        saved = _flatten(_with_defaults(json.loads(path.read_text()), cfg))
         new = _flatten(json.loads(json.dumps(cfg.to_dict())))
         diff = sorted(k for k in set(saved) | set(new) if saved.get(k) != new.get(k) and k not in RESUMABLE_CHANGES)
         if diff:
