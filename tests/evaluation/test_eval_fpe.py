@@ -71,3 +71,12 @@ def test_eval_bpd_on_a_phase_space_digits_run_is_the_augmented_bits_per_dim_boun
     assert m["bpd"]["unit"] == "bits/dim" and m["bpd"]["bound"] is True and m["bpd"]["n_momentum"] == 2
     assert math.isfinite(m["bpd"]["value"]) and m["bpd"]["value"] > 0
     assert m["fpe"]["times"] == pytest.approx([0.05, 1.0]) and math.isfinite(m["fpe"]["value"])
+
+
+def test_fpe_grid_starts_later_on_phase_space_unless_told() -> None:
+    from scoresde.evaluation.run import fpe_first_time
+    from scoresde.sdes import CLD, PSLD, VPSDE
+
+    assert fpe_first_time(None, VPSDE()) == 1e-3
+    assert fpe_first_time(None, PSLD()) == fpe_first_time(None, CLD()) == 1e-2
+    assert fpe_first_time(0.05, PSLD()) == 0.05

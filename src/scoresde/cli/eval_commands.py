@@ -59,7 +59,8 @@ def add_eval_commands(sub, positive_int: Callable[[str], int],
                     help="examples of the bpd split for fpe (default: --bpd-num, else the whole split)")
     ev.add_argument("--fpe-times", type=positive_int, default=10,
                     help="fpe time grid: linspace(--fpe-eps, T, N) (default: %(default)s)")
-    ev.add_argument("--fpe-eps", type=float, default=1e-3, help="first fpe time (default: %(default)s)")
+    ev.add_argument("--fpe-eps", type=float, default=None,
+                    help="first fpe time (default: 1e-3; 1e-2 for PSLD/CLD, whose finite differences are stiff below)")
     ev.add_argument("--fpe-probes", type=positive_int, default=1,
                     help="Hutchinson probes per probe set of the unbiased fpe estimate (default: %(default)s)")
     ev.add_argument("--fpe-batch-size", type=positive_int, default=100)
