@@ -114,8 +114,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def cmd_likelihood(args: argparse.Namespace) -> int:
     """``scoresde likelihood``: bits/dim (images) or nats/dim (2-D toys) of a data split under a checkpoint; for
     phase-space runs the entropy-corrected augmented bound (``--n-probes`` momentum draws per example)."""
-    from ..likelihood import augmented_bits_per_dim, augmented_log_likelihood, bits_per_dim, log_likelihood
-    from ..sdes.phase_space import RecipeSDE
+    from ..likelihood import data_nll
     from ..training.data import build_dataset
 
     workdir = Path(args.workdir)
@@ -128,20 +127,10 @@ def cmd_likelihood(args: argparse.Namespace) -> int:
     values, errors = [], []
     for start in range(0, num, args.batch_size):
         batch = torch.stack([dataset[i][0] for i in range(start, min(num, start + args.batch_size))])
-        phase_space = isinstance(model.sde, RecipeSDE)  # the entropy-corrected bound over momentum draws
-        opts = dict(trace=args.trace, generator=g)
-        opts["n_momentum" if phase_space else "n_probes"] = args.n_probes
-        if batch.dtype == torch.uint8:
-            data_range = (-1.0, 1.0) if cfg.data.centered else (0.0, 1.0)
-            fn = augmented_bits_per_dim if phase_space else bits_per_dim
-            v, info = fn(model.sde, model.score_fn, batch.to(device), data_range=data_range, **opts)
-        else:
-            fn = augmented_log_likelihood if phase_space else log_likelihood
-            logp, info = fn(model.sde, model.score_fn, batch.to(device, torch.float32), **opts)
-            v = -logp / batch[0].numel()
-            info.stderr = info.stderr / batch[0].numel()
+        v, se = data_nll(model.sde, model.score_fn, batch.to(device), centered=cfg.data.centered, trace=args.trace,
+                         n_probes=args.n_probes, generator=g)  # phase space: the bound over momentum draws
         values.append(v.detach().cpu())
-        errors.append(info.stderr.detach().cpu())
+        errors.append(se.detach().cpu())
     v, se = torch.cat(values), torch.cat(errors)
     unit = "bits/dim" if dataset[0][0].dtype == torch.uint8 else "nats/dim"
     result = {"value": float(v.mean()), "unit": unit, "stderr_over_examples": float(v.std() / math.sqrt(len(v))),

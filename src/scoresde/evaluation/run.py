@@ -213,7 +213,7 @@ def _bits_per_dim(model, cfg, directory: Path, settings: EvalSettings, env: Dist
     gets the entropy-corrected augmented bound (:func:`scoresde.likelihood.augmented_bits_per_dim`, Dockhorn et al.
     2022, App. B.4) with ``bpd_probes`` momentum draws per example, as ``scoresde likelihood`` does; the record says
     ``"bound": true`` and ``n_momentum``."""
-    from ..likelihood import augmented_bits_per_dim, augmented_log_likelihood, bits_per_dim, log_likelihood
+    from ..likelihood import data_nll
     from ..sdes.phase_space import RecipeSDE
     from ..training.data import build_dataset
 
@@ -229,17 +229,8 @@ def _bits_per_dim(model, cfg, directory: Path, settings: EvalSettings, env: Dist
     def compute(items: range) -> dict[str, np.ndarray]:
         batch = torch.stack([dataset[i][0] for i in items]).to(env.device)
         g = torch.Generator(env.device).manual_seed(sample_seed(settings.seed, items.start))
-        opts = dict(trace=settings.bpd_trace, generator=g)
-        opts["n_momentum" if phase_space else "n_probes"] = settings.bpd_probes
-        if batch.dtype == torch.uint8:
-            data_range = (-1.0, 1.0) if cfg.data.centered else (0.0, 1.0)
-            fn = augmented_bits_per_dim if phase_space else bits_per_dim
-            v, info = fn(model.sde, model.score_fn, batch, data_range=data_range, **opts)
-            se = info.stderr
-        else:
-            fn = augmented_log_likelihood if phase_space else log_likelihood
-            logp, info = fn(model.sde, model.score_fn, batch.float(), **opts)
-            v, se = -logp / batch[0].numel(), info.stderr / batch[0].numel()
+        v, se = data_nll(model.sde, model.score_fn, batch, centered=cfg.data.centered, trace=settings.bpd_trace,
+                         n_probes=settings.bpd_probes, generator=g)
         return {"value": v.detach().cpu().double().numpy(), "probe_stderr": se.detach().cpu().double().numpy()}
 
     run_rounds(directory, num, settings.bpd_batch_size, env, compute, progress=progress, desc="bits/dim rounds")

@@ -127,7 +127,7 @@ def read_init_weights(source: str | Path, net: nn.Module, map_location: str | to
         raise FileNotFoundError(f"--init-from {path}: no such run folder, checkpoint directory or file")
     if path.is_file():
         ckpt = read_original_checkpoint(path, map_location)
-        model_sd, ema_sd = original_state_dicts(net, ckpt)
+        model_sd, ema_sd = original_state_dicts(net, ckpt)  # validated against net there
         step = int(ckpt.get("step", 0))
         ema = ckpt.get("ema")
         updates = int(ema.get("num_updates", step)) if isinstance(ema, Mapping) else 0
@@ -142,7 +142,8 @@ def read_init_weights(source: str | Path, net: nn.Module, map_location: str | to
         model_sd, ema_sd, step = state.model_state, state.ema_state, state.step
         updates = int((state.trainer_state or {}).get("ema_num_updates", step)) if ema_sd is not None else 0
         what = f"scoresde checkpoint {path} (step {step})"
+        load_original_state_dict(net, model_sd)  # keys and shapes against the run's network, naming any mismatch
+        if ema_sd is not None:
+            load_original_state_dict(net, ema_sd)
     ema_sd = model_sd if ema_sd is None else ema_sd
-    for sd in (model_sd, ema_sd):  # validates keys and shapes against the run's own network, naming any mismatch
-        load_original_state_dict(net, sd)
     return InitWeights(dict(model_sd), dict(ema_sd), updates, step, what)
