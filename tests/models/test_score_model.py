@@ -105,8 +105,8 @@ def test_discrete_conversions_use_the_tables() -> None:
 
 
 def test_invalid_choices() -> None:
-    with pytest.raises(ValueError, match="unknown output_type 'v'"):
-        ScoreModel(nn.Identity(), VPSDE(), output_type="v")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown output_type 'velocity'"):
+        ScoreModel(nn.Identity(), VPSDE(), output_type="velocity")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="sigma_index"):
         ScoreModel(nn.Identity(), VPSDE(), label_type="sigma_index", output_type="eps")
 

@@ -1,5 +1,16 @@
-"""Score models: a network plus an SDE as ``score_fn(x, t)``, with score / eps / x0 parameterisations."""
+"""Model adapters: a network plus its SDE, answering score / eps / x0 / v predictions with conditioning
+(:class:`DiffusionModel`; :class:`ScoreModel` for Score SDE's networks, :class:`PhaseSpaceScoreModel` for PSLD/CLD,
+:func:`as_model` for a plain ``score_fn(x, t)``)."""
 
+from .adapter import (
+    PREDICTIONS,
+    CountingModel,
+    DiffusionModel,
+    ScoreFunctionModel,
+    as_model,
+    check_cond,
+    slice_cond,
+)
 from .phase_space import PhaseSpaceScoreModel
 from .score_model import (
     LABEL_TYPES,
@@ -10,5 +21,6 @@ from .score_model import (
     original_conventions,
 )
 
-__all__ = ["LABEL_TYPES", "OUTPUT_TYPES", "LabelType", "OutputType", "PhaseSpaceScoreModel", "ScoreModel",
-           "original_conventions"]
+__all__ = ["LABEL_TYPES", "OUTPUT_TYPES", "PREDICTIONS", "CountingModel", "DiffusionModel", "LabelType",
+           "OutputType", "PhaseSpaceScoreModel", "ScoreFunctionModel", "ScoreModel", "as_model", "check_cond",
+           "original_conventions", "slice_cond"]

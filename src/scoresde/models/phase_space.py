@@ -1,12 +1,17 @@
-"""A noise-predicting network on the phase space (data and momentum) as ``score_fn(z, t)`` of a PSLD/CLD SDE."""
+"""A noise-predicting network on the phase space (data and momentum) as the model adapter of a PSLD/CLD SDE."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from ..objectives.phase_space import BLOCKS, score_from_eps
 from ..sdes.phase_space import RecipeSDE, _blocks, apply_blocks
+from .adapter import DiffusionModel
+
+#: what a phase-space network predicts: the noise of every block, or of the momentum block only
+BLOCKS = ("all", "momentum")
 
 #: keys of the ``model`` config section read by :class:`PhaseSpaceScoreModel` (not network options), and the
 #: value a config without the key gets
@@ -42,7 +47,7 @@ def reference_score(sde: RecipeSDE, z: Tensor, t: Tensor, blocks: str, data_var:
     return -apply_blocks(torch.linalg.inv(cov).to(z.dtype), z)
 
 
-class PhaseSpaceScoreModel(nn.Module):
+class PhaseSpaceScoreModel(nn.Module, DiffusionModel):
     """``score(z, t) = -L_t^-T eps_theta(z, t)`` for a phase-space SDE (Dockhorn et al. 2022, §3.2; Pandey & Mandt
     2023, §3), with ``L_t`` the kernel factor of the SDE's own training mode (HSM or DSM).
 
@@ -81,22 +86,50 @@ class PhaseSpaceScoreModel(nn.Module):
     def extra_repr(self) -> str:
         return f"blocks={self.blocks!r}, mixed_score={self.mixed_score}, mixed_data_var={self.mixed_data_var}"
 
+    prediction = "eps"
+
     def labels(self, t: Tensor) -> Tensor:
         """The network's time input: ``t`` itself."""
         return t
 
-    def eps_fn(self, z: Tensor, t: Tensor) -> Tensor:
-        """The network's noise prediction (the residual's, with ``mixed_score``)."""
-        return self.net(z, self.labels(t))
+    def net_output(self, z: Tensor, t: Tensor, **cond: Any) -> Tensor:
+        """The raw network output: the noise prediction of every block, of the momentum block only
+        (``blocks="momentum"``), or of the residual from the reference score (``mixed_score``)."""
+        return self.net(z, self.labels(t), **cond)
 
-    def score_fn(self, z: Tensor, t: Tensor) -> Tensor:
-        """Score of the full state, ``-L_t^-T eps`` (:func:`scoresde.objectives.phase_space.score_from_eps`), plus
-        :func:`reference_score` with ``mixed_score``."""
-        score = score_from_eps(self.sde, self.eps_fn(z, t), t, blocks=self.blocks).to(z.dtype)
+    def eps(self, z: Tensor, t: Tensor, **cond: Any) -> Tensor:
+        """Noise of the whole state, ``-L_t^T score``: the network output itself for a plain all-block model."""
+        if self.blocks == "all" and not self.mixed_score:
+            return self.net_output(z, t, **cond).to(z.dtype)
+        return self.sde.score_to_eps(z, t, self.score(z, t, **cond))
+
+    def score(self, z: Tensor, t: Tensor, **cond: Any) -> Tensor:
+        """Score of the full state, ``-L_t^-T eps`` (``sde.eps_to_score``; with ``blocks="momentum"`` the momentum
+        score ``-eps / L[-1, -1]`` and zero elsewhere), plus :func:`reference_score` with ``mixed_score``."""
+        eps = self.net_output(z, t, **cond)
+        if self.blocks == "all":
+            score = self.sde.eps_to_score(z, t, eps).to(z.dtype)
+        else:
+            score = momentum_score(self.sde, eps, t).to(z.dtype)
         if self.mixed_score:
             score = score + reference_score(self.sde, z, t, self.blocks, self.mixed_data_var)
         return score
 
-    def forward(self, z: Tensor, t: Tensor) -> Tensor:
-        """``score_fn(z, t)``."""
-        return self.score_fn(z, t)
+    def x0(self, z: Tensor, t: Tensor, **cond: Any) -> Tensor:
+        """Tweedie's estimate of the whole initial state ``z_0`` (``sde.denoise``)."""
+        return self.sde.denoise(z, t, self.score(z, t, **cond))
+
+    def forward(self, z: Tensor, t: Tensor, **cond: Any) -> Tensor:
+        """``score(z, t, **cond)``."""
+        return self.score(z, t, **cond)
+
+
+def momentum_score(sde: RecipeSDE, eps_pred: Tensor, t: Tensor) -> Tensor:
+    """The score of a momentum-only noise prediction ``eps`` (``(B, C, ...)``) with the lower kernel factor: ``-eps /
+    L[-1, -1]`` in the momentum block and zero in the others, which the reverse SDE never reads when those blocks have
+    no diffusion (CLD, PSLD with ``Gamma = 0``)."""
+    if sde.decomp_mode != "lower":
+        raise ValueError("a momentum-only epsilon needs decomp_mode='lower' (only then L^-T eps is block-local)")
+    L = sde.kernel_factor(t).to(eps_pred)
+    scale = (-1.0 / L[:, -1, -1]).reshape(-1, *([1] * (eps_pred.dim() - 1)))
+    return torch.cat([torch.zeros_like(eps_pred)] * (sde.k - 1) + [scale * eps_pred], dim=1)

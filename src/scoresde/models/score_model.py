@@ -6,10 +6,14 @@ becomes a score, for the perturbation kernel ``x_t = alpha_t x_0 + sigma_t eps``
 * output type ``'score'``: ``score = out``;
 * ``'eps'`` (noise prediction, DDPM): ``score = -out / sigma_t``, i.e. ``eps = -sigma_t score``;
 * ``'x0'`` (data prediction): ``score = (alpha_t out - x) / sigma_t**2``, i.e. Tweedie's formula
-  ``x0 = (x + sigma_t**2 score) / alpha_t``.
+  ``x0 = (x + sigma_t**2 score) / alpha_t``;
+* ``'v'`` (velocity, Salimans & Ho 2022): ``v = alpha_t eps - sigma_t x0``, so ``eps = (sigma_t x + alpha_t v) / r``
+  and ``x0 = (alpha_t x - sigma_t v) / r`` with ``r = alpha_t**2 + sigma_t**2`` (``1`` for VP).
 
-:meth:`ScoreModel.score_fn`, :meth:`ScoreModel.eps_fn` and :meth:`ScoreModel.x0_fn` convert between them, so every
-sampler (which takes ``score_fn``) works with every model.
+:class:`ScoreModel` is a model adapter (:class:`~scoresde.models.DiffusionModel`): :meth:`ScoreModel.score`,
+:meth:`~ScoreModel.eps`, :meth:`~ScoreModel.x0` and :meth:`~ScoreModel.v` return the network output itself for the
+prediction it makes and convert it otherwise, so every sampler works with every model. Conditioning inputs
+(``class_labels=...``) are passed to the network as keyword arguments.
 
 The label conventions of the original ``models/utils.get_score_fn`` (reference README §4) are
 ``label_type``:
@@ -27,19 +31,20 @@ SMLD), as in the original; with ``continuous=True`` from ``sde.sigma(t)`` and ``
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
 from ..sdes.base import batch_broadcast
 from ..sdes.scalar import VESDE, VPSDE, ScalarSDE, SubVPSDE
+from .adapter import DiffusionModel
 
 __all__ = ["LABEL_TYPES", "OUTPUT_TYPES", "LabelType", "OutputType", "ScoreModel", "original_conventions"]
 
-OutputType = Literal["score", "eps", "x0"]
+OutputType = Literal["score", "eps", "x0", "v"]
 LabelType = Literal["sigma", "time", "timestep", "sigma_index"]
-OUTPUT_TYPES: tuple[str, ...] = ("score", "eps", "x0")
+OUTPUT_TYPES: tuple[str, ...] = ("score", "eps", "x0", "v")
 LABEL_TYPES: tuple[str, ...] = ("sigma", "time", "timestep", "sigma_index")
 
 
@@ -65,8 +70,9 @@ def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
     return value
 
 
-class ScoreModel(nn.Module):
-    """A score model ``s_theta(x, t)`` built from a network ``net(x, labels)`` and a scalar SDE.
+class ScoreModel(nn.Module, DiffusionModel):
+    """A score model ``s_theta(x, t)`` built from a network ``net(x, noise_labels, **cond)`` and a scalar SDE: the
+    model adapter of Score SDE's networks (continuous and discrete time).
 
     Args:
         net: the plain network (``forward(x, labels)``), kept as ``self.net``.
@@ -74,10 +80,10 @@ class ScoreModel(nn.Module):
         continuous: whether the model was trained in continuous time (``training.continuous``); selects the
             default labels and whether ``sigma_t``/``alpha_t`` come from the SDE or its discrete tables.
         label_type: what the network is fed, see the module docstring; default: the original convention.
-        output_type: what the network predicts (``'score'``, ``'eps'``, ``'x0'``); default: the original one.
+        output_type: what the network predicts (``'score'``, ``'eps'``, ``'x0'``, ``'v'``); default: the original one.
 
-    ``model(x, t)`` is ``model.score_fn(x, t)``. Outputs have the dtype of ``x`` (NCSNv2's float64 division by
-    its sigma buffer is cast back).
+    ``model(x, t, **cond)`` is ``model.score(x, t, **cond)``. Outputs have the dtype of ``x`` (NCSNv2's float64
+    division by its sigma buffer is cast back).
     """
 
     def __init__(self, net: nn.Module, sde: ScalarSDE, *, continuous: bool = True,
@@ -119,9 +125,15 @@ class ScoreModel(nn.Module):
         labels = (sde.T - t) * (sde.N - 1)
         return torch.round(labels).long()
 
-    def net_output(self, x: Tensor, t: Tensor) -> Tensor:
-        """The raw network output ``net(x, labels(t))`` (a score, eps or x0 prediction per ``output_type``)."""
-        return self.net(x, self.labels(t))
+    @property
+    def prediction(self) -> str:
+        """What the network predicts: ``output_type``."""
+        return self.output_type
+
+    def net_output(self, x: Tensor, t: Tensor, **cond: Any) -> Tensor:
+        """The raw network output ``net(x, labels(t), **cond)`` (a score, eps, x0 or v prediction per
+        ``output_type``)."""
+        return self.net(x, self.labels(t), **cond)
 
     def call_net(self, x: Tensor, labels: Tensor) -> Tensor:
         """``net(x, labels)`` on raw labels (e.g. the discrete SMLD/DDPM losses' integer noise indices)."""
@@ -147,39 +159,51 @@ class ScoreModel(nn.Module):
             return (sde.sqrt_alphas_cumprod.to(t.device)[index], sde.sqrt_1m_alphas_cumprod.to(t.device)[index])
         return sde.alpha(t), sde.sigma(t)
 
-    # ---- the three parameterisations ----------------------------------------------------------------------
-    def score_fn(self, x: Tensor, t: Tensor) -> Tensor:
-        """Score ``grad_x log p_t(x)``: ``out`` (score), ``-out / sigma_t`` (eps) or
-        ``(alpha_t out - x) / sigma_t**2`` (x0). For VP models this is the original ``-model(x, 999 t) / std``."""
-        out = self.net_output(x, t)
-        if self.output_type == "score":
+    # ---- the four parameterisations -----------------------------------------------------------------------
+    def _convert(self, want: str, x: Tensor, t: Tensor, cond: dict[str, Any]) -> Tensor:
+        """One network call, converted to the prediction ``want`` (returned as is when the network makes it)."""
+        out = self.net_output(x, t, **cond)
+        if self.output_type == want:
             return out.to(x.dtype)
-        alpha, sigma = self.alpha_sigma(t)
-        if self.output_type == "eps":
-            return (-out / batch_broadcast(sigma, out)).to(x.dtype)
-        return ((batch_broadcast(alpha, x) * out - x) / batch_broadcast(sigma, x) ** 2).to(x.dtype)
+        alpha, sigma = (batch_broadcast(c, x) for c in self.alpha_sigma(t))
+        if self.output_type == "score":
+            eps = -sigma * out
+        elif self.output_type == "eps":
+            eps = out
+        elif self.output_type == "x0":
+            eps = (x - alpha * out) / sigma
+        else:  # v
+            eps = (sigma * x + alpha * out) / (alpha**2 + sigma**2)
+        if want == "eps":
+            return eps.to(x.dtype)
+        if want == "score":
+            if self.output_type == "x0":  # (alpha x0 - x) / sigma^2, the original's form
+                return ((alpha * out - x) / sigma**2).to(x.dtype)
+            return (-out / sigma if self.output_type == "eps" else -eps / sigma).to(x.dtype)
+        if self.output_type == "v" and want == "x0":
+            return ((alpha * x - sigma * out) / (alpha**2 + sigma**2)).to(x.dtype)
+        x0 = (x + sigma**2 * out) / alpha if self.output_type == "score" else (x - sigma * eps) / alpha
+        if want == "x0":
+            return x0.to(x.dtype)
+        return (alpha * eps - sigma * x0).to(x.dtype)
 
-    def eps_fn(self, x: Tensor, t: Tensor) -> Tensor:
+    def score(self, x: Tensor, t: Tensor, **cond: Any) -> Tensor:
+        """Score ``grad_x log p_t(x)``: ``out`` (score), ``-out / sigma_t`` (eps), ``(alpha_t out - x) / sigma_t**2``
+        (x0) or ``-eps(v) / sigma_t`` (v). For VP models this is the original ``-model(x, 999 t) / std``."""
+        return self._convert("score", x, t, cond)
+
+    def eps(self, x: Tensor, t: Tensor, **cond: Any) -> Tensor:
         """Noise prediction ``eps = -sigma_t score`` (exactly the network output for eps models)."""
-        out = self.net_output(x, t)
-        if self.output_type == "eps":
-            return out.to(x.dtype)
-        alpha, sigma = self.alpha_sigma(t)
-        if self.output_type == "score":
-            return (-batch_broadcast(sigma, out) * out).to(x.dtype)
-        return ((x - batch_broadcast(alpha, x) * out) / batch_broadcast(sigma, x)).to(x.dtype)
+        return self._convert("eps", x, t, cond)
 
-    def x0_fn(self, x: Tensor, t: Tensor) -> Tensor:
+    def x0(self, x: Tensor, t: Tensor, **cond: Any) -> Tensor:
         """Data prediction (Tweedie) ``x0 = (x + sigma_t**2 score) / alpha_t = (x - sigma_t eps) / alpha_t``."""
-        out = self.net_output(x, t)
-        if self.output_type == "x0":
-            return out.to(x.dtype)
-        alpha, sigma = self.alpha_sigma(t)
-        sigma_b, alpha_b = batch_broadcast(sigma, x), batch_broadcast(alpha, x)
-        if self.output_type == "score":
-            return ((x + sigma_b**2 * out) / alpha_b).to(x.dtype)
-        return ((x - sigma_b * out) / alpha_b).to(x.dtype)
+        return self._convert("x0", x, t, cond)
 
-    def forward(self, x: Tensor, t: Tensor) -> Tensor:
-        """``score_fn(x, t)``, so that the model itself is a ``score_fn`` for the samplers."""
-        return self.score_fn(x, t)
+    def v(self, x: Tensor, t: Tensor, **cond: Any) -> Tensor:
+        """Velocity ``alpha_t eps - sigma_t x0`` (Salimans & Ho 2022; exactly the network output for v models)."""
+        return self._convert("v", x, t, cond)
+
+    def forward(self, x: Tensor, t: Tensor, **cond: Any) -> Tensor:
+        """``score(x, t, **cond)``, so that the model itself is a ``score_fn`` for the samplers."""
+        return self.score(x, t, **cond)

@@ -20,10 +20,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..models.phase_space import BLOCKS, momentum_score
 from ..sdes.phase_space import RecipeSDE, _blocks, apply_blocks
 from .dsm import _finish, _reduce_per_example, _score_fn_of
-
-BLOCKS = ("all", "momentum")
 
 
 def phase_space_loss(
@@ -98,24 +97,14 @@ def initial_state(
 
 def score_from_eps(sde: RecipeSDE, eps_pred: Tensor, t: Tensor, blocks: str = "all") -> Tensor:
     """The score ``-L_t^-T eps`` of a noise-predicting network, with the kernel factor of ``sde``'s training mode
-    (Dockhorn et al. 2022, §3.2; Pandey & Mandt 2023, §3).
+    (Dockhorn et al. 2022, §3.2; Pandey & Mandt 2023, §3): ``sde.eps_to_score`` for ``blocks="all"``,
+    :func:`scoresde.models.phase_space.momentum_score` for ``"momentum"``.
 
     Using the covariance of the mode the network was trained with matters: PSLD's code converts every network
     with the HSM covariance, which is wrong for DSM-trained ones.
-
-    Args:
-        eps_pred: ``(B, k C, ...)`` for ``blocks="all"``; ``(B, C, ...)`` for ``blocks="momentum"`` (lower factor
-            only), which gives the momentum score ``-eps / L[-1, -1]`` and zero in the other blocks: the reverse
-            SDE never reads them when those blocks have no diffusion (CLD, PSLD with ``Gamma = 0``).
-        t: times ``(B,)``.
-        blocks: ``"all"`` or ``"momentum"``.
     """
     if blocks not in BLOCKS:
         raise ValueError(f"unknown blocks {blocks!r}; valid values are: {', '.join(BLOCKS)}")
-    _, L = sde.marginal_prob(torch.zeros(t.shape[0], sde.k, dtype=eps_pred.dtype, device=eps_pred.device), t)
     if blocks == "all":
-        return -apply_blocks(torch.linalg.inv(L).transpose(-1, -2), eps_pred)
-    if sde.decomp_mode != "lower":
-        raise ValueError("a momentum-only epsilon needs decomp_mode='lower' (only then L^-T eps is block-local)")
-    scale = (-1.0 / L[:, -1, -1]).reshape(-1, *([1] * (eps_pred.dim() - 1)))
-    return torch.cat([torch.zeros_like(eps_pred)] * (sde.k - 1) + [scale * eps_pred], dim=1)
+        return sde.eps_to_score(eps_pred, t, eps_pred)
+    return momentum_score(sde, eps_pred, t)

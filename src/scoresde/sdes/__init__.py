@@ -1,6 +1,6 @@
 """Forward SDEs: the interface (:class:`SDE`), the scalar Score SDE families and their noise schedules."""
 
-from .base import SDE, ReverseSDE, ScoreFn, batch_broadcast, randn_like
+from .base import SDE, ReverseSDE, ScoreFn, batch_broadcast, randn_like, same_sde
 from .phase_space import CLD, PSLD, RecipeSDE
 from .scalar import VESDE, VPSDE, ScalarSDE, SubVPSDE
 
@@ -17,4 +17,5 @@ __all__ = [
     "SubVPSDE",
     "batch_broadcast",
     "randn_like",
+    "same_sde",
 ]

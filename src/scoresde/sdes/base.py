@@ -9,6 +9,7 @@ A forward SDE ``dz = f(z, t) dt + G(t) dW`` on ``t in [0, T]`` (Song et al. 2021
 from __future__ import annotations
 
 import abc
+import copy
 from collections.abc import Callable, Sequence
 
 import torch
@@ -74,6 +75,93 @@ class SDE(abc.ABC):
     def data_part(self, z: Tensor) -> Tensor:
         """The data half of a state ``z`` (identity by default); :func:`scoresde.sample` returns this."""
         return z
+
+    def with_steps(self, N: int) -> SDE:
+        """A copy of this SDE with ``N`` discretisation steps (its discrete tables rebuilt), everything else equal.
+
+        The fixed-step samplers use it when asked for ``steps`` other than ``sde.N``: the reverse-diffusion and
+        ancestral rules read the discrete tables of the step count they run with, as Score SDE does when its
+        ``num_scales`` changes. The model keeps its own SDE (a discrete-time network keeps its time labels).
+        """
+        if not isinstance(N, int) or isinstance(N, bool) or N < 1:
+            raise ValueError(f"N must be a positive integer number of steps, got {N!r}")
+        if N == self.N:
+            return self
+        out = copy.copy(self)
+        out._N = N
+        out._build_discrete_tables()
+        return out
+
+    def _build_discrete_tables(self) -> None:
+        """(Re)build the tables that depend on ``N``; none by default."""
+        return None
+
+    # ----------------------------------------------------------------------------------------------
+    # Auxiliary variables (phase-space SDEs carry a momentum next to the data). The defaults are those of an
+    # SDE whose state is the data; losses, likelihoods and metrics call these instead of testing the class.
+    # ----------------------------------------------------------------------------------------------
+    @property
+    def has_auxiliary(self) -> bool:
+        """Whether the state carries variables besides the data (then likelihoods of data are bounds)."""
+        return False
+
+    @property
+    def fd_min_time(self) -> float:
+        """Smallest time at which finite differences of the score in ``t`` are accurate (``1e-3``, the samplers'
+        end time; phase-space kernels are stiff near 0 and raise it). Default first time of the FPE metric."""
+        return 1e-3
+
+    def initial_state(self, x: Tensor, auxiliary: Tensor | None = None,
+                      generator: torch.Generator | None = None) -> Tensor:
+        """The state ``z_0`` that training perturbs for data ``x``: ``x`` itself here (no draws). Phase-space SDEs
+        add the initial momentum of their score-matching mode (:meth:`scoresde.sdes.RecipeSDE.initial_state`)."""
+        if auxiliary is not None:
+            raise ValueError(f"{type(self).__name__} has no auxiliary variables; momentum must be None")
+        return x
+
+    def augment(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """A state drawn from the initial law given data ``x`` (for likelihoods): ``x`` itself here (no draws)."""
+        return x
+
+    def auxiliary_logp(self, z: Tensor) -> Tensor:
+        """``log q(aux_0)`` of the auxiliary part of an initial state (the entropy correction of the augmented
+        likelihood bound); ``0`` when the state is the data."""
+        return torch.zeros(z.shape[0], dtype=z.dtype, device=z.device)
+
+    def apply_std(self, std: Tensor, v: Tensor, transpose: bool = False) -> Tensor:
+        """Multiply ``v`` by the kernel factor ``std`` of :meth:`marginal_prob` (``L v``, or ``L^T v`` with
+        ``transpose``): ``x_t = mean + apply_std(std, noise)``. Per-example scalar ``std`` here."""
+        return batch_broadcast(std, v) * v
+
+    def score_to_eps(self, x: Tensor, t: Tensor, score: Tensor) -> Tensor:
+        """Noise prediction from a score under the kernel of :meth:`marginal_prob`: ``eps = -L_t^T score``
+        (``-sigma_t score`` for scalar kernels; Song et al. 2021, eq. 29; Dockhorn et al. 2022, §3.2)."""
+        return -self.apply_std(self.marginal_prob(x, t)[1], score, transpose=True)
+
+    def eps_to_score(self, x: Tensor, t: Tensor, eps: Tensor) -> Tensor:
+        """Score from a noise prediction: ``score = -L_t^-T eps`` (``-eps / sigma_t`` for scalar kernels)."""
+        return -eps / batch_broadcast(self.marginal_prob(x, t)[1], eps)
+
+    def loss_blocks(self, residual: Tensor, blocks: str) -> Tensor:
+        """The part of a per-coordinate residual that a loss keeps: ``blocks="all"`` (everything) here."""
+        if blocks != "all":
+            raise ValueError(f"blocks={blocks!r} needs a phase-space SDE; {type(self).__name__} has one block "
+                             "(valid value: all)")
+        return residual
+
+    def describe(self) -> dict:
+        """The constructor-level parameters that define this SDE (used to tell two SDE objects apart)."""
+        out = {}
+        derived = {"discrete_sigmas", "discrete_betas", "alphas", "alphas_cumprod", "sqrt_alphas_cumprod",
+                   "sqrt_1m_alphas_cumprod"}  # rebuilt from the parameters, in the default dtype of the moment
+        for key, value in vars(self).items():
+            if key in derived:
+                continue
+            if isinstance(value, Tensor):
+                out[key] = value.detach().cpu().to(torch.float64).flatten().tolist()
+            elif isinstance(value, (int, float, str, bool, type(None))):
+                out[key] = value
+        return {"class": type(self).__name__, **out}
 
     # ----------------------------------------------------------------------------------------------
     # The maths of the SDE.
@@ -178,3 +266,8 @@ class ReverseSDE:
         rev_f = f - batch_broadcast(G, x) ** 2 * self.score_fn(x, t) * scale
         rev_G = torch.zeros_like(G) if self.probability_flow else G
         return rev_f, rev_G
+
+
+def same_sde(a: SDE, b: SDE) -> bool:
+    """Whether ``a`` and ``b`` are the same diffusion (the same object, or the same class and parameters)."""
+    return a is b or a.describe() == b.describe()

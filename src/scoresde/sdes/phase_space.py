@@ -192,6 +192,67 @@ class RecipeSDE(SDE):
         eps = torch.randn(z.shape, generator=generator, dtype=z.dtype, device=z.device)
         return z + apply_blocks(sym_sqrt(self.initial_cov), eps)
 
+    # -- auxiliary variables: what losses, likelihoods and metrics ask of every SDE ------------------------
+    @property
+    def has_auxiliary(self) -> bool:
+        """``True`` when the state has blocks besides the data (``k > 1``)."""
+        return self.k > 1
+
+    @property
+    def fd_min_time(self) -> float:
+        """``1e-2``: below it the stiff kernel makes finite differences in ``t`` of even the exact score inaccurate
+        (the exact PSLD/CLD mixture score's finite-difference FPE residual is ``1e4`` at ``t = 1e-3``, ``0.6`` at
+        ``1e-2``; benchmarks/RESULTS.md)."""
+        return 1e-2
+
+    def initial_state(self, x: Tensor, auxiliary: Tensor | None = None,
+                      generator: torch.Generator | None = None) -> Tensor:
+        """``z_0`` of the score-matching mode: ``[x, 0]`` for HSM (the kernel covariance starts at ``Sigma_0``),
+        ``[x, m_0]`` with ``m_0 ~ N(0, Sigma_0)`` drawn from ``generator`` (or the given ``auxiliary``) for DSM
+        (Dockhorn et al. 2022, §3.2)."""
+        if self.score_matching == "hsm":
+            if auxiliary is not None:
+                raise ValueError("HSM marginalises the initial momentum: z_0 = [x_0, 0]; momentum must be None")
+            return torch.cat([x] + [torch.zeros_like(x)] * (self.k - 1), dim=1)
+        if auxiliary is None:
+            return self.augment(x, generator)
+        expected = (x.shape[0], (self.k - 1) * x.shape[1], *x.shape[2:])
+        if tuple(auxiliary.shape) != expected:
+            raise ValueError(f"momentum must have shape {expected}, got {tuple(auxiliary.shape)}")
+        return torch.cat([x, auxiliary], dim=1)
+
+    def auxiliary_logp(self, z: Tensor) -> Tensor:
+        """:meth:`initial_logp`: ``log q(m_0)`` of the momentum blocks."""
+        return self.initial_logp(z)
+
+    def apply_std(self, std: Tensor, v: Tensor, transpose: bool = False) -> Tensor:
+        """``L v`` (or ``L^T v``) with the per-example ``k x k`` kernel factor ``std`` of :meth:`marginal_prob`."""
+        return apply_blocks(std.transpose(-1, -2) if transpose else std, v)
+
+    def kernel_factor(self, t: Tensor) -> Tensor:
+        """``L_t`` with ``L_t L_t^T`` the kernel covariance of the score-matching mode, ``(B, k, k)`` float64."""
+        return self.factor(self.kernel_cov(t))
+
+    def score_to_eps(self, x: Tensor, t: Tensor, score: Tensor) -> Tensor:
+        """``eps = -L_t^T score`` (the kernel factor of the score-matching mode in the score's dtype; Dockhorn et al.
+        2022, §3.2)."""
+        return -apply_blocks(self.kernel_factor(t).to(score.dtype).transpose(-1, -2), score)
+
+    def eps_to_score(self, x: Tensor, t: Tensor, eps: Tensor) -> Tensor:
+        """``score = -L_t^-T eps`` with the factor in ``eps``'s dtype (Dockhorn et al. 2022, §3.2; Pandey & Mandt
+        2023, §3)."""
+        L = self.kernel_factor(t).to(eps.dtype)
+        return -apply_blocks(torch.linalg.inv(L).transpose(-1, -2), eps)
+
+    def loss_blocks(self, residual: Tensor, blocks: str) -> Tensor:
+        """``"all"``: the whole residual; ``"momentum"``: its last block only (the momentum rows, which with the lower
+        factor involve only the momentum score: CLD, PSLD with ``Gamma = 0``)."""
+        if blocks == "all":
+            return residual
+        if blocks == "momentum":
+            return _blocks(residual, self.k)[:, -1]
+        raise ValueError(f"unknown blocks {blocks!r}; valid values are: all, momentum")
+
     def initial_logp(self, z: Tensor) -> Tensor:
         """``log q(m_0)``: log-density of the auxiliary blocks of ``z_0`` under ``N(0, Sigma_0[1:, 1:])`` (nats).
 

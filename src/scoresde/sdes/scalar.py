@@ -161,7 +161,11 @@ class VESDE(ScalarSDE):
         self.sigma_max = _check_positive("sigma_max", sigma_max)
         if not self.sigma_max > self.sigma_min:
             raise ValueError(f"sigma_max ({sigma_max}) must exceed sigma_min ({sigma_min})")
-        self.discrete_sigmas = torch.exp(torch.linspace(math.log(self.sigma_min), math.log(self.sigma_max), N))
+        self._build_discrete_tables()
+
+    def _build_discrete_tables(self) -> None:
+        """The SMLD noise levels ``discrete_sigmas`` (geometric, ``N`` of them, ascending)."""
+        self.discrete_sigmas = torch.exp(torch.linspace(math.log(self.sigma_min), math.log(self.sigma_max), self.N))
 
     @property
     def prior_std(self) -> float:
@@ -226,6 +230,11 @@ class _BetaLinearSDE(ScalarSDE):
         self.beta_1 = _check_positive("beta_max", beta_max)
         if self.beta_1 < self.beta_0:
             raise ValueError(f"beta_max ({beta_max}) must be >= beta_min ({beta_min})")
+        self._build_discrete_tables()
+
+    def _build_discrete_tables(self) -> None:
+        """The DDPM chain of ``N`` steps: ``beta_i = linspace(beta_min / N, beta_max / N, N)`` and its products."""
+        N = self.N
         self.discrete_betas = torch.linspace(self.beta_0 / N, self.beta_1 / N, N)
         self.alphas = 1.0 - self.discrete_betas
         self.alphas_cumprod = torch.cumprod(self.alphas, dim=0)
