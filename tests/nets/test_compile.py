@@ -17,10 +17,11 @@ def test_compiled_ncsnpp_matches_eager(fir: bool) -> None:
     for p in net.parameters():  # non-zero output layers (init_scale=0 would make the comparison trivial)
         p.data.add_(0.05 * torch.randn_like(p))
     x = torch.randn(2, 3, 16, 16)
-    labels = torch.tensor([0.5, 20.0])
+    noise_labels = torch.tensor([0.5, 20.0])
     with torch.no_grad():
-        eager = net(x, labels)
-        compiled = torch.compile(net)(x, labels)
+        eager = net(x, noise_labels)
+        # Keywords (and the class_labels=None check in forward) trace like the positional call.
+        compiled = torch.compile(net)(x, noise_labels=noise_labels, class_labels=None)
     scale = eager.abs().max()
     assert scale > 1e-3
     torch.testing.assert_close(compiled, eager, rtol=0, atol=1e-4 * float(scale))

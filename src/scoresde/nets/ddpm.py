@@ -1,7 +1,8 @@
 """The DDPM U-Net of Ho et al., "Denoising Diffusion Probabilistic Models" (NeurIPS 2020, appendix B), as the
 ``ddpm`` model of the Score SDE code (a PyTorch port of ``diffusion_tf/models/unet.py``).
 
-``forward(x, labels)`` takes the (discrete or continuous) timestep as ``labels``, embedded sinusoidally.
+``forward(x, noise_labels, class_labels=None)`` takes the (discrete or continuous) timestep as ``noise_labels``,
+embedded sinusoidally; the network has no class conditioning, so ``class_labels`` must be None.
 Original checkpoints (``all_modules.<i>...`` keys) load with
 :func:`scoresde.nets.layers.load_original_state_dict`.
 """
@@ -42,9 +43,10 @@ _IGNORED_DATA_KEYS = frozenset({"dataset", "random_flip", "uniform_dequantizatio
 class DDPM(OriginalCheckpointMixin, nn.Module):
     """DDPM U-Net (Ho et al. 2020; Score SDE ``models/ddpm.py``).
 
-    ``forward(x, labels)``: ``x`` (B, in_channels, H, W), ``labels`` (B,) timesteps (int or float). Output
-    (B, out_channels, H, W); divided by ``sigmas[labels]`` when ``scale_by_sigma`` (``labels`` must then be
-    integer indices into the σ table).
+    ``forward(x, noise_labels, class_labels=None)``: ``x`` (B, in_channels, H, W), ``noise_labels`` (B,)
+    timesteps (int or float). Output (B, out_channels, H, W); divided by ``sigmas[noise_labels]`` when
+    ``scale_by_sigma`` (``noise_labels`` must then be integer indices into the σ table). There is no
+    class conditioning: ``class_labels`` other than None raise ``ValueError``.
     """
 
     _original_top_level = ("sigmas",)
@@ -62,7 +64,7 @@ class DDPM(OriginalCheckpointMixin, nn.Module):
         resamp_with_conv: bool = True,              # Conv in Upsample/Downsample. DDPM: True.
         conditional: bool = True,                   # Time conditioning (the original only supports True).
         centered: bool = True,                      # Input in [-1, 1]; False: apply 2x - 1 first. DDPM: True.
-        scale_by_sigma: bool = False,               # Divide the output by sigmas[labels]. DDPM: False.
+        scale_by_sigma: bool = False,               # Divide the output by sigmas[noise_labels]. DDPM: False.
         nonlinearity: str = "swish",                # 'swish', 'elu', 'relu' or 'lrelu'. DDPM: 'swish'.
         num_groups: int = 32,                       # GroupNorm groups (hard-coded 32 in the original).
         sigma_min: float = 0.01,                    # σ table (buffer 'sigmas', only used with
@@ -149,13 +151,19 @@ class DDPM(OriginalCheckpointMixin, nn.Module):
         self._add(None, "norm_out", _group_norm(in_ch, self._num_groups))
         self._add(None, "conv_out", conv3x3(in_ch, self.out_channels, init_scale=0.0))
 
-    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, noise_labels: torch.Tensor,
+                class_labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Network output for ``x`` (B, in_channels, H, W) at timesteps ``noise_labels`` (B,); see the class
+        docstring. ``class_labels`` must be None (no class conditioning)."""
+        if class_labels is not None:
+            raise ValueError(f"{type(self).__name__} was built class-unconditional (model.num_classes is not set); "
+                             "got class_labels")
         temb = None
         if self.conditional:
             weight_dtype = self.temb_dense0.weight.dtype
             # float32 as in the reference; float64 when the network itself is float64.
             emb_dtype = torch.float64 if weight_dtype == torch.float64 else torch.float32
-            temb = get_timestep_embedding(labels, self.nf, dtype=emb_dtype).to(weight_dtype)
+            temb = get_timestep_embedding(noise_labels, self.nf, dtype=emb_dtype).to(weight_dtype)
             temb = self.temb_dense1(self.act(self.temb_dense0(temb)))
         h = x if self.centered else 2 * x - 1.0
 
@@ -187,7 +195,7 @@ class DDPM(OriginalCheckpointMixin, nn.Module):
         h = self.conv_out(self.act(self.norm_out(h)))
         if self.scale_by_sigma:
             # σ cast to the output dtype (the reference would return float64 here).
-            h = h / self.sigmas[labels].to(h.dtype)[:, None, None, None]
+            h = h / self.sigmas[noise_labels].to(h.dtype)[:, None, None, None]
         return h
 
     @classmethod

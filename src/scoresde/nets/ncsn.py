@@ -1,12 +1,13 @@
 """NCSN (Song & Ermon 2019) and NCSNv2 (Song & Ermon 2020): RefineNet score networks for SMLD / the VE SDE.
 
-Both networks take ``forward(x, labels)`` with ``labels`` the integer noise index, index 0 being the *largest*
-sigma (the order of ``sigmas = exp(linspace(log sigma_max, log sigma_min, num_scales))``).
+Both networks take ``forward(x, noise_labels, class_labels=None)`` with ``noise_labels`` the integer noise index,
+index 0 being the *largest* sigma (the order of ``sigmas = exp(linspace(log sigma_max, log sigma_min,
+num_scales))``); neither has class conditioning, so ``class_labels`` must be None.
 
 * :class:`NCSN` (config name ``ncsn``) is conditioned through the embeddings of its conditional InstanceNorm++
   layers (one row per noise level) and returns the raw network output (no division by sigma).
 * :class:`NCSNv2` (config names ``ncsnv2_64``, ``ncsnv2_128``, ``ncsnv2_256``) is unconditional in its body
-  and returns ``output / sigmas[labels]`` (Song & Ermon 2020, technique 3). ``sigmas`` is a **float64**
+  and returns ``output / sigmas[noise_labels]`` (Song & Ermon 2020, technique 3). ``sigmas`` is a **float64**
   buffer, so, as in the original, the output is float64 whatever the network dtype; pass
   ``keep_input_dtype=True`` to get it back in the dtype of ``x`` (the division is still done in float64, then
   rounded once).
@@ -22,7 +23,7 @@ Example::
 
     net = ncsn_from_config(config["model"], config["data"])
     load_original_state_dict(net, checkpoint["model"])
-    score = net.eval()(x, labels)
+    score = net.eval()(x, noise_labels)
 """
 
 from __future__ import annotations
@@ -177,20 +178,20 @@ class _RefineNetScoreNet(nn.Module):
     def _norm(self, norm: nn.Module, h: Tensor, y: Tensor) -> Tensor:
         return norm(h, y) if self.conditional else norm(h)
 
-    def _body(self, x: Tensor, labels: Tensor) -> Tensor:
+    def _body(self, x: Tensor, noise_labels: Tensor) -> Tensor:
         h = x if self.centered else 2 * x - 1.0
         h = self.begin_conv(h)
         features = []
         for stage in self.stages:
             for block in self.get_submodule(stage.res):
-                h = block(h, labels)
+                h = block(h, noise_labels)
             features.append(h)
         ref: Tensor | None = None
         for stage, feat in zip(reversed(self.stages), reversed(features), strict=True):
             inputs = [feat] if ref is None else [feat, ref]
-            ref = self.get_submodule(stage.refine)(inputs, labels, feat.shape[2:])
+            ref = self.get_submodule(stage.refine)(inputs, noise_labels, feat.shape[2:])
         assert ref is not None
-        h = self.act(self._norm(self.normalizer, ref, labels))
+        h = self.act(self._norm(self.normalizer, ref, noise_labels))
         return self.end_conv(h)
 
 
@@ -239,9 +240,14 @@ class NCSN(_RefineNetScoreNet):
         )
         self.num_scales = num_scales
 
-    def forward(self, x: Tensor, labels: Tensor) -> Tensor:
-        """Score estimate ``s(x, sigma_labels)`` for integer noise indices ``labels`` of shape ``(B,)``."""
-        return self._body(x, labels)
+    def forward(self, x: Tensor, noise_labels: Tensor, class_labels: Tensor | None = None) -> Tensor:
+        """Score estimate ``s(x, sigma_i)`` for integer noise indices ``noise_labels`` (``i``) of shape ``(B,)``.
+
+        ``class_labels`` must be None (no class conditioning)."""
+        if class_labels is not None:
+            raise ValueError(f"{type(self).__name__} was built class-unconditional (model.num_classes is not set); "
+                             "got class_labels")
+        return self._body(x, noise_labels)
 
     @classmethod
     def from_config(cls, cfg_model: Mapping[str, Any], cfg_data: Mapping[str, Any]) -> NCSN:
@@ -256,7 +262,7 @@ class NCSNv2(_RefineNetScoreNet):
 
     Unconditional InstanceNorm++ in the residual blocks, no normalisation and max pooling in the RefineNet
     blocks, and the noise conditioning of technique 3: ``s(x, sigma_i) = net(x) / sigma_i`` with ``sigma_i =
-    sigmas[labels]``. ``sigmas`` is a float64 buffer (as in the original), so the output is **float64** unless
+    sigmas[noise_labels]``. ``sigmas`` is a float64 buffer (as in the original), so the output is **float64** unless
     ``keep_input_dtype=True``. Note that ``net.float()``/``net.half()`` would also cast that buffer.
 
     ``variant`` picks the original layout: ``ncsnv2_64`` (CIFAR-10, CelebA 64; encoder stride 2),
@@ -309,10 +315,14 @@ class NCSNv2(_RefineNetScoreNet):
         self.keep_input_dtype = bool(keep_input_dtype)
         self.register_buffer("sigmas", _geometric_sigmas(sigma_min, sigma_max, num_scales))
 
-    def forward(self, x: Tensor, labels: Tensor) -> Tensor:
-        """Score estimate ``net(x) / sigmas[labels]`` for integer noise indices ``labels``, shape ``(B,)``."""
-        h = self._body(x, labels)
-        used_sigmas = self.sigmas[labels].view(x.shape[0], *([1] * (x.dim() - 1)))
+    def forward(self, x: Tensor, noise_labels: Tensor, class_labels: Tensor | None = None) -> Tensor:
+        """Score estimate ``net(x) / sigmas[noise_labels]`` for integer noise indices ``noise_labels``, shape
+        ``(B,)``. ``class_labels`` must be None (no class conditioning)."""
+        if class_labels is not None:
+            raise ValueError(f"{type(self).__name__} was built class-unconditional (model.num_classes is not set); "
+                             "got class_labels")
+        h = self._body(x, noise_labels)
+        used_sigmas = self.sigmas[noise_labels].view(x.shape[0], *([1] * (x.dim() - 1)))
         out = h / used_sigmas
         return out.to(x.dtype) if self.keep_input_dtype else out
 

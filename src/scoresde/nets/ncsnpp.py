@@ -2,9 +2,10 @@
 Equations" (ICLR 2021, appendix H), as the ``ncsnpp`` model of the Score SDE code.
 
 NCSN++ and DDPM++ are two configurations of :class:`NCSNpp` (see the per-argument comments, and
-:meth:`NCSNpp.from_config` for the original config dictionaries). The network is ``forward(x, labels)``, where
-``labels`` is the noise level σ for Fourier embeddings (VE models) or the (continuous) timestep for positional
-embeddings; SDE-specific input/output scalings live outside the network.
+:meth:`NCSNpp.from_config` for the original config dictionaries). The network is
+``forward(x, noise_labels, class_labels=None)``, where ``noise_labels`` is the noise level σ for Fourier
+embeddings (VE models) or the (continuous) timestep for positional embeddings; the network has no class
+conditioning, so ``class_labels`` must be None. SDE-specific input/output scalings live outside the network.
 
 Checkpoints of the original code (``all_modules.<i>...`` keys) load with
 :func:`scoresde.nets.layers.load_original_state_dict`; submodules here have descriptive names instead
@@ -61,10 +62,11 @@ _IGNORED_DATA_KEYS = frozenset({"dataset", "random_flip", "uniform_dequantizatio
 class NCSNpp(OriginalCheckpointMixin, nn.Module):
     """NCSN++/DDPM++ U-Net (Song et al. 2021, appendix H; ``models/ncsnpp.py`` of Score SDE).
 
-    ``forward(x, labels)``: ``x`` is (B, in_channels, H, W); ``labels`` (B,) is σ for
-    ``embedding_type='fourier'`` (its log is embedded) or the timestep for ``'positional'``. The output is
-    (B, out_channels, H, W), divided by σ when ``scale_by_sigma`` (σ = ``labels`` for Fourier embeddings,
-    ``sigmas[labels.long()]`` for positional ones).
+    ``forward(x, noise_labels, class_labels=None)``: ``x`` is (B, in_channels, H, W); ``noise_labels`` (B,) is
+    σ for ``embedding_type='fourier'`` (its log is embedded) or the timestep for ``'positional'``. The output is
+    (B, out_channels, H, W), divided by σ when ``scale_by_sigma`` (σ = ``noise_labels`` for Fourier embeddings,
+    ``sigmas[noise_labels.long()]`` for positional ones). There is no class conditioning: ``class_labels`` other
+    than None raise ``ValueError``.
 
     The defaults are DDPM++ (``configs/vp/cifar10_ddpmpp_continuous.py``) apart from ``image_size``; NCSN++
     (``configs/ve/cifar10_ncsnpp_continuous.py``) is ``fir=True, progressive_input='residual',
@@ -94,7 +96,7 @@ class NCSNpp(OriginalCheckpointMixin, nn.Module):
         progressive_input: str = "none",            # Input pyramid 'none'/'input_skip'/'residual'.
                                                     #   DDPM++: 'none'; NCSN++: 'residual'/'input_skip'.
         progressive_combine: str = "sum",           # 'input_skip' merge: 'sum' or 'cat'. Both: 'sum'.
-        embedding_type: str = "positional",         # 'positional' (labels = t) or 'fourier' (labels = σ).
+        embedding_type: str = "positional",         # 'positional' (noise_labels = t) or 'fourier' (= σ).
                                                     #   DDPM++: 'positional', NCSN++: 'fourier'.
         fourier_scale: float = 16.0,                # Std of the Fourier frequencies W. NCSN++: 16.
         init_scale: float = 0.0,                    # Init scale of output-side convs (0 = 1e-10). Both: 0.
@@ -251,19 +253,19 @@ class NCSNpp(OriginalCheckpointMixin, nn.Module):
 
     # ---- forward -------------------------------------------------------------------------------------------
 
-    def _embed(self, labels: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    def _embed(self, noise_labels: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Time embedding and the σ used by ``scale_by_sigma`` (None where not needed)."""
         if self.embedding_type == "fourier":
-            used_sigmas = labels
-            temb = self.fourier_proj(torch.log(labels))
+            used_sigmas = noise_labels
+            temb = self.fourier_proj(torch.log(noise_labels))
         else:
-            used_sigmas = self.sigmas[labels.long()] if self.scale_by_sigma else None
+            used_sigmas = self.sigmas[noise_labels.long()] if self.scale_by_sigma else None
             temb = None
             if self.conditional:
                 weight_dtype = self.temb_dense0.weight.dtype
                 # float32 as in the reference; float64 when the network itself is float64.
                 emb_dtype = torch.float64 if weight_dtype == torch.float64 else torch.float32
-                temb = get_timestep_embedding(labels, self.nf, dtype=emb_dtype).to(weight_dtype)
+                temb = get_timestep_embedding(noise_labels, self.nf, dtype=emb_dtype).to(weight_dtype)
         if self.conditional:
             temb = self.temb_dense1(self.act(self.temb_dense0(temb)))
         else:
@@ -278,8 +280,14 @@ class NCSNpp(OriginalCheckpointMixin, nn.Module):
     def _skip_sum(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return (a + b) / math.sqrt(2.0) if self.skip_rescale else a + b
 
-    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        temb, used_sigmas = self._embed(labels)
+    def forward(self, x: torch.Tensor, noise_labels: torch.Tensor,
+                class_labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Network output for ``x`` (B, in_channels, H, W) at noise levels / timesteps ``noise_labels`` (B,); see
+        the class docstring. ``class_labels`` must be None (no class conditioning)."""
+        if class_labels is not None:
+            raise ValueError(f"{type(self).__name__} was built class-unconditional (model.num_classes is not set); "
+                             "got class_labels")
+        temb, used_sigmas = self._embed(noise_labels)
         if not self.centered:
             x = 2 * x - 1.0  # data in [0, 1] -> [-1, 1]
         enc, dec = self.enc, self.dec

@@ -10,22 +10,26 @@ import torch
 from torch import Tensor, nn
 
 
-def sinusoidal_time_embedding(labels: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
+def sinusoidal_time_embedding(noise_labels: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
     """``[sin(l w_k), cos(l w_k)]`` with ``w_k = max_period^(-k / (dim/2 - 1))``, ``k = 0..dim/2-1``.
 
-    The transformer/DDPM sinusoidal features (Vaswani et al. 2017, §3.5; Ho et al. 2020, App. B) of a label
-    ``l``, e.g. Score SDE's ``999 t`` for VP models: frequencies decrease geometrically from 1 to ``1/max_period``.
+    The transformer/DDPM sinusoidal features (Vaswani et al. 2017, §3.5; Ho et al. 2020, App. B) of a noise
+    label ``l`` (one per entry of ``noise_labels``, shape ``(B,)``), e.g. Score SDE's ``999 t`` for VP models:
+    frequencies decrease geometrically from 1 to ``1/max_period``.
     """
     if dim < 4 or dim % 2:
         raise ValueError(f"time embedding dimension must be an even number >= 4, got {dim}")
     half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=labels.dtype, device=labels.device) / (half - 1))
-    args = labels[:, None] * freqs[None]
+    arange = torch.arange(half, dtype=noise_labels.dtype, device=noise_labels.device)
+    freqs = torch.exp(-math.log(max_period) * arange / (half - 1))
+    args = noise_labels[:, None] * freqs[None]
     return torch.cat([torch.sin(args), torch.cos(args)], dim=1)
 
 
 class ToyMLP(nn.Module):
-    """``net(x, labels)``: an MLP on ``[x, emb(labels)]`` with SiLU activations and a residual hidden stack.
+    """``net(x, noise_labels)``: an MLP on ``[x, emb(noise_labels)]`` with SiLU activations and a residual hidden
+    stack. It has no class conditioning: ``net(x, noise_labels, class_labels)`` with ``class_labels`` not None raises
+    ``ValueError``.
 
     It has no knowledge of the SDE: the caller turns its output into a score (e.g. ``-out / sigma(t)`` for a
     noise-predicting parameterisation, as in DDPM).
@@ -35,7 +39,7 @@ class ToyMLP(nn.Module):
         hidden: width of the hidden layers.
         depth: number of hidden residual layers.
         time_embed_dim: size of the sinusoidal time features.
-        max_period: ``1 / `` the smallest angular frequency of the time features (labels in ``[0, 1000)``).
+        max_period: ``1 / `` the smallest angular frequency of the time features (noise labels in ``[0, 1000)``).
     """
 
     def __init__(self, dim: int = 2, hidden: int = 128, depth: int = 3, time_embed_dim: int = 32,
@@ -65,11 +69,15 @@ class ToyMLP(nn.Module):
                    time_embed_dim=int(model.get("time_embed_dim", 32)),
                    max_period=float(model.get("max_period", 10000.0)))
 
-    def forward(self, x: Tensor, labels: Tensor) -> Tensor:
-        """Network output for a batch ``x`` of shape ``(B, dim)`` and time labels of shape ``(B,)``."""
+    def forward(self, x: Tensor, noise_labels: Tensor, class_labels: Tensor | None = None) -> Tensor:
+        """Network output for a batch ``x`` of shape ``(B, dim)`` and time/noise labels ``noise_labels`` of shape
+        ``(B,)``. ``class_labels`` must be None (no class conditioning)."""
+        if class_labels is not None:
+            raise ValueError(f"{type(self).__name__} was built class-unconditional (model.num_classes is not set); "
+                             "got class_labels")
         if x.dim() != 2 or x.shape[1] != self.dim:
             raise ValueError(f"ToyMLP expects inputs of shape (B, {self.dim}), got {tuple(x.shape)}")
-        emb = sinusoidal_time_embedding(labels.to(x.dtype), self.time_embed_dim, self.max_period)
+        emb = sinusoidal_time_embedding(noise_labels.to(x.dtype), self.time_embed_dim, self.max_period)
         h = self.inp(torch.cat([x, emb], dim=1))
         for block in self.blocks:
             h = h + block(h)
