@@ -77,7 +77,7 @@ def test_preset_values_and_copies() -> None:
 
 
 def test_unknown_preset_suggests_close_names() -> None:
-    with pytest.raises(ValueError, match=r"did you mean: ve/cifar10_ncsnpp_deep_continuous"):
+    with pytest.raises(ValueError, match=r"closest presets: ve/cifar10_ncsnpp_deep_continuous"):
         get_preset("ve/cifar10_ncsnpp_deep_continous")
 
 

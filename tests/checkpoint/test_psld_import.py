@@ -22,9 +22,9 @@ from scoresde.checkpoint import (
     read_psld_training_state,
 )
 from scoresde.cli import main
+from scoresde.config import config_from_dict, load_config
 from scoresde.models import PhaseSpaceScoreModel
 from scoresde.sdes import CLD, PSLD
-from scoresde.training.config import load_config
 
 # ---- PSLD's NCSN++ state-dict keys (biggan blocks, progressive = 'none') ------------------------------------------
 
@@ -176,8 +176,9 @@ def test_round_trip_ema_and_online_weights(variant: str, tmp_path: Path) -> None
     c = cfg["data"]["num_channels"]
     z, t = torch.randn(3, 2 * c, 16, 16, generator=g), torch.tensor([1e-3, 0.3, 1.0])
     for use_ema, prefix in ((True, "ema_score_fn."), (False, "score_fn.")):
-        model, step, config = load_psld_checkpoint(path, cfg, use_ema=use_ema)
-        assert step == 916500 and config == cfg and isinstance(model, PhaseSpaceScoreModel)
+        model = load_psld_checkpoint(path, cfg, use_ema=use_ema)
+        assert isinstance(model, PhaseSpaceScoreModel)  # the model itself, with the step and the typed config
+        assert model.step == 916500 and model.config == config_from_dict(cfg)
         assert model.blocks == VARIANTS[variant][4] and model.labels(t) is t  # raw t, as PSLD's wrapper
         net = build_network(cfg).eval()
         key_map = net.original_key_map()
@@ -230,8 +231,8 @@ def test_missing_key_is_named(tmp_path: Path) -> None:
 
 def test_wrong_architecture_names_the_shape_mismatches(tmp_path: Path) -> None:
     path = _save(tmp_path, _lightning_ckpt(_their_keys("fourier")))
-    with pytest.raises(IncompatibleCheckpointError, match=r"(?s)shape mismatches.*all_modules\.0\.W: "
-                                                          r"checkpoint \(16,\) vs network \(32,\)"):
+    with pytest.raises(IncompatibleCheckpointError, match=r"(?s)shape mismatches.*all_modules\.0\.W "
+                                                          r"\(16,\) vs \(32,\) expected"):
         load_psld_checkpoint(path, _config("fourier", extra=("model.nf=32",)))
     with pytest.raises(IncompatibleCheckpointError, match="missing keys"):  # a second block per resolution
         load_psld_checkpoint(path, _config("fourier", extra=("model.num_res_blocks=2",)))

@@ -1,27 +1,37 @@
-"""Checkpoints: loading original Score SDE checkpoints exactly, and scoresde's own safetensors + JSON format.
+"""Checkpoint I/O: every kind of checkpoint as a ready score model, scoresde's own format, run folders.
 
-* :func:`load_score_sde_checkpoint` ``(path, config)`` -> :class:`LoadedCheckpoint` ``(model, step, config)``
-  for a ``.pth`` file of the original code; ``config`` is a dict, a ``.json``/original ``configs/**.py`` path or
-  a preset name. Only ``torch.load(weights_only=True)`` is used.
-* :func:`save_checkpoint` / :func:`load_checkpoint` / :func:`load_training_state`: scoresde's format (a
-  directory of safetensors weights and a JSON config, written atomically).
+* :func:`load_checkpoint` ``(path, config=None)``: a run folder (its newest checkpoint that loads), a scoresde
+  checkpoint directory, an original Score SDE ``.pth`` or a PSLD Lightning ``.ckpt`` (both with ``config``) ->
+  the model (:class:`~scoresde.models.ScoreModel` / :class:`~scoresde.models.PhaseSpaceScoreModel`) with
+  ``model.step`` and the typed ``model.config``. Also ``scoresde.load_checkpoint``.
+* :func:`load_score_sde_checkpoint` ``(path, config)`` / :func:`load_psld_checkpoint` ``(path, config)``: the
+  same for one file of the original Score SDE code / of the PSLD code (Pandey & Mandt 2023).
+* :func:`save_checkpoint` / :func:`load_training_state`: scoresde's format (a directory of safetensors weights and a
+  ``checkpoint.json``, written atomically: :mod:`.native`); :mod:`.run`: the checkpoints of a run folder.
 * :func:`convert_original_checkpoint`: original ``.pth`` -> scoresde directory.
-* :func:`load_psld_checkpoint` ``(path, config)``: a PyTorch Lightning ``.ckpt`` of the PSLD code (Pandey & Mandt
-  2023) as a :class:`~scoresde.models.PhaseSpaceScoreModel` (``scoresde.checkpoint.psld``).
+* :mod:`.state_dict`: the one strict state-dict loader and its key report (original ``all_modules`` keys or ours);
+  :mod:`.files`: reading ``torch.save`` files with ``weights_only=True`` and one clear error per failure
+  (:mod:`.errors`).
+
+Configs are resolved by :func:`scoresde.config.resolve_config`; ``build_network``/``build_sde``/
+``build_score_model``/``resolve_config`` are re-exported here from :mod:`scoresde.config` for older code.
 """
 
-from ..nets.layers import IncompatibleCheckpointError
-from .build import build_network, build_score_model, build_sde, resolve_config
+from ..config import build_network, build_score_model, build_sde, resolve_config
+from .errors import CorruptCheckpointError, IncompatibleCheckpointError, NotACheckpointError, UnsafeCheckpointError
+from .files import load_weights_only
+from .load import load_checkpoint
+from .loaded import LoadedCheckpoint
 from .native import (
     TrainingState,
     convert_original_checkpoint,
-    load_checkpoint,
+    load_checkpoint_directory,
     load_training_state,
     read_original_training_state,
     remap_optimizer_state,
     save_checkpoint,
 )
-from .original import LoadedCheckpoint, guess_architecture, load_score_sde_checkpoint, read_original_checkpoint
+from .original import guess_architecture, load_score_sde_checkpoint, read_original_checkpoint
 from .psld import (
     is_lightning_checkpoint,
     load_psld_checkpoint,
@@ -29,21 +39,32 @@ from .psld import (
     read_psld_checkpoint,
     read_psld_training_state,
 )
+from .run import list_checkpoints, save_training_checkpoint
+from .state_dict import KeyReport, key_report, load_state_dict
 
 __all__ = [
+    "CorruptCheckpointError",
     "IncompatibleCheckpointError",
+    "KeyReport",
     "LoadedCheckpoint",
+    "NotACheckpointError",
     "TrainingState",
+    "UnsafeCheckpointError",
     "build_network",
     "build_score_model",
     "build_sde",
     "convert_original_checkpoint",
     "guess_architecture",
     "is_lightning_checkpoint",
+    "key_report",
+    "list_checkpoints",
     "load_checkpoint",
+    "load_checkpoint_directory",
     "load_psld_checkpoint",
     "load_score_sde_checkpoint",
+    "load_state_dict",
     "load_training_state",
+    "load_weights_only",
     "psld_state_dicts",
     "read_original_checkpoint",
     "read_original_training_state",
@@ -52,4 +73,5 @@ __all__ = [
     "remap_optimizer_state",
     "resolve_config",
     "save_checkpoint",
+    "save_training_checkpoint",
 ]

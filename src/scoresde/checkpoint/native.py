@@ -2,7 +2,7 @@
 
 A checkpoint is a directory::
 
-    config.json          {"format": "scoresde-checkpoint", "version": 1, "step": ..., "network": ...,
+    checkpoint.json      {"format": "scoresde-checkpoint", "version": 1, "step": ..., "network": ...,
                           "files": {...}, "config": <the full config in the original layout>}
     model.safetensors    the online weights (state-dict keys of the scoresde network)
     ema.safetensors      optional: the EMA weights as a full state dict (buffers included)
@@ -12,10 +12,13 @@ A checkpoint is a directory::
                          ...), same rules as ``optimizer.pt``
 
 Every file is written to a temporary file in the same directory, flushed with ``fsync`` and moved into place
-with ``os.replace``; ``config.json`` is written last. Every tensor file records the step in its metadata, and
-loading checks it against ``config.json``, so a checkpoint torn by a crash while being overwritten is refused
+with ``os.replace``; ``checkpoint.json`` is written last. Every tensor file records the step in its metadata, and
+loading checks it against ``checkpoint.json``, so a checkpoint torn by a crash while being overwritten is refused
 instead of silently mixing two steps. The config travels with the weights (as in k-diffusion and EDM), so
 loading needs only the directory.
+
+The metadata file was called ``config.json`` before (the name of a run folder's own config, one level up); such
+checkpoints still load.
 """
 
 from __future__ import annotations
@@ -31,18 +34,19 @@ import safetensors.torch
 import torch
 from torch import Tensor, nn
 
-from ..models import ScoreModel
-from ..nets import ncsn as ncsn_nets
-from ..nets.layers import IncompatibleCheckpointError, OriginalCheckpointMixin
-from .build import ConfigLike, build_network, build_score_model, resolve_config
-from .original import LoadedCheckpoint, original_state_dicts, read_original_checkpoint
+from ..config import ConfigLike, build_network, build_score_model, resolve_config
+from ..models import DiffusionModel, PhaseSpaceScoreModel, ScoreModel
+from .errors import IncompatibleCheckpointError
+from .loaded import loaded_model
+from .original import original_state_dicts, read_original_checkpoint
+from .state_dict import checkpoint_key_map, load_state_dict
 
 __all__ = [
     "FORMAT",
     "VERSION",
     "TrainingState",
     "convert_original_checkpoint",
-    "load_checkpoint",
+    "load_checkpoint_directory",
     "load_training_state",
     "read_original_training_state",
     "remap_optimizer_state",
@@ -51,8 +55,10 @@ __all__ = [
 
 FORMAT = "scoresde-checkpoint"
 VERSION = 1
-_CONFIG, _MODEL, _EMA, _OPTIM, _TRAINER = (
-    "config.json", "model.safetensors", "ema.safetensors", "optimizer.pt", "trainer.pt")
+_META, _MODEL, _EMA, _OPTIM, _TRAINER = (
+    "checkpoint.json", "model.safetensors", "ema.safetensors", "optimizer.pt", "trainer.pt")
+#: the metadata file's name in checkpoints written before it was renamed (still read)
+_LEGACY_META = "config.json"
 
 
 class TrainingState(NamedTuple):
@@ -104,7 +110,7 @@ def _write_tensors(target: Path, tensors: Mapping[str, Tensor], step: int) -> No
 
 
 def _as_state_dict(obj: nn.Module | Mapping[str, Tensor]) -> dict[str, Tensor]:
-    if isinstance(obj, ScoreModel):
+    if isinstance(obj, (ScoreModel, PhaseSpaceScoreModel)):
         obj = obj.net
     if isinstance(obj, nn.Module):
         return dict(obj.state_dict())
@@ -125,7 +131,7 @@ def save_checkpoint(
 
     Args:
         directory: the checkpoint directory (created if needed; existing files are replaced atomically).
-        net: the network (or a :class:`ScoreModel`, or its state dict) with the online weights.
+        net: the network (or a score model, or its state dict) with the online weights.
         config: the full config in the original layout (what :func:`load_checkpoint` rebuilds the model from).
         step: the training step.
         ema: the EMA weights as a network copy or a full state dict (optional).
@@ -149,25 +155,39 @@ def save_checkpoint(
         trainer_payload = {"step": step, "trainer": dict(trainer_state)}
         _atomic_write(directory / _TRAINER, lambda tmp: torch.save(trainer_payload, tmp))
         files["trainer"] = _TRAINER
-    network = type(net.net if isinstance(net, ScoreModel) else net).__name__ if isinstance(net, nn.Module) else None
+    is_model = isinstance(net, (ScoreModel, PhaseSpaceScoreModel))
+    network = type(net.net if is_model else net).__name__ if isinstance(net, nn.Module) else None
     meta = {"format": FORMAT, "version": VERSION, "step": step, "network": network, "files": files,
             "config": json.loads(json.dumps(dict(config)))}
     text = json.dumps(meta, indent=2, sort_keys=True) + "\n"
-    _atomic_write(directory / _CONFIG, lambda tmp: tmp.write_text(text))
+    _atomic_write(directory / _META, lambda tmp: tmp.write_text(text))
     return directory
 
 
 # ---- reading ------------------------------------------------------------------------------------------------
 
 
+def _meta_path(directory: Path) -> Path:
+    """The metadata file of a checkpoint directory: ``checkpoint.json``, else the old ``config.json``."""
+    path = directory / _META
+    return path if path.is_file() or not (directory / _LEGACY_META).is_file() else directory / _LEGACY_META
+
+
 def _read_meta(directory: Path) -> dict[str, Any]:
-    path = directory / _CONFIG
+    path = _meta_path(directory)
+    hint = (" (a checkpoint file: use scoresde.load_checkpoint with its config)" if directory.is_file() else
+            " (a run folder: use scoresde.load_checkpoint)" if (directory / "checkpoints").is_dir() else "")
     if not path.is_file():
-        hint = " (an original Score SDE .pth file? use load_score_sde_checkpoint)" if directory.is_file() else ""
-        raise FileNotFoundError(f"{path} not found: {directory} is not a scoresde checkpoint directory{hint}")
-    meta = json.loads(path.read_text())
-    if meta.get("format") != FORMAT or not isinstance(meta.get("config"), dict):
-        raise IncompatibleCheckpointError(f"{path} is not a {FORMAT} config (format={meta.get('format')!r})")
+        raise FileNotFoundError(f"{directory / _META} not found: {directory} is not a scoresde checkpoint "
+                                f"directory{hint}")
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise IncompatibleCheckpointError(f"{path} is truncated or corrupt: {err}") from err
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or not isinstance(meta.get("config"), dict):
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise IncompatibleCheckpointError(f"{path} is not the metadata of a {FORMAT} (format={found!r}): "
+                                          f"{directory} is not a scoresde checkpoint directory{hint}")
     if int(meta.get("version", 0)) > VERSION:
         raise IncompatibleCheckpointError(f"{path} has format version {meta['version']}; this scoresde reads "
                                           f"versions <= {VERSION}")
@@ -179,8 +199,8 @@ def _read_tensors(path: Path, step: int, map_location: str | torch.device) -> di
         metadata = handle.metadata() or {}
     if metadata.get("step") != str(step):
         raise IncompatibleCheckpointError(
-            f"{path} is from step {metadata.get('step')} but config.json says step {step}: the checkpoint was "
-            "torn by an interrupted save")
+            f"{path} is from step {metadata.get('step')} but {_meta_path(path.parent).name} says step {step}: the "
+            "checkpoint was torn by an interrupted save")
     return safetensors.torch.load_file(str(path), device=str(map_location))
 
 
@@ -207,31 +227,35 @@ def _read_pickled(directory: Path, files: Mapping[str, str], key: str, step: int
     path = directory / files[key]
     payload = torch.load(path, map_location=map_location, weights_only=True)
     if int(payload.get("step", -1)) != step:
-        raise IncompatibleCheckpointError(f"{path} is from step {payload.get('step')} but config.json says step "
-                                          f"{step}: the checkpoint was torn by an interrupted save")
+        raise IncompatibleCheckpointError(f"{path} is from step {payload.get('step')} but "
+                                          f"{_meta_path(directory).name} says step {step}: the checkpoint was torn by "
+                                          "an interrupted save")
     return payload[key]
 
 
-def load_checkpoint(
+def load_checkpoint_directory(
     directory: str | Path,
     *,
     use_ema: bool = True,
     map_location: str | torch.device = "cpu",
     dtype: torch.dtype | None = None,
-) -> LoadedCheckpoint:
-    """Load a scoresde checkpoint directory as a ready :class:`ScoreModel` (EMA weights by default).
+) -> DiffusionModel:
+    """Load one scoresde checkpoint directory as a ready score model (EMA weights by default).
 
     The model is rebuilt from the config stored with the weights; keys and shapes must match exactly
-    (:class:`IncompatibleCheckpointError` names any that do not). ``dtype`` as in
-    :func:`~scoresde.checkpoint.load_score_sde_checkpoint`.
+    (:class:`IncompatibleCheckpointError` names any that do not). Only the weights asked for are read. ``dtype`` as
+    in :func:`~scoresde.checkpoint.load_score_sde_checkpoint`. Returns the model with ``model.step`` and
+    ``model.config`` (:func:`~scoresde.checkpoint.loaded.loaded_model`).
     """
-    state = load_training_state(directory, map_location)
-    if use_ema and state.ema_state is None:
+    directory = Path(directory)
+    meta = _read_meta(directory)
+    step, files = int(meta["step"]), meta.get("files", {})
+    if use_ema and "ema" not in files:
         raise IncompatibleCheckpointError(f"{directory} was saved without EMA weights; pass use_ema=False")
-    model = build_score_model(state.config, dtype=dtype)
-    ncsn_nets.load_original_state_dict(model.net, state.ema_state if use_ema else state.model_state)
-    model = model.to(map_location).eval()
-    return LoadedCheckpoint(model, state.step, state.config)
+    weights = _read_tensors(directory / files.get("ema" if use_ema else "model", _MODEL), step, map_location)
+    model = build_score_model(meta["config"], dtype=dtype)
+    load_state_dict(model.net, weights, layout="native")
+    return loaded_model(model.to(map_location).eval(), step, meta["config"])
 
 
 # ---- conversion ---------------------------------------------------------------------------------------------
@@ -239,11 +263,11 @@ def load_checkpoint(
 
 def _parameter_permutation(net: nn.Module, original_keys: list[str]) -> list[int]:
     """``perm[i]``: index in ``net.parameters()`` of the i-th parameter of the original ``model.parameters()``."""
-    key_map = net.original_key_map() if isinstance(net, OriginalCheckpointMixin) else None
+    key_map = checkpoint_key_map(net, "original")
     ours = {name: i for i, (name, _) in enumerate(net.named_parameters())}
     perm = []
     for key in original_keys:
-        name = key_map[key] if key_map is not None else key
+        name = key_map.get(key, key)
         if name in ours:  # buffers are not parameters
             perm.append(ours[name])
     if sorted(perm) != list(range(len(ours))):

@@ -11,48 +11,41 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from ..models import ScoreModel
-from ..nets import ncsn as ncsn_nets
-from ..nets.layers import (
-    IncompatibleCheckpointError,
-    OriginalCheckpointMixin,
-    load_original_checkpoint,
-    original_ema_state_dict,
-)
-from .build import ConfigLike, build_score_model, resolve_config
+from ..config import ConfigLike, build_score_model, resolve_config
+from ..models import DiffusionModel
+from .errors import IncompatibleCheckpointError
+from .files import load_weights_only
+from .loaded import loaded_model
+from .state_dict import ema_state_dict, load_state_dict, map_state_dict, strip_prefix
 
 __all__ = [
-    "LoadedCheckpoint",
     "guess_architecture",
+    "is_original_checkpoint",
     "load_original_weights",
     "load_score_sde_checkpoint",
     "original_state_dicts",
     "read_original_checkpoint",
+    "score_sde_model",
 ]
 
 
-class LoadedCheckpoint(NamedTuple):
-    """What the checkpoint loaders return: the ready :class:`ScoreModel` (eval mode), the training step and
-    the resolved config (nested dicts). Unpacks as ``model, step, config = load_score_sde_checkpoint(...)``."""
-
-    model: ScoreModel
-    step: int
-    config: dict[str, Any]
+def is_original_checkpoint(ckpt: Any) -> bool:
+    """Whether a loaded checkpoint has the Score SDE layout (a dict with a ``'model'`` state dict)."""
+    return isinstance(ckpt, Mapping) and isinstance(ckpt.get("model"), Mapping)
 
 
 def read_original_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """``torch.load(path, weights_only=True)`` of an original checkpoint, checked to have a ``'model'`` entry."""
+    """The dict of an original checkpoint, read with :func:`~scoresde.checkpoint.files.load_weights_only` (nothing
+    in it is executed; a truncated, foreign or unsafe file raises a ``ValueError`` saying which) and checked to have
+    a ``'model'`` entry."""
     path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(f"{path} is a directory: for checkpoints in scoresde's own format use "
-                                "scoresde.checkpoint.load_checkpoint")
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    if not isinstance(ckpt, Mapping) or not isinstance(ckpt.get("model"), Mapping):
+    ckpt = load_weights_only(path, map_location)
+    if not is_original_checkpoint(ckpt):
         keys = sorted(ckpt) if isinstance(ckpt, Mapping) else type(ckpt).__name__
         raise IncompatibleCheckpointError(f"{path} is not a Score SDE checkpoint: expected a dict with a 'model' "
                                           f"state dict (and 'ema', 'optimizer', 'step'), got {keys}")
@@ -73,33 +66,18 @@ def guess_architecture(state_dict: Mapping[str, Tensor]) -> str:
     return "unknown (no key of a Score SDE network)"
 
 
-def _network_name(net: nn.Module) -> str:
-    return type(net).__name__
-
-
 def original_state_dicts(net: nn.Module, ckpt: Mapping[str, Any]) -> tuple[dict[str, Tensor], dict[str, Tensor] | None]:
     """``(model, ema)`` state dicts of ``ckpt`` under ``net``'s own keys (``ema`` is None without an EMA entry).
 
     The EMA state dict is the online one with the shadow parameters substituted (what ``ema.copy_to`` gives).
     Keys and shapes are validated; mismatches raise :class:`IncompatibleCheckpointError` naming them.
     """
-    model_sd = ckpt["model"]
+    model_sd = strip_prefix(ckpt["model"])
+    ours = map_state_dict(net, model_sd)
     ema = ckpt.get("ema")
-    if isinstance(net, OriginalCheckpointMixin):
-        key_map = net.original_key_map()
-        model_sd = {k.removeprefix("module."): v for k, v in model_sd.items()}
-        ema_sd = original_ema_state_dict(net, model_sd, ema) if ema is not None else None
-        load_original_checkpoint(net, {"model": model_sd})  # validates keys and shapes
-        ours = {key_map[k]: v for k, v in model_sd.items()}
-        return ours, ({key_map[k]: v for k, v in ema_sd.items()} if ema_sd is not None else None)
-    ncsn_nets.load_original_state_dict(net, model_sd)  # validates keys and shapes
-    ours = {k: v.detach().clone() for k, v in net.state_dict().items()}
     if ema is None:
         return ours, None
-    ncsn_nets.load_original_ema(net, ema)
-    ema_sd = {k: v.detach().clone() for k, v in net.state_dict().items()}
-    net.load_state_dict(ours)
-    return ours, ema_sd
+    return ours, map_state_dict(net, ema_state_dict(net, model_sd, ema))
 
 
 def load_original_weights(net: nn.Module, ckpt: Mapping[str, Any], *, use_ema: bool = True) -> None:
@@ -111,16 +89,12 @@ def load_original_weights(net: nn.Module, ckpt: Mapping[str, Any], *, use_ema: b
     if use_ema and ckpt.get("ema") is None:
         raise IncompatibleCheckpointError("the checkpoint has no 'ema' entry; pass use_ema=False for its weights")
     try:
-        if isinstance(net, OriginalCheckpointMixin):
-            load_original_checkpoint(net, dict(ckpt), ema=use_ema)
-        else:
-            ncsn_nets.load_original_state_dict(net, ckpt["model"])
-            if use_ema:
-                ncsn_nets.load_original_ema(net, ckpt["ema"])
+        state = ema_state_dict(net, ckpt["model"], ckpt["ema"]) if use_ema else ckpt["model"]
+        load_state_dict(net, state)
     except IncompatibleCheckpointError as err:
         guess = guess_architecture(ckpt["model"])
         raise IncompatibleCheckpointError(
-            f"{err}\n  the config builds {_network_name(net)}; the checkpoint looks like {guess}"
+            f"{err}\n  the config builds {type(net).__name__}; the checkpoint looks like {guess}", err.report
         ) from None
 
 
@@ -131,15 +105,16 @@ def load_score_sde_checkpoint(
     use_ema: bool = True,
     map_location: str | torch.device = "cpu",
     dtype: torch.dtype | None = None,
-) -> LoadedCheckpoint:
+) -> DiffusionModel:
     """Load an original Score SDE checkpoint as a ready score model (EMA weights by default).
 
     Args:
         path: the ``checkpoint_<n>.pth`` / ``checkpoint.pth`` file written by the original ``utils.save_checkpoint``.
             Read with ``torch.load(weights_only=True)``: nothing in the file is executed.
-        config: the run's config: a dict in the original layout (e.g. a fixture's ``*.config.json`` loaded), a
-            path to such a ``.json`` file, a path to an original ``configs/**.py`` file (parsed with :mod:`ast`,
-            never executed), or a preset name such as ``'ve/cifar10_ncsnpp_deep_continuous'``.
+        config: the run's config, anything :func:`scoresde.config.resolve_config` takes: a dict in the original
+            layout (e.g. a fixture's ``*.config.json`` loaded), a typed :class:`~scoresde.config.Config`, a path to
+            such a ``.json`` file, a path to an original ``configs/**.py`` file (parsed with :mod:`ast`, never
+            executed), or a preset name such as ``'ve/cifar10_ncsnpp_deep_continuous'`` or ``'digits/vp_ddpmpp'``.
         use_ema: load the EMA weights (as the original's sampling and evaluation do); ``False`` for the online
             weights.
         map_location: where ``torch.load`` puts the tensors.
@@ -147,19 +122,27 @@ def load_score_sde_checkpoint(
             float32 weights and float64 ``sigmas`` buffers as in the original.
 
     Returns:
-        :class:`LoadedCheckpoint` ``(model, step, config)``: ``model`` is a :class:`~scoresde.models.ScoreModel` in
-        eval mode with the original conventions (README §4: VE feeds sigma(t), VP/sub-VP 999 t and returns
-        ``-out / std``, discrete models use the discrete labels), on the device of ``map_location``.
+        a :class:`~scoresde.models.ScoreModel` in eval mode with the original conventions (README §4: VE feeds
+        sigma(t), VP/sub-VP 999 t and returns ``-out / std``, discrete models use the discrete labels), on the
+        device of ``map_location``, with ``model.step`` (the checkpoint's ``step``) and ``model.config`` (the typed
+        :class:`~scoresde.config.Config`). It still unpacks as the old ``(model, step, config)`` record.
 
     Raises:
         IncompatibleCheckpointError: the checkpoint's keys or shapes do not match the network the config builds
-            (the message names them and guesses the checkpoint's architecture).
+            (the message names them and guesses the checkpoint's architecture); its subclasses when the file is
+            truncated or corrupt, not a checkpoint, or refused for code-executing globals
+            (:func:`~scoresde.checkpoint.files.load_weights_only`).
     """
+    return score_sde_model(read_original_checkpoint(path, map_location), config, use_ema=use_ema, dtype=dtype)
+
+
+def score_sde_model(ckpt: Mapping[str, Any], config: ConfigLike, *, use_ema: bool = True,
+                    dtype: torch.dtype | None = None) -> DiffusionModel:
+    """The score model of an already read original checkpoint ``ckpt`` (:func:`read_original_checkpoint`); see
+    :func:`load_score_sde_checkpoint`."""
     cfg = resolve_config(config)
     model = build_score_model(cfg, dtype=dtype)
-    ckpt = read_original_checkpoint(path, map_location)
     load_original_weights(model.net, ckpt, use_ema=use_ema)
     device = next((t.device for t in ckpt["model"].values() if isinstance(t, Tensor)), torch.device("cpu"))
-    model = model.to(device).eval()
     step = ckpt.get("step", 0)
-    return LoadedCheckpoint(model, int(step.item() if isinstance(step, Tensor) else step), cfg)
+    return loaded_model(model.to(device).eval(), int(step.item() if isinstance(step, Tensor) else step), cfg)

@@ -35,7 +35,6 @@ Conventions of PSLD's NCSN++ and how they map onto ours (checked against ``main/
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -43,11 +42,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..models import PhaseSpaceScoreModel
-from ..nets.layers import IncompatibleCheckpointError, OriginalCheckpointMixin, load_original_state_dict
-from .build import ConfigLike, build_network, build_score_model
+from ..config import ConfigLike, build_network, build_score_model, resolve_config
+from ..models import DiffusionModel, PhaseSpaceScoreModel
+from ..nets.layers import OriginalCheckpointMixin
+from .errors import IncompatibleCheckpointError
+from .files import load_weights_only
+from .loaded import loaded_model
 from .native import TrainingState, remap_optimizer_state
-from .original import LoadedCheckpoint
+from .state_dict import checkpoint_key_map, load_state_dict
 
 __all__ = [
     "EMA_PREFIX",
@@ -56,6 +58,7 @@ __all__ = [
     "is_lightning_checkpoint",
     "load_psld_checkpoint",
     "load_weights_only",
+    "psld_model",
     "psld_state_dicts",
     "read_psld_checkpoint",
     "read_psld_training_state",
@@ -75,30 +78,14 @@ def is_lightning_checkpoint(ckpt: Any) -> bool:
     return any(k in ckpt for k in ("global_step", "epoch", "pytorch-lightning_version"))
 
 
-def load_weights_only(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
-    """``torch.load(path, weights_only=True)``; a file holding objects that loader refuses raises
-    :class:`IncompatibleCheckpointError` (a ``ValueError``) saying so, and nothing in it is executed."""
-    path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(f"{path} is a directory: for checkpoints in scoresde's own format use "
-                                "scoresde.checkpoint.load_checkpoint")
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise IncompatibleCheckpointError(
-            f"{path}: refused by torch.load(weights_only=True), nothing in it was executed ({first}). Checkpoints "
-            "of the Score SDE and PSLD code hold only tensors and plain values; re-save just those entries from a "
-            "trusted copy if this one carries other objects") from err
-
-
 def read_psld_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """``torch.load(path, weights_only=True)`` of a PSLD (Lightning) checkpoint, checked to have a ``state_dict``.
 
     Raises:
         IncompatibleCheckpointError: the file is not a Lightning checkpoint (e.g. a Score SDE ``.pth`` with a
-            ``'model'`` entry), or it holds Python objects that ``weights_only`` loading refuses (they are never
-            executed).
+            ``'model'`` entry); its subclasses when the file is truncated or corrupt, not a checkpoint at all, or
+            holds code-executing globals that ``weights_only`` loading refuses (never executed):
+            :func:`~scoresde.checkpoint.files.load_weights_only`.
     """
     path = Path(path)
     ckpt = load_weights_only(path, map_location)
@@ -129,11 +116,12 @@ def _validated(net: nn.Module, sd: dict[str, Tensor], prefix: str) -> dict[str, 
     top = {k: own[k] for k in getattr(net, "_original_top_level", ()) if k in own and k not in sd}
     full = {**top, **sd}
     try:
-        load_original_state_dict(net, full)
+        load_state_dict(net, full, layout="original")
     except IncompatibleCheckpointError as err:
         raise IncompatibleCheckpointError(
-            f"PSLD checkpoint, network '{prefix.rstrip('.')}' (keys below without that prefix): {err}") from None
-    key_map = net.original_key_map()  # type: ignore[attr-defined]
+            f"PSLD checkpoint, network '{prefix.rstrip('.')}' (keys below without that prefix): {err}",
+            err.report) from None
+    key_map = checkpoint_key_map(net, "original")
     return {key_map[k]: v for k, v in full.items()}
 
 
@@ -189,14 +177,6 @@ def check_psld_config(config: Mapping[str, Any]) -> None:
         raise ValueError("config does not describe a PSLD network: " + "; ".join(problems))
 
 
-def _resolve(config: ConfigLike) -> dict[str, Any]:
-    """Nested dicts of ``config``: a dict, a ``.json``/original ``.py`` file, or a preset name, ours (``psld/...``)
-    included (:func:`scoresde.training.presets.resolve_preset`)."""
-    from ..training.presets import resolve_preset
-
-    return resolve_preset(config)
-
-
 def _step(ckpt: Mapping[str, Any]) -> int:
     step = ckpt.get("global_step", 0)
     return int(step.item() if isinstance(step, Tensor) else step)
@@ -216,7 +196,7 @@ def read_psld_training_state(
     ``optimizer_states`` (Adam over ``score_fn.parameters()``, i.e. the order of the ``score_fn.*`` keys) re-indexed
     to ``net.parameters()``; ``step`` and ``trainer_state['ema_num_updates']`` are Lightning's ``global_step``.
     """
-    cfg = _resolve(config)
+    cfg = resolve_config(config)
     check_psld_config(cfg)
     ckpt = src if isinstance(src, Mapping) else read_psld_checkpoint(src, map_location)
     if not is_lightning_checkpoint(ckpt):
@@ -238,13 +218,14 @@ def load_psld_checkpoint(
     use_ema: bool = True,
     map_location: str | torch.device = "cpu",
     dtype: torch.dtype | None = None,
-) -> LoadedCheckpoint:
+) -> DiffusionModel:
     """Load a checkpoint of the PSLD code as a ready :class:`~scoresde.models.PhaseSpaceScoreModel` (EMA weights by
     default, as PSLD's sampling with ``evaluation.sample_from = 'target'``).
 
     Args:
         path: the Lightning ``.ckpt`` file. Read with ``torch.load(weights_only=True)``: nothing in it is executed.
-        config: the run's config in our layout (a dict, a ``.json`` path or a preset such as ``'psld/cifar10'``):
+        config: the run's config in our layout (anything :func:`scoresde.config.resolve_config` takes: a dict, a
+            :class:`~scoresde.config.Config`, a ``.json`` path or a preset such as ``'psld/cifar10'``):
             ``training.sde = 'psld'`` with the run's ``beta``, ``nu``, ``gamma``, ``kappa``; the network sizes of
             their ``model.score_fn`` section; ``model.blocks = 'momentum'`` for ``out_ch = C`` (``Gamma = 0``) runs.
             The checkpoint stores no config (the wrapper saves no hyper-parameters).
@@ -254,23 +235,32 @@ def load_psld_checkpoint(
         dtype: cast the network (and build the SDE's tables) in this dtype; ``None`` keeps float32.
 
     Returns:
-        :class:`~scoresde.checkpoint.LoadedCheckpoint` ``(model, step, config)`` with ``step`` Lightning's
-        ``global_step``; ``model.score_fn(z, t) = -L_t^-T eps_theta(z, t)`` on the state ``z = [x, m]``.
+        the :class:`~scoresde.models.PhaseSpaceScoreModel` with ``model.step`` Lightning's ``global_step`` and
+        ``model.config`` the typed :class:`~scoresde.config.Config`; ``model.score_fn(z, t) = -L_t^-T
+        eps_theta(z, t)`` on the state ``z = [x, m]``. It still unpacks as the old ``(model, step, config)`` record.
 
     Raises:
-        IncompatibleCheckpointError: not a Lightning checkpoint, refused by ``weights_only``, or keys / shapes that
-            do not match the network the config builds (named).
+        IncompatibleCheckpointError: not a Lightning checkpoint, truncated, refused by ``weights_only``, or keys /
+            shapes that do not match the network the config builds (named).
         ValueError: the config's conventions differ from PSLD's network (:func:`check_psld_config`).
     """
-    cfg = _resolve(config)
+    cfg = resolve_config(config)
+    check_psld_config(cfg)  # before reading a large file
+    return psld_model(read_psld_checkpoint(path, map_location), cfg, use_ema=use_ema, dtype=dtype)
+
+
+def psld_model(ckpt: Mapping[str, Any], config: ConfigLike, *, use_ema: bool = True,
+               dtype: torch.dtype | None = None) -> DiffusionModel:
+    """The phase-space score model of an already read PSLD Lightning checkpoint ``ckpt``
+    (:func:`read_psld_checkpoint`); see :func:`load_psld_checkpoint`."""
+    cfg = resolve_config(config)
     check_psld_config(cfg)
     model = build_score_model(cfg, dtype=dtype)
     if not isinstance(model, PhaseSpaceScoreModel):  # pragma: no cover - check_psld_config guarantees it
         raise ValueError("config does not build a phase-space score model")
-    ckpt = read_psld_checkpoint(path, map_location)
     model_sd, ema_sd = psld_state_dicts(model.net, ckpt)
     if use_ema and ema_sd is None:
-        raise IncompatibleCheckpointError(f"{path} has no '{EMA_PREFIX}*' weights; pass use_ema=False")
+        raise IncompatibleCheckpointError(f"the checkpoint has no '{EMA_PREFIX}*' weights; pass use_ema=False")
     model.net.load_state_dict(ema_sd if use_ema else model_sd)
     device = next((t.device for t in ckpt["state_dict"].values() if isinstance(t, Tensor)), torch.device("cpu"))
-    return LoadedCheckpoint(model.to(device).eval(), _step(ckpt), cfg)
+    return loaded_model(model.to(device).eval(), _step(ckpt), cfg)

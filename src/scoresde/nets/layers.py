@@ -31,7 +31,6 @@ __all__ = [
     "Downsample",
     "FIRConv2d",
     "GaussianFourierProjection",
-    "IncompatibleCheckpointError",
     "OriginalCheckpointMixin",
     "ResnetBlockBigGAN",
     "ResnetBlockDDPM",
@@ -41,11 +40,7 @@ __all__ = [
     "default_init",
     "get_act",
     "get_timestep_embedding",
-    "load_original_checkpoint",
-    "load_original_state_dict",
-    "original_ema_state_dict",
     "sigma_table",
-    "to_original_state_dict",
     "variance_scaling",
 ]
 
@@ -470,12 +465,8 @@ class Combine(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Loading checkpoints of the original code
+# The original code's checkpoint layout (the loading itself is scoresde.checkpoint.state_dict's)
 # ----------------------------------------------------------------------------------------------------------
-
-
-class IncompatibleCheckpointError(ValueError):
-    """A state dict of the original code does not match the network (keys or shapes)."""
 
 
 class OriginalCheckpointMixin:
@@ -503,92 +494,16 @@ class OriginalCheckpointMixin:
         return mapping
 
 
-def _strip_prefix(state_dict: dict[str, torch.Tensor], prefix: str = "module.") -> dict[str, torch.Tensor]:
-    return {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in state_dict.items()}
+#: deprecated names of this module: checkpoint loading moved to :mod:`scoresde.checkpoint.state_dict`
+_MOVED_TO_CHECKPOINT = frozenset({"IncompatibleCheckpointError", "load_original_checkpoint", "load_original_state_dict",
+                                  "original_ema_state_dict", "to_original_state_dict"})
 
 
-def _format_keys(keys: Sequence[str], limit: int = 12) -> str:
-    shown = ", ".join(keys[:limit])
-    return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
+def __getattr__(name: str) -> Any:
+    """The deprecated names of :data:`_MOVED_TO_CHECKPOINT`, resolved on first use from
+    :mod:`scoresde.checkpoint.legacy` (``scoresde.checkpoint`` sits above this package: no import of it here)."""
+    if name not in _MOVED_TO_CHECKPOINT:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
 
-
-def _mapped_state_dict(net: nn.Module, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    if not isinstance(net, OriginalCheckpointMixin):
-        raise TypeError(f"{type(net).__name__} has no mapping from original checkpoint keys")
-    sd = _strip_prefix(state_dict)
-    key_map = net.original_key_map()
-    own = net.state_dict()
-    unexpected = [k for k in sd if k not in key_map]
-    covered = {key_map[k] for k in sd if k in key_map}
-    inverse = {v: k for k, v in key_map.items()}
-    missing = [inverse[k] for k in own if k not in covered]
-    mismatched = [
-        f"{k}: checkpoint {tuple(v.shape)} vs network {tuple(own[key_map[k]].shape)}"
-        for k, v in sd.items()
-        if k in key_map and tuple(v.shape) != tuple(own[key_map[k]].shape)
-    ]
-    if unexpected or missing or mismatched:
-        parts = [f"original checkpoint does not match {type(net).__name__}:"]
-        if missing:
-            parts.append(f"missing keys ({len(missing)}): {_format_keys(missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys ({len(unexpected)}): {_format_keys(unexpected)}")
-        if mismatched:
-            parts.append(f"shape mismatches ({len(mismatched)}): {_format_keys(mismatched)}")
-        parts.append("(check that the network was built from the checkpoint's config)")
-        raise IncompatibleCheckpointError("\n  ".join(parts))
-    return {key_map[k]: v for k, v in sd.items()}
-
-
-def load_original_state_dict(net: nn.Module, state_dict: dict[str, torch.Tensor]) -> None:
-    """Load a state dict saved by the original Score SDE code (``all_modules.<i>...`` keys) into ``net``.
-
-    A ``module.`` prefix (``DataParallel``) is stripped. Keys and shapes must match exactly; otherwise
-    :class:`IncompatibleCheckpointError` names the missing, unexpected and mismatched keys.
-    """
-    net.load_state_dict(_mapped_state_dict(net, state_dict), strict=True)
-
-
-def to_original_state_dict(net: nn.Module, prefix: str = "module.") -> dict[str, torch.Tensor]:
-    """``net``'s state dict under the original code's keys (with ``prefix``, ``module.`` by default)."""
-    if not isinstance(net, OriginalCheckpointMixin):
-        raise TypeError(f"{type(net).__name__} has no mapping to original checkpoint keys")
-    own = net.state_dict()
-    return {prefix + orig: own[ours] for orig, ours in net.original_key_map().items()}
-
-
-def original_ema_state_dict(net: nn.Module, state_dict: dict[str, torch.Tensor], ema_state: dict
-                            ) -> dict[str, torch.Tensor]:
-    """The original checkpoint's weights with its EMA ``shadow_params`` substituted (original keys).
-
-    The reference EMA stores a list aligned with the *trainable* parameters in the original
-    ``model.parameters()`` order, which is the order of the parameters among ``state_dict``'s keys. Parameters
-    with ``requires_grad=False`` in ``net`` (the Fourier ``W``) and buffers keep the values of ``state_dict``.
-    """
-    sd = _strip_prefix(state_dict)
-    mapped = _mapped_state_dict(net, sd)  # validates keys and shapes
-    params = dict(net.named_parameters())
-    key_map = net.original_key_map()  # type: ignore[attr-defined]
-    trainable = [k for k in sd if key_map[k] in params and params[key_map[k]].requires_grad]
-    shadow = list(ema_state["shadow_params"])
-    if len(shadow) != len(trainable):
-        raise IncompatibleCheckpointError(
-            f"EMA has {len(shadow)} shadow parameters but the network has {len(trainable)} trainable ones"
-        )
-    out = dict(sd)
-    for key, value in zip(trainable, shadow, strict=True):
-        if tuple(value.shape) != tuple(mapped[key_map[key]].shape):
-            raise IncompatibleCheckpointError(
-                f"EMA shadow parameter for {key} has shape {tuple(value.shape)}, expected "
-                f"{tuple(mapped[key_map[key]].shape)}"
-            )
-        out[key] = value
-    return out
-
-
-def load_original_checkpoint(net: nn.Module, checkpoint: dict, ema: bool = False) -> None:
-    """Load ``checkpoint['model']`` (``ema=True``: its EMA weights) of an original Score SDE checkpoint."""
-    state = checkpoint["model"]
-    if ema:
-        state = original_ema_state_dict(net, state, checkpoint["ema"])
-    load_original_state_dict(net, state)
+    return importlib.import_module("scoresde.checkpoint.legacy").NETS_LAYERS[name]

@@ -35,7 +35,6 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .layers import IncompatibleCheckpointError
 from .ncsn_layers import (
     ConditionalInstanceNorm2dPlus,
     InstanceNorm2dPlus,
@@ -52,8 +51,6 @@ __all__ = [
     "NCSN_NORMALIZATIONS",
     "NCSN_V2_NORMALIZATIONS",
     "NCSNv2",
-    "load_original_ema",
-    "load_original_state_dict",
     "ncsn_from_config",
 ]
 
@@ -424,76 +421,18 @@ def ncsn_from_config(
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Original checkpoints.
-# ------------------------------------------------------------------------------------------------------------
-def _strip_module_prefix(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """Remove the ``module.`` prefix that ``torch.nn.DataParallel`` adds to every key."""
-    prefix = "module."
-    return {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in state_dict.items()}
+# Original checkpoints: NCSN/NCSNv2 use the original key names (no key map); loading is
+# scoresde.checkpoint.state_dict's.
+# ----------------------------------------------------------------------------------------------------------
+#: deprecated names of this module, now in :mod:`scoresde.checkpoint`
+_MOVED_TO_CHECKPOINT = frozenset({"IncompatibleCheckpointError", "load_original_ema", "load_original_state_dict"})
 
 
-def _list_keys(title: str, keys: list[str], limit: int = 20) -> str:
-    shown = ", ".join(keys[:limit]) + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
-    return f"{title} ({len(keys)}): {shown}"
+def __getattr__(name: str) -> Any:
+    """The deprecated names of :data:`_MOVED_TO_CHECKPOINT`, resolved on first use from
+    :mod:`scoresde.checkpoint.legacy` (``scoresde.checkpoint`` sits above this package: no import of it here)."""
+    if name not in _MOVED_TO_CHECKPOINT:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
 
-
-def load_original_state_dict(net: nn.Module, state_dict: Mapping[str, Tensor]) -> nn.Module:
-    """Load a Score SDE checkpoint's ``'model'`` state dict (keys prefixed by ``module.``) into ``net``.
-
-    Keys and shapes are checked first; any missing, unexpected or shape-mismatched key raises
-    :class:`~scoresde.nets.layers.IncompatibleCheckpointError` (a ``ValueError``)
-    naming them (typically a config that does not match the checkpoint). Values are copied into the existing
-    tensors, so each keeps its dtype (the ``sigmas`` buffer stays float64). Returns ``net``.
-    """
-    loaded = _strip_module_prefix(state_dict)
-    expected = net.state_dict()
-    missing = [k for k in expected if k not in loaded]
-    unexpected = [k for k in loaded if k not in expected]
-    mismatched = [
-        f"{k} {tuple(loaded[k].shape)} vs {tuple(v.shape)} expected"
-        for k, v in expected.items()
-        if k in loaded and tuple(loaded[k].shape) != tuple(v.shape)
-    ]
-    problems = [
-        _list_keys(title, keys)
-        for title, keys in (
-            ("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched),
-        )
-        if keys
-    ]
-    if problems:
-        raise IncompatibleCheckpointError(
-            f"checkpoint does not match {type(net).__name__} (wrong config?): " + "; ".join(problems)
-        )
-    net.load_state_dict(loaded, strict=True)
-    return net
-
-
-def load_original_ema(net: nn.Module, ema_state: Mapping[str, Any] | list[Tensor]) -> nn.Module:
-    """Copy a Score SDE ``ExponentialMovingAverage`` state (the checkpoint's ``'ema'`` entry, or its
-    ``shadow_params`` list) into ``net``, like the original ``ema.copy_to(model.parameters())``.
-
-    The shadow list holds the ``requires_grad`` parameters in the original ``model.parameters()`` order, which
-    the networks of this module reproduce; buffers (``sigmas``) are left unchanged. The count and every shape
-    are checked (``ValueError`` otherwise). Returns ``net``.
-    """
-    shadow = ema_state["shadow_params"] if isinstance(ema_state, Mapping) else ema_state
-    targets = [(name, p) for name, p in net.named_parameters() if p.requires_grad]
-    if len(shadow) != len(targets):
-        raise IncompatibleCheckpointError(
-            f"EMA state has {len(shadow)} shadow parameters, "
-            f"{type(net).__name__} has {len(targets)} trainable ones"
-        )
-    bad = [
-        f"#{i} {name} {tuple(s.shape)} vs {tuple(p.shape)} expected"
-        for i, ((name, p), s) in enumerate(zip(targets, shadow, strict=True))
-        if tuple(s.shape) != tuple(p.shape)
-    ]
-    if bad:
-        raise IncompatibleCheckpointError(
-            f"EMA state does not match {type(net).__name__}: " + _list_keys("shape mismatches", bad)
-        )
-    with torch.no_grad():
-        for (_, p), s in zip(targets, shadow, strict=True):
-            p.copy_(s)
-    return net
+    return importlib.import_module("scoresde.checkpoint.legacy").NETS_NCSN[name]

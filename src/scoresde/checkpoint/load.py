@@ -1,0 +1,93 @@
+"""``scoresde.load_checkpoint``: one loader for every kind of checkpoint path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..config import ConfigLike
+from ..models import DiffusionModel
+from .errors import IncompatibleCheckpointError
+from .files import load_weights_only
+from .native import load_checkpoint_directory
+from .original import is_original_checkpoint, score_sde_model
+from .psld import is_lightning_checkpoint, psld_model
+from .run import is_run_folder, list_checkpoints, newest_loadable
+
+__all__ = ["load_checkpoint"]
+
+
+def load_checkpoint(
+    path: str | Path,
+    config: ConfigLike | None = None,
+    *,
+    use_ema: bool = True,
+    map_location: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+) -> DiffusionModel:
+    """Load any checkpoint as a ready score model (EMA weights by default).
+
+    ``path`` is one of:
+
+    * a run folder (``scoresde train``/``import --workdir``): its newest checkpoint that loads, among
+      ``checkpoints/checkpoint_<step>/`` and ``checkpoints/preempt_<step>/``; a truncated or torn one is skipped with
+      a warning naming it;
+    * one scoresde checkpoint directory (the config is stored in it);
+    * an original Score SDE ``.pth`` file (:func:`~scoresde.checkpoint.load_score_sde_checkpoint`), which needs
+      ``config``;
+    * a PSLD PyTorch Lightning ``.ckpt`` file (:func:`~scoresde.checkpoint.load_psld_checkpoint`), which needs
+      ``config``.
+
+    Files are read with ``torch.load(weights_only=True)``: nothing in them is executed. ``config`` is anything
+    :func:`scoresde.config.resolve_config` takes (a preset name, a ``.json``/original ``.py`` file, a dict, a
+    :class:`~scoresde.config.Config`). ``dtype`` as in :func:`~scoresde.checkpoint.load_score_sde_checkpoint`.
+
+    Returns:
+        the model adapter (a :class:`~scoresde.models.ScoreModel` or
+        :class:`~scoresde.models.PhaseSpaceScoreModel`) in eval mode, with ``model.step`` (the training step) and
+        ``model.config`` (the typed :class:`~scoresde.config.Config`). It still unpacks as the old
+        ``(model, step, config)`` record.
+
+    Raises:
+        ValueError: a checkpoint file without ``config``, or a ``config`` for a directory (which carries its own).
+        IncompatibleCheckpointError (a ``ValueError``): weights that do not match the config's network (the keys
+            are named); a file that is truncated or corrupt, not a checkpoint, or refused for code-executing
+            globals; a run folder none of whose checkpoints loads.
+        FileNotFoundError: ``path`` does not exist, or a run folder without checkpoints.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {path} does not exist (expected a run folder, a checkpoint directory, "
+                                "a Score SDE .pth or a PSLD .ckpt file)")
+    if path.is_dir():
+        if config is not None:
+            raise ValueError(f"{path} is a directory, which carries its own config: pass config= only for a Score "
+                             "SDE .pth or PSLD .ckpt file")
+
+        def load(directory: Path) -> DiffusionModel:
+            return load_checkpoint_directory(directory, use_ema=use_ema, map_location=map_location, dtype=dtype)
+
+        if not is_run_folder(path):
+            return load(path)
+        if not list_checkpoints(path):
+            raise FileNotFoundError(f"run folder {path} has no checkpoints yet (checkpoints/checkpoint_<step>/ or "
+                                    "preempt_<step>/)")
+        model = newest_loadable(path, load)
+        if model is None:
+            raise IncompatibleCheckpointError(f"none of the checkpoints of run folder {path} loads (see the "
+                                              "warnings above)")
+        return model
+    ckpt = load_weights_only(path, map_location)
+    if is_lightning_checkpoint(ckpt):
+        kind, build = "PSLD Lightning", psld_model
+    elif is_original_checkpoint(ckpt):
+        kind, build = "Score SDE", score_sde_model
+    else:
+        keys = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise IncompatibleCheckpointError(f"{path} is neither a Score SDE checkpoint (a dict with a 'model' state "
+                                          f"dict) nor a PSLD Lightning one (a 'state_dict' and 'global_step'): {keys}")
+    if config is None:
+        raise ValueError(f"{path} is a {kind} checkpoint, which stores no config: pass config= (a preset name, a "
+                         ".json or original configs/**.py file, or a dict)")
+    return build(ckpt, config, use_ema=use_ema, dtype=dtype)

@@ -1,0 +1,167 @@
+"""The one config -> model factory: a network, an SDE and a score model from a config.
+
+This is the one place that maps config entries to constructor arguments (``run_lib``/``models.utils`` of the
+original): ``model.name`` picks the network (:data:`NETWORKS`), ``training.sde`` the SDE (:data:`SDE_TABLE`, e.g.
+``VESDE(sigma_min, sigma_max, N=num_scales)``, ``VPSDE``/``SubVPSDE(beta_min, beta_max, N=num_scales)``),
+``training.continuous`` the label convention. Every builder takes anything :func:`~scoresde.config.resolve_config`
+does: a dict, a typed :class:`~scoresde.config.Config`, a ``.json``/original ``.py`` file or a preset name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from typing import Any, NamedTuple
+
+import torch
+from torch import nn
+
+from ..models import PhaseSpaceScoreModel, ScoreModel
+from ..models.phase_space import MODEL_KEYS as PHASE_SPACE_MODEL_KEYS
+from ..nets import DDPM, NCSNpp, ncsn_from_config
+from ..nets.ncsn import NCSNV2_VARIANTS
+from ..nets.toy import ToyMLP
+from ..sdes import CLD, PSLD, VESDE, VPSDE, SubVPSDE
+from ..sdes.base import SDE
+from .resolve import ConfigLike, resolve_config
+
+__all__ = ["NETWORKS", "NETWORK_DATA_KEYS", "PHASE_SPACE_SDES", "SDE_TABLE", "SDESpec", "build_network",
+           "build_score_model", "build_sde", "default_dtype"]
+
+#: ``model.name`` -> builder ``(model_section, data_section) -> nn.Module``.
+NETWORKS: dict[str, Any] = {
+    "ncsnpp": NCSNpp.from_config,
+    "ddpm": DDPM.from_config,
+    "ncsn": ncsn_from_config,
+    **dict.fromkeys(NCSNV2_VARIANTS, ncsn_from_config),
+    "toy_mlp": ToyMLP.from_config,
+}
+
+
+class SDESpec(NamedTuple):
+    """How ``training.sde`` becomes an SDE: ``cls(**{k: float(model[k]) for k in required}, N=num_scales,
+    **{k: model[k] for k in optional if k in model})``; ``phase_space``: the state is ``[x, m]``."""
+
+    cls: type[SDE]
+    required: tuple[str, ...]
+    optional: tuple[str, ...] = ()
+    phase_space: bool = False
+
+
+#: ``training.sde`` -> its :class:`SDESpec`: the one table of SDE names (the config schema's choices come from it)
+SDE_TABLE: dict[str, SDESpec] = {
+    "vesde": SDESpec(VESDE, ("sigma_min", "sigma_max")),
+    "vpsde": SDESpec(VPSDE, ("beta_min", "beta_max")),
+    "subvpsde": SDESpec(SubVPSDE, ("beta_min", "beta_max")),
+    "psld": SDESpec(PSLD, ("beta_min", "beta_max"), ("nu", "gamma", "kappa", "decomp_mode", "score_matching"),
+                    phase_space=True),
+    "cld": SDESpec(CLD, ("beta_min", "beta_max"), ("m_inv", "gamma", "friction", "decomp_mode", "score_matching"),
+                   phase_space=True),
+}
+
+#: phase-space SDEs and the ``model`` keys that parameterise them (besides beta_min, beta_max, num_scales)
+PHASE_SPACE_SDES = {name: spec.optional for name, spec in SDE_TABLE.items() if spec.phase_space}
+
+#: the ``data`` keys a network reads (the NCSN family reads ``channels`` in the original code)
+NETWORK_DATA_KEYS = frozenset({"image_size", "num_channels", "centered", "channels"})
+
+_NCSN_NAMES = frozenset({"ncsn", *NCSNV2_VARIANTS})
+
+
+def _section(config: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    if name not in config or not isinstance(config[name], Mapping):
+        raise ValueError(f"config has no {name!r} section (sections: {sorted(config)})")
+    return config[name]
+
+
+def build_network(config: ConfigLike) -> nn.Module:
+    """The network named by ``model.name`` (``ncsnpp``, ``ddpm``, ``ncsn``, ``ncsnv2_64/128/256``, ``toy_mlp``),
+    randomly initialised from the ``model`` section and the network's part of the ``data`` section.
+
+    Only :data:`NETWORK_DATA_KEYS` of ``data`` reach the network: the rest of that section (dataset name, file
+    locations, augmentation) belongs to the data pipeline.
+    """
+    config = resolve_config(config)
+    model = _section(config, "model")
+    data = {k: v for k, v in _section(config, "data").items() if k in NETWORK_DATA_KEYS}
+    name = model.get("name")
+    if name not in NETWORKS:
+        raise ValueError(f"unknown model.name {name!r}; supported networks: {', '.join(sorted(NETWORKS))}")
+    sde = str(config.get("training", {}).get("sde", "")).lower()
+    if sde in PHASE_SPACE_SDES and name == "ncsnpp":
+        # phase space: the network sees [x, m] (2C channels) and predicts the noise of both blocks (2C) or of
+        # the momentum only (C, ``model.blocks = 'momentum'``); the SDE keys of `model` are not network options
+        model = {k: v for k, v in model.items() if k not in PHASE_SPACE_SDES[sde] and k not in PHASE_SPACE_MODEL_KEYS}
+        c = int(data.get("num_channels", 3))
+        out = c if _section(config, "model").get("blocks", "all") == "momentum" else 2 * c
+        return NCSNpp.from_config(model, data, in_channels=2 * c, out_channels=out)
+    return NETWORKS[name](model, data)
+
+
+def _sde_name(config: Mapping[str, Any]) -> str:
+    training = _section(config, "training")
+    if "sde" in training:
+        return str(training["sde"]).lower()
+    # configs/ve/ncsn/celeba.py sets training.loss = 'vesde' instead of training.sde (an original typo).
+    if _section(config, "model").get("name") in _NCSN_NAMES:
+        return "vesde"
+    raise ValueError(f"config has no training.sde ({', '.join(repr(n) for n in SDE_TABLE)})")
+
+
+def build_sde(config: ConfigLike) -> SDE:
+    """The SDE of ``training.sde`` (:data:`SDE_TABLE`) with the ``model`` section's parameters and
+    ``N = model.num_scales``."""
+    config = resolve_config(config)
+    model = _section(config, "model")
+    name = _sde_name(config)
+    if name not in SDE_TABLE:
+        raise ValueError(f"unknown training.sde {name!r}; allowed: {', '.join(repr(n) for n in SDE_TABLE)}")
+    spec = SDE_TABLE[name]
+    kwargs = {k: float(model[k]) for k in spec.required}
+    kwargs.update({k: model[k] for k in spec.optional if k in model})
+    return spec.cls(N=int(model["num_scales"]), **kwargs)
+
+
+@contextlib.contextmanager
+def default_dtype(dtype: torch.dtype | None) -> Iterator[None]:
+    """Temporarily set torch's default dtype (the SDEs build their discrete tables in it)."""
+    if dtype is None:
+        yield
+        return
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def build_score_model(config: ConfigLike, *, dtype: torch.dtype | None = None
+                      ) -> ScoreModel | PhaseSpaceScoreModel:
+    """A randomly initialised score model for ``config`` with the original conventions (README §4): a
+    :class:`~scoresde.models.ScoreModel`, or a :class:`~scoresde.models.PhaseSpaceScoreModel` for a phase-space
+    ``training.sde``.
+
+    ``config`` is anything :func:`~scoresde.config.resolve_config` takes (e.g. ``"toy/gaussian_mixture"``).
+    ``dtype`` (e.g. ``torch.float64``) casts the network and builds the SDE's discrete tables in that dtype;
+    ``None`` keeps the original dtypes (float32 weights, float64 ``sigmas`` buffers).
+    """
+    config = resolve_config(config)
+    net = build_network(config)
+    with default_dtype(dtype):
+        sde = build_sde(config)
+    # NCSN/NCSNv2 take only integer noise indices: discrete labels whatever training.continuous says (the
+    # preset ve/ncsnv2/bedroom leaves continuous=True through an original typo, 'continuouse').
+    model_section = _section(config, "model")
+    continuous = bool(_section(config, "training").get("continuous", True))
+    continuous = continuous and model_section.get("name") not in _NCSN_NAMES
+    if dtype is not None:
+        net = net.to(dtype)
+    if SDE_TABLE[_sde_name(config)].phase_space:  # noise prediction of the full state, raw t (PSLD's convention)
+        var = model_section.get("mixed_data_var")
+        return PhaseSpaceScoreModel(net, sde, blocks=str(model_section.get("blocks", "all")),
+                                    mixed_score=bool(model_section.get("mixed_score", False)),
+                                    mixed_data_var=None if var is None else float(var)).eval()
+    if isinstance(net, ToyMLP):  # scoresde's toy network: fed 999 t like the VP networks, predicts the noise
+        return ScoreModel(net, sde, continuous=True, label_type="time", output_type="eps").eval()
+    return ScoreModel(net, sde, continuous=continuous).eval()

@@ -1,0 +1,60 @@
+"""Every preset behind one registry: the original Score SDE configs, ours (2-D toys, digits), the phase-space
+papers' (PSLD, CLD) and FP-Diffusion's fine-tuning ones.
+
+A preset is a function returning a fresh config as nested plain dicts in the original layout
+(:data:`~scoresde.config.presets.original.RawConfig`); :func:`get_preset` calls it, and
+:func:`scoresde.config.resolve_config` / :func:`scoresde.config.load_config` reach every preset through it.
+
+* ``ve/...``, ``vp/...``, ``subvp/...``: the files of the original ``configs/`` tree (:mod:`.original`);
+* ``toy/...``, ``digits/...``: scoresde's own (:mod:`.ours`);
+* ``psld/...``, ``cld/...``: the phase-space papers' image configs (:mod:`.phase_space`);
+* ``fp/<base>``: FP-Diffusion fine-tuning of ``<base>`` (:mod:`.fp`).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+
+from .fp import FP_BASES, FP_FINETUNE_ITERS, FP_PRESETS
+from .original import (
+    DEFAULTS,
+    RawConfig,
+    list_original_presets,
+    merge_config,
+    original_preset,
+    unknown_preset_error,
+)
+from .ours import OUR_PRESETS
+from .phase_space import PHASE_SPACE_PRESETS
+
+__all__ = ["DEFAULTS", "FP_BASES", "FP_FINETUNE_ITERS", "PRESETS", "RawConfig", "get_preset", "list_original_presets",
+           "list_presets", "merge_config", "original_preset"]
+
+#: every preset by name -> a function returning its config (nested dicts, a fresh copy on every call)
+PRESETS: Mapping[str, Callable[[], RawConfig]] = MappingProxyType({
+    **OUR_PRESETS,
+    **PHASE_SPACE_PRESETS,
+    **FP_PRESETS,
+    **{name: functools.partial(original_preset, name) for name in list_original_presets()},
+})
+
+
+def list_presets() -> list[str]:
+    """Every preset name: ours (``toy/``, ``digits/``, ``psld/``, ``cld/``, ``fp/``) sorted, then the original
+    Score SDE ones sorted."""
+    originals = list_original_presets()
+    return sorted(set(PRESETS) - set(originals)) + originals
+
+
+def get_preset(name: str) -> RawConfig:
+    """The config of preset ``name`` as nested dicts (a fresh copy: the caller may modify it).
+
+    An original preset may also be named by its file (``configs/ve/cifar10_ncsnpp.py``). An unknown name raises
+    ``ValueError`` listing the closest names.
+    """
+    key = name if name in PRESETS else name.removeprefix("configs/").removesuffix(".py")
+    if key not in PRESETS:
+        raise unknown_preset_error(name, list(PRESETS))
+    return PRESETS[key]()

@@ -1,0 +1,329 @@
+"""Typed, validated run configs: the original Score SDE layout as dataclasses, plus our own training options.
+
+A :class:`Config` has the sections of the original ``ml_collections`` configs (``training``, ``sampling``,
+``eval``, ``data``, ``model``, ``optim``, ``seed``) so that every original preset (:mod:`scoresde.config.presets`)
+loads unchanged, and our presets (2-D toys, digits, phase space, FP) use the same names. ``model`` stays a plain
+dict: its keys depend on the architecture and are validated by the network builder (:mod:`scoresde.config.factory`).
+
+* :func:`config_from_dict` checks every key and type: an unknown key is an error that lists the closest valid
+  keys; a wrong type names the key, the value and the expected type.
+* :func:`apply_overrides` applies ``--set section.key=value`` strings (values parsed as JSON, else strings).
+* :func:`load_config` resolves any config source (:func:`scoresde.config.resolve_config`) and validates it.
+
+Choices are those of their owners: ``training.sde`` the factory's :data:`~scoresde.config.factory.SDE_TABLE`,
+``training.fp_mode``/``fp_weighting`` :data:`scoresde.objectives.fp.MODES`/``WEIGHTINGS``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..objectives.fp import MODES as FP_MODES
+from ..objectives.fp import WEIGHTINGS as FP_WEIGHTINGS
+from .factory import SDE_TABLE
+from .resolve import ConfigLike, resolve_config
+
+__all__ = ["AMP_MODES", "FP_MODES", "FP_WEIGHTINGS", "IGNORED_KEYS", "NONFINITE_POLICIES", "SAMPLING_METHODS",
+           "SDES", "SECTIONS", "Config", "ConfigError", "DataConfig", "EvalConfig", "OptimConfig", "SamplingConfig",
+           "TrainingConfig", "apply_overrides", "config_from_dict", "load_config", "validate"]
+
+# Keys of original configs that the original code never reads (typos and leftovers), accepted and dropped.
+IGNORED_KEYS = frozenset({
+    "device",                 # a torch.device at import time in the originals; where to run is the launcher's choice
+    "training.continuouse",   # typo in configs/ve/ncsnv2/bedroom.py (the original keeps continuous=True)
+    "training.loss",          # configs/ve/ncsn/celeba.py sets this instead of training.sde
+    "data.tfrecords_path",    # TFRecord location of the TF pipeline
+})
+
+SDES = tuple(SDE_TABLE)
+AMP_MODES = ("none", "bf16", "fp16")
+NONFINITE_POLICIES = ("stop", "skip")
+SAMPLING_METHODS = ("pc", "ode", "sscs")
+
+
+@dataclass
+class TrainingConfig:
+    """``training`` section. The first ten fields are the original ones; the rest are scoresde's options."""
+
+    sde: str = "vesde"                       # 'vesde' | 'vpsde' | 'subvpsde' | 'psld' | 'cld'
+    continuous: bool = True                  # continuous-time DSM (eq. 7) vs the discrete SMLD/DDPM losses
+    reduce_mean: bool = False                # mean over C·H·W instead of 0.5·sum
+    likelihood_weighting: bool = False       # lambda(t) = g(t)^2
+    batch_size: int = 128                    # global batch: all ranks and all accumulation steps together
+    n_iters: int = 1300001                   # number of optimizer steps
+    snapshot_freq: int = 50000               # keep a numbered checkpoint (and a sample grid) every this many steps
+    snapshot_freq_for_preemption: int = 10000  # overwrite checkpoints/latest every this many steps
+    log_freq: int = 50                       # training-loss logging period
+    eval_freq: int = 100                     # held-out loss (EMA weights) period; 0 disables it
+    snapshot_sampling: bool = True           # sample a grid at each snapshot
+    eps: float = 1e-5                        # smallest training time of the continuous loss
+    grad_accum: int = 1                      # micro-batches per optimizer step (per rank)
+    amp: str = "none"                        # 'none' | 'bf16' | 'fp16' autocast (fp16 uses a GradScaler)
+    compile: bool = False                    # torch.compile the network
+    nonfinite: str = "stop"                  # on a NaN/inf loss: 'stop' (error naming the step) or 'skip' the step
+    num_snapshot_samples: int = 64           # images in each snapshot grid
+    num_workers: int = 0                     # DataLoader workers per rank
+    fp_alpha: float = 0.0                    # FP-Diffusion (Lai et al. 2023) weight of the vector score-FPE residual
+    fp_beta: float = 0.0                     # ... and of the scalar term; both 0 (default) disable the regulariser
+    fp_mode: str = "both"                    # 'both' | 'vector' | 'scalar' (the original's scalar_fp both/False/True)
+    fp_weighting: str = "ll"                 # vector-term time weight: 'constant' | 'convention' (g) | 'll' (g^2)
+    fp_m: float = 2.0                        # power of the per-example residual norm
+    fp_min_time: float = 0.0                 # phase space only: the regulariser skips t < fp_min_time (0.01 advised)
+
+
+@dataclass
+class SamplingConfig:
+    """``sampling`` section: the sampler used for snapshots and ``scoresde sample``."""
+
+    method: str = "pc"                       # 'pc' | 'ode' | 'sscs' (phase-space SDEs)
+    predictor: str = "reverse_diffusion"
+    corrector: str = "langevin"
+    snr: float = 0.16
+    n_steps_each: int = 1
+    noise_removal: bool = True               # the sampler's `denoise` option
+    probability_flow: bool = False
+    eps: float = 1e-3                        # last time of the sampling grid
+    rtol: float = 1e-5                       # ODE tolerances
+    atol: float = 1e-5
+    ode_method: str = "dopri5"
+    grid: str = "uniform"                    # PC/SSCS time grid: 'uniform' | 'quadratic'
+
+
+@dataclass
+class EvalConfig:
+    """``eval`` section (the original's; evaluation commands read it)."""
+
+    begin_ckpt: int = 9
+    end_ckpt: int = 26
+    batch_size: int = 1024
+    enable_sampling: bool = False
+    num_samples: int = 50000
+    enable_loss: bool = True
+    enable_bpd: bool = False
+    bpd_dataset: str = "test"
+
+
+@dataclass
+class DataConfig:
+    """``data`` section: the original keys plus where the files are."""
+
+    dataset: str = "CIFAR10"                 # CIFAR10 | CELEBA | CelebAHQ | FFHQ | LSUN | digits | folder | 2-D toys
+    image_size: int = 32
+    num_channels: int = 3
+    random_flip: bool = True
+    centered: bool = False                   # model range [-1, 1] instead of [0, 1]
+    uniform_dequantization: bool = False
+    channels: int | None = None              # read by the original NCSNv2 configs; must equal num_channels if set
+    category: str | None = None              # LSUN category (original key)
+    root: str | None = None                  # CIFAR-10 download folder, or the image folder / zip
+    download: bool = False                   # fetch CIFAR-10 if it is missing
+    eval_split: str = "test"                 # held-out split for the evaluation loss
+
+
+@dataclass
+class OptimConfig:
+    """``optim`` section, with the original semantics (linear warm-up of the learning rate, global-norm clip)."""
+
+    optimizer: str = "Adam"
+    lr: float = 2e-4
+    beta1: float = 0.9
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    warmup: int = 5000                       # steps of linear learning-rate warm-up; 0 disables it
+    grad_clip: float = 1.0                   # max global gradient norm; negative disables clipping
+    amsgrad: bool = False
+
+
+@dataclass
+class Config:
+    """A whole run: the original sections plus the seed. ``model`` is validated by the network builder."""
+
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: dict[str, Any] = field(default_factory=dict)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    seed: int = 42
+
+    def to_dict(self) -> dict[str, Any]:
+        """Nested plain dicts (JSON-ready), in the original layout."""
+        return dataclasses.asdict(self)
+
+
+SECTIONS: dict[str, type] = {"training": TrainingConfig, "sampling": SamplingConfig, "eval": EvalConfig,
+                             "data": DataConfig, "optim": OptimConfig}
+
+
+class ConfigError(ValueError):
+    """A config key or value that is not allowed; the message names it and what is allowed."""
+
+
+def _closest(name: str, valid: Sequence[str]) -> str:
+    close = difflib.get_close_matches(name, valid, n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    return f"{hint} (valid keys: {', '.join(sorted(valid))})"
+
+
+def _check_type(path: str, value: Any, hint: Any) -> Any:
+    """Return ``value`` converted to the annotated type ``hint`` (int -> float, list -> tuple) or raise."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _check_type(path, value, inner[0])
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif hint is str:
+        if isinstance(value, str):
+            return value
+    elif origin is dict or hint is dict:
+        if isinstance(value, Mapping):
+            return dict(value)
+    else:  # pragma: no cover - every field type is listed above
+        raise TypeError(f"unsupported config type {hint} for {path}")
+    name = getattr(hint, "__name__", str(hint))
+    raise ConfigError(f"config key {path} must be of type {name}, got {value!r} ({type(value).__name__})")
+
+
+def _section_from_dict(name: str, cls: type, values: Mapping[str, Any]) -> Any:
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"config section {name!r} must be a mapping, got {type(values).__name__}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in values.items():
+        path = f"{name}.{key}"
+        if path in IGNORED_KEYS:
+            continue
+        if key not in hints:
+            raise ConfigError(f"unknown config key {path}{_closest(key, list(hints))}")
+        kwargs[key] = _check_type(path, value, hints[key])
+    return cls(**kwargs)
+
+
+def _choice(path: str, value: str, allowed: Sequence[str]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"config key {path} = {value!r} is not allowed; valid values are: {', '.join(allowed)}")
+
+
+def validate(cfg: Config) -> Config:
+    """Check the values that the types alone do not (choices, ranges); return ``cfg``."""
+    t, s, d, o = cfg.training, cfg.sampling, cfg.data, cfg.optim
+    _choice("training.sde", t.sde.lower(), SDES)
+    t.sde = t.sde.lower()
+    _choice("training.amp", t.amp, AMP_MODES)
+    _choice("training.nonfinite", t.nonfinite, NONFINITE_POLICIES)
+    _choice("training.fp_mode", t.fp_mode, FP_MODES)
+    _choice("training.fp_weighting", t.fp_weighting, FP_WEIGHTINGS)
+    if not 0 <= t.fp_min_time < 1:
+        raise ConfigError(f"training.fp_min_time must lie in [0, 1), got {t.fp_min_time}")
+    if t.fp_alpha < 0 or t.fp_beta < 0 or not t.fp_m > 0:
+        raise ConfigError(f"training.fp_alpha ({t.fp_alpha}) and training.fp_beta ({t.fp_beta}) must be >= 0 "
+                          f"and training.fp_m ({t.fp_m}) positive")
+    _choice("sampling.method", s.method, SAMPLING_METHODS)
+    _choice("optim.optimizer", o.optimizer, ("Adam",))
+    for path, value in (("training.batch_size", t.batch_size), ("training.n_iters", t.n_iters),
+                        ("training.grad_accum", t.grad_accum), ("training.snapshot_freq", t.snapshot_freq),
+                        ("training.snapshot_freq_for_preemption", t.snapshot_freq_for_preemption),
+                        ("training.log_freq", t.log_freq), ("data.image_size", d.image_size),
+                        ("data.num_channels", d.num_channels), ("training.num_snapshot_samples",
+                                                                t.num_snapshot_samples)):
+        if value < 1:
+            raise ConfigError(f"config key {path} must be a positive integer, got {value}")
+    if t.eval_freq < 0 or o.warmup < 0 or t.num_workers < 0:
+        raise ConfigError("training.eval_freq, optim.warmup and training.num_workers must be >= 0")
+    if not (0 < t.eps < 1) or not (0 < s.eps < 1):
+        raise ConfigError(f"training.eps ({t.eps}) and sampling.eps ({s.eps}) must lie in (0, 1)")
+    if not o.lr > 0:
+        raise ConfigError(f"config key optim.lr must be positive, got {o.lr}")
+    if d.channels is not None and d.channels != d.num_channels:
+        raise ConfigError(f"data.channels ({d.channels}) must equal data.num_channels ({d.num_channels})")
+    if "name" not in cfg.model:
+        raise ConfigError("config section 'model' needs a 'name' (the network architecture)")
+    return cfg
+
+
+def config_from_dict(values: Mapping[str, Any]) -> Config:
+    """Build and validate a :class:`Config` from nested dicts in the original layout."""
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"a config must be a mapping of sections, got {type(values).__name__}")
+    kwargs: dict[str, Any] = {}
+    valid = [*SECTIONS, "model", "seed"]
+    for key, value in values.items():
+        if key in IGNORED_KEYS:
+            continue
+        if key in SECTIONS:
+            kwargs[key] = _section_from_dict(key, SECTIONS[key], value)
+        elif key == "model":
+            kwargs[key] = _check_type("model", value, dict)
+        elif key == "seed":
+            kwargs[key] = _check_type("seed", value, int)
+        else:
+            raise ConfigError(f"unknown config section {key}{_closest(key, valid)}")
+    return validate(Config(**kwargs))
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        lowered = text.strip().lower()
+        if lowered in ("true", "false"):
+            return lowered == "true"
+        if lowered in ("none", "null"):
+            return None
+        return text
+
+
+def apply_overrides(values: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Apply ``section.key=value`` overrides to a nested dict (values parsed as JSON when they parse).
+
+    Keys must exist already (in the section's schema, or in ``model`` for architecture keys); an unknown key is
+    an error listing the closest valid ones.
+    """
+    out = json.loads(json.dumps(values))
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like section.key=value")
+        path, text = item.split("=", 1)
+        parts = path.strip().split(".")
+        if len(parts) == 1 and parts[0] == "seed":
+            out["seed"] = _parse_value(text)
+            continue
+        if len(parts) != 2:
+            raise ConfigError(f"override key {path!r} must be section.key (e.g. training.batch_size) or seed")
+        section, key = parts
+        if section == "model":
+            valid = list(out.get("model", {}))
+        elif section in SECTIONS:
+            valid = [f.name for f in dataclasses.fields(SECTIONS[section])]
+        else:
+            raise ConfigError(f"unknown config section {section}{_closest(section, [*SECTIONS, 'model', 'seed'])}")
+        if key not in valid:
+            raise ConfigError(f"unknown config key {section}.{key}{_closest(key, valid)}")
+        out.setdefault(section, {})[key] = _parse_value(text)
+    return out
+
+
+def load_config(source: ConfigLike, overrides: Sequence[str] = ()) -> Config:
+    """A validated :class:`Config` from any config source (a preset name, a ``.json`` file, an original ``.py``
+    config, a dict or a :class:`Config`: :func:`~scoresde.config.resolve_config`) with ``overrides`` applied."""
+    return config_from_dict(apply_overrides(resolve_config(source), overrides))
