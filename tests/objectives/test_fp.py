@@ -334,8 +334,10 @@ def test_phase_space_fp_loss_adds_the_regulariser_at_the_same_state(score_matchi
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
     with pytest.raises(ValueError, match="blocks='all'"):
         phase_space_fp_loss(score, sde, batch, **{**kw, "blocks": "momentum"}, **draws)
-    with pytest.raises(ValueError, match="phase_space_fp_loss"):
-        fp_loss(score, sde, batch)
+    # fp_loss covers phase space (HSM/DSM unweighted by default): the deprecated alias is the same computation
+    assert torch.equal(fp_loss(score, sde, batch, **{k: v for k, v in kw.items() if k != "blocks"}, **draws), loss)
+    with pytest.raises(ValueError, match="likelihood_weighting=True is not defined"):
+        fp_loss(score, sde, batch, likelihood_weighting=True, **draws)
 
 
 # ---- the metric --------------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from scoresde.losses import phase_space_loss, score_from_eps
+from scoresde.losses import phase_space_loss, score_from_eps, sde_loss
 from scoresde.sdes import CLD, PSLD
 from scoresde.sdes.phase_space import apply_blocks
 from tests.sampling.test_phase_space_samplers import _one_thread  # noqa: F401 (autouse: 2x2 batches, one thread)
@@ -53,12 +53,12 @@ def test_loss_of_the_exact_score_matches_the_closed_form(name: str, t_value: flo
     noise = torch.randn(N_MC, 2, generator=g, dtype=F64)
     momentum = None if mode == "hsm" else sde.augment(x, g)[:, 1:]
     kw = {"t": t1.expand(N_MC), "noise": noise, "momentum": momentum, "blocks": blocks, "reduction": "none"}
-    per_example = phase_space_loss(score_fn, sde, x, **kw)
+    per_example = sde_loss(score_fn, sde, x, **kw)
     expected = 0.5 * _expected_loss(sde, t1, C, blocks)  # reduce_mean=False: 0.5 * sum
     stderr = float(per_example.std()) / N_MC**0.5
     assert abs(float(per_example.mean()) - expected) < 4 * stderr + 1e-12, (float(per_example.mean()), expected)
     # A slightly wrong score (a 10% too wide marginal) has a larger loss on the same draws.
-    wrong = phase_space_loss(lambda z, t: 0.9 * score_fn(z, t), sde, x, **kw)
+    wrong = sde_loss(lambda z, t: 0.9 * score_fn(z, t), sde, x, **kw)
     diff = wrong - per_example
     assert float(diff.mean()) > 3 * float(diff.std()) / N_MC**0.5, (float(diff.mean()), float(diff.std()))
 
@@ -95,22 +95,74 @@ def test_loss_draws_and_validation() -> None:
     x = torch.randn(8, 3, 4, 4)
     hsm, dsm = PSLD(score_matching="hsm"), PSLD(score_matching="dsm")
     zero_score = lambda z, t: torch.zeros_like(z)  # noqa: E731
-    a = phase_space_loss(zero_score, dsm, x, generator=torch.Generator().manual_seed(0))
-    b = phase_space_loss(zero_score, dsm, x, generator=torch.Generator().manual_seed(0))
+    a = sde_loss(zero_score, dsm, x, generator=torch.Generator().manual_seed(0))
+    b = sde_loss(zero_score, dsm, x, generator=torch.Generator().manual_seed(0))
     assert torch.equal(a, b) and a.shape == ()
     # With a zero score the loss is 0.5 * ||eps||^2: the momentum block alone is half of it.
     noise = torch.randn(8, 6, 4, 4)
-    full = phase_space_loss(zero_score, hsm, x, noise=noise, reduction="none")
-    mom = phase_space_loss(zero_score, hsm, x, noise=noise, blocks="momentum", reduction="none")
+    full = sde_loss(zero_score, hsm, x, noise=noise, reduction="none")
+    mom = sde_loss(zero_score, hsm, x, noise=noise, blocks="momentum", reduction="none")
     torch.testing.assert_close(full, 0.5 * noise.flatten(1).square().sum(1))
     torch.testing.assert_close(mom, 0.5 * noise[:, 3:].flatten(1).square().sum(1))
     with pytest.raises(ValueError, match="all, momentum"):
-        phase_space_loss(zero_score, hsm, x, blocks="position")
+        sde_loss(zero_score, hsm, x, blocks="position")
     with pytest.raises(ValueError, match="momentum must be None"):
-        phase_space_loss(zero_score, hsm, x, momentum=torch.zeros_like(x))
+        sde_loss(zero_score, hsm, x, momentum=torch.zeros_like(x))
     with pytest.raises(ValueError, match="momentum must have shape"):
-        phase_space_loss(zero_score, dsm, x, momentum=torch.zeros(8, 1, 4, 4))
-    with pytest.raises(ValueError, match="noise must have the state's shape"):
-        phase_space_loss(zero_score, hsm, x, noise=torch.zeros_like(x))
+        sde_loss(zero_score, dsm, x, momentum=torch.zeros(8, 1, 4, 4))
+    with pytest.raises(ValueError, match=r"noise has shape \(8, 3, 4, 4\), the state z_0 .* has \(8, 6, 4, 4\)"):
+        sde_loss(zero_score, hsm, x, noise=torch.zeros_like(x))
     with pytest.raises(ValueError, match="decomp_mode='lower'"):
         score_from_eps(PSLD(decomp_mode="upper"), torch.zeros(2, 1), torch.ones(2), blocks="momentum")
+
+
+class _Net(torch.nn.Module):
+    """``net(z, t, **cond)``: a linear map of the state (and of ``class_labels`` when given)."""
+
+    def __init__(self, n_in: int, n_out: int) -> None:
+        super().__init__()
+        self.lin = torch.nn.Linear(n_in + 1, n_out)
+
+    def forward(self, z: torch.Tensor, t: torch.Tensor, class_labels: torch.Tensor | None = None) -> torch.Tensor:
+        out = self.lin(torch.cat([z, t[:, None].to(z.dtype)], dim=1))
+        return out if class_labels is None else out + class_labels[:, None].to(z.dtype)
+
+
+@pytest.mark.parametrize("name", ["psld", "cld"])
+@pytest.mark.parametrize("mode", ["hsm", "dsm"])
+@pytest.mark.parametrize("blocks", ["all", "momentum"])
+def test_sde_loss_on_phase_space_is_the_deprecated_phase_space_loss_bit_for_bit(name: str, mode: str,
+                                                                                 blocks: str) -> None:
+    """Same generator, same draws (t, then the DSM momentum, then noise): the same loss, bit for bit."""
+    sde = (PSLD if name == "psld" else CLD)(score_matching=mode)
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(5, 16), torch.nn.Tanh(), torch.nn.Linear(16, 4))
+    score = lambda z, t: net(torch.cat([z, t[:, None]], dim=1))  # noqa: E731
+    x = torch.randn(32, 2, generator=torch.Generator().manual_seed(1))
+    for reduction in ("mean", "none"):
+        new = sde_loss(score, sde, x, blocks=blocks, reduction=reduction, generator=torch.Generator().manual_seed(2))
+        with pytest.warns(DeprecationWarning, match="sde_loss"):
+            old = phase_space_loss(score, sde, x, blocks=blocks, reduction=reduction,
+                                   generator=torch.Generator().manual_seed(2))
+        assert torch.equal(new, old)
+    # the draw order, replayed by hand: t ~ U(eps, T), then (DSM) m_0 ~ N(0, Sigma_0), then the noise
+    g = torch.Generator().manual_seed(2)
+    t = torch.rand(32, generator=g) * (1 - 1e-5) + 1e-5
+    z0 = sde.initial_state(x, None, g)
+    noise = torch.randn(z0.shape, generator=g)
+    replay = sde_loss(score, sde, x, t=t, noise=noise, momentum=None if mode == "hsm" else z0[:, 2:], blocks=blocks)
+    assert torch.equal(replay, sde_loss(score, sde, x, blocks=blocks, generator=torch.Generator().manual_seed(2)))
+
+
+def test_sde_loss_reads_the_blocks_of_a_momentum_only_model_and_refuses_likelihood_weighting() -> None:
+    from scoresde.models import PhaseSpaceScoreModel
+
+    sde = CLD()
+    model = PhaseSpaceScoreModel(_Net(4, 2), sde, blocks="momentum")
+    x = torch.randn(8, 2, generator=torch.Generator().manual_seed(0))
+    g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    own = sde_loss(model, sde, x, generator=g())
+    assert torch.equal(own, sde_loss(model, sde, x, blocks="momentum", generator=g()))
+    assert not torch.equal(own, sde_loss(model, sde, x, blocks="all", generator=g()))
+    with pytest.raises(ValueError, match="likelihood_weighting=True is not defined for CLD"):
+        sde_loss(model, sde, x, likelihood_weighting=True)
