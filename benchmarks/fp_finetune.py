@@ -78,7 +78,7 @@ def _samples(trainer: Trainer, n: int, seed: int) -> torch.Tensor:
     model = trainer.ema_model()
     name, options = sampler_options(trainer.cfg.sampling)
     g = torch.Generator().manual_seed(seed)
-    return sample(model.sde, model.score_fn, (n, *trainer.data_shape()), name, g, **options)
+    return sample(model.sde, model.score_fn, (n, *trainer.data_shape()), name, generator=g, **options)
 
 
 def _measure(task: str, trainer: Trainer, test: torch.Tensor, n_eval: int, quick: bool) -> dict[str, Any]:

@@ -66,7 +66,8 @@ def run(truth: Truth, sde_name: str, nfe: int, args: argparse.Namespace, sampler
     """One sampler run: NFE, distances to the truth and wall-clock seconds."""
     sde = SDES[sde_name](nfe)
     start = time.perf_counter()
-    x, info = sample(sde, score_fn(truth, sde), (args.samples, 2), sampler, torch.Generator().manual_seed(args.seed),
+    x, info = sample(sde, score_fn(truth, sde), (args.samples, 2), sampler,
+                     generator=torch.Generator().manual_seed(args.seed),
                      dtype=torch.float64, return_info=True, **options)
     return {"nfe": info.nfe, **truth.metrics(x), "s": time.perf_counter() - start}
 

@@ -45,7 +45,7 @@ def _draw(sde, score, sampler, options, batch_size, n=8, seed=3):
     for start in range(0, n, batch_size):
         idx = range(start, min(start + batch_size, n))
         with per_sample_generators(seed, idx) as g:
-            chunks.append(sample(sde, score, (len(idx), *SHAPE), sampler, g, **options))
+            chunks.append(sample(sde, score, (len(idx), *SHAPE), sampler, generator=g, **options))
     return torch.cat(chunks)
 
 

@@ -17,7 +17,7 @@ def _score(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"sampler": "ddim"}, r"unknown sampler 'ddim'; valid samplers are: ode, pc"),
+        ({"sampler": "heun"}, r"unknown sampler 'heun'; valid samplers are: pc, ode, sscs, ddim"),
         ({"predictor": "heun"}, r"unknown predictor 'heun'; valid predictors are: ancestral_sampling, "
                                 r"euler_maruyama, none, reverse_diffusion"),
         ({"corrector": "hmc"}, r"unknown corrector 'hmc'; valid correctors are: ald, langevin, none"),
@@ -38,8 +38,8 @@ def test_errors_name_the_bad_value(kwargs: dict, message: str) -> None:
 def test_options_listing_and_info() -> None:
     opts = sampler_options("pc")
     assert opts["snr"] == 0.16 and opts["predictor"] == "reverse_diffusion" and opts["denoise"] is True
-    x, info = sample(VPSDE(N=40), _score, (3, 2, 4, 4), "pc", torch.Generator().manual_seed(0), return_info=True,
-                     corrector="none")
+    x, info = sample(VPSDE(N=40), _score, (3, 2, 4, 4), "pc", generator=torch.Generator().manual_seed(0),
+                     return_info=True, corrector="none")
     assert x.shape == (3, 2, 4, 4) and info.nfe == 40 and info.options["corrector"] == "none"
     assert torch.isfinite(x).all()
 

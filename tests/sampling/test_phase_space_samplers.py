@@ -59,7 +59,7 @@ def test_sampler_reproduces_the_mixture(oracle: dict, sde_name: str, case: str) 
     sde = SDE_FACTORIES[sde_name]()
     sampler, options = CASES[case]
     score = PhaseSpaceMixture(oracle["gm"], sde).score
-    x, info = sample(sde, score, (N_SAMPLES, 2), sampler, torch.Generator().manual_seed(7), dtype=F64,
+    x, info = sample(sde, score, (N_SAMPLES, 2), sampler, generator=torch.Generator().manual_seed(7), dtype=F64,
                      return_info=True, **options)
     if sampler == "sscs":
         assert info.nfe == options["n_steps"] + 1  # one per step plus the final denoising
@@ -72,7 +72,7 @@ def test_sscs_with_time_varying_beta_and_dsm_kernel(oracle: dict, grid: str) -> 
     marginal score does not depend on the training mode; the final denoising uses the DSM covariance)."""
     sde = SDE_FACTORIES["cld-linear-beta"](score_matching="dsm")
     x = sample(sde, PhaseSpaceMixture(oracle["gm"], sde).score, (N_SAMPLES, 2), "sscs",
-               torch.Generator().manual_seed(8), dtype=F64, n_steps=100, grid=grid)
+               generator=torch.Generator().manual_seed(8), dtype=F64, n_steps=100, grid=grid)
     _check(x, oracle, f"cld-linear-beta/dsm/sscs-{grid}")
 
 
@@ -81,7 +81,8 @@ def test_criterion_rejects_a_wrong_score(oracle: dict) -> None:  # noqa: F811 (t
     gm = oracle["gm"]
     sde = SDE_FACTORIES["psld"]()
     wrong = PhaseSpaceMixture(GaussianMixture([0.4, 0.4, 0.2], gm.means, gm.covs), sde)
-    x = sample(sde, wrong.score, (N_SAMPLES, 2), "sscs", torch.Generator().manual_seed(7), dtype=F64, n_steps=100)
+    x = sample(sde, wrong.score, (N_SAMPLES, 2), "sscs",
+               generator=torch.Generator().manual_seed(7), dtype=F64, n_steps=100)
     with pytest.raises(AssertionError):
         _check(x, oracle, "wrong score")
 
@@ -104,7 +105,8 @@ def test_sscs_keeps_the_stationary_law_exactly() -> None:
     """Data ``N(0, S)``: the score is ``-S^-1 z``, the score part vanishes and SSCS is exact for any step count."""
     sde = PSLD()
     S_inv = sde.stationary_prec
-    z = sample(sde, lambda z, t: -apply_blocks(S_inv, z), (50_000, 1), "sscs", torch.Generator().manual_seed(0),
+    z = sample(sde, lambda z, t: -apply_blocks(S_inv, z), (50_000, 1), "sscs",
+               generator=torch.Generator().manual_seed(0),
                dtype=F64, n_steps=3, denoise=False)
     assert z.shape == (50_000, 1)
     assert float(z.var()) == pytest.approx(1.0, rel=0.03)

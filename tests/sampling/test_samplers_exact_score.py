@@ -52,7 +52,7 @@ def test_pc_sampler_reproduces_the_mixture(oracle: dict, sde_name: str, predicto
     # it needs several larger MCMC steps per noise level to keep up (snr 0.16 with 3 steps leaves the sub-VP
     # means 15% short of the truth).
     n_steps_each, snr = (5, 0.5) if predictor == "none" else (1, 0.16)
-    x, info = sample(sde, oracle["gm"].score_fn(sde), (N_SAMPLES, 2), "pc", torch.Generator().manual_seed(7),
+    x, info = sample(sde, oracle["gm"].score_fn(sde), (N_SAMPLES, 2), "pc", generator=torch.Generator().manual_seed(7),
                      dtype=torch.float64, return_info=True, predictor=predictor, corrector=corrector,
                      n_steps_each=n_steps_each, snr=snr)
     evals_per_step = (predictor != "none") + (corrector != "none") * n_steps_each
@@ -64,7 +64,7 @@ def test_pc_sampler_reproduces_the_mixture(oracle: dict, sde_name: str, predicto
 @pytest.mark.parametrize("method", ["dopri5", "scipy-RK45"])
 def test_ode_sampler_reproduces_the_mixture(oracle: dict, sde_name: str, method: str) -> None:
     sde = SDE_FACTORIES[sde_name]()
-    x, info = sample(sde, oracle["gm"].score_fn(sde), (N_SAMPLES, 2), "ode", torch.Generator().manual_seed(7),
+    x, info = sample(sde, oracle["gm"].score_fn(sde), (N_SAMPLES, 2), "ode", generator=torch.Generator().manual_seed(7),
                      dtype=torch.float64, return_info=True, method=method, denoise=True)
     assert 20 < info.nfe < 400, info.nfe
     _check(x, oracle, f"{sde_name}/ode/{method}")
@@ -73,7 +73,7 @@ def test_ode_sampler_reproduces_the_mixture(oracle: dict, sde_name: str, method:
 @pytest.mark.parametrize("sde_name", ["vp", "ve"])
 def test_probability_flow_predictor(oracle: dict, sde_name: str) -> None:
     sde = SDE_FACTORIES[sde_name]()
-    x = sample(sde, oracle["gm"].score_fn(sde), (N_SAMPLES, 2), "pc", torch.Generator().manual_seed(3),
+    x = sample(sde, oracle["gm"].score_fn(sde), (N_SAMPLES, 2), "pc", generator=torch.Generator().manual_seed(3),
                dtype=torch.float64, predictor="reverse_diffusion", corrector="none", probability_flow=True)
     _check(x, oracle, f"{sde_name}/probability-flow")
 
@@ -83,7 +83,7 @@ def test_criterion_rejects_a_wrong_score(oracle: dict) -> None:
     gm = oracle["gm"]
     wrong = GaussianMixture([0.4, 0.4, 0.2], gm.means, gm.covs)
     sde = VPSDE(N=N_STEPS)
-    x = sample(sde, wrong.score_fn(sde), (N_SAMPLES, 2), "ode", torch.Generator().manual_seed(7),
+    x = sample(sde, wrong.score_fn(sde), (N_SAMPLES, 2), "ode", generator=torch.Generator().manual_seed(7),
                dtype=torch.float64)
     with pytest.raises(AssertionError):
         _check(x, oracle, "wrong score")
@@ -92,8 +92,8 @@ def test_criterion_rejects_a_wrong_score(oracle: dict) -> None:
 def test_float32_sampling_and_reproducibility(oracle: dict) -> None:
     sde = VESDE(N=200)
     score = oracle["gm"].score_fn(sde)
-    a = sample(sde, score, (64, 2), "pc", torch.Generator().manual_seed(5), corrector="ald")
-    b = sample(sde, score, (64, 2), "pc", torch.Generator().manual_seed(5), corrector="ald")
+    a = sample(sde, score, (64, 2), "pc", generator=torch.Generator().manual_seed(5), corrector="ald")
+    b = sample(sde, score, (64, 2), "pc", generator=torch.Generator().manual_seed(5), corrector="ald")
     assert a.dtype == torch.float32 and torch.equal(a, b)
-    c = sample(sde, score, (64, 2), "pc", torch.Generator().manual_seed(6), corrector="ald")
+    c = sample(sde, score, (64, 2), "pc", generator=torch.Generator().manual_seed(6), corrector="ald")
     assert not torch.equal(a, c)

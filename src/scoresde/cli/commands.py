@@ -89,7 +89,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     for start in range(0, args.num, args.batch_size):
         n = min(args.batch_size, args.num - start)
         g = torch.Generator(device).manual_seed(args.seed * 1_000_003 + start)
-        x, info = sample(model.sde, model.score_fn, (n, *shape_one), name, g, device=device, return_info=True,
+        x, info = sample(model.sde, model.score_fn, (n, *shape_one), name, generator=g, device=device, return_info=True,
                          progress=not args.quiet if name == "pc" else False, **options)
         chunks.append(x.cpu())
         nfe = info.nfe

@@ -85,7 +85,8 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig | None = None, progress: bool 
                                  ("ode", {"method": "dopri5"})):
             t0 = time.perf_counter()
             with torch.no_grad():
-                x, info = sample(sde, score_fn, (cfg.num_samples, gm.dim), sampler, torch.Generator().manual_seed(7),
+                x, info = sample(sde, score_fn, (cfg.num_samples, gm.dim), sampler,
+                                 generator=torch.Generator().manual_seed(7),
                                  return_info=True, **options)
             entry = {"nfe": info.nfe, "seconds": time.perf_counter() - t0,
                      **_sample_metrics(x, gm, reference, baseline)}

@@ -47,7 +47,8 @@ def generate_images(sde: SDE, score_fn: ScoreFn, data_shape: tuple[int, ...], in
     for start in range(indices.start, indices.stop, batch_size):
         batch = range(start, min(start + batch_size, indices.stop))
         with per_sample_generators(seed, batch, device) as g:
-            x, info = sample(sde, score_fn, (len(batch), *data_shape), sampler, g, device=device, return_info=True,
+            x, info = sample(sde, score_fn, (len(batch), *data_shape), sampler, generator=g, device=device,
+                             return_info=True,
                              **options)
         images.append(to_uint8(inverse_data_scaler(x, centered)).cpu())
         nfes.append(info.nfe)

@@ -1,8 +1,13 @@
-"""Sampling: predictor–corrector and probability-flow ODE samplers behind :func:`sample`."""
+"""Sampling: one registry of samplers (predictor–corrector, probability-flow ODE, SSCS, DDIM) behind :func:`sample`,
+and the time grids they share."""
 
 from .api import SampleInfo, sample, sampler_options
-from .samplers import SAMPLERS, sample_ode, sample_pc
+from .ddim import sample_ddim
+from .grids import GRIDS, time_steps
+from .phase_space import sample_sscs
+from .registry import SAMPLERS, SamplerRegistry, SamplerSpec
+from .samplers import sample_ode, sample_pc
 from .steps import CORRECTORS, PREDICTORS
 
-__all__ = ["CORRECTORS", "PREDICTORS", "SAMPLERS", "SampleInfo", "sample", "sample_ode", "sample_pc",
-           "sampler_options"]
+__all__ = ["CORRECTORS", "GRIDS", "PREDICTORS", "SAMPLERS", "SampleInfo", "SamplerRegistry", "SamplerSpec",
+           "sample", "sample_ddim", "sample_ode", "sample_pc", "sample_sscs", "sampler_options", "time_steps"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import inspect
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,13 +10,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..models.adapter import DiffusionModel, as_model, check_cond
 from ..sdes.base import SDE, ScoreFn
-from .samplers import SAMPLERS
+from .registry import SAMPLERS
 
 
 @dataclass
 class SampleInfo:
-    """What a sampler did: its name, the options it ran with (defaults filled in) and the NFE."""
+    """What a sampler did: its name, the options it ran with (defaults filled in) and the NFE (network calls)."""
 
     sampler: str
     nfe: int
@@ -24,50 +25,109 @@ class SampleInfo:
 
 
 def sampler_options(sampler: str) -> dict[str, Any]:
-    """The options of ``sampler`` with their defaults (``generator`` excluded)."""
-    if sampler not in SAMPLERS:
-        raise ValueError(f"unknown sampler {sampler!r}; valid samplers are: {', '.join(sorted(SAMPLERS))}")
-    params = inspect.signature(SAMPLERS[sampler]).parameters.values()
-    return {p.name: p.default for p in params if p.kind is p.KEYWORD_ONLY and p.name != "generator"}
+    """The options of ``sampler`` with their defaults (``cond``, ``generator`` and ``callback`` excluded)."""
+    return SAMPLERS.get(sampler).options()
+
+
+def _check_shape(shape: Any) -> tuple[int, ...]:
+    if isinstance(shape, int) or not isinstance(shape, (Sequence, torch.Size)) or isinstance(shape, str):
+        raise ValueError(f"shape must be the data shape with the batch first, e.g. (64, 3, 32, 32) or (256, 2); "
+                         f"got {shape!r}")
+    if not shape or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in shape):
+        raise ValueError(f"shape must be a non-empty sequence of positive integers (batch first), got {tuple(shape)}")
+    return tuple(shape)
+
+
+def _arguments(sde: Any, score_fn: Any, shape: Any, sampler: Any, legacy: tuple) -> tuple[Any, Any, Any, Any, Any]:
+    """Normalise the two call forms ``sample(sde, score_fn, shape, sampler)`` and ``sample(model, shape, sampler)``;
+    returns ``(sde, score_fn, shape, sampler, positional generator or None)``."""
+    rest = list(legacy)
+    if isinstance(sde, DiffusionModel) and score_fn is not None and not callable(score_fn):  # model-first form
+        model, data_shape = sde, score_fn
+        if isinstance(shape, str):  # sample(model, shape, "ddim"[, generator])
+            if isinstance(sampler, torch.Generator):
+                rest = [sampler, *rest]
+            elif sampler != "pc":
+                raise TypeError(f"sampler given twice ({shape!r} and {sampler!r})")
+            sampler = shape
+        elif shape is not None:
+            raise TypeError("the model-first form is sample(model, shape, sampler=...); got a third positional "
+                            f"argument {shape!r}")
+        sde, score_fn, shape = None, model, data_shape
+    if not rest:
+        return sde, score_fn, shape, sampler, None
+    if len(rest) > 1 or not (rest[0] is None or isinstance(rest[0], torch.Generator)):
+        raise TypeError("sample() takes sde, score_fn, shape and sampler positionally; pass the rest by keyword")
+    warnings.warn("passing the generator positionally to scoresde.sample is deprecated; use generator=...",
+                  DeprecationWarning, stacklevel=3)
+    return sde, score_fn, shape, sampler, rest[0]
 
 
 def sample(
-    sde: SDE,
-    score_fn: ScoreFn,
-    shape: Sequence[int],
+    sde: SDE | DiffusionModel,
+    score_fn: ScoreFn | Sequence[int] | None = None,
+    shape: Sequence[int] | None = None,
     sampler: str = "pc",
+    *legacy: Any,
     generator: torch.Generator | None = None,
-    *,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
+    cond: dict[str, Any] | None = None,
+    x_T: Tensor | None = None,
     return_info: bool = False,
     **options: Any,
 ) -> Tensor | tuple[Tensor, SampleInfo]:
-    """Draw samples of data shape ``shape`` (batch first) by reversing ``sde`` with ``score_fn``.
+    """Draw samples of data shape ``shape`` (batch first) by reversing the SDE with the model.
 
-    The prior draw ``z ~ p_T`` has the SDE's state shape (``sde.state_shape(shape)``), the sampler runs on the
-    state, and the data part (``sde.data_part``) is returned.
+    Two forms: ``sample(sde, score_fn, shape, sampler=...)`` with a plain ``score_fn(x, t)`` (or an adapter), and
+    ``sample(model, shape, sampler=...)`` with a model adapter (:class:`~scoresde.models.DiffusionModel`, which
+    carries its SDE). The start state ``z ~ p_T`` has the SDE's state shape (``sde.state_shape(shape)``), or is
+    ``x_T``; the sampler runs on the state and the data part (``sde.data_part``) is returned.
 
     Args:
-        sde: the forward SDE.
-        score_fn: ``score_fn(x, t)`` with ``t`` a 1-D tensor of forward times in ``(0, T]``.
-        shape: data shape, e.g. ``(64, 3, 32, 32)``.
-        sampler: ``"pc"`` (:func:`~scoresde.sampling.samplers.sample_pc`: predictor, corrector, snr,
-            n_steps_each, probability_flow, eps, denoise, progress) or ``"ode"``
-            (:func:`~scoresde.sampling.samplers.sample_ode`: rtol, atol, method, eps, denoise).
+        sde: the forward SDE, or a model adapter (then ``score_fn`` is the shape).
+        score_fn: ``score_fn(x, t)`` (``score_fn(x, t, **cond)`` with conditioning), or a model adapter.
+        shape: data shape, e.g. ``(64, 3, 32, 32)``; may be omitted with ``x_T``.
+        sampler: a name of :data:`scoresde.sampling.SAMPLERS`: ``"pc"`` (predictor–corrector), ``"ode"``
+            (adaptive probability-flow ODE), ``"sscs"`` (phase-space splitting), ``"ddim"``. Each sampler's
+            docstring says when to choose it.
         generator: random generator for the prior and every noise draw (global RNG when ``None``).
-        device, dtype: where and in which precision to sample.
+        device, dtype: where and in which precision to sample (``dtype=torch.float64`` runs the whole sampler in
+            float64).
+        cond: conditioning inputs, a dict of batch-first tensors passed to every model call as keyword arguments
+            (``score_fn(x, t, class_labels=y)``).
+        x_T: start from this state (shape ``sde.state_shape(shape)``) instead of a prior draw: decoding a latent,
+            comparing two samplers on the same noise.
         return_info: also return a :class:`SampleInfo` with the NFE and the resolved options.
-        **options: options of the chosen sampler; an unknown option raises ``ValueError``.
+        **options: options of the chosen sampler (``steps``, ``times``, ``callback``, ``eps``, ...); an unknown
+            option raises ``ValueError`` naming the valid ones.
     """
-    valid = sampler_options(sampler)
-    unknown = sorted(set(options) - set(valid))
-    if unknown:
-        raise ValueError(f"unknown option(s) {unknown} for sampler {sampler!r}; valid options are: "
-                         f"{', '.join(sorted(valid))}")
-    z = sde.prior_sampling(sde.state_shape(shape), generator, dtype=dtype, device=device)
-    x, nfe = SAMPLERS[sampler](sde, score_fn, z, generator=generator, **options)
+    sde, score_fn, shape, sampler, positional_generator = _arguments(sde, score_fn, shape, sampler, legacy)
+    if positional_generator is not None:
+        if generator is not None:
+            raise TypeError("generator given twice (positionally and as generator=)")
+        generator = positional_generator
+    spec = SAMPLERS.get(sampler)
+    model = as_model(sde, score_fn)
+    sde = model.sde
+    callback = options.pop("callback", None)
+    if callback is not None and not spec.fixed_steps:
+        raise ValueError(f"sampler {sampler!r} takes no callback (it has no fixed steps)")
+    spec.check_options(options)
+    if x_T is not None:
+        if not isinstance(x_T, Tensor):
+            raise TypeError(f"x_T must be a tensor, got {type(x_T).__name__}")
+        if shape is not None and tuple(x_T.shape) != sde.state_shape(_check_shape(shape)):
+            raise ValueError(f"x_T has shape {tuple(x_T.shape)}, but the state of data shape {tuple(shape)} has "
+                             f"shape {sde.state_shape(shape)}")
+        z = x_T.to(device=device if device is not None else x_T.device, dtype=dtype)
+    else:
+        if shape is None:
+            raise ValueError("pass the data shape (or a start state x_T)")
+        z = sde.prior_sampling(sde.state_shape(_check_shape(shape)), generator, dtype=dtype, device=device)
+    extra = {"callback": callback} if callback is not None else {}
+    x, nfe = spec.fn(model, z, cond=check_cond(cond, z.shape[0]), generator=generator, **extra, **options)
     x = sde.data_part(x)
     if return_info:
-        return x, SampleInfo(sampler=sampler, nfe=nfe, options={**valid, **options})
+        return x, SampleInfo(sampler=sampler, nfe=nfe, options={**spec.options(), **options})
     return x

@@ -14,69 +14,69 @@ integrates ``beta`` over its own interval.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..sdes.base import SDE, ScoreFn, randn_like
+from ..models.adapter import DiffusionModel
+from ..sdes.base import randn_like
+from .common import Callback, check_eps, counting, report, sampler_times
+from .grids import time_grid
 
+__all__ = ["TIME_GRIDS", "sample_sscs", "time_grid"]
+
+#: the grids of the phase-space samplers' first release (every name of ``scoresde.sampling.grids.GRIDS`` works)
 TIME_GRIDS = ("uniform", "quadratic")
 
 
-def time_grid(
-    name: str, T: float, eps: float, n_steps: int, *, dtype: torch.dtype = torch.float64,
-    device: torch.device | str | None = None
-) -> Tensor:
-    """Decreasing sampling times ``t_0 = T > ... > t_n = eps`` (``n_steps + 1`` values).
-
-    ``"uniform"``: equal steps. ``"quadratic"``: ``t_i = eps + (T - eps) (1 - i/n)^2``, small steps near ``eps``
-    where the score changes fastest (CLD's quadratic striding). An unknown name raises ``ValueError``.
-    """
-    if name not in TIME_GRIDS:
-        raise ValueError(f"unknown time grid {name!r}; valid time grids are: {', '.join(TIME_GRIDS)}")
-    if not (isinstance(n_steps, int) and not isinstance(n_steps, bool) and n_steps >= 1):
-        raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}")
-    u = torch.linspace(1.0, 0.0, n_steps + 1, dtype=torch.float64)
-    grid = eps + (T - eps) * (u if name == "uniform" else u**2)
-    return grid.to(dtype=dtype, device=device)
-
-
 def sample_sscs(
-    sde: SDE,
-    score_fn: ScoreFn,
+    model: DiffusionModel,
     z: Tensor,
     *,
-    n_steps: int | None = None,
+    steps: int | None = None,
+    times: Tensor | None = None,
     grid: str = "uniform",
     eps: float = 1e-3,
     denoise: bool = True,
+    n_steps: int | None = None,
+    cond: dict[str, Any] | None = None,
     generator: torch.Generator | None = None,
     progress: bool = False,
+    callback: Callback | None = None,
 ) -> tuple[Tensor, int]:
-    """SSCS sampling (Dockhorn et al. 2022, §3.3 and Alg. 1) from a prior draw ``z`` down to ``eps``.
+    """SSCS sampling (Dockhorn et al. 2022, §3.3 and Alg. 1) from a state ``z`` at ``T`` down to ``eps``.
 
     Needs an SDE with the split of its reverse SDE (``reverse_linear_step``, ``reverse_score_drift``: every
-    :class:`~scoresde.sdes.RecipeSDE`, e.g. PSLD and CLD). One score evaluation per step.
+    :class:`~scoresde.sdes.RecipeSDE`, e.g. PSLD and CLD). One network evaluation per step; samples of a batch are
+    independent. Prefer it to Euler–Maruyama on phase-space SDEs: the linear part is integrated exactly.
 
     Args:
-        n_steps: number of steps (``sde.N`` when ``None``).
-        grid: time grid, ``"uniform"`` or ``"quadratic"`` (:func:`time_grid`).
+        steps: number of steps (``sde.N`` when ``None``) on ``grid``; ``n_steps`` is its deprecated name.
+        times: explicit decreasing times (overrides ``steps``, ``grid`` and ``eps``).
+        grid: time grid (:data:`scoresde.sampling.grids.GRIDS`): ``"uniform"`` or CLD's ``"quadratic"``.
         eps: last time of the grid.
-        denoise: finish with Tweedie denoising at ``eps`` (``sde.denoise``, one more score evaluation).
+        denoise: finish with Tweedie denoising at the last time (``sde.denoise``, one more network evaluation).
         generator: random generator for the noise of the linear half steps.
         progress: show a progress bar.
+        callback: ``callback(i, t, x, x0_pred)`` after each step.
 
     Returns:
-        ``(z, nfe)``: the final state and the number of score evaluations.
+        ``(z, nfe)``: the final state and the number of network evaluations.
     """
+    sde = model.sde
     for method in ("reverse_linear_step", "reverse_score_drift"):
         if not callable(getattr(sde, method, None)):
             raise ValueError(f"the sscs sampler needs an SDE with a linear/score split of its reverse SDE "
                              f"(method {method}), as every RecipeSDE has; {type(sde).__name__} has none")
-    if not 0 < eps < sde.T:
-        raise ValueError(f"eps must lie in (0, T={sde.T}), got {eps!r}")
-    ts = time_grid(grid, sde.T, eps, sde.N if n_steps is None else n_steps, dtype=z.dtype, device=z.device)
-    nfe = 0
+    check_eps(eps, sde)
+    if n_steps is not None:
+        if steps is not None:
+            raise ValueError("n_steps is the deprecated name of steps; pass only steps")
+        steps = n_steps
+    ts = sampler_times(sde, steps, times, grid=grid, eps=eps, dtype=z.dtype, device=z.device)
+    counted = counting(model, cond)
     B = z.shape[0]
     with torch.no_grad():
         for i in tqdm(range(len(ts) - 1), disable=not progress, desc="SSCS sampling"):
@@ -85,12 +85,11 @@ def sample_sscs(
             # 1. half step of the linear part, t -> t_mid (exact Gaussian transition).
             z = sde.reverse_linear_step(z, t, t_mid, randn_like(z, generator))
             # 2. full Euler step of the score part at the midpoint time.
-            z = z + (ts[i] - ts[i + 1]) * sde.reverse_score_drift(z, t_mid, score_fn(z, t_mid))
-            nfe += 1
+            z = z + (ts[i] - ts[i + 1]) * sde.reverse_score_drift(z, t_mid, counted.score(z, t_mid))
             # 3. half step of the linear part, t_mid -> t_next (beta integrated over this interval).
             z = sde.reverse_linear_step(z, t_mid, t_next, randn_like(z, generator))
+            report(callback, i, ts[i + 1], z, counted)
         if denoise:
             t_eps = ts[-1].expand(B)
-            z = sde.denoise(z, t_eps, score_fn(z, t_eps))
-            nfe += 1
-    return z, nfe
+            z = sde.denoise(z, t_eps, counted.score(z, t_eps))
+    return z, counted.calls

@@ -1,45 +1,32 @@
 """Reference samplers: predictor–corrector and the probability-flow ODE (Song et al. 2021, §4.2–4.3).
 
-Both are pure functions ``sample_x(sde, score_fn, z, ...) -> (x, nfe)`` that start from a prior draw ``z`` and
-return the final state and the number of score evaluations.
+Both are pure functions ``sample_x(model, z, ...) -> (x, nfe)`` of a model adapter (which carries its SDE) that start
+from a state ``z`` at ``T`` and return the final state and the number of network evaluations; ``cond`` is passed to
+every model call.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..sdes.base import SDE, ScoreFn
+from ..models.adapter import DiffusionModel
+from .common import Callback, check_eps, counting, report
+from .grids import GRIDS, check_times, time_steps
 from .odeint import integrate
-from .phase_space import TIME_GRIDS, sample_sscs, time_grid
 from .steps import CORRECTORS, PREDICTORS, lookup
 
 
-class CountingScore:
-    """Wrap ``score_fn`` and count its evaluations (the NFE of a sampler)."""
-
-    def __init__(self, score_fn: ScoreFn) -> None:
-        self.score_fn = score_fn
-        self.calls = 0
-
-    def __call__(self, x: Tensor, t: Tensor) -> Tensor:
-        self.calls += 1
-        return self.score_fn(x, t)
-
-
-def _check_eps(eps: float, sde: SDE) -> None:
-    if not 0 < eps < sde.T:
-        raise ValueError(f"eps must lie in (0, T={sde.T}), got {eps!r}")
-
-
 def sample_pc(
-    sde: SDE,
-    score_fn: ScoreFn,
+    model: DiffusionModel,
     z: Tensor,
     *,
+    steps: int | None = None,
+    times: Tensor | None = None,
     predictor: str | Callable = "reverse_diffusion",
     corrector: str | Callable = "langevin",
     snr: float = 0.16,
@@ -48,15 +35,22 @@ def sample_pc(
     eps: float = 1e-3,
     denoise: bool = True,
     grid: str = "uniform",
+    cond: dict[str, Any] | None = None,
     generator: torch.Generator | None = None,
     progress: bool = False,
+    callback: Callback | None = None,
 ) -> tuple[Tensor, int]:
-    """Predictor–corrector sampling (Song et al. 2021, Alg. 1) on the grid ``t_i = linspace(T, eps, N)``
-    (``grid="uniform"``) or the quadratic grid ``t_i = eps + (T - eps)(1 - i/(N-1))^2`` (CLD/PSLD's striding).
+    """Predictor–corrector sampling (Song et al. 2021, Alg. 1) with ``steps`` predictor steps (default ``sde.N``).
 
-    At each ``t_i`` the corrector runs ``n_steps_each`` Langevin steps, then the predictor moves to
-    ``t_{i+1}`` (``t_N = 0`` after the last grid point). With ``denoise=True`` the last step's noise-free
-    mean is returned (the reference's ``noise_removal``).
+    The model is evaluated at ``steps`` times ``T = t_0 > ... > t_{steps-1} = eps`` of ``grid`` (``uniform``:
+    Score SDE's ``linspace(T, eps, N)``; ``quadratic``: CLD/PSLD's striding; any name of
+    :data:`scoresde.sampling.grids.GRIDS`), or at the explicit decreasing ``times``. At each ``t_i`` the corrector
+    runs ``n_steps_each`` Langevin steps, then the predictor moves to ``t_{i+1}`` (``0`` after the last time, as in
+    the reference). With ``denoise=True`` the last step's noise-free mean is returned (the reference's
+    ``noise_removal``). With ``steps != sde.N`` the discrete rules (reverse diffusion, the DDPM/SMLD ancestral steps,
+    the Langevin ``alpha_i``) use the tables of ``sde.with_steps(steps)``, as the reference does when
+    ``num_scales`` changes; the model keeps its own time labels. NFE: ``steps * (1 + n_steps_each)`` (fewer
+    with ``predictor='none'``/``corrector='none'``).
 
     Args:
         predictor: ``euler_maruyama``, ``reverse_diffusion``, ``ancestral_sampling`` or ``none`` (or a callable
@@ -67,16 +61,20 @@ def sample_pc(
         probability_flow: predict with the probability-flow ODE instead of the reverse SDE.
         eps: smallest time of the grid; avoids the singular score at ``t = 0``.
         denoise: return the noise-free mean of the last step.
-        grid: ``"uniform"`` or ``"quadratic"`` (:func:`scoresde.sampling.phase_space.time_grid`); the quadratic
-            grid needs a predictor that steps from ``t`` to ``t_next`` (``euler_maruyama``, ``ancestral_sampling``,
-            ``none``): ``reverse_diffusion`` follows the SDE's uniform ``N``-step discretisation.
+        grid: the time grid; grids other than ``uniform`` (and explicit ``times``) need a predictor that steps from
+            ``t`` to ``t_next`` (``euler_maruyama``, ``ancestral_sampling``, ``none``): ``reverse_diffusion``
+            follows the SDE's uniform discretisation.
+        callback: ``callback(i, t, x, x0_pred)`` after each step (:data:`scoresde.sampling.common.Callback`).
     """
+    sde = model.sde
     predictor_fn = lookup("predictor", predictor, PREDICTORS)
-    if grid not in TIME_GRIDS:
-        raise ValueError(f"unknown time grid {grid!r}; valid time grids are: {', '.join(TIME_GRIDS)}")
-    if grid != "uniform" and predictor_fn is PREDICTORS["reverse_diffusion"]:
-        raise ValueError(f"grid={grid!r} needs a predictor that steps from t to t_next (euler_maruyama, "
-                         "ancestral_sampling, none); reverse_diffusion uses the SDE's uniform N-step discretisation")
+    if grid not in GRIDS:
+        raise ValueError(f"unknown time grid {grid!r}; valid time grids are: {', '.join(GRIDS)}")
+    uniform = grid in ("uniform", "time_uniform") and times is None
+    if not uniform and predictor_fn is PREDICTORS["reverse_diffusion"]:
+        raise ValueError(f"grid={grid!r} (or explicit times) needs a predictor that steps from t to t_next "
+                         "(euler_maruyama, ancestral_sampling, none); reverse_diffusion uses the SDE's uniform "
+                         "N-step discretisation")
     corrector_fn = lookup("corrector", corrector, CORRECTORS)
     if predictor_fn is PREDICTORS["none"] and corrector_fn is CORRECTORS["none"]:
         raise ValueError("predictor='none' with corrector='none' would return the prior draw unchanged")
@@ -84,25 +82,34 @@ def sample_pc(
         raise ValueError(f"n_steps_each must be a positive integer, got {n_steps_each!r}")
     if not snr > 0:
         raise ValueError(f"snr must be positive, got {snr!r}")
-    _check_eps(eps, sde)
-    counted = CountingScore(score_fn)
-    rsde = sde.reverse(counted, probability_flow)
-    times = (torch.linspace(sde.T, eps, sde.N, dtype=torch.float64) if grid == "uniform" or sde.N == 1
-             else time_grid(grid, sde.T, eps, sde.N - 1))
-    times = torch.cat([times, torch.zeros(1, dtype=torch.float64)]).to(device=z.device, dtype=z.dtype)
+    check_eps(eps, sde)
+    if times is not None:
+        if steps is not None:
+            raise ValueError("pass steps (with grid) or an explicit times grid, not both")
+        grid_t = check_times(times, sde)
+    else:
+        n = sde.N if steps is None else steps
+        if not (isinstance(n, int) and not isinstance(n, bool) and n >= 1):
+            raise ValueError(f"steps must be a positive integer, got {n!r}")
+        grid_t = (torch.linspace(sde.T, eps, n, dtype=torch.float64) if uniform or n == 1
+                  else time_steps(sde, n - 1, grid=grid, eps=eps))
+    step_sde = sde.with_steps(len(grid_t))
+    counted = counting(model, cond)
+    rsde = step_sde.reverse(counted.score, probability_flow)
+    ts = torch.cat([grid_t, torch.zeros(1, dtype=torch.float64)]).to(device=z.device, dtype=z.dtype)
     x, x_mean = z, z
     with torch.no_grad():
-        for i in tqdm(range(sde.N), disable=not progress, desc="PC sampling"):
-            t = times[i].expand(z.shape[0])
-            t_next = times[i + 1].expand(z.shape[0])
-            x, x_mean = corrector_fn(sde, counted, x, t, snr, n_steps_each, generator)
+        for i in tqdm(range(len(grid_t)), disable=not progress, desc="PC sampling"):
+            t = ts[i].expand(z.shape[0])
+            t_next = ts[i + 1].expand(z.shape[0])
+            x, x_mean = corrector_fn(step_sde, counted.score, x, t, snr, n_steps_each, generator)
             x, x_mean = predictor_fn(rsde, x, t, t_next, generator)
+            report(callback, i, ts[i + 1], x, counted)
     return (x_mean if denoise else x), counted.calls
 
 
 def sample_ode(
-    sde: SDE,
-    score_fn: ScoreFn,
+    model: DiffusionModel,
     z: Tensor,
     *,
     rtol: float = 1e-5,
@@ -110,6 +117,7 @@ def sample_ode(
     method: str = "dopri5",
     eps: float = 1e-3,
     denoise: bool = False,
+    cond: dict[str, Any] | None = None,
     generator: torch.Generator | None = None,
     progress: bool = False,
 ) -> tuple[Tensor, int]:
@@ -122,10 +130,14 @@ def sample_ode(
         denoise: finish with one Tweedie denoising step at ``eps`` (``sde.denoise``).
         generator: unused (the ODE is deterministic); accepted so every sampler has the same signature.
         progress: unused (adaptive solvers have no fixed step count).
+
+    Use it for likelihood-consistent deterministic samples and encodings at a chosen tolerance; for a fixed,
+    small budget of network calls prefer a fixed-step sampler (``ddim``).
     """
-    _check_eps(eps, sde)
-    counted = CountingScore(score_fn)
-    rsde = sde.reverse(counted, probability_flow=True)
+    sde = model.sde
+    check_eps(eps, sde)
+    counted = counting(model, cond)
+    rsde = sde.reverse(counted.score, probability_flow=True)
 
     def drift(t: float, x: Tensor) -> Tensor:
         return rsde.sde(x, torch.full((x.shape[0],), t, dtype=x.dtype, device=x.device))[0]
@@ -134,8 +146,5 @@ def sample_ode(
         x, _ = integrate(drift, z, sde.T, eps, rtol=rtol, atol=atol, method=method)
         if denoise:
             t_eps = torch.full((x.shape[0],), eps, dtype=x.dtype, device=x.device)
-            x = sde.denoise(x, t_eps, counted(x, t_eps))
+            x = sde.denoise(x, t_eps, counted.score(x, t_eps))
     return x, counted.calls
-
-
-SAMPLERS: dict[str, Callable[..., tuple[Tensor, int]]] = {"pc": sample_pc, "ode": sample_ode, "sscs": sample_sscs}

@@ -236,7 +236,7 @@ class Trainer:
         shape = (num, *self.data_shape())
         name, options = sampler_options(self.cfg.sampling)
         g = torch.Generator(self.env.device).manual_seed(self.cfg.seed + 1)
-        x = sample(model.sde, model.score_fn, shape, name, g, device=self.env.device, **options)
+        x = sample(model.sde, model.score_fn, shape, name, generator=g, device=self.env.device, **options)
         return x if len(shape) == 2 else inverse_data_scaler(x, self.cfg.data.centered).clamp(0, 1)
 
     def data_shape(self) -> tuple[int, ...]:

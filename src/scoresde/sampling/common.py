@@ -1,0 +1,47 @@
+"""Pieces every sampler shares: NFE counting with conditioning, the time grid from ``steps``/``times``/``grid``, the
+per-step callback."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..models.adapter import CountingModel, DiffusionModel
+from ..sdes.base import SDE
+from .grids import check_times, time_steps
+
+#: ``callback(i, t, x, x0_pred)`` after step ``i``: ``t`` the time the step reached (a 0-d tensor), ``x`` the state
+#: there, ``x0_pred`` the data prediction of the step's last model evaluation (no extra network call), or ``None``
+Callback = Callable[[int, Tensor, Tensor, "Tensor | None"], Any]
+
+
+def check_eps(eps: float, sde: SDE) -> None:
+    """``eps`` (the last time of a sampler) must lie in ``(0, T)``."""
+    if not 0 < eps < sde.T:
+        raise ValueError(f"eps must lie in (0, T={sde.T}), got {eps!r}")
+
+
+def counting(model: DiffusionModel, cond: dict[str, Any] | None) -> CountingModel:
+    """The adapter with ``cond`` bound, counting network evaluations (the NFE)."""
+    return CountingModel(model, cond)
+
+
+def sampler_times(sde: SDE, steps: int | None, times: Tensor | None, *, grid: str, eps: float, rho: float = 7.0,
+                  dtype: torch.dtype, device: torch.device) -> Tensor:
+    """``steps + 1`` times from ``T`` to ``eps`` on ``grid`` (``steps`` defaults to ``sde.N``), or the explicit
+    decreasing ``times`` (which then override ``steps``, ``grid`` and ``eps``)."""
+    if times is not None:
+        if steps is not None:
+            raise ValueError("pass steps (with grid) or an explicit times grid, not both")
+        return check_times(times, sde).to(dtype=dtype, device=device)
+    return time_steps(sde, sde.N if steps is None else steps, grid=grid, eps=eps, rho=rho, dtype=dtype,
+                      device=device)
+
+
+def report(callback: Callback | None, i: int, t: Tensor, x: Tensor, model: CountingModel) -> None:
+    """Call ``callback(i, t, x, x0_pred)`` if one was given."""
+    if callback is not None:
+        callback(i, t, x, model.last_x0())
