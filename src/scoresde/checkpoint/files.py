@@ -33,16 +33,19 @@ _CORRUPT = re.compile(r"PytorchStreamReader|zip archive|central directory|corrup
 def sniff_format(path: str | Path) -> str:
     """``'zip'`` (``torch.save``'s default format), ``'pickle'`` (legacy ``torch.save`` or plain pickle),
     ``'safetensors'``, ``'empty'`` or ``'unknown'``, from the first bytes of the file."""
+    path = Path(path)
     with open(path, "rb") as handle:
         head = handle.read(16)
     if not head:
         return "empty"
     if head[:4] in _ZIP_MAGIC:
         return "zip"
+    # safetensors: a little-endian u64 header length, then the JSON header (checked before pickle: the length's
+    # first bytes can look like pickle's PROTO opcode)
+    if len(head) > 8 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < path.stat().st_size:
+        return "safetensors"
     if head[0] == 0x80 and len(head) > 1 and 2 <= head[1] <= 5:  # pickle PROTO opcode and a protocol number
         return "pickle"
-    if len(head) > 8 and head[8:9] == b"{":  # u64 header length, then the JSON header
-        return "safetensors"
     return "unknown"
 
 

@@ -194,13 +194,18 @@ def _read_meta(directory: Path) -> dict[str, Any]:
     return meta
 
 
-def _read_tensors(path: Path, step: int, map_location: str | torch.device) -> dict[str, Tensor]:
+def _check_step(path: Path, step: int) -> None:
+    """Refuse a tensor file whose recorded step (read from its header only) is not ``step``."""
     with safetensors.safe_open(str(path), framework="pt") as handle:
         metadata = handle.metadata() or {}
     if metadata.get("step") != str(step):
         raise IncompatibleCheckpointError(
             f"{path} is from step {metadata.get('step')} but {_meta_path(path.parent).name} says step {step}: the "
             "checkpoint was torn by an interrupted save")
+
+
+def _read_tensors(path: Path, step: int, map_location: str | torch.device) -> dict[str, Tensor]:
+    _check_step(path, step)
     return safetensors.torch.load_file(str(path), device=str(map_location))
 
 
@@ -243,15 +248,18 @@ def load_checkpoint_directory(
     """Load one scoresde checkpoint directory as a ready score model (EMA weights by default).
 
     The model is rebuilt from the config stored with the weights; keys and shapes must match exactly
-    (:class:`IncompatibleCheckpointError` names any that do not). Only the weights asked for are read. ``dtype`` as
-    in :func:`~scoresde.checkpoint.load_score_sde_checkpoint`. Returns the model with ``model.step`` and
-    ``model.config`` (:func:`~scoresde.checkpoint.loaded.loaded_model`).
+    (:class:`IncompatibleCheckpointError` names any that do not). Only the weights asked for are read in full; a
+    checkpoint whose weight files record different steps (torn by an interrupted save) is refused. ``dtype`` as in
+    :func:`~scoresde.checkpoint.load_score_sde_checkpoint`. Returns the model with ``model.step`` and ``model.config``
+    (:func:`~scoresde.checkpoint.loaded.loaded_model`).
     """
     directory = Path(directory)
     meta = _read_meta(directory)
     step, files = int(meta["step"]), meta.get("files", {})
     if use_ema and "ema" not in files:
         raise IncompatibleCheckpointError(f"{directory} was saved without EMA weights; pass use_ema=False")
+    for name in [files.get("model", _MODEL), *([files["ema"]] if "ema" in files else [])]:
+        _check_step(directory / name, step)  # a checkpoint torn in either weight file is refused
     weights = _read_tensors(directory / files.get("ema" if use_ema else "model", _MODEL), step, map_location)
     model = build_score_model(meta["config"], dtype=dtype)
     load_state_dict(model.net, weights, layout="native")

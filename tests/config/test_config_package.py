@@ -1,0 +1,150 @@
+"""The one config package: one preset registry behind one resolver, the factory, choices from their owners, the
+deprecated import paths, and the layering (config imports no upper layer)."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from scoresde.config import (
+    PRESETS,
+    SDE_TABLE,
+    Config,
+    build_network,
+    build_score_model,
+    build_sde,
+    config_from_dict,
+    get_preset,
+    list_original_presets,
+    list_presets,
+    load_config,
+    resolve_config,
+)
+from scoresde.config import schema as schema_module
+from scoresde.models import PhaseSpaceScoreModel, ScoreModel
+from scoresde.objectives import fp as fp_module
+from scoresde.sdes import PSLD, VPSDE
+
+SRC = Path(__file__).resolve().parents[2] / "src" / "scoresde"
+
+
+def test_every_preset_resolves_through_the_one_resolver() -> None:
+    names = list_presets()
+    assert set(names) == set(PRESETS) and len(names) == len(set(names))
+    families = {name.split("/")[0] for name in names}
+    assert {"ve", "vp", "subvp", "toy", "digits", "psld", "cld", "fp"} <= families
+    for name in names:
+        values = resolve_config(name)
+        assert values == get_preset(name) == PRESETS[name](), name
+        cfg = load_config(name)  # every preset validates as a typed Config
+        assert isinstance(cfg, Config) and cfg.training.sde in SDE_TABLE, name
+        assert resolve_config(cfg) == cfg.to_dict() and load_config(cfg) == cfg, name
+    # an original preset may be named by its file; a fresh copy every time
+    assert resolve_config("configs/vp/ddpm/cifar10.py") == get_preset("vp/ddpm/cifar10")
+    first = resolve_config("digits/vp_ddpmpp")
+    first["model"]["nf"] = 1
+    assert resolve_config("digits/vp_ddpmpp")["model"]["nf"] == 32
+
+
+def test_resolver_sources_agree(tmp_path: Path) -> None:
+    values = get_preset("toy/two_moons")
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(values))
+    assert resolve_config(path) == resolve_config(str(path)) == resolve_config(values) == values
+    assert resolve_config(config_from_dict(values)) == config_from_dict(values).to_dict()
+    with pytest.raises(ValueError, match=r"unknown preset 'toy/two_moon'; closest presets: toy/two_moons"):
+        resolve_config("toy/two_moon")
+    with pytest.raises(FileNotFoundError):
+        resolve_config(tmp_path / "missing.json")
+    with pytest.raises(FileNotFoundError):
+        resolve_config(tmp_path / "configs" / "missing.py")
+    with pytest.raises(TypeError, match="a config must be"):
+        resolve_config(3)
+
+
+def test_factory_takes_every_kind_of_source(tmp_path: Path) -> None:
+    """Fix 8(e): a preset name was iterated as a string."""
+    model = build_score_model("toy/gaussian_mixture")
+    assert isinstance(model, ScoreModel) and isinstance(model.sde, VPSDE) and model.sde.N == 500
+    x, t = torch.randn(5, 2), torch.rand(5) * 0.9 + 0.05
+    with torch.no_grad():
+        assert model(x, t).shape == (5, 2)
+    psld = build_score_model(load_config("toy/gaussian_mixture_psld"))
+    assert isinstance(psld, PhaseSpaceScoreModel) and isinstance(psld.sde, PSLD)
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(get_preset("toy/checkerboard")))
+    torch.manual_seed(0)
+    a = build_network(path)
+    torch.manual_seed(0)
+    b = build_network("toy/checkerboard")
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+    assert build_sde(str(path)).N == 500
+    with pytest.raises(ValueError, match="unknown preset"):
+        build_score_model("toy/gausian_mixtur")
+
+
+def test_choices_come_from_their_owners() -> None:
+    assert schema_module.SDES == tuple(SDE_TABLE) == ("vesde", "vpsde", "subvpsde", "psld", "cld")
+    assert schema_module.FP_MODES is fp_module.MODES and schema_module.FP_WEIGHTINGS is fp_module.WEIGHTINGS
+    values = get_preset("toy/two_moons")
+    values["training"]["sde"] = "edm"
+    with pytest.raises(ValueError, match=r"training\.sde = 'edm' is not allowed; valid values are: vesde, vpsde"):
+        config_from_dict(values)
+
+
+def test_deprecated_import_paths_still_work() -> None:
+    import scoresde.checkpoint.build as old_build
+    import scoresde.config as new
+    import scoresde.configs as old_configs
+    import scoresde.configs.original as old_original
+    import scoresde.configs.pyfile as old_pyfile
+    import scoresde.training.config as old_schema
+    import scoresde.training.presets as old_presets
+    import scoresde.training.presets_phase_space as old_phase_space
+    from scoresde.config.presets.phase_space import PHASE_SPACE_PRESETS
+
+    assert old_configs.list_presets() == old_original.list_presets() == list_original_presets()
+    assert len(old_configs.list_presets()) == 39
+    assert old_configs.get_preset("ve/ncsn/cifar10") == get_preset("ve/ncsn/cifar10")
+    with pytest.raises(ValueError):  # the old function covers the original presets only, as before
+        old_configs.get_preset("toy/two_moons")
+    assert old_configs.parse_config_file is old_pyfile.parse_config_file is new.parse_config_file
+    assert old_schema.Config is new.Config and old_schema.load_config is new.load_config
+    assert old_schema.ConfigError is new.ConfigError and old_schema.SamplingConfig is new.SamplingConfig
+    assert old_presets.list_all_presets() == list_presets()
+    assert old_presets.resolve_preset is resolve_config
+    assert set(old_presets.OUR_PRESETS) == set(list_presets()) - set(list_original_presets())
+    assert "fp/digits/vp_ddpmpp" in old_presets.OUR_PRESETS and "vp/cifar10_ddpmpp_continuous" in old_presets.FP_BASES
+    assert old_phase_space.PHASE_SPACE_PRESETS is PHASE_SPACE_PRESETS
+    assert old_build.build_score_model is new.build_score_model and old_build.resolve_config is resolve_config
+    assert old_build.PHASE_SPACE_SDES == {"psld": SDE_TABLE["psld"].optional, "cld": SDE_TABLE["cld"].optional}
+
+
+def _imports(path: Path) -> list[str]:
+    """Absolute names of the scoresde modules ``path`` imports (anywhere in the file, functions included)."""
+    package = ".".join(path.relative_to(SRC.parent).with_suffix("").parts[:-1])
+    names = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                names.append(".".join([*base, node.module] if node.module else base))
+            elif node.module:
+                names.append(node.module)
+        elif isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+    return [n for n in names if n.startswith("scoresde")]
+
+
+@pytest.mark.parametrize(("package", "forbidden"), [
+    ("config", ("training", "cli", "evaluation", "checkpoint")),
+    ("checkpoint", ("training", "cli", "evaluation")),
+])
+def test_lower_layers_import_no_upper_ones(package: str, forbidden: tuple[str, ...]) -> None:
+    bad = {f"{path.relative_to(SRC)} imports {name}" for path in (SRC / package).rglob("*.py")
+           for name in _imports(path) if name.split(".")[1:2] and name.split(".")[1] in forbidden}
+    assert not bad, sorted(bad)
