@@ -111,6 +111,12 @@ class SDE(abc.ABC):
         end time; phase-space kernels are stiff near 0 and raise it). Default first time of the FPE metric."""
         return 1e-3
 
+    @property
+    def random_initial_state(self) -> bool:
+        """Whether :meth:`initial_state` draws (DSM-mode phase space draws the initial momentum; then a trainer draws
+        it for the global batch and passes it back as ``auxiliary``/``momentum``)."""
+        return False
+
     def initial_state(self, x: Tensor, auxiliary: Tensor | None = None,
                       generator: torch.Generator | None = None) -> Tensor:
         """The state ``z_0`` that training perturbs for data ``x``: ``x`` itself here (no draws). Phase-space SDEs

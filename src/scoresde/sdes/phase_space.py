@@ -205,6 +205,11 @@ class RecipeSDE(SDE):
         ``1e-2``; benchmarks/RESULTS.md)."""
         return 1e-2
 
+    @property
+    def random_initial_state(self) -> bool:
+        """``True`` in DSM mode (``z_0 = [x, m_0]`` with a drawn momentum), ``False`` for HSM."""
+        return self.score_matching == "dsm"
+
     def initial_state(self, x: Tensor, auxiliary: Tensor | None = None,
                       generator: torch.Generator | None = None) -> Tensor:
         """``z_0`` of the score-matching mode: ``[x, 0]`` for HSM (the kernel covariance starts at ``Sigma_0``),

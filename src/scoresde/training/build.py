@@ -8,11 +8,10 @@ import torch
 from torch import Tensor
 
 from ..checkpoint.build import build_score_model
-from ..models import ScoreModel
-from ..objectives import ddpm_loss, phase_space_loss, sde_loss, smld_loss
-from ..objectives.fp import fp_loss, phase_space_fp_loss
-from ..sdes import VESDE, VPSDE, ScalarSDE
-from ..sdes.phase_space import RecipeSDE
+from ..models import DiffusionModel, ScoreModel
+from ..objectives import ddpm_loss, sde_loss, smld_loss
+from ..objectives.fp import fp_loss
+from ..sdes import VESDE, VPSDE
 from .config import Config, SamplingConfig
 
 
@@ -29,16 +28,18 @@ def build_optimizer(cfg: Config, params) -> torch.optim.Adam:
                             amsgrad=o.amsgrad)
 
 
-def check_objective(cfg: Config, model: ScoreModel) -> None:
-    """Refuse objective settings the original does not define (discrete sub-VP, discrete likelihood weighting)."""
+def check_objective(cfg: Config, model: DiffusionModel) -> None:
+    """Refuse objective settings the original does not define (discrete sub-VP, discrete likelihood weighting), and
+    phase-space settings that do not apply (the SDE says whether its state has auxiliary variables)."""
     t = cfg.training
-    if (t.fp_alpha or t.fp_beta) and not (t.continuous and isinstance(model.sde, (ScalarSDE, RecipeSDE))):
+    phase_space = model.sde.has_auxiliary
+    if (t.fp_alpha or t.fp_beta) and not t.continuous:
         raise ValueError("the FP-Diffusion regulariser (training.fp_alpha, training.fp_beta) needs "
                          "training.continuous=true and a continuous-time SDE (vesde, vpsde, subvpsde, psld, cld)")
-    if t.fp_min_time and not isinstance(model.sde, RecipeSDE):
+    if t.fp_min_time and not phase_space:
         raise ValueError(f"training.fp_min_time={t.fp_min_time} applies to phase-space SDEs (psld, cld) only; "
                          f"the scalar-SDE regulariser covers every t as the original (set it to 0)")
-    if isinstance(model.sde, RecipeSDE):
+    if phase_space:
         if not t.continuous or t.likelihood_weighting:
             raise ValueError(f"training.sde {t.sde} trains with HSM/DSM in continuous time: set "
                              "training.continuous=true and training.likelihood_weighting=false")
@@ -47,32 +48,32 @@ def check_objective(cfg: Config, model: ScoreModel) -> None:
         return
     if t.likelihood_weighting:
         raise ValueError("training.likelihood_weighting needs training.continuous=true (as in the original)")
-    if not isinstance(model.sde, (VESDE, VPSDE)) or type(model.sde).__name__ == "SubVPSDE":
+    if type(model.sde) not in DISCRETE_LOSSES:
         raise ValueError(f"discrete training (training.continuous=false) is defined for vesde and vpsde, "
                          f"not {t.sde}")
 
 
-def compute_loss(cfg: Config, model: ScoreModel, x: Tensor, **draws: Any) -> Tensor:
-    """The training loss of the original ``get_step_fn`` on a preprocessed batch ``x``: continuous DSM, or the
-    SMLD (VE) / DDPM (VP) loss when ``training.continuous`` is false. ``draws`` are the loss's random inputs
-    (``t``/``labels`` and ``noise``) or a ``generator``."""
+#: the discrete-time losses of the original, by SDE class (exact class: sub-VP has none)
+DISCRETE_LOSSES = {VESDE: smld_loss, VPSDE: ddpm_loss}
+
+
+def compute_loss(cfg: Config, model: DiffusionModel, x: Tensor, cond: dict[str, Any] | None = None,
+                 **draws: Any) -> Tensor:
+    """The training loss of the original ``get_step_fn`` on a preprocessed batch ``x``: continuous DSM (HSM/DSM on
+    phase-space SDEs), with the FP-Diffusion regulariser when ``training.fp_alpha``/``fp_beta`` are set, or the
+    SMLD (VE) / DDPM (VP) loss when ``training.continuous`` is false. ``cond`` (batch-first tensors) goes to the
+    model; ``draws`` are the loss's random inputs (``t``/``labels``, ``momentum``, ``noise``, ``probes``) or a
+    ``generator``."""
     t = cfg.training
-    if isinstance(model.sde, RecipeSDE):  # phase space: HSM/DSM in epsilon form (Dockhorn et al. 2022, §3.2)
-        if t.fp_alpha or t.fp_beta:  # + the phase-space score Fokker-Planck regulariser (FP-Diffusion)
-            return phase_space_fp_loss(model, model.sde, x, alpha=t.fp_alpha, beta=t.fp_beta, mode=t.fp_mode,
-                                       weighting=t.fp_weighting, m=t.fp_m, blocks=model.blocks,
-                                       reduce_mean=t.reduce_mean, eps=t.eps, min_time=t.fp_min_time, **draws)
-        return phase_space_loss(model, model.sde, x, blocks=model.blocks, reduce_mean=t.reduce_mean, eps=t.eps,
-                                **draws)
     if t.continuous and (t.fp_alpha or t.fp_beta):  # FP-Diffusion: DSM + score Fokker-Planck regulariser
+        extra = {"min_time": t.fp_min_time} if model.sde.has_auxiliary else {
+            "likelihood_weighting": t.likelihood_weighting}
         return fp_loss(model, model.sde, x, alpha=t.fp_alpha, beta=t.fp_beta, mode=t.fp_mode, weighting=t.fp_weighting,
-                       m=t.fp_m, reduce_mean=t.reduce_mean, likelihood_weighting=t.likelihood_weighting, eps=t.eps,
-                       **draws)
+                       m=t.fp_m, reduce_mean=t.reduce_mean, eps=t.eps, cond=cond, **extra, **draws)
     if t.continuous:
         return sde_loss(model, model.sde, x, reduce_mean=t.reduce_mean, likelihood_weighting=t.likelihood_weighting,
-                        eps=t.eps, **draws)
-    fn = smld_loss if isinstance(model.sde, VESDE) else ddpm_loss
-    return fn(model, model.sde, x, reduce_mean=t.reduce_mean, **draws)
+                        eps=t.eps, cond=cond, **draws)
+    return DISCRETE_LOSSES[type(model.sde)](model, model.sde, x, reduce_mean=t.reduce_mean, cond=cond, **draws)
 
 
 def sampler_options(s: SamplingConfig) -> tuple[str, dict[str, Any]]:

@@ -29,7 +29,6 @@ from ..data import inverse_data_scaler, preprocess
 from ..models import ScoreModel
 from ..models.phase_space import MODEL_DEFAULTS as PHASE_SPACE_MODEL_DEFAULTS
 from ..sampling import sample
-from ..sdes.phase_space import RecipeSDE
 from .build import build_model, build_optimizer, check_objective, compute_loss, sampler_options
 from .config import Config, ConfigError, config_from_dict
 from .data import StepBatchSampler, build_dataset, global_batch_indices, make_loader
@@ -133,8 +132,8 @@ class Trainer:
         else:
             draws = {"labels": torch.randint(0, self.model.sde.N, (B,), generator=g)}
         sde = self.model.sde
-        if isinstance(sde, RecipeSDE) and sde.score_matching == "dsm":  # m_0 ~ N(0, Sigma_0[1:, 1:]), global too
-            draws["momentum"] = sde.augment(torch.zeros(shape), g)[:, shape[1]:]
+        if sde.random_initial_state:  # DSM-mode phase space: m_0 ~ N(0, Sigma_0[1:, 1:]) for the global batch too
+            draws["momentum"] = sde.initial_state(torch.zeros(shape), generator=g)[:, shape[1]:]
         draws["noise"] = torch.randn(sde.state_shape(shape), generator=g)  # phase space: [x, m] noise
         if t.continuous and (t.fp_alpha or t.fp_beta):  # FP-Diffusion: one Gaussian Hutchinson probe per example
             draws["probes"] = torch.randn(sde.state_shape(shape), generator=g)
@@ -163,8 +162,9 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
-    def train_step(self, micro_batches: list[Tensor]) -> float:
-        """One optimizer step over this rank's micro-batches; returns the loss averaged over ranks."""
+    def train_step(self, micro_batches: list[Tensor], conds: list[dict[str, Tensor]] | None = None) -> float:
+        """One optimizer step over this rank's micro-batches; returns the loss averaged over ranks. ``conds`` (one dict
+        of batch-first tensors per micro-batch, e.g. ``class_labels``) is passed to the model with its rows."""
         t = self.cfg.training
         per_rank = sum(b.shape[0] for b in micro_batches)
         global_shape = (per_rank * self.env.world_size, *micro_batches[0].shape[1:])
@@ -182,7 +182,8 @@ class Trainer:
             no_sync = contextlib.nullcontext() if sync else self.train_model.net.no_sync()
             with no_sync, torch.autocast(self.env.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 draws = {k: v[sl].to(self.env.device) for k, v in loss_draws.items()}
-                loss = compute_loss(self.cfg, self.train_model, x, **draws) * (batch.shape[0] / per_rank)
+                cond = None if conds is None else {k: v.to(self.env.device) for k, v in conds[i].items()}
+                loss = compute_loss(self.cfg, self.train_model, x, cond=cond, **draws) * (batch.shape[0] / per_rank)
             self.scaler.scale(loss).backward()
             total += loss.detach().float()
         mean_loss = float(self.env.mean(total))
