@@ -15,7 +15,6 @@ import torch
 from scoresde.checkpoint import (
     IncompatibleCheckpointError,
     UnsafeCheckpointError,
-    build_network,
     convert_original_checkpoint,
     load_checkpoint,
     load_score_sde_checkpoint,
@@ -23,7 +22,7 @@ from scoresde.checkpoint import (
     remap_optimizer_state,
     save_checkpoint,
 )
-from scoresde.config import config_from_dict
+from scoresde.config import build_network, config_from_dict
 from tests.reference import require_reference
 
 

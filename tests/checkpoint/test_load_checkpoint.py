@@ -241,6 +241,8 @@ def test_files_that_are_not_checkpoints(tmp_path: Path) -> None:
         scoresde.load_checkpoint(tensors, config=TOY)
     with pytest.raises(IncompatibleCheckpointError, match="neither a Score SDE checkpoint"):
         scoresde.load_checkpoint(_save(tmp_path / "t.pt", torch.zeros(3)), config=TOY)
+    with pytest.raises(NotACheckpointError, match="is a directory, not a checkpoint file"):
+        load_score_sde_checkpoint(tmp_path / "d", TOY)
 
 
 def _save(path: Path, obj: object) -> Path:
@@ -272,7 +274,8 @@ def test_cli_import_reports_a_bad_file_on_one_line(pth: Path, tmp_path: Path, ca
     truncated = _write(tmp_path / "cut.pth", pth.read_bytes()[: pth.stat().st_size // 2])
     text = _write(tmp_path / "notes.pth", b"not a checkpoint\n")
     not_a_checkpoint = "is not a checkpoint (not a torch/zip/pickle file)"
-    for path, message in ((truncated, "is truncated or corrupt"), (text, not_a_checkpoint)):
+    for path, message in ((truncated, "is truncated or corrupt"), (text, not_a_checkpoint),
+                          (tmp_path, "is a directory, not a checkpoint file")):
         for fmt in ("auto", "score-sde", "psld"):
             code = main(["import", "--checkpoint", str(path), "--config", "toy/gaussian_mixture", "--workdir",
                          str(tmp_path / f"run_{fmt}"), "--format", fmt])

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from scoresde.checkpoint import build_network, build_sde
-from scoresde.configs import get_preset, list_presets, parse_config_file, parse_config_source
+from scoresde.config import build_network, build_sde, get_preset, parse_config_file, parse_config_source
+from scoresde.config import list_original_presets as list_presets
 from scoresde.sdes import VESDE, SubVPSDE
 from tests.reference import require_reference
 

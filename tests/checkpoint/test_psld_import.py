@@ -13,16 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from scoresde.checkpoint import (
-    IncompatibleCheckpointError,
-    build_network,
-    build_score_model,
-    build_sde,
-    load_psld_checkpoint,
-    read_psld_training_state,
-)
+from scoresde.checkpoint import IncompatibleCheckpointError, load_psld_checkpoint, read_psld_training_state
 from scoresde.cli import main
-from scoresde.config import config_from_dict, load_config
+from scoresde.config import build_network, build_score_model, build_sde, config_from_dict, load_config
 from scoresde.models import PhaseSpaceScoreModel
 from scoresde.sdes import CLD, PSLD
 

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from scoresde.training import ConfigError, apply_overrides, config_from_dict, list_all_presets, load_config
+from scoresde.config import ConfigError, apply_overrides, config_from_dict, load_config
+from scoresde.config import list_presets as list_all_presets
 
 
 def test_every_preset_loads_as_a_typed_config() -> None:

@@ -69,16 +69,16 @@ def load_weights_only(path: str | Path, map_location: str | torch.device = "cpu"
     """``torch.load(path, weights_only=True)`` with one clear error per failure (module docstring).
 
     Raises:
-        IsADirectoryError / FileNotFoundError: ``path`` is a directory (scoresde's own checkpoints: use
-            :func:`scoresde.load_checkpoint`) or does not exist.
+        FileNotFoundError: ``path`` does not exist.
         CorruptCheckpointError: truncated or corrupt.
-        NotACheckpointError: not a torch zip archive nor a pickle.
+        NotACheckpointError: not a torch zip archive nor a pickle, or a directory (scoresde's own checkpoints: use
+            :func:`scoresde.load_checkpoint`).
         UnsafeCheckpointError: holds code-executing globals (refused; nothing in it was executed).
     """
     path = Path(path)
     if path.is_dir():
-        raise IsADirectoryError(f"{path} is a directory: for checkpoints in scoresde's own format (a checkpoint "
-                                "directory or a run folder) use scoresde.load_checkpoint")
+        raise NotACheckpointError(f"{path} is a directory, not a checkpoint file: for checkpoints in scoresde's own "
+                                  "format (a checkpoint directory or a run folder) use scoresde.load_checkpoint")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     kind = sniff_format(path)

@@ -40,10 +40,12 @@ class _Evaluator:
         self.env: dict[str, Any] = {}
 
     def error(self, node: ast.AST, what: str) -> ValueError:
+        """The error for an unsupported construct at ``node``, naming the file and line."""
         line = getattr(node, "lineno", "?")
         return ValueError(f"{self.filename}:{line}: unsupported construct in a Score SDE config file: {what}")
 
     def value(self, node: ast.expr) -> Any:
+        """The value of an expression: a literal, a new ConfigDict, a default config, a name or an attribute."""
         if isinstance(node, ast.Call):
             name = ast.unparse(node.func)
             if name in ("ml_collections.ConfigDict", "ConfigDict") and not node.args and not node.keywords:
@@ -67,6 +69,7 @@ class _Evaluator:
         return _jsonable(literal)
 
     def assign(self, target: ast.expr, value: Any) -> None:
+        """Bind ``value`` to a local name or a config entry."""
         if isinstance(target, ast.Name):
             self.env[target.id] = value
         elif isinstance(target, ast.Attribute):
@@ -78,6 +81,7 @@ class _Evaluator:
             raise self.error(target, f"assignment target {ast.unparse(target)}")
 
     def run(self, body: list[ast.stmt]) -> dict[str, Any]:
+        """Interpret the function body; the config it returns."""
         for stmt in body:
             if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
                 continue  # docstring
