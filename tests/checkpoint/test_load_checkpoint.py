@@ -19,7 +19,6 @@ from scoresde.checkpoint import (
     CorruptCheckpointError,
     IncompatibleCheckpointError,
     NotACheckpointError,
-    UnsafeCheckpointError,
     load_checkpoint,
     load_psld_checkpoint,
     load_score_sde_checkpoint,
@@ -248,25 +247,6 @@ def test_files_that_are_not_checkpoints(tmp_path: Path) -> None:
 def _save(path: Path, obj: object) -> Path:
     torch.save(obj, path)
     return path
-
-
-class _Payload:
-    """Unpickling this would create a file: ``weights_only=True`` must refuse it."""
-
-    def __init__(self, target: Path) -> None:
-        self.target = target
-
-    def __reduce__(self):
-        return (Path.touch, (self.target,))
-
-
-def test_code_executing_globals_are_refused(tmp_path: Path) -> None:
-    marker = tmp_path / "executed"
-    path = _save(tmp_path / "evil.pth", {"model": {}, "payload": _Payload(marker)})
-    with pytest.raises(UnsafeCheckpointError, match=r"refused by torch.load\(weights_only=True\), nothing in it was "
-                                                    r"executed: it contains code-executing globals"):
-        scoresde.load_checkpoint(path, config=TOY)
-    assert not marker.exists()
 
 
 def test_cli_import_reports_a_bad_file_on_one_line(pth: Path, tmp_path: Path, capsys) -> None:
