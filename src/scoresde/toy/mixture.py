@@ -137,6 +137,7 @@ class GaussianMixture:
             return one, torch.zeros_like(one)
         if t is None:
             raise ValueError("t is required when an SDE is given")
+        _check_scalar(sde)
         t = torch.as_tensor(t, dtype=torch.float64, device=x.device)
         if t.dim() == 0:
             t = t.expand(batch)
@@ -172,8 +173,10 @@ class GaussianMixture:
     def score_fn(self, sde: ScalarSDE):
         """The exact ``score_fn(x, t)`` of the perturbed marginals under ``sde``, for samplers and likelihoods.
 
-        ``x`` may have any shape ``(B, ...)`` with ``prod(...) = d``; the score is returned in ``x``'s dtype.
+        ``x`` may have any shape ``(B, ...)`` with ``prod(...) = d``; the score is returned in ``x``'s dtype. Scalar
+        SDEs only (VE, VP, sub-VP); for PSLD/CLD use :class:`scoresde.toy.phase_space.PhaseSpaceMixture`.
         """
+        _check_scalar(sde)
 
         def score_fn(x: Tensor, t: Tensor) -> Tensor:
             return self.score(x, t, sde)
@@ -194,3 +197,10 @@ class GaussianMixture:
             ],
             dtype=dtype,
         )
+
+
+def _check_scalar(sde: object) -> None:
+    """The mixture's closed forms need a scalar kernel ``x_t = alpha_t x_0 + sigma_t eps``."""
+    if not (callable(getattr(sde, "alpha", None)) and callable(getattr(sde, "sigma", None))):
+        raise ValueError(f"GaussianMixture needs a scalar SDE (VE, VP, sub-VP: x_t = alpha_t x_0 + sigma_t eps); "
+                         f"{type(sde).__name__} has a matrix kernel: use scoresde.toy.phase_space.PhaseSpaceMixture")
