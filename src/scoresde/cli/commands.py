@@ -123,12 +123,13 @@ def cmd_likelihood(args: argparse.Namespace) -> int:
     model, step, path = _load_model(workdir, args.checkpoint, not args.no_ema, device)
     dataset = build_dataset(cfg.data, args.split, cfg.seed)
     num = min(args.num, len(dataset))
-    g = torch.Generator().manual_seed(args.seed)
     values, errors = [], []
     for start in range(0, num, args.batch_size):
-        batch = torch.stack([dataset[i][0] for i in range(start, min(num, start + args.batch_size))])
+        items = range(start, min(num, start + args.batch_size))
+        batch = torch.stack([dataset[i][0] for i in items])
+        # example i draws from (seed, i), as eval --metrics bpd; phase space: the bound over momentum draws
         v, se = data_nll(model.sde, model.score_fn, batch.to(device), centered=cfg.data.centered, trace=args.trace,
-                         n_probes=args.n_probes, generator=g)  # phase space: the bound over momentum draws
+                         n_probes=args.n_probes, seed=args.seed, indices=items)
         values.append(v.detach().cpu())
         errors.append(se.detach().cpu())
     v, se = torch.cat(values), torch.cat(errors)

@@ -207,31 +207,30 @@ def _image_metrics(samples, reference, settings: EvalSettings, wanted: set[str])
 
 
 def _bits_per_dim(model, cfg, directory: Path, settings: EvalSettings, env: DistEnv, progress: bool):
-    """Per-example bits/dim (nats/dim for 2-D points) of the split in rounds of one batch, each seeded from
-    ``(seed, first index)`` (the ODE solver's error control couples a batch, so the batch is the unit).
+    """Per-example bits/dim (nats/dim for 2-D points) of the split in rounds of one batch, with the likelihood's
+    per-example seeding convention (:func:`scoresde.likelihood.data_nll` ``seed=, indices=``: example ``i`` draws
+    from ``(seed, i)``), as ``scoresde likelihood`` does, so both give the same number on the same points.
 
-    A phase-space run (``model.sde`` a :class:`~scoresde.sdes.RecipeSDE`) has no exact likelihood of the data: it
-    gets the entropy-corrected augmented bound (:func:`scoresde.likelihood.augmented_bits_per_dim`, Dockhorn et al.
-    2022, App. B.4) with ``bpd_probes`` momentum draws per example, as ``scoresde likelihood`` does; the record says
-    ``"bound": true`` and ``n_momentum``."""
+    A phase-space run (``model.sde.has_auxiliary``) has no exact likelihood of the data: it gets the entropy-corrected
+    augmented bound (Dockhorn et al. 2022, App. B.4) with ``bpd_probes`` momentum draws per example, as ``scoresde
+    likelihood`` does; the record says ``"bound": true`` and ``n_momentum``."""
     from ..likelihood import data_nll
-    from ..sdes.phase_space import RecipeSDE
     from ..training.data import build_dataset
 
-    phase_space = isinstance(model.sde, RecipeSDE)
+    phase_space = model.sde.has_auxiliary
     dataset = build_dataset(cfg.data, settings.bpd_split, cfg.seed)
     num = len(dataset) if settings.bpd_num is None else min(settings.bpd_num, len(dataset))
     protocol = {"split": settings.bpd_split, "batch_size": settings.bpd_batch_size, "seed": settings.seed,
-                "trace": settings.bpd_trace, "probes": settings.bpd_probes, "code_version": __version__}
+                "trace": settings.bpd_trace, "probes": settings.bpd_probes, "code_version": __version__,
+                "seeding": "per-example (seed, index)"}
     if phase_space:
         protocol["augmented_bound"] = True
     check_protocol(directory, protocol, env)
 
     def compute(items: range) -> dict[str, np.ndarray]:
         batch = torch.stack([dataset[i][0] for i in items]).to(env.device)
-        g = torch.Generator(env.device).manual_seed(sample_seed(settings.seed, items.start))
         v, se = data_nll(model.sde, model.score_fn, batch, centered=cfg.data.centered, trace=settings.bpd_trace,
-                         n_probes=settings.bpd_probes, generator=g)
+                         n_probes=settings.bpd_probes, seed=settings.seed, indices=items)
         return {"value": v.detach().cpu().double().numpy(), "probe_stderr": se.detach().cpu().double().numpy()}
 
     run_rounds(directory, num, settings.bpd_batch_size, env, compute, progress=progress, desc="bits/dim rounds")
@@ -288,9 +287,7 @@ def fpe_first_time(eps: float | None, sde) -> float:
     (see :func:`scoresde.objectives.fp.fpe_residual`)."""
     if eps is not None:
         return float(eps)
-    from ..sdes.phase_space import RecipeSDE
-
-    return 1e-2 if isinstance(sde, RecipeSDE) else 1e-3
+    return sde.fd_min_time
 
 
 def _finite_mean(values: np.ndarray) -> float | None:

@@ -12,19 +12,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-import numpy as np
 import torch
 from torch.overrides import TorchFunctionMode
 
+from ..numerics.seeding import example_generators, sample_seed  # sample_seed lives in numerics (the likelihood uses it)
+
 _PER_ROW = (torch.randn, torch.rand)
 
-
-def sample_seed(seed: int, index: int) -> int:
-    """64-bit seed of sample ``index`` of a run seeded ``seed``: NumPy's ``SeedSequence((seed, index))`` hash, so
-    neighbouring indices get unrelated streams (O'Neill 2015 / NumPy's seeding; EDM uses the raw index)."""
-    if seed < 0 or index < 0:
-        raise ValueError(f"seed and index must be non-negative, got {seed} and {index}")
-    return int(np.random.SeedSequence([seed, index]).generate_state(1, dtype=np.uint64)[0])
+__all__ = ["batch_coupled", "per_sample_generators", "sample_seed"]
 
 
 class _PerSampleNoise(TorchFunctionMode):
@@ -64,8 +59,7 @@ def per_sample_generators(seed: int, indices: Sequence[int],
     or ``ald``). The ``langevin`` corrector (batch-mean norms in its step size) and the adaptive ODE solvers (one
     error norm for the batch) couple the samples of a batch: with them a sample depends on its batch too.
     """
-    device = torch.device(device)
-    mode = _PerSampleNoise([torch.Generator(device).manual_seed(sample_seed(seed, int(i))) for i in indices])
+    mode = _PerSampleNoise(example_generators(seed, indices, device))
     with mode:
         yield mode.marker
 

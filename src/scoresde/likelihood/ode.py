@@ -1,23 +1,46 @@
-"""Exact likelihood through the probability-flow ODE (Song et al. 2021, App. D.2).
+"""Exact likelihood through the probability-flow ODE (Song et al. 2021, App. D.2), on data for every SDE.
 
-``log p_eps(x(eps)) = log p_T(x(T)) + int_eps^T div f_pf(x(t), t) dt`` where ``f_pf = f - 1/2 g^2 score`` is the
-probability-flow drift (eq. 13) and the divergence is exact (``D`` backward passes) or a Hutchinson–Skilling
-estimate ``v^T (d f_pf / d x) v`` with a probe ``v`` fixed along the trajectory (eq. 40).
+``log p_eps(z(eps)) = log p_T(z(T)) + int_eps^T div f_pf(z(t), t) dt`` where ``f_pf = f - 1/2 G G^T score`` is the
+probability-flow drift (eq. 13) and the divergence is exact (``D`` Jacobian products) or a Hutchinson–Skilling
+estimate ``v^T (d f_pf / d z) v`` with a probe ``v`` fixed along the trajectory (eq. 40), from the shared engine
+:func:`scoresde.numerics.divergence`.
+
+When the SDE's state carries auxiliary variables besides the data (PSLD, CLD: ``z = [x, m]``, ``sde.has_auxiliary``)
+the likelihood of the data is not available exactly: each example gets momentum draws ``m_0 ~ q`` (``sde.augment``)
+and the entropy-corrected augmented bound (Dockhorn et al. 2022, §3.2 and App. B.4)
+
+    ``log p(x) >= E_{m_0 ~ q} [log p(x, m_0) - log q(m_0)]``
+
+is returned (``sde.auxiliary_logp`` is ``log q``), with equality for the true model. ``info.bound`` says so.
+
+Random draws come probe-major (row ``p B + b`` is draw ``p`` of example ``b``) from one ``generator``, in the order
+dequantisation (bits/dim), momentum, probes; or, with a list of one generator per example, each example's draws
+come from its own generator in that order, so its value does not depend on its batch (up to the adaptive solver's
+batch-wide error control): the convention of :func:`scoresde.likelihood.data_nll` ``(seed=, indices=)``.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
-from ..sampling.odeint import integrate
+from ..models.adapter import DiffusionModel, as_model, check_cond
+from ..numerics.checks import check_count
+from ..numerics.divergence import check_ad, divergence, draw_probes, estimator_name
+from ..numerics.odeint import integrate
+from ..numerics.times import check_eps
 from ..sdes.base import SDE, ScoreFn
 
 TRACE_ESTIMATORS = ("hutchinson-rademacher", "hutchinson-gaussian", "exact")
 DEQUANTIZATIONS = ("uniform", "midpoint", "none")
+
+Generators = torch.Generator | Sequence[torch.Generator] | None
+"""One generator for the batch, one per example (the per-example convention), or ``None`` (torch's global one)."""
 
 
 @dataclass
@@ -27,11 +50,17 @@ class LikelihoodInfo:
     Attributes:
         nfe: number of evaluations of the ODE right-hand side (each one score evaluation plus its divergence).
         stderr: per-example Monte-Carlo standard error of the returned value over the ``n_probes`` independent
-            probes (and dequantisation draws for :func:`bits_per_dim`); zero for the exact trace with no
-            random dequantisation, NaN when a single random draw gives no error estimate.
-        prior_logp: per-example ``log p_T(x(T))``, averaged over probes.
-        delta_logp: per-example ``int_eps^T div f_pf dt``, averaged over probes.
-        latent: ``x(T)`` of the first probe, the encoding of the data under the ODE.
+            draws (probes, momenta, dequantisations); zero when nothing is random, NaN when a single random draw
+            gives no error estimate.
+        prior_logp: per-example ``log p_T(z(T))``, averaged over the draws.
+        delta_logp: per-example ``int_eps^T div f_pf dt``, averaged over the draws.
+        latent: ``z(T)`` of the first draw, the encoding of the data (its state) under the ODE.
+        bound: ``True`` when the value is the entropy-corrected augmented bound (an SDE with auxiliary variables)
+            rather than an exact likelihood.
+        joint_logp: per-example ``log p(z_0)`` of the state (``log p(x, m_0)`` on phase space; the likelihood
+            itself otherwise), averaged over the draws.
+        auxiliary_logp: per-example ``log q(m_0)`` subtracted by the bound (zero without auxiliary variables),
+            averaged over the draws.
     """
 
     nfe: int
@@ -39,26 +68,110 @@ class LikelihoodInfo:
     prior_logp: Tensor
     delta_logp: Tensor
     latent: Tensor
+    bound: bool = False
+    joint_logp: Tensor | None = None
+    auxiliary_logp: Tensor | None = None
 
 
-def _divergence(out: Tensor, x: Tensor, probe: Tensor | None) -> Tensor:
-    """Per-example ``div out`` w.r.t. ``x``: exact when ``probe`` is None, else ``probe^T J probe``."""
-    if probe is not None:
-        (vjp,) = torch.autograd.grad(out, x, probe)
-        return (vjp * probe).flatten(1).sum(1)
-    flat = out.flatten(1)
-    div = torch.zeros(flat.shape[0], dtype=out.dtype, device=out.device)
-    for i in range(flat.shape[1]):
-        (grad,) = torch.autograd.grad(flat[:, i].sum(), x, retain_graph=i + 1 < flat.shape[1])
-        div = div + grad.flatten(1)[:, i]
-    return div
+class Draws:
+    """The source of a likelihood's random inputs for ``B`` examples with draws stacked probe-major: one generator
+    (or ``None``) for the batch, or a sequence of ``B`` generators, example ``b``'s draws all from the ``b``-th."""
+
+    def __init__(self, generator: Generators, B: int) -> None:
+        if generator is None or isinstance(generator, torch.Generator):
+            self.shared, self.per_example = generator, None
+            return
+        gens = list(generator)
+        if len(gens) != B or not all(isinstance(g, torch.Generator) for g in gens):
+            raise ValueError(f"generator must be a torch.Generator or a sequence of one per example ({B}), got "
+                             f"{len(gens)} items")
+        self.shared, self.per_example = None, gens
+
+    def rows(self, fn: Callable[[Tensor, torch.Generator | None], Tensor], rows: Tensor) -> Tensor:
+        """``fn(rows, generator)`` for probe-major ``rows`` (``(n B, ...)``); per example, ``fn`` gets example
+        ``b``'s ``n`` rows and its own generator, and the results are put back in probe-major order."""
+        if self.per_example is None:
+            return fn(rows, self.shared)
+        B = len(self.per_example)
+        parts = [fn(rows[b::B], g) for b, g in enumerate(self.per_example)]
+        return torch.stack(parts, 1).reshape(rows.shape[0], *parts[0].shape[1:])
 
 
-def _probes(x: Tensor, trace: str, generator: torch.Generator | None) -> Tensor | None:
-    if trace == "exact":
-        return None
-    v = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-    return v.sign() if trace == "hutchinson-rademacher" else v
+class Solve(NamedTuple):
+    """One ODE solve over ``n`` draws of ``B`` examples; tensors ``(n, B)`` unless said otherwise."""
+
+    value: Tensor        # joint - auxiliary: the log-likelihood, or the augmented bound
+    joint: Tensor        # log p(z_0)
+    auxiliary: Tensor    # log q(aux_0) (zeros without augmentation)
+    prior: Tensor
+    delta: Tensor
+    latent: Tensor       # (n B, ...): z(T) of every row
+    nfe: int
+    random: bool         # whether anything was drawn (probes or momenta)
+
+
+def repeat_rows(x: Tensor, n: int) -> Tensor:
+    """``n`` copies of a batch stacked probe-major: row ``p B + b`` is ``x[b]``."""
+    return x.repeat(n, *([1] * (x.dim() - 1)))
+
+
+def solve(sde: SDE, model: DiffusionModel, rows: Tensor, n: int, draws: Draws, *, estimator: str,
+          augment: bool, cond: dict[str, Any], rtol: float, atol: float, eps: float, method: str,
+          divergence_ad: str) -> Solve:
+    """The likelihood of probe-major ``rows`` (``n`` draws of ``B`` examples; data or states): augment data to
+    states when ``augment`` (``sde.augment``, the momentum draws), draw the probes, solve the probability-flow ODE
+    with the augmented state ``[z, delta_logp]`` from ``eps`` to ``T`` (Song et al. 2021, App. D.2, eqs. 39–40;
+    Chen et al. 2018, Thm. 1) and add the prior log-density; subtract ``log q`` of the momenta."""
+    B = rows.shape[0] // n
+    z = draws.rows(lambda r, g: sde.augment(r, g), rows) if augment else rows
+    probes = None
+    if estimator != "exact":
+        probes = draws.rows(lambda r, g: draw_probes(r, estimator, 1, g)[0], z)[None]
+    cond = {k: (None if v is None else repeat_rows(v, n)) for k, v in cond.items()}
+    score = model.score if not cond else (lambda x, t: model.score(x, t, **cond))
+    rsde = sde.reverse(score, probability_flow=True)
+    D = z[0].numel()
+    calls = [0]
+
+    def rhs(t: float, state: Tensor) -> Tensor:
+        calls[0] += 1
+        with torch.enable_grad():
+            zt = state[:, :D].reshape(z.shape).detach().requires_grad_(True)
+            vec_t = torch.full((zt.shape[0],), t, dtype=zt.dtype, device=zt.device)
+
+            def drift(zz: Tensor) -> Tensor:
+                return rsde.sde(zz, vec_t)[0]
+
+            out = None if divergence_ad == "forward" else drift(zt)
+            div, out = divergence(drift, zt, out, estimator, probes, divergence_ad, create_graph=False)
+        return torch.cat([out.detach().flatten(1), div.detach()[:, None]], dim=1)
+
+    state0 = torch.cat([z.flatten(1), torch.zeros(z.shape[0], 1, dtype=z.dtype, device=z.device)], dim=1)
+    try:
+        state_T, nfe = integrate(rhs, state0, eps, sde.T, rtol=rtol, atol=atol, method=method)
+    except (RuntimeError, ValueError) as e:
+        if augment and calls[0] <= 1:  # the score could not even be evaluated once: a state passed as data?
+            raise ValueError(f"the score function failed on the state {tuple(z.shape)} that log_likelihood built "
+                             f"from the data {tuple(rows.shape)} (data plus momentum drawn from the initial law); "
+                             "if x already is a state [x, m_0], pass x_is_state=True "
+                             f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from e
+        raise
+    latent = state_T[:, :D].reshape(z.shape)
+    delta = state_T[:, D]
+    prior = sde.prior_logp(latent)
+    joint = prior + delta
+    aux = sde.auxiliary_logp(z) if augment else torch.zeros_like(joint)
+    value = joint - aux if augment else joint
+    return Solve(value.reshape(n, B), joint.reshape(n, B), aux.reshape(n, B), prior.reshape(n, B),
+                 delta.reshape(n, B), latent, nfe, estimator != "exact" or augment)
+
+
+def summary(res: Solve, stderr: Tensor, augment: bool) -> LikelihoodInfo:
+    """The :class:`LikelihoodInfo` of a solve: draw means, the first draw's latent."""
+    B = res.value.shape[1]
+    return LikelihoodInfo(nfe=res.nfe, stderr=stderr, prior_logp=res.prior.mean(0), delta_logp=res.delta.mean(0),
+                          latent=res.latent[:B], bound=augment, joint_logp=res.joint.mean(0),
+                          auxiliary_logp=res.auxiliary.mean(0))
 
 
 def log_likelihood(
@@ -72,75 +185,64 @@ def log_likelihood(
     atol: float = 1e-5,
     eps: float = 1e-5,
     method: str = "dopri5",
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
+    cond: Mapping[str, Any] | None = None,
+    x_is_state: bool = False,
+    divergence_ad: str = "reverse",
 ) -> tuple[Tensor, LikelihoodInfo]:
-    """Log-likelihood ``log p_eps(x)`` (nats, per example) by the instantaneous change of variables.
-
-    Solves the probability-flow ODE with the augmented state ``[x, delta_logp]`` from ``eps`` to ``T``
-    (Song et al. 2021, App. D.2, eqs. 39–40; Chen et al. 2018, Thm. 1) and adds the prior log-density.
+    """Log-likelihood ``log p_eps(x)`` (nats, per example) of data ``x`` by the instantaneous change of variables
+    (Song et al. 2021, App. D.2, eqs. 39–40; Chen et al. 2018, Thm. 1); for an SDE with auxiliary variables (PSLD,
+    CLD) the entropy-corrected augmented bound ``E_{m_0}[log p(x, m_0) - log q(m_0)] <= log p(x)`` (Dockhorn et al.
+    2022, App. B.4; ``info.bound`` is then ``True``). Use it for the likelihood of continuous data; for discrete
+    data (images) use :func:`bits_per_dim`.
 
     Args:
-        sde: the forward SDE; ``x`` lives in its state space.
-        score_fn: ``score_fn(x, t)``.
-        x: batch of states at time ``eps``.
+        sde: the forward SDE.
+        score_fn: a model adapter or ``score_fn(x, t)`` of the state (an adapter's SDE must be ``sde``).
+        x: batch of data at time ``eps``, ``(B, ...)``; a batch of states with ``x_is_state=True``.
         trace: ``"hutchinson-rademacher"`` or ``"hutchinson-gaussian"`` (unbiased single-probe estimates of the
-            divergence, one probe per example fixed along the path) or ``"exact"`` (one backward pass per
-            dimension: exact, ``D`` times the cost).
-        n_probes: independent Hutchinson probes per example; their estimates are averaged and their spread
-            gives ``info.stderr``. Must be 1 for the exact trace.
-        rtol, atol: tolerances of the adaptive solver (1e-5 as in Score SDE). The solver controls the RMS error
-            of the whole batch, as the reference does, so one example's error may exceed the tolerance up to
-            ``sqrt(B (D + 1))`` times (measured on the 2-D mixture, B=400: mean 1e-4, worst 6e-3 nats; 10-25x
-            less for the worst example solved alone).
+            divergence, one probe per example fixed along the path) or ``"exact"`` (one Jacobian product per
+            dimension: exact, ``D`` times the cost); the vocabulary of :mod:`scoresde.numerics.divergence`.
+        n_probes: independent draws per example, averaged; their spread gives ``info.stderr``. Each draw has its own
+            Hutchinson probe and (phase space) its own momentum; so with the exact trace it must be 1 unless momenta
+            are drawn.
+        rtol, atol: tolerances of the adaptive solver (1e-5 as in Score SDE). The solver controls the RMS error of
+            the whole batch, as the reference does, so one example's error may exceed the tolerance up to
+            ``sqrt(B (D + 1))`` times (measured: ``benchmarks/RESULTS.md``, "Measured numbers moved from
+            docstrings").
         eps: starting time of the ODE (the likelihood is that of ``p_eps``; 1e-5 as in Score SDE).
-        method: see :func:`scoresde.sampling.odeint.integrate`.
-        generator: random generator for the probes.
+        method: see :func:`scoresde.numerics.odeint.integrate`.
+        generator: random generator for the momenta and probes (in that order), or a sequence of one generator per
+            example (each example's draws from its own: the per-example convention of
+            :func:`scoresde.likelihood.data_nll`).
+        cond: conditioning inputs, a dict of batch-first tensors passed to the model as keyword arguments.
+        x_is_state: ``x`` already is a state (phase space: ``[x, m_0]``): its exact likelihood ``log p_eps(z)``,
+            no momentum drawn, no correction (what this function computed for phase-space SDEs before it took data).
+            Without it, a state passed as data fails with a message that names this option.
+        divergence_ad: ``"reverse"`` or ``"forward"``-mode Jacobian products (same value).
 
     Returns:
         ``(logp, info)`` with ``logp`` of shape ``(B,)`` and a :class:`LikelihoodInfo`.
     """
-    _check_trace(trace, n_probes)
-    if trace == "exact" and n_probes != 1:
+    estimator = _check_trace(trace, n_probes)
+    augment = sde.has_auxiliary and not x_is_state
+    if estimator == "exact" and n_probes != 1 and not augment:
         raise ValueError(f"the exact trace is deterministic: n_probes must be 1, got {n_probes}")
-    if not 0 < eps < sde.T:
-        raise ValueError(f"eps must lie in (0, T={sde.T}), got {eps!r}")
+    check_eps(eps, sde)
+    check_ad(divergence_ad)
+    model = as_model(sde, score_fn)
     B = x.shape[0]
-    xr = x.detach().repeat(n_probes, *([1] * (x.dim() - 1)))  # probe-major: row p*B + b
-    probe = _probes(xr, trace, generator)
-    rsde = sde.reverse(score_fn, probability_flow=True)
-    D = xr[0].numel()
-
-    def rhs(t: float, state: Tensor) -> Tensor:
-        with torch.enable_grad():
-            xt = state[:, :D].reshape(xr.shape).detach().requires_grad_(True)
-            vec_t = torch.full((xt.shape[0],), t, dtype=xt.dtype, device=xt.device)
-            drift = rsde.sde(xt, vec_t)[0]
-            div = _divergence(drift, xt, probe)
-        return torch.cat([drift.detach().flatten(1), div.detach()[:, None]], dim=1)
-
-    state0 = torch.cat([xr.flatten(1), torch.zeros(xr.shape[0], 1, dtype=xr.dtype, device=xr.device)], dim=1)
-    state_T, nfe = integrate(rhs, state0, eps, sde.T, rtol=rtol, atol=atol, method=method)
-    latent = state_T[:, :D].reshape(xr.shape)
-    delta = state_T[:, D]
-    prior = sde.prior_logp(latent)
-    logp = (prior + delta).reshape(n_probes, B)
-    stderr = _stderr(logp, random=trace != "exact")
-    info = LikelihoodInfo(
-        nfe=nfe,
-        stderr=stderr,
-        prior_logp=prior.reshape(n_probes, B).mean(0),
-        delta_logp=delta.reshape(n_probes, B).mean(0),
-        latent=latent[:B],
-    )
-    return logp.mean(0), info
+    res = solve(sde, model, repeat_rows(x.detach(), n_probes), n_probes, Draws(generator, B), estimator=estimator,
+                augment=augment, cond=check_cond(cond, B), rtol=rtol, atol=atol, eps=eps, method=method,
+                divergence_ad=divergence_ad)
+    return res.value.mean(0), summary(res, _stderr(res.value, random=res.random), augment)
 
 
-def _check_trace(trace: str, n_probes: int) -> None:
-    """Reject an unknown trace estimator or a probe count that is not a positive integer."""
-    if trace not in TRACE_ESTIMATORS:
-        raise ValueError(f"unknown trace estimator {trace!r}; valid estimators are: {', '.join(TRACE_ESTIMATORS)}")
-    if not (isinstance(n_probes, int) and not isinstance(n_probes, bool) and n_probes >= 1):
-        raise ValueError(f"n_probes must be a positive integer, got {n_probes!r}")
+def _check_trace(trace: str, n_probes: int) -> str:
+    """The trace estimator, after refusing an unknown one or a probe count that is not a positive integer."""
+    estimator = estimator_name(trace, aliases=False, what="trace estimator")
+    check_count("n_probes", n_probes)
+    return estimator
 
 
 def _stderr(values: Tensor, random: bool) -> Tensor:
@@ -175,6 +277,16 @@ def _to_integer_levels(x: Tensor, bits: int) -> Tensor:
     return k
 
 
+def check_levels_args(bits: int, data_range: tuple[float, float]) -> tuple[float, float]:
+    """Refuse a bit depth that is not a positive integer or a data range with ``hi <= lo``; returns ``(lo, hi)``."""
+    if not (isinstance(bits, int) and not isinstance(bits, bool) and bits >= 1):
+        raise ValueError(f"bits must be a positive integer, got {bits!r}")
+    lo, hi = data_range
+    if not hi > lo:
+        raise ValueError(f"data_range must be (lo, hi) with hi > lo, got {data_range!r}")
+    return lo, hi
+
+
 def bits_per_dim(
     sde: SDE,
     score_fn: ScoreFn,
@@ -190,9 +302,13 @@ def bits_per_dim(
     eps: float = 1e-5,
     method: str = "dopri5",
     dtype: torch.dtype = torch.float32,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
+    cond: Mapping[str, Any] | None = None,
+    divergence_ad: str = "reverse",
 ) -> tuple[Tensor, LikelihoodInfo]:
-    """Bits per dimension of discrete ``bits``-bit data under the model (Song et al. 2021, App. D.2; Theis 2016).
+    """Bits per dimension of discrete ``bits``-bit data under the model (Song et al. 2021, App. D.2; Theis 2016): use
+    it to report image likelihoods; for PSLD/CLD the upper bound from the entropy-corrected augmented bound
+    (Dockhorn et al. 2022, App. B.4; ``info.bound``).
 
     Pixel levels ``k`` are dequantised to ``u = (k + delta) / 2^bits`` in ``[0, 1]`` and mapped to the model's
     range ``y = lo + (hi - lo) u``. Then ``-log2 P(k) <= -log2 p_model(y) - D log2(hi - lo) + D bits``, so
@@ -210,38 +326,34 @@ def bits_per_dim(
             ``"midpoint"`` (``delta = 1/2``) or ``"none"`` (``u = k / (2^bits - 1)``, the reference's
             evaluation without dequantisation).
         dtype: dtype of the model input.
-        Other arguments: as for :func:`log_likelihood`. Each probe gets its own dequantisation draw, so
-            ``info.stderr`` (in bits/dim) covers both sources of randomness.
+        Other arguments: as for :func:`log_likelihood`. Each of the ``n_probes`` draws of an example gets its own
+            dequantisation, momentum (phase space) and probe, drawn in that order, so ``info.stderr`` (in bits/dim)
+            covers every source of randomness.
 
     Returns:
         ``(bpd, info)`` with per-example ``bpd`` of shape ``(B,)``.
     """
     if dequantization not in DEQUANTIZATIONS:
         raise ValueError(f"unknown dequantization {dequantization!r}; valid values are: {', '.join(DEQUANTIZATIONS)}")
-    _check_trace(trace, n_probes)
-    if not (isinstance(bits, int) and not isinstance(bits, bool) and bits >= 1):
-        raise ValueError(f"bits must be a positive integer, got {bits!r}")
-    lo, hi = data_range
-    if not hi > lo:
-        raise ValueError(f"data_range must be (lo, hi) with hi > lo, got {data_range!r}")
+    estimator = _check_trace(trace, n_probes)
+    lo, hi = check_levels_args(bits, data_range)
+    check_eps(eps, sde)
+    check_ad(divergence_ad)
+    model = as_model(sde, score_fn)
     k = _to_integer_levels(x, bits).to(dtype)
     B, D = k.shape[0], k[0].numel()
-    kr = k.repeat(n_probes, *([1] * (k.dim() - 1)))
+    draws = Draws(generator, B)
+    kr = repeat_rows(k, n_probes)
     if dequantization == "uniform":
-        u = (kr + torch.rand(kr.shape, generator=generator, dtype=dtype, device=kr.device)) / 2**bits
+        u = (kr + draws.rows(lambda r, g: torch.rand(r.shape, generator=g, dtype=dtype, device=r.device), kr)) / 2**bits
     elif dequantization == "midpoint":
         u = (kr + 0.5) / 2**bits
     else:
         u = kr / (2**bits - 1)
     y = lo + (hi - lo) * u
-    # One likelihood solve over all probes; each row carries its own dequantisation and probe.
-    logp, info = log_likelihood(sde, score_fn, y, trace=trace, n_probes=1, rtol=rtol, atol=atol, eps=eps,
-                                method=method, generator=generator)
-    offset = bits - math.log2(hi - lo)
-    bpd = (-logp / (D * math.log(2)) + offset).reshape(n_probes, B)
-    random = dequantization == "uniform" or trace != "exact"
-    info.stderr = _stderr(bpd, random=random)
-    info.prior_logp = info.prior_logp.reshape(n_probes, B).mean(0)
-    info.delta_logp = info.delta_logp.reshape(n_probes, B).mean(0)
-    info.latent = info.latent[:B]
-    return bpd.mean(0), info
+    augment = sde.has_auxiliary
+    res = solve(sde, model, y, n_probes, draws, estimator=estimator, augment=augment, cond=check_cond(cond, B),
+                rtol=rtol, atol=atol, eps=eps, method=method, divergence_ad=divergence_ad)
+    bpd = -res.value / (D * math.log(2)) + (bits - math.log2(hi - lo))
+    stderr = _stderr(bpd, random=dequantization == "uniform" or res.random)
+    return bpd.mean(0), summary(res, stderr, augment)

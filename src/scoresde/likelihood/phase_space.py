@@ -1,5 +1,6 @@
-"""The augmented likelihood bound of phase-space SDEs (CLD's entropy correction; Dockhorn et al. 2022, §3.2 and
-App. B.4).
+"""Deprecated entry points of the augmented likelihood bound of phase-space SDEs: :func:`scoresde.log_likelihood`
+and :func:`scoresde.bits_per_dim` now take data for every SDE and return the entropy-corrected bound (Dockhorn et
+al. 2022, §3.2 and App. B.4) for PSLD/CLD themselves.
 
 A phase-space model gives the density ``p(x, m_0)`` of the data together with the initial momentum. Since the
 momentum is drawn independently from ``q(m_0) = N(0, Sigma_0)``, Jensen's inequality gives
@@ -12,14 +13,26 @@ with equality for the true model (then ``p(x, m_0) = p(x) q(m_0)`` for every dra
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from ..sdes.base import ScoreFn
-from ..sdes.phase_space import RecipeSDE
-from .ode import LikelihoodInfo, _to_integer_levels, log_likelihood
+from ..models.adapter import as_model
+from ..numerics.checks import check_count
+from ..numerics.times import check_eps
+from ..sdes.base import SDE, ScoreFn
+from .ode import (
+    Draws,
+    LikelihoodInfo,
+    _check_trace,
+    _stderr,
+    _to_integer_levels,
+    check_levels_args,
+    repeat_rows,
+    solve,
+)
 
 
 @dataclass
@@ -31,7 +44,8 @@ class AugmentedLikelihoodInfo:
             Hutchinson probes); NaN for a single draw.
         joint_logp: per-example ``log p(x, m_0)``, averaged over the draws.
         momentum_logp: per-example ``log q(m_0)``, averaged over the draws (minus the entropy correction).
-        ode: the :class:`~scoresde.likelihood.LikelihoodInfo` of the single solve over all draws.
+        ode: the :class:`~scoresde.likelihood.LikelihoodInfo` of the solve (averaged over the draws; ``latent`` of
+            the first draw).
     """
 
     stderr: Tensor
@@ -41,7 +55,7 @@ class AugmentedLikelihoodInfo:
 
 
 def augmented_log_likelihood(
-    sde: RecipeSDE,
+    sde: SDE,
     score_fn: ScoreFn,
     x: Tensor,
     *,
@@ -53,39 +67,34 @@ def augmented_log_likelihood(
     method: str = "dopri5",
     generator: torch.Generator | None = None,
 ) -> tuple[Tensor, AugmentedLikelihoodInfo]:
-    """Lower bound ``E_{m_0 ~ q}[log p_eps(x, m_0) - log q(m_0)] <= log p(x)`` (nats, per example) of data ``x``
-    under a phase-space model (Dockhorn et al. 2022, §3.2 and App. B.4: the entropy-corrected augmented bound).
+    """Deprecated: ``log_likelihood(sde, score_fn, x, n_probes=n_momentum, ...)`` gives the same bound
+    ``E_{m_0 ~ q}[log p_eps(x, m_0) - log q(m_0)] <= log p(x)`` (Dockhorn et al. 2022, App. B.4) from the same
+    draws; this alias keeps its old info record (``ode`` has the solve's per-row diagnostics)."""
+    warnings.warn("augmented_log_likelihood is deprecated: log_likelihood takes data for PSLD/CLD and returns the "
+                  "same bound (n_momentum is n_probes)", DeprecationWarning, stacklevel=2)
+    return _augmented(sde, score_fn, x, n_momentum=n_momentum, trace=trace, rtol=rtol, atol=atol, eps=eps,
+                      method=method, generator=generator)
 
-    ``log p_eps(x, m_0)`` comes from :func:`scoresde.log_likelihood` on the state ``[x, m_0]``; one ODE solve
-    covers all ``n_momentum`` draws per example.
 
-    Args:
-        sde: a :class:`~scoresde.sdes.RecipeSDE` (PSLD, CLD) with a positive-definite momentum covariance.
-        score_fn: ``score_fn(z, t)`` of the full state.
-        x: data ``(B, C, ...)``.
-        n_momentum: momentum draws per example; their spread gives ``info.stderr``.
-        trace, rtol, atol, eps, method: as for :func:`scoresde.log_likelihood`.
-        generator: random generator for the momenta and the probes.
-    """
-    if not (isinstance(n_momentum, int) and not isinstance(n_momentum, bool) and n_momentum >= 1):
-        raise ValueError(f"n_momentum must be a positive integer, got {n_momentum!r}")
-    B = x.shape[0]
-    z = sde.augment(x.repeat(n_momentum, *([1] * (x.dim() - 1))), generator)  # draw-major: row d*B + b
-    joint, info = log_likelihood(sde, score_fn, z, trace=trace, n_probes=1, rtol=rtol, atol=atol, eps=eps,
-                                 method=method, generator=generator)
-    momentum = sde.initial_logp(z)
-    values = (joint - momentum).reshape(n_momentum, B)
-    if n_momentum == 1:
-        stderr = torch.full_like(values[0], float("nan"))
-    else:
-        stderr = values.std(0, unbiased=True) / math.sqrt(n_momentum)
-    aug = AugmentedLikelihoodInfo(stderr=stderr, joint_logp=joint.reshape(n_momentum, B).mean(0),
-                                  momentum_logp=momentum.reshape(n_momentum, B).mean(0), ode=info)
-    return values.mean(0), aug
+def _augmented(sde: SDE, score_fn: ScoreFn, x: Tensor, *, n_momentum: int, trace: str, rtol: float, atol: float,
+               eps: float, method: str, generator: torch.Generator | None) -> tuple[Tensor, AugmentedLikelihoodInfo]:
+    """The bound and the old info record (``ode``: the solve's per-row diagnostics, ``n_momentum B`` rows)."""
+    check_count("n_momentum", n_momentum)
+    estimator = _check_trace(trace, 1)
+    check_eps(eps, sde)
+    rows, draws = repeat_rows(x.detach(), n_momentum), Draws(generator, x.shape[0])
+    res = solve(sde, as_model(sde, score_fn), rows, n_momentum, draws, estimator=estimator, augment=True, cond={},
+                rtol=rtol, atol=atol, eps=eps, method=method, divergence_ad="reverse")
+    joint = res.joint.reshape(1, -1)
+    ode = LikelihoodInfo(nfe=res.nfe, stderr=_stderr(joint, random=estimator != "exact"),
+                         prior_logp=res.prior.flatten(), delta_logp=res.delta.flatten(), latent=res.latent)
+    info = AugmentedLikelihoodInfo(stderr=_stderr(res.value, random=True), joint_logp=res.joint.mean(0),
+                                   momentum_logp=res.auxiliary.mean(0), ode=ode)
+    return res.value.mean(0), info
 
 
 def augmented_bits_per_dim(
-    sde: RecipeSDE,
+    sde: SDE,
     score_fn: ScoreFn,
     x: Tensor,
     *,
@@ -101,28 +110,22 @@ def augmented_bits_per_dim(
     dtype: torch.dtype = torch.float32,
     generator: torch.Generator | None = None,
 ) -> tuple[Tensor, AugmentedLikelihoodInfo]:
-    """Bits/dim upper bound of discrete data under a phase-space model: the dequantised (Theis et al. 2016)
-    entropy-corrected bound ``bpd = -bound / (D ln 2) - log2(hi - lo) + bits`` (Dockhorn et al. 2022, App. B.4;
-    conventions of :func:`scoresde.bits_per_dim`, whose arguments these are).
-
-    Args:
-        dequantization: ``"uniform"`` (``delta ~ U[0, 1)``, one draw per example shared by its momentum draws) or
-            ``"midpoint"`` (``delta = 1/2``).
-        n_momentum: momentum draws per example; ``info.stderr`` (their spread) is in bits/dim.
-        Other arguments: as for :func:`scoresde.bits_per_dim` and :func:`augmented_log_likelihood`.
-    """
+    """Deprecated: :func:`scoresde.bits_per_dim` gives the bits/dim upper bound of a phase-space model
+    (``bpd = -bound / (D ln 2) - log2(hi - lo) + bits``, Dockhorn et al. 2022, App. B.4) with one dequantisation per
+    draw. This alias keeps its own draws (one dequantisation per example, shared by its ``n_momentum`` momentum
+    draws, then the momenta and probes), so its numbers are those it always gave."""
+    warnings.warn("augmented_bits_per_dim is deprecated: bits_per_dim takes PSLD/CLD models and returns the "
+                  "augmented bound (n_momentum is n_probes)", DeprecationWarning, stacklevel=2)
     if dequantization not in ("uniform", "midpoint"):
         raise ValueError(f"unknown dequantization {dequantization!r}; valid values are: uniform, midpoint")
-    lo, hi = data_range
-    if not hi > lo:
-        raise ValueError(f"data_range must be (lo, hi) with hi > lo, got {data_range!r}")
+    lo, hi = check_levels_args(bits, data_range)
     levels = _to_integer_levels(x, bits).to(dtype)
     D = levels[0].numel()
     delta = (torch.rand(levels.shape, generator=generator, dtype=dtype, device=levels.device)
              if dequantization == "uniform" else torch.full_like(levels, 0.5))
     y = lo + (hi - lo) * (levels + delta) / 2**bits
-    bound, info = augmented_log_likelihood(sde, score_fn, y, n_momentum=n_momentum, trace=trace, rtol=rtol,
-                                           atol=atol, eps=eps, method=method, generator=generator)
+    bound, info = _augmented(sde, score_fn, y, n_momentum=n_momentum, trace=trace, rtol=rtol, atol=atol, eps=eps,
+                             method=method, generator=generator)
     scale = 1.0 / (D * math.log(2))
     info.stderr = info.stderr * scale
     return -bound * scale + bits - math.log2(hi - lo), info
