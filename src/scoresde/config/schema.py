@@ -7,7 +7,7 @@ dict: its keys depend on the architecture and are validated by the network build
 
 * :func:`config_from_dict` checks every key and type: an unknown key is an error that lists the closest valid
   keys; a wrong type names the key, the value and the expected type.
-* :func:`apply_overrides` applies ``--set section.key=value`` strings (values parsed as JSON, else strings).
+* :func:`apply_overrides` applies ``--set section.key=value`` strings (values parsed by the field's type).
 * :func:`load_config` resolves any config source (:func:`scoresde.config.resolve_config`) and validates it.
 
 Choices are those of their owners: ``training.sde`` the factory's :data:`~scoresde.config.factory.SDE_TABLE`,
@@ -281,20 +281,29 @@ def config_from_dict(values: Mapping[str, Any]) -> Config:
     return validate(Config(**kwargs))
 
 
-def _parse_value(text: str) -> Any:
+def _parse_value(text: str, hint: Any = None) -> Any:
+    """The value of an override ``key=text`` for a field annotated ``hint`` (``None``: untyped, e.g. ``model``
+    keys). A field that may be ``None`` maps ``none``/``null`` to ``None``; a ``str`` field keeps its text (so
+    ``sampling.corrector=none`` and ``training.amp=none`` are the string ``'none'``, and ``data.root=123`` a path);
+    anything else is JSON when it parses, ``true``/``false`` in any case, else the text (the type check names it)."""
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    kinds = typing.get_args(hint) if union else (hint,)
+    lowered = text.strip().lower()
+    if lowered in ("none", "null") and (hint is None or type(None) in kinds):
+        return None
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except json.JSONDecodeError:
-        lowered = text.strip().lower()
+        value = text
         if lowered in ("true", "false"):
-            return lowered == "true"
-        if lowered in ("none", "null"):
-            return None
+            value = lowered == "true"
+    if str in kinds and not isinstance(value, str):
         return text
+    return value
 
 
 def apply_overrides(values: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """Apply ``section.key=value`` overrides to a nested dict (values parsed as JSON when they parse).
+    """Apply ``section.key=value`` overrides to a nested dict (values parsed by the field's type, :func:`_parse_value`).
 
     Keys must exist already (in the section's schema, or in ``model`` for architecture keys); an unknown key is
     an error listing the closest valid ones.
@@ -306,20 +315,22 @@ def apply_overrides(values: Mapping[str, Any], overrides: Sequence[str]) -> dict
         path, text = item.split("=", 1)
         parts = path.strip().split(".")
         if len(parts) == 1 and parts[0] == "seed":
-            out["seed"] = _parse_value(text)
+            out["seed"] = _parse_value(text, int)
             continue
         if len(parts) != 2:
             raise ConfigError(f"override key {path!r} must be section.key (e.g. training.batch_size) or seed")
         section, key = parts
+        hints: dict[str, Any] = {}
         if section == "model":
             valid = list(out.get("model", {}))
         elif section in SECTIONS:
             valid = [f.name for f in dataclasses.fields(SECTIONS[section])]
+            hints = typing.get_type_hints(SECTIONS[section])
         else:
             raise ConfigError(f"unknown config section {section}{_closest(section, [*SECTIONS, 'model', 'seed'])}")
         if key not in valid:
             raise ConfigError(f"unknown config key {section}.{key}{_closest(key, valid)}")
-        out.setdefault(section, {})[key] = _parse_value(text)
+        out.setdefault(section, {})[key] = _parse_value(text, hints.get(key))  # parsed by the field's type
     return out
 
 
