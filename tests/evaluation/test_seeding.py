@@ -19,7 +19,8 @@ from scoresde.evaluation import (
     run_rounds,
     sample_seed,
 )
-from scoresde.sdes import VESDE, VPSDE
+from scoresde.sampling import SAMPLERS
+from scoresde.sdes import CLD, PSLD, VESDE, VPSDE
 
 SHAPE = (1, 4, 4)
 
@@ -63,6 +64,31 @@ def test_samples_identical_for_batch_sizes_3_and_8(sde, options):
         else:  # batched convolutions may round differently by batch size
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     assert not batch_coupled("pc", options)
+
+
+@pytest.mark.parametrize(("sde", "sampler", "options"), [
+    (PSLD(N=20), "sscs", {}),
+    (CLD(N=20), "sscs", {"grid": "quadratic"}),
+    (VPSDE(N=20), "ddim", {"eta": 1.0}),
+    (VESDE(N=20, sigma_max=5.0), "ddim", {"eta": 0.5, "steps": 7}),
+])
+def test_sscs_and_ddim_do_not_couple_a_batch(sde, sampler, options):
+    """SSCS and DDIM treat samples independently: with per-sample seeds a sample is the same in a batch of 3 or 8,
+    and the coupling flag says so (it said SSCS couples a batch: 8h)."""
+    score = (lambda x, t: -x) if sde.has_auxiliary else _gaussian_score(sde)  # elementwise: exact at any batch size
+    a, b = _draw(sde, score, sampler, options, 3), _draw(sde, score, sampler, options, 8)
+    assert torch.isfinite(a).all() and not torch.allclose(a[0], a[1])
+    assert torch.equal(a, b)
+    assert not batch_coupled(sampler, options) and not batch_coupled(sampler, {})
+
+
+def test_coupling_flag_is_the_registry_s():
+    for name, spec in SAMPLERS.items():
+        for options in ({}, {"corrector": "none"} if name == "pc" else {}):
+            assert batch_coupled(name, options) == spec.is_coupled(options)
+    assert batch_coupled("pc", {}) and not batch_coupled("pc", {"corrector": "ald"})  # langevin is pc's default
+    with pytest.raises(ValueError, match="unknown sampler 'nope'"):
+        batch_coupled("nope", {})
 
 
 def test_noise_streams_are_per_sample_even_for_coupled_samplers():

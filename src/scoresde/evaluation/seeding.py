@@ -9,13 +9,15 @@ The samplers draw noise as ``torch.randn(shape, generator=g)`` with the batch fi
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 from torch.overrides import TorchFunctionMode
 
 from ..numerics.seeding import example_generators, sample_seed  # sample_seed lives in numerics (the likelihood uses it)
+from ..sampling.registry import SAMPLERS
 
 _PER_ROW = (torch.randn, torch.rand)
 
@@ -55,15 +57,17 @@ def per_sample_generators(seed: int, indices: Sequence[int],
     :func:`sample_seed` ``(seed, indices[j])``.
 
     Samples are then independent of the batch they are drawn in, as long as the sampler treats samples
-    independently (PC with ``reverse_diffusion``/``euler_maruyama``/``ancestral_sampling`` and corrector ``none``
-    or ``ald``). The ``langevin`` corrector (batch-mean norms in its step size) and the adaptive ODE solvers (one
-    error norm for the batch) couple the samples of a batch: with them a sample depends on its batch too.
+    independently (:func:`batch_coupled` is false: PC with corrector ``none`` or ``ald``, SSCS, DDIM). The
+    ``langevin`` corrector (batch-mean norms in its step size) and the adaptive ODE solvers (one error norm for the
+    batch) couple the samples of a batch: with them a sample depends on its batch too.
     """
     mode = _PerSampleNoise(example_generators(seed, indices, device))
     with mode:
         yield mode.marker
 
 
-def batch_coupled(sampler: str, options: dict) -> bool:
-    """Whether ``sampler`` with ``options`` couples the samples of a batch (see :func:`per_sample_generators`)."""
-    return sampler == "ode" or options.get("corrector", "langevin") == "langevin"
+def batch_coupled(sampler: str, options: Mapping[str, Any]) -> bool:
+    """Whether ``sampler`` with ``options`` couples the samples of a batch (see :func:`per_sample_generators`): the
+    registry's word, :meth:`SAMPLERS[sampler].is_coupled <scoresde.sampling.SamplerSpec.is_coupled>` (options not
+    given take the sampler's defaults)."""
+    return SAMPLERS[sampler].is_coupled(options)
