@@ -305,6 +305,7 @@ def test_phase_space_formula_with_sigma_g2_identity_is_the_scalar_one():
         torch.testing.assert_close(b.scalar, a.scalar, rtol=1e-10, atol=0)
 
 
+@pytest.mark.filterwarnings("ignore:phase_space:DeprecationWarning")  # the deprecated names stay covered
 @pytest.mark.parametrize("score_matching", ["hsm", "dsm"])
 def test_phase_space_fp_loss_adds_the_regulariser_at_the_same_state(score_matching):
     sde = PSLD(score_matching=score_matching)
@@ -371,6 +372,7 @@ def test_fpe_residual_vanishes_for_the_exact_score_and_not_for_a_dsm_trained_one
         fpe_residual(score, sde, x0, divergence_ad="backward")
 
 
+@pytest.mark.filterwarnings("ignore:phase_space:DeprecationWarning")  # the deprecated names stay covered
 def test_phase_space_fp_loss_takes_the_trainers_draws_for_a_phase_space_preset():
     """What ``compute_loss`` would call for a PSLD run with ``training.fp_alpha``/``fp_beta`` set."""
     from scoresde.training import load_config
@@ -392,6 +394,7 @@ def test_phase_space_fp_loss_takes_the_trainers_draws_for_a_phase_space_preset()
     assert all(torch.isfinite(p.grad).all() for p in model.net.parameters() if p.grad is not None)
 
 
+@pytest.mark.filterwarnings("ignore:phase_space:DeprecationWarning")  # the deprecated names stay covered
 def test_phase_space_fp_loss_min_time_regularises_only_later_times():
     sde = CLD()
     _, score = _ps_mlp_score()
