@@ -73,7 +73,7 @@ def test_train_sample_likelihood_and_import_end_to_end(tmp_path, capsys) -> None
     assert main(["sample", "--workdir", str(run), "--num", "30", "--out", str(tmp_path / "s.npz"), "--quiet"]) == 0
     data = np.load(tmp_path / "s.npz")
     assert data["samples"].shape == (30, 2) and int(data["step"]) == 15
-    assert main(["sample", "--workdir", str(run), "--checkpoint", "3"]) == 2  # no such step: an error
+    assert main(["sample", "--workdir", str(run), "--step", "3"]) == 2  # no such step: an error
     assert main(["likelihood", "--workdir", str(run), "--num", "20", "--quiet"]) == 0
     result = json.loads((run / "eval" / "likelihood_test_step_15.json").read_text())
     assert result["unit"] == "nats/dim" and result["num"] == 20 and 0 < result["value"] < 20  # 15 steps: barely trained

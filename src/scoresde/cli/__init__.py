@@ -17,6 +17,40 @@ def _positive_int(value: str) -> int:
     return n
 
 
+class _DeprecatedStepAlias(argparse.Action):
+    """``--checkpoint N`` of ``sample``/``likelihood``/``eval``: the old name of ``--step N`` (``--checkpoint`` is a
+    file in ``import``); works as before, with a one-line note on stderr."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(f"{parser.prog}: {option_string} is deprecated here (in `scoresde import` it is a file); "
+              f"use --step {values}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def _add_step(p: argparse.ArgumentParser) -> None:
+    """``--step N`` (a numbered checkpoint of the run folder) and its deprecated alias ``--checkpoint N``, hidden
+    from ``--help``; both set ``args.checkpoint``."""
+    p.add_argument("--step", dest="checkpoint", type=int, default=None, metavar="STEP",
+                   help="step of a numbered checkpoint (default: newest)")
+    p.add_argument("--checkpoint", dest="checkpoint", type=int, default=None, action=_DeprecatedStepAlias,
+                   help=argparse.SUPPRESS)
+
+
+def _add_sampler(p: argparse.ArgumentParser, positive_int=_positive_int) -> None:
+    """``--sampler`` (every registered sampler), ``--steps`` and ``--set sampling.KEY=VALUE``."""
+    from ..sampling import SAMPLERS
+
+    fixed = [name for name, spec in SAMPLERS.items() if spec.fixed_steps]
+    p.add_argument("--sampler", choices=list(SAMPLERS), default=None,
+                   help="sampler (default: the run's sampling.method); its other options: --set sampling.KEY=VALUE")
+    p.add_argument("--steps", type=positive_int, default=None, metavar="N",
+                   help=f"number of sampling steps of a fixed-step sampler ({', '.join(fixed)}; default: the "
+                        "model's number of noise scales)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a sampling option, e.g. --set sampling.corrector=none (repeatable; only sampling.*: "
+                        "the model and its SDE are the checkpoint's)")
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     if args.toy:
         from .demo import DemoConfig, format_summary, run_demo
@@ -69,12 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
     smp = sub.add_parser("sample", help="draw samples from a checkpoint",
                          description="Sample a run's checkpoint (EMA weights) with its sampling config.")
     smp.add_argument("--workdir", required=True)
-    smp.add_argument("--checkpoint", type=int, default=None, help="step of a numbered checkpoint (default: newest)")
+    _add_step(smp)
     smp.add_argument("--num", type=_positive_int, default=64, help="number of samples (default: %(default)s)")
     smp.add_argument("--batch-size", type=_positive_int, default=256, help="samples per batch (default: %(default)s)")
     smp.add_argument("--out", default=None, help="output .png (grid / scatter) or .npz (uint8 images or points)")
-    smp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                     help="override sampling options, e.g. --set sampling.method=ode")
+    _add_sampler(smp)
     smp.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     smp.add_argument("--no-ema", action="store_true", help="use the online weights instead of the EMA")
     _add_common(smp)
@@ -82,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     lik = sub.add_parser("likelihood", help="bits/dim of a data split under a checkpoint (probability-flow ODE)")
     lik.add_argument("--workdir", required=True)
-    lik.add_argument("--checkpoint", type=int, default=None)
+    _add_step(lik)
     lik.add_argument("--split", default="test", choices=["train", "test"])
     lik.add_argument("--num", type=_positive_int, default=256, help="examples to evaluate (default: %(default)s)")
     lik.add_argument("--batch-size", type=_positive_int, default=64)
@@ -130,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .eval_commands import add_eval_commands  # `eval` and `fid-stats` (the evaluation issue)
 
-    add_eval_commands(sub, _positive_int, _add_common)
+    add_eval_commands(sub, _positive_int, _add_common, _add_step, _add_sampler)
     return parser
 
 

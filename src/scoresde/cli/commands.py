@@ -66,31 +66,77 @@ def _load_model(workdir: Path, step: int | None, use_ema: bool, device: str):
     from ..checkpoint import load_checkpoint
 
     path = _checkpoint_path(workdir, step)
-    model, ckpt_step, _ = load_checkpoint(path, use_ema=use_ema, map_location=device)
-    return model, ckpt_step, path
+    model = load_checkpoint(path, use_ema=use_ema, map_location=device)
+    return model, model.step, path
+
+
+def _instead(key: str, value: str, command: str) -> str:
+    """What to use instead of ``--set key=value``, which ``command`` cannot apply (it samples a trained model)."""
+    section, _, name = key.partition(".")
+    if key == "model.num_scales":
+        return f"for the number of sampling steps use --steps {value}"
+    if key == "seed":
+        return f"for the seed of the samples use --seed {value}"
+    if key == "training.sde":
+        return "to sample another SDE, train or import a run with it"
+    if section == "eval" and command == "eval":
+        option = {"batch_size": "--batch-size", "num_samples": "--num-samples", "bpd_dataset": "--bpd-split",
+                  "begin_ckpt": "--step", "end_ckpt": "--step"}.get(name, "--metrics")
+        return f"for the eval settings use {option}"
+    if section in ("model", "training", "optim", "data"):
+        return "to change them, train or import another run"
+    return "e.g. --set sampling.corrector=none"
+
+
+def _sampling_overrides(overrides: list[str], command: str) -> list[str]:
+    """The ``--set`` items of ``sample``/``eval``, which must all be ``sampling.*``: the model, its SDE and data
+    come from the checkpoint, so anything else would be silently ignored. Refuse it, saying what to use instead."""
+    for item in overrides:
+        key, _, value = item.partition("=")
+        if not key.strip().startswith("sampling."):
+            raise ValueError(f"--set {item}: `scoresde {command}` takes sampling.* overrides only (the model, its "
+                             f"SDE and data are the checkpoint's); {_instead(key.strip(), value, command)}")
+    return list(overrides)
+
+
+def resolve_sampler(cfg: Config, args: argparse.Namespace, command: str) -> tuple[Config, str, dict]:
+    """``(config, sampler name, options)`` of ``sample``/``eval``: the run's ``sampling`` section with ``--set
+    sampling.*`` and ``--sampler`` applied, and ``--steps`` for a fixed-step sampler."""
+    from ..sampling import SAMPLERS
+    from ..training.build import sampler_options
+
+    sets = _sampling_overrides(args.set, command) + ([f"sampling.method={args.sampler}"] if args.sampler else [])
+    if sets:
+        cfg = config_from_dict(apply_overrides(cfg.to_dict(), sets))
+    name, options = sampler_options(cfg.sampling)
+    if args.steps is not None:
+        if not SAMPLERS[name].fixed_steps:
+            fixed = [n for n, spec in SAMPLERS.items() if spec.fixed_steps]
+            raise ValueError(f"--steps needs a fixed-step sampler ({', '.join(fixed)}); {name} has no fixed number "
+                             f"of steps (its options: {', '.join(SAMPLERS[name].options())})")
+        options["steps"] = args.steps
+    return cfg, name, options
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
     """``scoresde sample``: draw ``--num`` samples from a checkpoint and save them as PNG and/or NPZ."""
-    from ..sampling import sample
-    from ..training.build import sampler_options
+    from ..sampling import SAMPLERS, sample
     from ..training.trainer import save_samples_png
 
     workdir = Path(args.workdir)
-    cfg = _saved_config(workdir)
-    if args.set:
-        cfg = config_from_dict(apply_overrides(cfg.to_dict(), args.set))
+    cfg, name, options = resolve_sampler(_saved_config(workdir), args, "sample")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, step, path = _load_model(workdir, args.checkpoint, not args.no_ema, device)
-    name, options = sampler_options(cfg.sampling)
     toy = cfg.model["name"] == "toy_mlp"
     shape_one = (2,) if toy else (cfg.data.num_channels, cfg.data.image_size, cfg.data.image_size)
+    bar = {"progress": not args.quiet} if "progress" in SAMPLERS[name].options() else {}
+    cond = None  # conditioning inputs (batch-first tensors, sliced per batch) once runs have conditional models
     chunks, nfe = [], 0
     for start in range(0, args.num, args.batch_size):
         n = min(args.batch_size, args.num - start)
         g = torch.Generator(device).manual_seed(args.seed * 1_000_003 + start)
-        x, info = sample(model.sde, model.score_fn, (n, *shape_one), name, generator=g, device=device, return_info=True,
-                         progress=not args.quiet if name == "pc" else False, **options)
+        x, info = sample(model, (n, *shape_one), name, generator=g, cond=cond, device=device, return_info=True,
+                         **bar, **options)
         chunks.append(x.cpu())
         nfe = info.nfe
     x = torch.cat(chunks)

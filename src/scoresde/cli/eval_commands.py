@@ -22,8 +22,11 @@ def _metric_list(value: str) -> tuple[str, ...]:
 
 
 def add_eval_commands(sub, positive_int: Callable[[str], int],
-                      add_common: Callable[[argparse.ArgumentParser], None]) -> None:
-    """Register ``eval`` and ``fid-stats`` on the sub-parsers ``sub`` of ``scoresde``."""
+                      add_common: Callable[[argparse.ArgumentParser], None],
+                      add_step: Callable[[argparse.ArgumentParser], None],
+                      add_sampler: Callable[..., None]) -> None:
+    """Register ``eval`` and ``fid-stats`` on the sub-parsers ``sub`` of ``scoresde`` (the options shared with
+    ``sample`` come from ``add_common``, ``add_step`` and ``add_sampler``)."""
     ev = sub.add_parser(
         "eval", help="FID / IS / KID / bits-per-dim / FPE residual of a checkpoint, written to eval/metrics.json",
         description="Generate --num-samples samples in resumable rounds (sample i is seeded from (--seed, i), so it "
@@ -33,7 +36,7 @@ def add_eval_commands(sub, positive_int: Callable[[str], int],
                     "interrupted run resumes at its first missing round. Writes DIR/eval/<tag>/metrics.json and a "
                     "copy in DIR/eval/metrics.json.")
     ev.add_argument("--workdir", required=True)
-    ev.add_argument("--checkpoint", type=int, default=None, help="step of a numbered checkpoint (default: newest)")
+    add_step(ev)
     ev.add_argument("--metrics", type=_metric_list, default=("fid", "is", "kid"),
                     help="comma-separated subset of fid,is,kid,bpd,fpe (default: fid,is,kid); bpd of a phase-space run "
                          "(PSLD/CLD) is the entropy-corrected augmented bound with --bpd-probes momentum draws; fpe "
@@ -42,9 +45,7 @@ def add_eval_commands(sub, positive_int: Callable[[str], int],
     ev.add_argument("--batch-size", type=positive_int, default=500, help="samples per sampler call")
     ev.add_argument("--round-size", type=positive_int, default=5_000, help="samples per resumable round file")
     ev.add_argument("--seed", type=int, default=0)
-    ev.add_argument("--sampler", choices=["pc", "ode"], default=None,
-                    help="override sampling.method (other options: --set sampling.KEY=VALUE)")
-    ev.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override sampling options")
+    add_sampler(ev, positive_int)
     ev.add_argument("--ref-stats", default=None, metavar="STATS.npz", help="reference statistics (fid, kid)")
     ev.add_argument("--inception-weights", default=None, metavar="PATH",
                     help="local torch-fidelity Inception weights (.pth) for offline use (default: download)")
@@ -64,7 +65,9 @@ def add_eval_commands(sub, positive_int: Callable[[str], int],
     ev.add_argument("--fpe-probes", type=positive_int, default=1,
                     help="Hutchinson probes per probe set of the unbiased fpe estimate (default: %(default)s)")
     ev.add_argument("--fpe-batch-size", type=positive_int, default=100)
-    ev.add_argument("--tag", default=None, help="sub-folder of DIR/eval (default: step_<N>_<sampler>_seed<S>)")
+    ev.add_argument("--tag", default=None,
+                    help="sub-folder of DIR/eval (default: step_<N>_<sampler>_seed<S>, step_<N>_<sampler>_steps<K>_"
+                         "seed<S> with --steps K)")
     ev.add_argument("--no-ema", action="store_true", help="evaluate the online weights instead of the EMA")
     add_common(ev)
     ev.set_defaults(func=cmd_eval)
@@ -91,16 +94,11 @@ def add_eval_commands(sub, positive_int: Callable[[str], int],
 def cmd_eval(args: argparse.Namespace) -> int:
     """``scoresde eval``: run :func:`scoresde.evaluation.evaluate` on a checkpoint of ``--workdir``."""
     from ..evaluation import EvalSettings, evaluate
-    from ..training.build import sampler_options
-    from ..training.config import apply_overrides, config_from_dict
     from ..training.distributed import init_distributed
-    from .commands import _load_model, _saved_config
+    from .commands import _load_model, _saved_config, resolve_sampler
 
     workdir = Path(args.workdir)
-    cfg = _saved_config(workdir)
-    sets = list(args.set) + ([f"sampling.method={args.sampler}"] if args.sampler else [])
-    if sets:
-        cfg = config_from_dict(apply_overrides(cfg.to_dict(), sets))
+    cfg, name, options = resolve_sampler(_saved_config(workdir), args, "eval")
     settings = EvalSettings(metrics=args.metrics, num_samples=args.num_samples, batch_size=args.batch_size,
                             round_size=args.round_size, seed=args.seed, ref_stats=args.ref_stats,
                             inception_weights=args.inception_weights, kid_subsets=args.kid_subsets,
@@ -111,8 +109,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     settings.validate()
     env = init_distributed(args.device)
     model, step, path = _load_model(workdir, args.checkpoint, not args.no_ema, str(env.device))
-    name, options = sampler_options(cfg.sampling)
-    out_dir = workdir / "eval" / (args.tag or f"step_{step}_{name}_seed{args.seed}")
+    steps = f"_steps{args.steps}" if args.steps is not None else ""
+    out_dir = workdir / "eval" / (args.tag or f"step_{step}_{name}{steps}_seed{args.seed}")
     record = evaluate(model, cfg, step=step, ema=not args.no_ema, out_dir=out_dir, settings=settings, env=env,
                       sampler=name, options=options, checkpoint=str(path), progress=not args.quiet)
     if record is not None:
