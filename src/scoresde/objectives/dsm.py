@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from ..models.adapter import DiffusionModel, as_model, check_cond
+from ..numerics.checks import check_choice
 from ..numerics.times import check_eps, check_times, draw_times
 from ..sdes.base import SDE, batch_broadcast, randn_like
 from ..sdes.scalar import VESDE, VPSDE
@@ -63,10 +64,8 @@ def _reduce_per_example(sq: Tensor, reduce_mean: bool) -> Tensor:
 
 
 def check_reduction(reduction: str) -> str:
-    """``reduction`` if it is ``"mean"`` or ``"none"``, else a ``ValueError``."""
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"unknown reduction {reduction!r}; valid values are: {', '.join(REDUCTIONS)}")
-    return reduction
+    """``reduction`` if it is ``"mean"`` (batch mean) or ``"none"`` (per-example values), else a ``ValueError``."""
+    return check_choice("reduction", reduction, REDUCTIONS)
 
 
 def _finish(per_example: Tensor, reduction: str) -> Tensor:

@@ -76,7 +76,7 @@ from ..numerics.divergence import (
 )
 from ..numerics.times import check_times
 from ..sdes.base import SDE, batch_broadcast
-from .dsm import model_of
+from .dsm import check_reduction, model_of
 
 MODES = ("both", "scalar", "vector")
 WEIGHTINGS = ("constant", "convention", "ll")
@@ -85,7 +85,6 @@ DIVERGENCES = ("hutchinson", "exact", *(e for e in ESTIMATORS if e != "exact"))
 :mod:`scoresde.numerics.divergence`."""
 DIVERGENCE_ADS = AD_MODES
 TIME_DERIVATIVES = ("finite_difference", "autograd")
-REDUCTIONS = ("mean", "none")
 
 _divergence = divergence  # the engine under the name the tests and older code import from here
 
@@ -312,7 +311,7 @@ def fp_regularizer(
         with respect to the parameters.
     """
     estimator = validate(mode, weighting, divergence, divergence_ad, time_derivative, n_probes, h_s, h_d, m)
-    check_choice("reduction", reduction, REDUCTIONS)
+    check_reduction(reduction)
     B = x_t.shape[0]
     check_times(t, B)
     model = model_of(sde, score_fn)
