@@ -82,7 +82,7 @@ def rows(truth: Truth, args: argparse.Namespace) -> list[dict]:
             if sde_name == "VP":
                 continue
             for grid in ("uniform", "quadratic"):
-                res = run(truth, sde_name, nfe, args, "sscs", n_steps=nfe - 1, grid=grid)
+                res = run(truth, sde_name, nfe, args, "sscs", steps=nfe - 1, grid=grid)
                 out.append({"sampler": f"SSCS {grid}", "sde": sde_name, **res})
     return out
 

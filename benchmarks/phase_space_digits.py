@@ -182,7 +182,7 @@ def run_sampler(trained: dict[str, Any], sde_name: str, sampler: str, nfe: int, 
     g = torch.Generator().manual_seed(args.seed)
     shape = (args.samples, cfg.data.num_channels, cfg.data.image_size, cfg.data.image_size)
     if sampler.startswith("SSCS"):
-        x, info = sample(model.sde, model.score_fn, shape, "sscs", generator=g, return_info=True, n_steps=nfe - 1,
+        x, info = sample(model.sde, model.score_fn, shape, "sscs", generator=g, return_info=True, steps=nfe - 1,
                          grid=sampler.split()[1], eps=1e-3, denoise=True)
     else:
         # the same continuous-time score (it does not read N) on an SDE discretised with N = nfe steps

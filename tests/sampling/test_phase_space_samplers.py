@@ -34,8 +34,8 @@ CASES = {
     "ancestral": ("pc", {"predictor": "ancestral_sampling", "corrector": "none"}),
     "reverse-diffusion+ald": ("pc", {"predictor": "reverse_diffusion", "corrector": "ald"}),
     "ode": ("ode", {"denoise": True}),
-    "sscs-uniform-100": ("sscs", {"n_steps": 100, "grid": "uniform"}),
-    "sscs-quadratic-50": ("sscs", {"n_steps": 50, "grid": "quadratic"}),
+    "sscs-uniform-100": ("sscs", {"steps": 100, "grid": "uniform"}),
+    "sscs-quadratic-50": ("sscs", {"steps": 50, "grid": "quadratic"}),
 }
 
 
@@ -62,7 +62,7 @@ def test_sampler_reproduces_the_mixture(oracle: dict, sde_name: str, case: str) 
     x, info = sample(sde, score, (N_SAMPLES, 2), sampler, generator=torch.Generator().manual_seed(7), dtype=F64,
                      return_info=True, **options)
     if sampler == "sscs":
-        assert info.nfe == options["n_steps"] + 1  # one per step plus the final denoising
+        assert info.nfe == options["steps"] + 1  # one per step plus the final denoising
     _check(x, oracle, f"{sde_name}/{case}")
 
 
@@ -72,7 +72,7 @@ def test_sscs_with_time_varying_beta_and_dsm_kernel(oracle: dict, grid: str) -> 
     marginal score does not depend on the training mode; the final denoising uses the DSM covariance)."""
     sde = SDE_FACTORIES["cld-linear-beta"](score_matching="dsm")
     x = sample(sde, PhaseSpaceMixture(oracle["gm"], sde).score, (N_SAMPLES, 2), "sscs",
-               generator=torch.Generator().manual_seed(8), dtype=F64, n_steps=100, grid=grid)
+               generator=torch.Generator().manual_seed(8), dtype=F64, steps=100, grid=grid)
     _check(x, oracle, f"cld-linear-beta/dsm/sscs-{grid}")
 
 
@@ -82,7 +82,7 @@ def test_criterion_rejects_a_wrong_score(oracle: dict) -> None:  # noqa: F811 (t
     sde = SDE_FACTORIES["psld"]()
     wrong = PhaseSpaceMixture(GaussianMixture([0.4, 0.4, 0.2], gm.means, gm.covs), sde)
     x = sample(sde, wrong.score, (N_SAMPLES, 2), "sscs",
-               generator=torch.Generator().manual_seed(7), dtype=F64, n_steps=100)
+               generator=torch.Generator().manual_seed(7), dtype=F64, steps=100)
     with pytest.raises(AssertionError):
         _check(x, oracle, "wrong score")
 
@@ -107,7 +107,7 @@ def test_sscs_keeps_the_stationary_law_exactly() -> None:
     S_inv = sde.stationary_prec
     z = sample(sde, lambda z, t: -apply_blocks(S_inv, z), (50_000, 1), "sscs",
                generator=torch.Generator().manual_seed(0),
-               dtype=F64, n_steps=3, denoise=False)
+               dtype=F64, steps=3, denoise=False)
     assert z.shape == (50_000, 1)
     assert float(z.var()) == pytest.approx(1.0, rel=0.03)
 
@@ -121,7 +121,7 @@ def test_time_grids() -> None:
     assert -q.diff()[-1] < -u.diff()[-1] < -q.diff()[0]  # quadratic: small steps near eps, large near T
     with pytest.raises(ValueError, match="uniform, quadratic"):
         time_grid("cosine", 1.0, 1e-3, 4)
-    with pytest.raises(ValueError, match="uniform, quadratic"):
+    with pytest.raises(ValueError, match="unknown time grid 'logsnr'; valid time grids are: uniform"):
         sample(PSLD(), lambda z, t: z, (2, 1), "sscs", grid="logsnr")
     with pytest.raises(ValueError, match="n_steps"):
         time_grid("uniform", 1.0, 1e-3, 0)

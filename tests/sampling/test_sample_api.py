@@ -166,3 +166,11 @@ def test_grids(sde) -> None:
 def test_lambda_grids_need_a_scalar_schedule() -> None:
     with pytest.raises(ValueError, match="grid 'logSNR' needs a scalar noise schedule"):
         time_steps(PSLD(), 4, grid="logSNR")
+
+
+def test_sscs_still_takes_the_deprecated_n_steps() -> None:
+    with pytest.warns(DeprecationWarning, match="'n_steps' is deprecated, use 'steps'"):
+        _, info = sample(PSLD(), _score, (2, 1), "sscs", n_steps=4, denoise=False, return_info=True)
+    assert info.nfe == 4
+    with pytest.raises(ValueError, match="pass only steps"):
+        sample(PSLD(), _score, (2, 1), "sscs", n_steps=4, steps=4)

@@ -113,6 +113,7 @@ def sample(
     callback = options.pop("callback", None)
     if callback is not None and not spec.fixed_steps:
         raise ValueError(f"sampler {sampler!r} takes no callback (it has no fixed steps)")
+    options = spec.resolve_aliases(options)
     spec.check_options(options)
     if x_T is not None:
         if not isinstance(x_T, Tensor):

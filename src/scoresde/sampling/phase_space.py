@@ -40,7 +40,6 @@ def sample_sscs(
     grid: str = "uniform",
     eps: float = 1e-3,
     denoise: bool = True,
-    n_steps: int | None = None,
     cond: dict[str, Any] | None = None,
     generator: torch.Generator | None = None,
     progress: bool = False,
@@ -53,7 +52,8 @@ def sample_sscs(
     independent. Prefer it to Euler–Maruyama on phase-space SDEs: the linear part is integrated exactly.
 
     Args:
-        steps: number of steps (``sde.N`` when ``None``) on ``grid``; ``n_steps`` is its deprecated name.
+        steps: number of steps (``sde.N`` when ``None``) on ``grid`` (``scoresde.sample`` still accepts the
+            deprecated name ``n_steps``).
         times: explicit decreasing times (overrides ``steps``, ``grid`` and ``eps``).
         grid: time grid (:data:`scoresde.sampling.grids.GRIDS`): ``"uniform"`` or CLD's ``"quadratic"``.
         eps: last time of the grid.
@@ -71,10 +71,6 @@ def sample_sscs(
             raise ValueError(f"the sscs sampler needs an SDE with a linear/score split of its reverse SDE "
                              f"(method {method}), as every RecipeSDE has; {type(sde).__name__} has none")
     check_eps(eps, sde)
-    if n_steps is not None:
-        if steps is not None:
-            raise ValueError("n_steps is the deprecated name of steps; pass only steps")
-        steps = n_steps
     ts = sampler_times(sde, steps, times, grid=grid, eps=eps, dtype=z.dtype, device=z.device)
     counted = counting(model, cond)
     B = z.shape[0]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import typing
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +42,7 @@ class SamplerSpec:
         summary: one line for ``--help`` and the docs.
         config_names: option name -> the ``sampling`` config field that holds it, where they differ (Score SDE's
             names: ``denoise`` is ``noise_removal``, the ODE ``method`` is ``ode_method``).
+        aliases: deprecated option name -> its current name (accepted with a ``DeprecationWarning``).
     """
 
     name: str
@@ -48,6 +50,7 @@ class SamplerSpec:
     coupled: bool | Callable[[Mapping[str, Any]], bool]
     summary: str
     config_names: Mapping[str, str] = field(default_factory=dict)
+    aliases: Mapping[str, str] = field(default_factory=dict)
 
     def __call__(self, *args: Any, **kwargs: Any) -> tuple[Tensor, int]:
         return self.fn(*args, **kwargs)
@@ -75,6 +78,18 @@ class SamplerSpec:
         resolved = {**self.options(), **options}
         return bool(self.coupled(resolved) if callable(self.coupled) else self.coupled)
 
+    def resolve_aliases(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """``options`` with deprecated names replaced by their current ones (a warning each; both given: an error)."""
+        out = dict(options)
+        for old, new in self.aliases.items():
+            if old in out:
+                if new in out:
+                    raise ValueError(f"{old} is the deprecated name of {new}; pass only {new}")
+                warnings.warn(f"sampler {self.name!r}: option {old!r} is deprecated, use {new!r}", DeprecationWarning,
+                              stacklevel=4)
+                out[new] = out.pop(old)
+        return out
+
     def check_options(self, options: Mapping[str, Any]) -> None:
         """Refuse options this sampler does not take, naming the valid ones."""
         valid = self.options()
@@ -92,12 +107,13 @@ class SamplerRegistry(Mapping[str, SamplerSpec]):
         self._specs: dict[str, SamplerSpec] = {}
 
     def add(self, name: str, fn: Callable[..., tuple[Tensor, int]], *, coupled: bool | Callable = False,
-            summary: str = "", config_names: Mapping[str, str] | None = None) -> SamplerSpec:
+            summary: str = "", config_names: Mapping[str, str] | None = None,
+            aliases: Mapping[str, str] | None = None) -> SamplerSpec:
         """Register ``fn`` under ``name`` (see :class:`SamplerSpec`); a name may be registered once."""
         if name in self._specs:
             raise ValueError(f"sampler {name!r} is already registered")
         spec = SamplerSpec(name, fn, coupled, summary or (inspect.getdoc(fn) or "").split("\n")[0],
-                           dict(config_names or {}))
+                           dict(config_names or {}), dict(aliases or {}))
         self._specs[name] = spec
         return spec
 
@@ -127,7 +143,7 @@ SAMPLERS.add("pc", sample_pc, coupled=_pc_coupled, config_names={"denoise": "noi
                      "predictors, Langevin correctors")
 SAMPLERS.add("ode", sample_ode, coupled=True, config_names={"denoise": "noise_removal", "method": "ode_method"},
              summary="probability-flow ODE with an adaptive solver (one error norm per batch)")
-SAMPLERS.add("sscs", sample_sscs, config_names={"denoise": "noise_removal"},
+SAMPLERS.add("sscs", sample_sscs, config_names={"denoise": "noise_removal"}, aliases={"n_steps": "steps"},
              summary="symmetric splitting sampler of phase-space SDEs (Dockhorn et al. 2022, Alg. 1)")
 SAMPLERS.add("ddim", sample_ddim, config_names={"denoise": "noise_removal"},
              summary="DDIM (Song, Meng & Ermon 2021): deterministic (eta=0) or stochastic (eta>0) for VE/VP/sub-VP")
