@@ -72,6 +72,19 @@ def test_eval_writes_metrics_and_resumes_identically(run, capsys):
     assert again["metrics"]["bpd"] == m["bpd"]
 
 
+def test_eval_steps_are_recorded_in_the_protocol(run, capsys):
+    """--steps N runs N steps (VP reverse diffusion needs N > beta_max = 20) and is part of the protocol: its rounds
+    go to their own folder by default."""
+    workdir, ref, weights = run
+    assert _eval(workdir, ref, weights, "--metrics", "is", "--steps", "21", "--step", "2") == 0
+    tag_dir = workdir / "eval" / "step_2_pc_steps21_seed0"
+    record = json.loads((tag_dir / "metrics.json").read_text())
+    assert record["sampler_options"]["steps"] == 21 and record["nfe"]["mean"] == 21  # the run has 25 scales
+    assert json.loads((tag_dir / "samples" / "protocol.json").read_text())["sampler_options"]["steps"] == 21
+    assert main(["eval", "--workdir", str(workdir), "--metrics", "is", "--sampler", "ode", "--steps", "5"]) == 2
+    assert "ode has no fixed number of steps" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_eval_fid(run):
     workdir, ref, weights = run
