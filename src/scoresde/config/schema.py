@@ -27,6 +27,8 @@ from typing import Any
 
 from ..objectives.fp import MODES as FP_MODES
 from ..objectives.fp import WEIGHTINGS as FP_WEIGHTINGS
+from ..sampling.grids import GRIDS
+from ..sampling.registry import SAMPLERS
 from .factory import SDE_TABLE
 from .resolve import ConfigLike, resolve_config
 
@@ -45,7 +47,7 @@ IGNORED_KEYS = frozenset({
 SDES = tuple(SDE_TABLE)
 AMP_MODES = ("none", "bf16", "fp16")
 NONFINITE_POLICIES = ("stop", "skip")
-SAMPLING_METHODS = ("pc", "ode", "sscs")
+SAMPLING_METHODS = tuple(SAMPLERS)  # the registry's names (scoresde.sampling.registry)
 
 
 @dataclass
@@ -78,22 +80,55 @@ class TrainingConfig:
     fp_min_time: float = 0.0                 # phase space only: the regulariser skips t < fp_min_time (0.01 advised)
 
 
-@dataclass
-class SamplingConfig:
-    """``sampling`` section: the sampler used for snapshots and ``scoresde sample``."""
+#: the ``sampling`` fields of Score SDE's configs, with its defaults (the registry adds every other sampler option)
+_SAMPLING_BASE: tuple[tuple[str, Any, Any], ...] = (
+    ("method", str, "pc"),                   # a name of scoresde.sampling.SAMPLERS
+    ("predictor", str, "reverse_diffusion"),
+    ("corrector", str, "langevin"),
+    ("snr", float, 0.16),
+    ("n_steps_each", int, 1),
+    ("noise_removal", bool, True),           # the samplers' `denoise` option
+    ("probability_flow", bool, False),
+    ("eps", float, 1e-3),                    # last time of the sampling grid
+    ("rtol", float, 1e-5),                   # ODE tolerances
+    ("atol", float, 1e-5),
+    ("ode_method", str, "dopri5"),           # the ODE sampler's `method`
+    ("grid", str, "uniform"),                # time grid of the fixed-step samplers (scoresde.sampling.GRIDS)
+    ("steps", int | None, None),             # steps of the fixed-step samplers; None: the SDE's N
+)
+#: sampler options that are not config values (per-call inputs)
+_NOT_CONFIG = frozenset({"progress", "times"})
 
-    method: str = "pc"                       # 'pc' | 'ode' | 'sscs' (phase-space SDEs)
-    predictor: str = "reverse_diffusion"
-    corrector: str = "langevin"
-    snr: float = 0.16
-    n_steps_each: int = 1
-    noise_removal: bool = True               # the sampler's `denoise` option
-    probability_flow: bool = False
-    eps: float = 1e-3                        # last time of the sampling grid
-    rtol: float = 1e-5                       # ODE tolerances
-    atol: float = 1e-5
-    ode_method: str = "dopri5"
-    grid: str = "uniform"                    # PC/SSCS time grid: 'uniform' | 'quadratic'
+
+def _sampling_fields() -> list[tuple[str, Any, Any]]:
+    """Score SDE's fields, then every other option of every registered sampler under its config name."""
+    fields = [(name, typ, dataclasses.field(default=default)) for name, typ, default in _SAMPLING_BASE]
+    seen = {name for name, _, _ in fields}
+    for spec in SAMPLERS.values():
+        defaults, types_ = spec.options(), spec.option_types()
+        for option, default in defaults.items():
+            name = spec.config_names.get(option, option)
+            if option in _NOT_CONFIG or name in seen:
+                continue
+            fields.append((name, types_[option], dataclasses.field(default=default)))
+            seen.add(name)
+    return fields
+
+
+def _sampler_call(self: Any) -> tuple[str, dict[str, Any]]:
+    """``(sampler name, options)`` for :func:`scoresde.sample` from this section: each option of the chosen
+    sampler read from its config field (``noise_removal`` -> ``denoise``, ``ode_method`` -> the ODE's ``method``)."""
+    spec = SAMPLERS.get(self.method)
+    return self.method, {option: getattr(self, spec.config_names.get(option, option))
+                         for option in spec.options() if option not in _NOT_CONFIG}
+
+
+SamplingConfig = dataclasses.make_dataclass(
+    "SamplingConfig", _sampling_fields(), namespace={
+        "__doc__": "``sampling`` section: the sampler used for snapshots, ``scoresde sample`` and ``scoresde eval``. "
+                   "Its fields are Score SDE's plus every option of every sampler in ``scoresde.sampling.SAMPLERS`` "
+                   "(derived from the registry: a new sampler's options appear here without an edit).",
+        "sampler_call": _sampler_call, "__module__": __name__})
 
 
 @dataclass
@@ -239,6 +274,9 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"training.fp_alpha ({t.fp_alpha}) and training.fp_beta ({t.fp_beta}) must be >= 0 "
                           f"and training.fp_m ({t.fp_m}) positive")
     _choice("sampling.method", s.method, SAMPLING_METHODS)
+    _choice("sampling.grid", s.grid, tuple(GRIDS))
+    if s.steps is not None and s.steps < 1:
+        raise ConfigError(f"config key sampling.steps must be a positive integer or null, got {s.steps}")
     _choice("optim.optimizer", o.optimizer, ("Adam",))
     for path, value in (("training.batch_size", t.batch_size), ("training.n_iters", t.n_iters),
                         ("training.grad_accum", t.grad_accum), ("training.snapshot_freq", t.snapshot_freq),

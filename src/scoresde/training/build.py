@@ -77,11 +77,5 @@ def compute_loss(cfg: Config, model: DiffusionModel, x: Tensor, cond: dict[str, 
 
 
 def sampler_options(s: SamplingConfig) -> tuple[str, dict[str, Any]]:
-    """``(sampler name, options)`` for :func:`scoresde.sample` from the ``sampling`` section."""
-    if s.method == "pc":
-        return "pc", {"predictor": s.predictor, "corrector": s.corrector, "snr": s.snr,
-                      "n_steps_each": s.n_steps_each, "probability_flow": s.probability_flow, "eps": s.eps,
-                      "denoise": s.noise_removal, "grid": s.grid}
-    if s.method == "sscs":
-        return "sscs", {"grid": s.grid, "eps": s.eps, "denoise": s.noise_removal}
-    return "ode", {"rtol": s.rtol, "atol": s.atol, "method": s.ode_method, "eps": s.eps, "denoise": s.noise_removal}
+    """Deprecated: ``s.sampler_call()``, the ``(sampler name, options)`` of a ``sampling`` config section."""
+    return s.sampler_call()

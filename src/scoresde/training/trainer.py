@@ -29,7 +29,7 @@ from ..data import inverse_data_scaler, preprocess
 from ..models import ScoreModel
 from ..models.phase_space import MODEL_DEFAULTS as PHASE_SPACE_MODEL_DEFAULTS
 from ..sampling import sample
-from .build import build_model, build_optimizer, check_objective, compute_loss, sampler_options
+from .build import build_model, build_optimizer, check_objective, compute_loss
 from .config import Config, ConfigError, config_from_dict
 from .data import StepBatchSampler, build_dataset, global_batch_indices, make_loader
 from .distributed import DistEnv, init_distributed
@@ -235,7 +235,7 @@ class Trainer:
         model = self.ema_model()
         num = num or self.cfg.training.num_snapshot_samples
         shape = (num, *self.data_shape())
-        name, options = sampler_options(self.cfg.sampling)
+        name, options = self.cfg.sampling.sampler_call()
         g = torch.Generator(self.env.device).manual_seed(self.cfg.seed + 1)
         x = sample(model.sde, model.score_fn, shape, name, generator=g, device=self.env.device, **options)
         return x if len(shape) == 2 else inverse_data_scaler(x, self.cfg.data.centered).clamp(0, 1)

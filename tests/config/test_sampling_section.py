@@ -1,0 +1,45 @@
+"""The config's ``sampling`` section is derived from the sampler registry: every option of every sampler is a field
+with the sampler's default (under Score SDE's name where it has one), and the section calls any sampler."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from scoresde.config import ConfigError, SamplingConfig, apply_overrides, config_from_dict, get_preset
+from scoresde.sampling import SAMPLERS
+
+BASE_DEFAULTS = {"noise_removal": True, "ode_method": "dopri5", "grid": "uniform", "eps": 1e-3, "steps": None}
+
+
+def test_every_sampler_option_is_a_field() -> None:
+    fields = {f.name: f.default for f in dataclasses.fields(SamplingConfig)}
+    for spec in SAMPLERS.values():
+        for option, default in spec.options().items():
+            if option in ("progress", "times"):
+                continue
+            name = spec.config_names.get(option, option)
+            assert name in fields, (spec.name, option)
+            expected = BASE_DEFAULTS.get(name, default)
+            assert fields[name] == expected or name in ("noise_removal", "method"), (spec.name, option)
+
+
+@pytest.mark.parametrize("method", list(SAMPLERS))
+def test_the_section_calls_every_sampler_with_valid_options(method: str) -> None:
+    name, options = SamplingConfig(method=method).sampler_call()
+    assert name == method
+    SAMPLERS[method].check_options(options)  # nothing it does not take
+    assert set(options) == set(SAMPLERS[method].options()) - {"progress", "times"}
+
+
+def test_ddim_options_through_a_config_and_overrides() -> None:
+    values = apply_overrides(get_preset("digits/vp_ddpmpp"), ["sampling.method=ddim", "sampling.eta=0.3",
+                                                              "sampling.steps=20", "sampling.grid=logSNR"])
+    cfg = config_from_dict(values)
+    assert cfg.sampling.sampler_call() == ("ddim", {"steps": 20, "eta": 0.3, "grid": "logSNR", "rho": 7.0,
+                                                    "eps": 1e-3, "denoise": True})
+    with pytest.raises(ConfigError, match=r"sampling\.method = 'heun' is not allowed; valid values are: pc, ode, sscs"):
+        config_from_dict(apply_overrides(values, ["sampling.method=heun"]))
+    with pytest.raises(ConfigError, match=r"sampling\.grid = 'cosine' is not allowed"):
+        config_from_dict(apply_overrides(values, ["sampling.grid=cosine"]))
