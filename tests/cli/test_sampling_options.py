@@ -87,6 +87,7 @@ def test_eval_settings_are_options_not_set(vp_run, capsys):
     assert "for the eval settings use --batch-size" in _err(capsys)
 
 
+@pytest.mark.filterwarnings("error::DeprecationWarning")  # 8o: no generator passed positionally
 def test_steps_and_a_corrector_named_none(vp_run, tmp_path, capsys):
     """--steps N runs N steps; sampling.corrector=none is the corrector 'none', not null (8a)."""
     out = tmp_path / "s.npz"
@@ -102,6 +103,7 @@ def test_steps_and_a_corrector_named_none(vp_run, tmp_path, capsys):
     assert "--steps needs a fixed-step sampler (pc, sscs, ddim); ode has no fixed number of steps" in err
 
 
+@pytest.mark.filterwarnings("error::DeprecationWarning")  # 8o: no generator passed positionally
 def test_sscs_with_steps_on_sample_and_eval(psld_run, tmp_path, capsys):
     out = tmp_path / "s.npz"
     assert main(["sample", "--workdir", str(psld_run), "--num", "5", "--sampler", "sscs", "--steps", "7",

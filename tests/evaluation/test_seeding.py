@@ -129,6 +129,7 @@ class _FakeRank(SimpleNamespace):
         pass
 
 
+@pytest.mark.filterwarnings("error::DeprecationWarning")  # 8o: generate_images passes generator=
 def test_one_vs_two_ranks_and_resume(tmp_path):
     sde = VPSDE(N=30)
     score = _gaussian_score(sde)
