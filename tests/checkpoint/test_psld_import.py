@@ -351,7 +351,7 @@ PRESET_VALUES = {
         "model.embedding_type": "positional", "model.progressive_input": "none", "optim.lr": 1e-4,
         "training.batch_size": 64, "data.image_size": 128, "model.num_scales": 250},
     "cld/cifar10": {  # CLD-SGM configs/specific_cifar10.txt and default_cifar10.txt
-        "training.sde": "cld", "model.m_inv": 4.0, "model.beta_min": 4.0, "model.beta_max": 4.0, "model.gamma": 0.04,
+        "training.sde": "cld", "model.m_inv": 4.0, "model.beta_min": 4.0, "model.beta_max": 4.0, "model.kappa": 0.04,
         "model.score_matching": "hsm", "model.blocks": "momentum", "model.mixed_score": True, "model.num_res_blocks": 8,
         "model.ch_mult": [1, 2, 2, 2], "model.embedding_type": "fourier", "optim.warmup": 100000,
         "training.n_iters": 800000, "sampling.method": "ode", "sampling.eps": 1e-3, "model.ema_rate": 0.9999},

@@ -76,7 +76,7 @@ def test_stationary_at_T(name: str) -> None:
 def test_psld_with_zero_gamma_is_cld() -> None:
     """PSLD(Gamma=0, nu=4, beta=8) and CLD(M^-1=4, beta=4) are the same SDE (Pandey & Mandt 2023, §3)."""
     psld = PSLD(beta_min=8.0, beta_max=8.0, nu=4.0, gamma=0.0, kappa=0.04)
-    cld = CLD(m_inv=4.0, beta_min=4.0, beta_max=4.0, gamma=0.04)
+    cld = CLD(m_inv=4.0, beta_min=4.0, beta_max=4.0, kappa=0.04)
     assert psld.m_inv == cld.m_inv == 4.0 and cld.friction == 1.0
     g = torch.Generator().manual_seed(0)
     z = torch.randn(16, 6, 4, 4, generator=g, dtype=F64)
@@ -232,7 +232,7 @@ def test_augmented_likelihood_bound_is_exact_for_the_mixture(name: str) -> None:
     z = sde.augment(x, g)
     eps = 1e-5
     exact = pm.log_prob(z, eps)
-    logp, info = log_likelihood(sde, pm.score, z, trace="exact", eps=eps, rtol=1e-6, atol=1e-6)
+    logp, info = log_likelihood(sde, pm.score, z, trace="exact", eps=eps, rtol=1e-6, atol=1e-6, x_is_state=True)
     # The ODE part alone, closed with the exact log p_T instead of the prior: measured 3.4e-5 at rtol = atol = 1e-6.
     T = torch.full((z.shape[0],), sde.T, dtype=F64)
     torch.testing.assert_close(info.delta_logp + pm.log_prob(info.latent, T), exact, atol=2e-4, rtol=0)
@@ -283,3 +283,11 @@ def test_augmented_bits_per_dim() -> None:
     assert info.stderr.shape == (3,)
     with pytest.raises(ValueError, match="uniform, midpoint"):
         augmented_bits_per_dim(sde, pm.score, k, dequantization="none")
+
+
+def test_gamma_means_position_damping_on_both_phase_space_sdes() -> None:
+    """8(k): CLD's initial velocity variance ratio is kappa, as PSLD's; gamma is the position damping (0 for CLD)."""
+    assert CLD().gamma == 0.0 and CLD().kappa == 0.04 and PSLD().gamma == 0.01 and PSLD().kappa == 0.04
+    with pytest.warns(DeprecationWarning, match=r"CLD\(gamma=...\) is deprecated"):
+        old = CLD(gamma=0.1)
+    assert old.kappa == 0.1 and torch.equal(old.initial_cov, CLD(kappa=0.1).initial_cov)

@@ -55,7 +55,8 @@ SDE_TABLE: dict[str, SDESpec] = {
     "subvpsde": SDESpec(SubVPSDE, ("beta_min", "beta_max")),
     "psld": SDESpec(PSLD, ("beta_min", "beta_max"), ("nu", "gamma", "kappa", "decomp_mode", "score_matching"),
                     phase_space=True),
-    "cld": SDESpec(CLD, ("beta_min", "beta_max"), ("m_inv", "gamma", "friction", "decomp_mode", "score_matching"),
+    "cld": SDESpec(CLD, ("beta_min", "beta_max"), ("m_inv", "kappa", "gamma", "friction", "decomp_mode",
+                                                   "score_matching"),
                    phase_space=True),
 }
 

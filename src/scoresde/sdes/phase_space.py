@@ -22,6 +22,7 @@ diagonal (the generic reverse SDE multiplies the score by ``G^2`` channel-wise).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -480,9 +481,14 @@ class CLD(RecipeSDE):
     Args:
         m_inv: inverse mass ``M^-1`` (4 in CLD).
         beta_min, beta_max: ``beta(0)``, ``beta(1)`` (CLD: ``beta0 = 4``, ``beta1 = 0`` i.e. constant 4).
-        gamma: initial velocity variance ratio: ``v_0 ~ N(0, gamma M I)`` (0.04 in CLD).
+        kappa: initial velocity variance ratio: ``v_0 ~ N(0, kappa M I)`` (CLD's ``gamma = 0.04``; named as PSLD's
+            ``kappa``, the same quantity, so that ``gamma`` means position damping on both classes).
         friction: ``Gamma``; ``None`` gives critical damping ``Gamma = 2 sqrt(M)``.
         decomp_mode, score_matching, N, T: see :class:`RecipeSDE`.
+        gamma: deprecated name of ``kappa`` (accepted with a ``DeprecationWarning``).
+
+    Attributes: ``kappa``, ``friction``, ``m_inv``; ``gamma = 0`` is the position damping (PSLD's ``Gamma``), which CLD
+    does not have.
     """
 
     def __init__(
@@ -490,23 +496,29 @@ class CLD(RecipeSDE):
         m_inv: float = 4.0,
         beta_min: float = 4.0,
         beta_max: float = 4.0,
-        gamma: float = 0.04,
+        kappa: float = 0.04,
         friction: float | None = None,
         decomp_mode: str = "lower",
         score_matching: str = "hsm",
         N: int = 1000,
         T: float = 1.0,
+        *,
+        gamma: float | None = None,
     ) -> None:
+        if gamma is not None:
+            warnings.warn("CLD(gamma=...) is deprecated: the initial velocity variance ratio is CLD(kappa=...), as in "
+                          "PSLD (whose gamma is the position damping)", DeprecationWarning, stacklevel=2)
+            kappa = gamma
         if not (math.isfinite(m_inv) and m_inv > 0):
             raise ValueError(f"m_inv must be a positive finite number, got {m_inv!r}")
-        if not (math.isfinite(gamma) and gamma >= 0):
-            raise ValueError(f"gamma must be a finite number >= 0, got {gamma!r}")
+        if not (math.isfinite(kappa) and kappa >= 0):
+            raise ValueError(f"kappa must be a finite number >= 0, got {kappa!r}")
         M = 1.0 / m_inv
         friction = 2.0 * math.sqrt(M) if friction is None else float(friction)
         if not (math.isfinite(friction) and friction > 0):
             raise ValueError(f"friction must be a positive finite number, got {friction!r}")
-        self.m_inv, self.gamma, self.friction = float(m_inv), float(gamma), friction
-        super().__init__(**_langevin_recipe(0.0, friction, 1.0, M, gamma), beta_min=beta_min, beta_max=beta_max,
+        self.m_inv, self.kappa, self.friction, self.gamma = float(m_inv), float(kappa), friction, 0.0
+        super().__init__(**_langevin_recipe(0.0, friction, 1.0, M, kappa), beta_min=beta_min, beta_max=beta_max,
                          score_matching=score_matching, decomp_mode=decomp_mode, N=N, T=T)
 
     @property

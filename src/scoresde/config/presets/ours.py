@@ -54,12 +54,13 @@ def digits() -> dict[str, Any]:
 
 def toy_phase_space(sde: str) -> dict[str, Any]:
     """PSLD (Pandey & Mandt 2023: beta=8, nu=4.01, Gamma=0.01, kappa=0.04) or CLD (Dockhorn et al. 2022: M^-1=4,
-    beta=4, gamma=0.04) on the 2-D mixture: a toy MLP on the 4-D state [x, m] predicting the noise of both blocks
-    (HSM), fed the raw time t with time features of angular frequencies 1..1000 (max_period=1e-3), SSCS sampling."""
+    beta=4, initial velocity variance ratio kappa=0.04, CLD's gamma) on the 2-D mixture: a toy MLP on the 4-D state
+    [x, m] predicting the noise of both blocks (HSM), fed the raw time t with time features of angular frequencies
+    1..1000 (max_period=1e-3), SSCS sampling."""
     cfg = toy("gaussian_mixture")
     cfg["training"]["sde"] = sde
     sde_keys = ({"beta_min": 8.0, "beta_max": 8.0, "nu": 4.01, "gamma": 0.01, "kappa": 0.04} if sde == "psld" else
-                {"beta_min": 4.0, "beta_max": 4.0, "m_inv": 4.0, "gamma": 0.04})
+                {"beta_min": 4.0, "beta_max": 4.0, "m_inv": 4.0, "kappa": 0.04})
     cfg["model"] = {"name": "toy_mlp", "dim": 4, "hidden": 128, "depth": 3, "time_embed_dim": 32,
                     "max_period": 1e-3, "num_scales": 200, "ema_rate": 0.995, "decomp_mode": "lower",
                     "score_matching": "hsm", "blocks": "all", "mixed_score": False,

@@ -120,7 +120,8 @@ def cld_cifar10() -> dict[str, Any]:
 
     Source: ``configs/default_cifar10.txt`` and ``configs/specific_cifar10.txt`` of ``nv-tlabs/CLD-SGM`` (read in
     the ``dashstander/CLD-SGM`` copy) and its README's training command: ``M^-1 = 4``, ``beta(t) = beta0 + beta1 t``
-    with ``beta0 = 4``, ``beta1 = 0`` (constant 4), ``gamma = 0.04`` (initial velocity variance ``gamma M``),
+    with ``beta0 = 4``, ``beta1 = 0`` (constant 4), ``gamma = 0.04`` (initial velocity variance ``gamma M``; our
+    ``kappa``),
     critical damping ``Gamma = 2 sqrt(M) = 1``, HSM (``cld_objective``), ``loss_eps = 1e-5``; NCSN++ ``nf = 128``,
     ``ch_mult = [1, 2, 2, 2]``, 8 residual blocks, attention at 16, dropout 0.1, FIR, ``progressive_input =
     residual``, Fourier embedding (scale 16), EMA 0.9999; Adam lr 2e-4, 100000 warm-up steps, clipping at 1,
@@ -142,7 +143,7 @@ def cld_cifar10() -> dict[str, Any]:
     model.update(_PSLD_NCSNPP)
     model.update(nf=128, ch_mult=[1, 2, 2, 2], num_res_blocks=8, attn_resolutions=[16], dropout=0.1, fir=True,
                  progressive_input="residual", embedding_type="fourier", fourier_scale=16)
-    model.update(beta_min=4.0, beta_max=4.0, m_inv=4.0, gamma=0.04, decomp_mode="lower", score_matching="hsm",
+    model.update(beta_min=4.0, beta_max=4.0, m_inv=4.0, kappa=0.04, decomp_mode="lower", score_matching="hsm",
                  blocks="momentum", mixed_score=True, mixed_data_var=None, num_scales=1000, ema_rate=0.9999)
     cfg["model"] = model
     cfg["optim"].update(optimizer="Adam", lr=2e-4, beta1=0.9, eps=1e-8, weight_decay=0.0, warmup=100000,
