@@ -8,7 +8,7 @@ from torch import nn
 
 from scoresde.models import PhaseSpaceScoreModel
 from scoresde.models.phase_space import reference_score
-from scoresde.objectives import phase_space_loss
+from scoresde.objectives import sde_loss
 from scoresde.sdes import CLD, PSLD
 from scoresde.toy import GaussianMixture
 from scoresde.toy.phase_space import PhaseSpaceMixture
@@ -52,7 +52,7 @@ def test_mixed_score_needs_no_training_for_gaussian_data(blocks: str, channels: 
     plain = PhaseSpaceScoreModel(Zero(channels), sde, blocks=blocks)
     mixed = PhaseSpaceScoreModel(Zero(channels), sde, blocks=blocks, mixed_score=True, mixed_data_var=1.0)
     exact = PhaseSpaceMixture(GaussianMixture([1.0], [[0.0, 0.0]], [torch.eye(2).tolist()]), sde).score_fn()
-    loss = {name: float(phase_space_loss(m, sde, x, blocks=blocks, **draws))
+    loss = {name: float(sde_loss(m, sde, x, blocks=blocks, **draws))
             for name, m in (("plain", plain), ("mixed", mixed), ("exact", exact))}
     if blocks == "all":  # the reference is the exact score of N(0, I) data: the minimum of the loss
         assert loss["mixed"] == pytest.approx(loss["exact"], rel=1e-12)
