@@ -10,18 +10,15 @@ import torch
 from torch import Tensor
 
 from ..models.adapter import CountingModel, DiffusionModel
+from ..numerics.times import check_eps
 from ..sdes.base import SDE
 from .grids import check_times, time_steps
+
+__all__ = ["Callback", "check_eps", "counting", "report", "sampler_times"]
 
 #: ``callback(i, t, x, x0_pred)`` after step ``i``: ``t`` the time the step reached (a 0-d tensor), ``x`` the state
 #: there, ``x0_pred`` the data prediction of the step's last model evaluation (no extra network call), or ``None``
 Callback = Callable[[int, Tensor, Tensor, "Tensor | None"], Any]
-
-
-def check_eps(eps: float, sde: SDE) -> None:
-    """``eps`` (the last time of a sampler) must lie in ``(0, T)``."""
-    if not 0 < eps < sde.T:
-        raise ValueError(f"eps must lie in (0, T={sde.T}), got {eps!r}")
 
 
 def counting(model: DiffusionModel, cond: dict[str, Any] | None) -> CountingModel:

@@ -22,6 +22,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from ..numerics.times import check_eps
 from ..sdes.base import SDE
 
 __all__ = ["GRIDS", "check_times", "time_grid", "time_steps"]
@@ -97,8 +98,7 @@ def time_steps(sde: SDE, steps: int, *, grid: str = "uniform", eps: float = 1e-3
         raise ValueError(f"unknown time grid {grid!r}; valid time grids are: {', '.join(GRIDS)}")
     if not (isinstance(steps, int) and not isinstance(steps, bool) and steps >= 1):
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
-    if not 0 < eps < sde.T:
-        raise ValueError(f"eps must lie in (0, T={sde.T}), got {eps!r}")
+    check_eps(eps, sde)
     if not rho > 0:
         raise ValueError(f"rho must be positive, got {rho!r}")
     return check_times(GRIDS[grid](sde, steps, eps, rho), sde).to(dtype=dtype, device=device)

@@ -15,9 +15,9 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..models.adapter import DiffusionModel
+from ..numerics.odeint import integrate
 from .common import Callback, check_eps, counting, report
 from .grids import GRIDS, check_times, time_steps
-from .odeint import integrate
 from .steps import CORRECTORS, PREDICTORS, lookup
 
 

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from ..data import inverse_data_scaler, preprocess
 from ..models import ScoreModel
 from ..models.phase_space import MODEL_DEFAULTS as PHASE_SPACE_MODEL_DEFAULTS
+from ..numerics.times import draw_times
 from ..sampling import sample
 from .build import build_model, build_optimizer, check_objective, compute_loss
 from .config import Config, ConfigError, config_from_dict
@@ -128,7 +129,7 @@ class Trainer:
         t = self.cfg.training
         B = shape[0]
         if t.continuous:
-            draws = {"t": torch.rand(B, generator=g) * (self.model.sde.T - t.eps) + t.eps}
+            draws = {"t": draw_times(B, self.model.sde, t.eps, g)}
         else:
             draws = {"labels": torch.randint(0, self.model.sde.N, (B,), generator=g)}
         sde = self.model.sde
