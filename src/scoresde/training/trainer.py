@@ -35,6 +35,7 @@ from .config import Config, ConfigError, config_from_dict
 from .data import StepBatchSampler, build_dataset, global_batch_indices, make_loader
 from .distributed import DistEnv, init_distributed
 from .ema import EMA
+from .plots import scatter_panels
 from .state import checkpoint_dir, find_resumable, list_checkpoints, read_init_weights, save_training_checkpoint
 
 
@@ -402,7 +403,6 @@ def save_samples_png(x: Tensor, path: str | Path, min_size: int = 64) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if x.dim() == 2:
-        from ..cli.plots import scatter_panels
 
         return scatter_panels([(path.stem, x)], path)
     from torchvision.utils import save_image
