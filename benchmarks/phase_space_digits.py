@@ -58,8 +58,8 @@ import torch
 
 from samplers import markdown_table
 from scoresde import sample
-from scoresde.checkpoint.build import build_sde
 from scoresde.cli.digits_demo import digit_classifier
+from scoresde.config import build_sde
 from scoresde.data import inverse_data_scaler, load_digits16
 from scoresde.metrics import frechet_distance
 from scoresde.toy import energy_distance

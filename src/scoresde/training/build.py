@@ -7,12 +7,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..checkpoint.build import build_score_model
+from ..config import Config, SamplingConfig, build_score_model
 from ..models import DiffusionModel, ScoreModel
 from ..objectives import ddpm_loss, sde_loss, smld_loss
 from ..objectives.fp import fp_loss
 from ..sdes import VESDE, VPSDE
-from .config import Config, SamplingConfig
 
 
 def build_model(cfg: Config) -> ScoreModel:

@@ -15,9 +15,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from ..config import DataConfig
 from ..data import load_dataset, sample_toy_2d
 from ..data.toy2d import TOY_2D
-from .config import DataConfig
 
 
 class PointDataset(Dataset):

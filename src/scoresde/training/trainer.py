@@ -25,13 +25,13 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ..config import Config, ConfigError, config_from_dict
 from ..data import inverse_data_scaler, preprocess
 from ..models import ScoreModel
 from ..models.phase_space import MODEL_DEFAULTS as PHASE_SPACE_MODEL_DEFAULTS
 from ..numerics.times import draw_times
 from ..sampling import sample
 from .build import build_model, build_optimizer, check_objective, compute_loss
-from .config import Config, ConfigError, config_from_dict
 from .data import StepBatchSampler, build_dataset, global_batch_indices, make_loader
 from .distributed import DistEnv, init_distributed
 from .ema import EMA
