@@ -103,6 +103,17 @@ def test_steps_and_a_corrector_named_none(vp_run, tmp_path, capsys):
     assert "--steps needs a fixed-step sampler (pc, sscs, ddim); ode has no fixed number of steps" in err
 
 
+def test_ddim_from_the_command_line(vp_run, tmp_path):
+    """A sampler added to the registry is a --sampler choice with its options under --set sampling.*."""
+    out = tmp_path / "ddim.npz"
+    assert main(["sample", "--workdir", str(vp_run), "--num", "4", "--sampler", "ddim", "--steps", "10", "--set",
+                 "sampling.eta=1.0", "--out", str(out), "--quiet"]) == 0
+    with np.load(out) as f:
+        options = json.loads(str(f["options"]))
+        assert str(f["sampler"]) == "ddim" and int(f["nfe"]) == 10 + 1 and np.isfinite(f["samples"]).all()
+    assert options["steps"] == 10 and options["eta"] == 1.0 and options["denoise"]  # the run's noise_removal: + 1
+
+
 @pytest.mark.filterwarnings("error::DeprecationWarning")  # 8o: no generator passed positionally
 def test_sscs_with_steps_on_sample_and_eval(psld_run, tmp_path, capsys):
     out = tmp_path / "s.npz"

@@ -103,12 +103,11 @@ def resolve_sampler(cfg: Config, args: argparse.Namespace, command: str) -> tupl
     """``(config, sampler name, options)`` of ``sample``/``eval``: the run's ``sampling`` section with ``--set
     sampling.*`` and ``--sampler`` applied, and ``--steps`` for a fixed-step sampler."""
     from ..sampling import SAMPLERS
-    from ..training.build import sampler_options
 
     sets = _sampling_overrides(args.set, command) + ([f"sampling.method={args.sampler}"] if args.sampler else [])
     if sets:
         cfg = config_from_dict(apply_overrides(cfg.to_dict(), sets))
-    name, options = sampler_options(cfg.sampling)
+    name, options = cfg.sampling.sampler_call()
     if args.steps is not None:
         if not SAMPLERS[name].fixed_steps:
             fixed = [n for n, spec in SAMPLERS.items() if spec.fixed_steps]
