@@ -62,6 +62,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--likelihood-samples", type=int, default=None,
                    help="examples for the likelihood rows (default 1000; quick 200)")
     p.add_argument("--steps", type=int, nargs="+", default=None, help="PC steps N (default 100 250 1000)")
+    p.add_argument("--ddim-steps", type=int, nargs="+", default=None, help="DDIM steps (default 10 25 50 100)")
     p.add_argument("--tols", type=float, nargs="+", default=None, help="ODE rtol = atol (default 1e-3 1e-5)")
     p.add_argument("--device", default="cpu", help="torch device to sample on (cpu, cuda, cuda:1, ...)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float64", help="sampling precision")
@@ -71,6 +72,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.likelihood_samples = args.likelihood_samples or (200 if args.quick else 1000)
     args.steps = args.steps or ([50, 100] if args.quick else [100, 250, 1000])
     args.tols = args.tols or ([1e-3] if args.quick else [1e-3, 1e-5])
+    args.ddim_steps = args.ddim_steps or ([10, 50] if args.quick else [10, 25, 50, 100])
     if args.samples < 2 or args.likelihood_samples < 2:
         p.error("--samples and --likelihood-samples must be at least 2")
     return args
@@ -125,7 +127,7 @@ def run_sampler(truth: Truth, sde_name: str, n_steps: int, args: argparse.Namesp
 
 
 def sampler_rows(truth: Truth, args: argparse.Namespace) -> list[dict]:
-    """Every PC (predictor x corrector x N) and ODE (method x tol) configuration under every SDE."""
+    """Every PC (predictor x corrector x N), DDIM (eta x steps) and ODE (method x tol) configuration under every SDE."""
     rows = []
     for sde_name in SDES:
         for predictor in PREDICTORS:
@@ -135,6 +137,10 @@ def sampler_rows(truth: Truth, args: argparse.Namespace) -> list[dict]:
                                       corrector=corrector)
                     rows.append({"sampler": f"PC {predictor} + {corrector}", "sde": sde_name,
                                  "setting": f"N={n}", **res})
+        for eta in (0.0, 1.0):
+            for n in args.ddim_steps:
+                res = run_sampler(truth, sde_name, 1000, args, sampler="ddim", steps=n, eta=eta, grid="logSNR")
+                rows.append({"sampler": f"DDIM eta={eta:g}", "sde": sde_name, "setting": f"steps={n}, logSNR", **res})
         for method in ODE_METHODS:
             for tol in args.tols:
                 res = run_sampler(truth, sde_name, 1000, args, sampler="ode", method=method, rtol=tol, atol=tol,
