@@ -43,3 +43,12 @@ def test_ddim_options_through_a_config_and_overrides() -> None:
         config_from_dict(apply_overrides(values, ["sampling.method=heun"]))
     with pytest.raises(ConfigError, match=r"sampling\.grid = 'cosine' is not allowed"):
         config_from_dict(apply_overrides(values, ["sampling.grid=cosine"]))
+
+
+def test_an_option_the_chosen_sampler_does_not_take_is_an_error_not_ignored() -> None:
+    values = get_preset("digits/vp_ddpmpp")
+    with pytest.raises(ConfigError, match=r"sampling\.steps = 50 is not an option of sampler 'ode'.*pc, sscs, ddim"):
+        config_from_dict(apply_overrides(values, ["sampling.method=ode", "sampling.steps=50"]))
+    with pytest.raises(ConfigError, match=r"sampling\.eta = 0\.5 is not an option of sampler 'pc'.*ddim"):
+        config_from_dict(apply_overrides(values, ["sampling.eta=0.5"]))
+    config_from_dict(apply_overrides(values, ["sampling.method=ode", "sampling.snr=0.2"]))  # Score SDE's own fields

@@ -259,6 +259,22 @@ def _choice(path: str, value: str, allowed: Sequence[str]) -> None:
         raise ConfigError(f"config key {path} = {value!r} is not allowed; valid values are: {', '.join(allowed)}")
 
 
+def _check_sampler_fields(s: Any) -> None:
+    """A sampling field of ours (not one of Score SDE's, which its configs set for every method) that the chosen
+    sampler does not take must keep its default: otherwise it would be silently ignored."""
+    spec = SAMPLERS.get(s.method)
+    used = {spec.config_names.get(option, option) for option in spec.options()}
+    base = {name for name, _, _ in _SAMPLING_BASE} - {"steps"}
+    for f in dataclasses.fields(s):
+        if f.name in base or f.name in used or f.name == "method":
+            continue
+        if getattr(s, f.name) != f.default:
+            takers = [name for name, other in SAMPLERS.items()
+                      if f.name in {other.config_names.get(o, o) for o in other.options()}]
+            raise ConfigError(f"config key sampling.{f.name} = {getattr(s, f.name)!r} is not an option of sampler "
+                              f"{s.method!r} (it would be ignored); samplers that take it: {', '.join(takers)}")
+
+
 def validate(cfg: Config) -> Config:
     """Check the values that the types alone do not (choices, ranges); return ``cfg``."""
     t, s, d, o = cfg.training, cfg.sampling, cfg.data, cfg.optim
@@ -274,6 +290,7 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"training.fp_alpha ({t.fp_alpha}) and training.fp_beta ({t.fp_beta}) must be >= 0 "
                           f"and training.fp_m ({t.fp_m}) positive")
     _choice("sampling.method", s.method, SAMPLING_METHODS)
+    _check_sampler_fields(s)
     _choice("sampling.grid", s.grid, tuple(GRIDS))
     if s.steps is not None and s.steps < 1:
         raise ConfigError(f"config key sampling.steps must be a positive integer or null, got {s.steps}")

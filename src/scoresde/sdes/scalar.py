@@ -277,7 +277,9 @@ class _BetaLinearSDE(ScalarSDE):
         """
         if self.beta_1 / self.N >= 1.0:
             raise ValueError(f"{what} uses the discrete DDPM chain, which needs beta_max / N < 1 (got "
-                             f"{self.beta_1:g} / {self.N} = {self.beta_1 / self.N:.3g}); use N > {self.beta_1:g}")
+                             f"{self.beta_1:g} / {self.N} = {self.beta_1 / self.N:.3g}); use N > {self.beta_1:g} (when "
+                             "sampling: steps > beta_max, or a predictor that steps in continuous time, e.g. "
+                             "euler_maruyama, or the ddim sampler)")
 
     def langevin_alpha(self, t: Tensor) -> Tensor:
         """The discrete ``alpha_i = 1 - beta_i`` at ``t`` (Song et al. 2021, Alg. 5)."""
