@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..training.config import Config, apply_overrides, config_from_dict, load_config
+from ..config import Config, apply_overrides, config_from_dict, load_config
 
 
 def _saved_config(workdir: Path) -> Config:
@@ -193,9 +193,9 @@ def cmd_likelihood(args: argparse.Namespace) -> int:
 
 def cmd_configs(args: argparse.Namespace) -> int:
     """``scoresde configs``: list preset names (optionally those containing ``--filter``)."""
-    from ..training.presets import list_all_presets
+    from ..config import list_presets
 
-    names = [n for n in list_all_presets() if args.filter is None or args.filter in n]
+    names = [n for n in list_presets() if args.filter is None or args.filter in n]
     print("\n".join(names))
     return 0
 
@@ -230,16 +230,15 @@ def _read_import_state(path: Path, fmt: str, sections: dict):
 def cmd_import(args: argparse.Namespace) -> int:
     """``scoresde import``: an original Score SDE checkpoint or a PSLD (Lightning) checkpoint becomes a run folder
     (sample, evaluate, fine-tune)."""
-    from ..checkpoint.build import build_network
+    from ..config import build_network, resolve_config
     from ..training.build import build_optimizer
-    from ..training.presets import resolve_preset
     from ..training.state import save_training_checkpoint
     from ..training.trainer import prepare_workdir
 
     workdir = Path(args.workdir)
     if (workdir / "config.json").exists():
         raise ValueError(f"{workdir} already holds a run; import into a new --workdir")
-    cfg = config_from_dict(apply_overrides(resolve_preset(args.config), args.set))
+    cfg = config_from_dict(apply_overrides(resolve_config(args.config), args.set))
     sections = cfg.to_dict()
     fmt, state = _read_import_state(Path(args.checkpoint), getattr(args, "format", "auto"), sections)
     if state.ema_state is None:
