@@ -9,6 +9,7 @@ mean squared score Fokker–Planck residual per dimension on perturbed data of t
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from dataclasses import asdict, dataclass
@@ -20,8 +21,14 @@ import torch
 from torch import Tensor
 
 from .. import __version__
-from ..sampling import sampler_options
+from ..data import inverse_data_scaler, preprocess
+from ..likelihood import data_nll
+from ..metrics import FeatureStats, frechet_distance, inception_score, kernel_inception_distance, load_reference_stats
+from ..metrics.inception import load_inception
+from ..objectives.fp import fpe_residual
+from ..sampling import sample, sampler_options
 from ..sdes.base import SDE, ScoreFn
+from ..training.data import build_dataset
 from ..training.distributed import DistEnv
 from .rounds import check_protocol, gather_rounds, run_rounds
 from .seeding import batch_coupled, per_sample_generators, sample_seed
@@ -40,8 +47,6 @@ def generate_images(sde: SDE, score_fn: ScoreFn, data_shape: tuple[int, ...], in
                     device: torch.device | str = "cpu") -> tuple[Tensor, list[int]]:
     """uint8 samples ``indices`` (``(n, C, H, W)``), drawn in batches of ``batch_size`` with per-sample generators
     (:func:`~scoresde.evaluation.seeding.per_sample_generators`), and the NFE of each batch."""
-    from ..data import inverse_data_scaler
-    from ..sampling import sample
 
     images, nfes = [], []
     for start in range(indices.start, indices.stop, batch_size):
@@ -150,7 +155,6 @@ def evaluate(model, cfg, *, step: int, ema: bool, out_dir: Path, settings: EvalS
 
 
 def _load_reference(settings: EvalSettings):
-    from ..metrics import load_reference_stats
 
     stats, digest = load_reference_stats(settings.ref_stats)
     if "kid" in settings.metrics and stats.features is None:
@@ -161,7 +165,6 @@ def _load_reference(settings: EvalSettings):
 
 def _generate_and_extract(model, cfg, directory: Path, settings: EvalSettings, env: DistEnv, sampler: str,
                           options: dict[str, Any], coupled: bool, progress: bool, record: dict[str, Any]):
-    from ..metrics.inception import load_inception
 
     protocol = {key: record[key] for key in ("checkpoint_step", "ema", "code_version", "sampler", "seed")}
     protocol.update(sampler_options=options, round_size=settings.round_size,
@@ -188,7 +191,6 @@ def _generate_and_extract(model, cfg, directory: Path, settings: EvalSettings, e
 
 
 def _image_metrics(samples, reference, settings: EvalSettings, wanted: set[str]) -> dict[str, Any]:
-    from ..metrics import FeatureStats, frechet_distance, inception_score, kernel_inception_distance
 
     out: dict[str, Any] = {}
     if "fid" in wanted:
@@ -214,8 +216,6 @@ def _bits_per_dim(model, cfg, directory: Path, settings: EvalSettings, env: Dist
     A phase-space run (``model.sde.has_auxiliary``) has no exact likelihood of the data: it gets the entropy-corrected
     augmented bound (Dockhorn et al. 2022, App. B.4) with ``bpd_probes`` momentum draws per example, as ``scoresde
     likelihood`` does; the record says ``"bound": true`` and ``n_momentum``."""
-    from ..likelihood import data_nll
-    from ..training.data import build_dataset
 
     phase_space = model.sde.has_auxiliary
     dataset = build_dataset(cfg.data, settings.bpd_split, cfg.seed)
@@ -253,11 +253,7 @@ def _fpe_residual(model, cfg, settings: EvalSettings, env: DistEnv) -> dict[str,
     examples of the bpd split, in the model's data range (``k / 255``, centred when the run is; no
     dequantisation), with the model in ``fpe_dtype``. Draws come from one generator on the device seeded from
     ``(seed, 0)``, so the value does not depend on the batch size."""
-    import copy
 
-    from ..data import preprocess
-    from ..objectives.fp import fpe_residual
-    from ..training.data import build_dataset
 
     dataset = build_dataset(cfg.data, settings.bpd_split, cfg.seed)
     wanted = settings.fpe_num if settings.fpe_num is not None else settings.bpd_num
