@@ -4,10 +4,12 @@ and the time grids they share."""
 from .api import SampleInfo, sample, sampler_options
 from .ddim import sample_ddim
 from .grids import GRIDS, time_steps
+from .heun import sample_heun
 from .phase_space import sample_sscs
 from .registry import SAMPLERS, SamplerRegistry, SamplerSpec
 from .samplers import sample_ode, sample_pc
 from .steps import CORRECTORS, PREDICTORS
 
 __all__ = ["CORRECTORS", "GRIDS", "PREDICTORS", "SAMPLERS", "SampleInfo", "SamplerRegistry", "SamplerSpec",
-           "sample", "sample_ddim", "sample_ode", "sample_pc", "sample_sscs", "sampler_options", "time_steps"]
+           "sample", "sample_ddim", "sample_heun", "sample_ode", "sample_pc", "sample_sscs", "sampler_options",
+           "time_steps"]

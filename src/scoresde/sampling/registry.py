@@ -21,6 +21,7 @@ from typing import Any
 from torch import Tensor
 
 from .ddim import sample_ddim
+from .heun import sample_heun
 from .phase_space import sample_sscs
 from .samplers import sample_ode, sample_pc
 
@@ -147,3 +148,5 @@ SAMPLERS.add("sscs", sample_sscs, config_names={"denoise": "noise_removal"}, ali
              summary="symmetric splitting sampler of phase-space SDEs (Dockhorn et al. 2022, Alg. 1)")
 SAMPLERS.add("ddim", sample_ddim, config_names={"denoise": "noise_removal"},
              summary="DDIM (Song, Meng & Ermon 2021): deterministic (eta=0) or stochastic (eta>0) for VE/VP/sub-VP")
+SAMPLERS.add("heun", sample_heun, coupled=False, config_names={"denoise": "noise_removal"},
+             summary="EDM's Heun sampler (Karras et al. 2022, Alg. 2), deterministic or with churn, for VE/VP/sub-VP")
