@@ -18,6 +18,9 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_PIN)
 	$(PY) -m pip install --quiet -e ".[dev]"
+# k-diffusion is a test-only reference (tests/kdiffusion.py loads its sampling.py); --no-deps: its own
+# dependencies (wandb, clip, kornia, ...) are not needed for that module
+	$(PY) -m pip install --quiet --no-deps k-diffusion==0.1.1.post1
 	touch $@
 
 install: $(VENV)/.installed
