@@ -9,7 +9,8 @@ from .phase_space import sample_sscs
 from .registry import SAMPLERS, SamplerRegistry, SamplerSpec
 from .samplers import sample_ode, sample_pc
 from .steps import CORRECTORS, PREDICTORS
+from .unipc import sample_unipc
 
 __all__ = ["CORRECTORS", "GRIDS", "PREDICTORS", "SAMPLERS", "SampleInfo", "SamplerRegistry", "SamplerSpec",
-           "sample", "sample_ddim", "sample_heun", "sample_ode", "sample_pc", "sample_sscs", "sampler_options",
-           "time_steps"]
+           "sample", "sample_ddim", "sample_heun", "sample_ode", "sample_pc", "sample_sscs", "sample_unipc",
+           "sampler_options", "time_steps"]

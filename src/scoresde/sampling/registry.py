@@ -24,6 +24,7 @@ from .ddim import sample_ddim
 from .heun import sample_heun
 from .phase_space import sample_sscs
 from .samplers import sample_ode, sample_pc
+from .unipc import sample_unipc
 
 __all__ = ["RESERVED", "SAMPLERS", "SamplerRegistry", "SamplerSpec"]
 
@@ -150,3 +151,7 @@ SAMPLERS.add("ddim", sample_ddim, config_names={"denoise": "noise_removal"},
              summary="DDIM (Song, Meng & Ermon 2021): deterministic (eta=0) or stochastic (eta>0) for VE/VP/sub-VP")
 SAMPLERS.add("heun", sample_heun, coupled=False, config_names={"denoise": "noise_removal"},
              summary="EDM's Heun sampler (Karras et al. 2022, Alg. 2), deterministic or with churn, for VE/VP/sub-VP")
+SAMPLERS.add("unipc", sample_unipc, coupled=False, config_names={"denoise": "noise_removal", "corrector":
+             "unipc_corrector", "prediction": "unipc_prediction"},
+             summary="UniPC (Zhao et al. 2023): multistep predictor UniP-p with the free corrector UniC, orders 1-3, "
+                     "for VE/VP/sub-VP")
