@@ -81,6 +81,15 @@ def _order_coefficients(rs: list[float], hh: float, big_b: float) -> list[float]
     return torch.linalg.solve(R, b).tolist()
 
 
+def _update(base: Tensor, factor: float, rs: list[float], diffs: list[Tensor], hh: float, big_b: float) -> Tensor:
+    """``base - factor sum_k a_k D_k`` with ``D_k = diffs_k / r_k`` and ``a`` from :func:`_order_coefficients`
+    (``factor`` is ``alpha_i B(hh)`` or ``sigma_i B(hh)``); float64 coefficients cast to the state's dtype."""
+    out = base
+    for a, d, r in zip(_order_coefficients(rs, hh, big_b), diffs, rs, strict=True):
+        out = out - (factor * a / r) * d
+    return out
+
+
 def _check_options(sde: Any, order: Any, prediction: Any, variant: Any, corrector: Any,
                    lower_order_final: Any) -> None:
     if not callable(getattr(sde, "lambda_t", None)):
@@ -174,16 +183,10 @@ def sample_unipc(
             rs = [(lam[j] - lam[j0]) / h for j, _ in earlier]
             diffs = [m - m0 for _, m in earlier]
 
-            def combine(coeffs: list[float], ds: list[Tensor], radii: list[float]) -> Tensor:
-                out = base
-                for a, d, r in zip(coeffs, ds, radii, strict=True):
-                    out = out - (scale * big_b * a / r) * d  # D_k = d / r_k
-                return out
-
-            x_pred = combine(_order_coefficients(rs, hh, big_b), diffs, rs) if rs else base  # UniP-p
+            x_pred = _update(base, scale * big_b, rs, diffs, hh, big_b) if rs else base  # UniP-p
             m_new = predict(x_pred, at(i)) if i < n else None
             if corrector and m_new is not None:  # UniC-p: m_new joins with r = 1, no extra call
-                x = combine(_order_coefficients([*rs, 1.0], hh, big_b), [*diffs, m_new - m0], [*rs, 1.0])
+                x = _update(base, scale * big_b, [*rs, 1.0], [*diffs, m_new - m0], hh, big_b)
             else:
                 x = x_pred
             if m_new is not None:
