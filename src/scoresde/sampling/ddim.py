@@ -1,4 +1,5 @@
-"""DDIM (Song, Meng & Ermon, ICLR 2021) for every scalar SDE: VE, VP and sub-VP.
+"""DDIM (Song, Meng & Ermon, ICLR 2021) for every SDE with a Gaussian kernel: VE, VP, sub-VP, and PSLD/CLD in phase
+space (the matrix form, gDDIM: Zhang et al. 2023).
 
 With the kernel ``x_t = alpha_t x_0 + sigma_t eps`` of the SDE and the model's noise prediction ``eps_hat`` at ``(x_t,
 t)`` (the network output itself for noise-predicting networks), one step from ``t`` to ``s < t`` is (DDIM eq. 12 in
@@ -12,7 +13,9 @@ with ``lambda = log(alpha / sigma)``. ``eta = 0`` is the deterministic DDIM, the
 probability-flow ODE in ``lambda`` (DPM-Solver-1, Lu et al. 2022, eq. 3.7: ``x_s = alpha_s/alpha_t x_t - sigma_s
 (e^h - 1) eps_hat``, ``h = lambda_s - lambda_t``); ``eta = 1`` draws from the DDPM posterior
 ``q(x_s | x_t, x0_hat)`` (ancestral sampling). Nothing assumes ``alpha^2 + sigma^2 = 1``: sub-VP's ``sigma = 1 -
-alpha^2`` and VE's ``alpha = 1`` are read from the schedule.
+alpha^2`` and VE's ``alpha = 1`` are read from the schedule. The step itself is the SDE's (``sde.ddim_step``): for
+phase-space SDEs ``alpha_t`` and ``sigma_t`` become the kernel's mean map ``Phi_t`` and factor ``L_t``
+(:meth:`scoresde.sdes.RecipeSDE.ddim_step`).
 """
 
 from __future__ import annotations
@@ -62,28 +65,20 @@ def sample_ddim(
         callback: ``callback(i, t, x, x0_pred)`` after each step.
     """
     sde = model.sde
-    if not callable(getattr(sde, "lambda_t", None)):
-        raise ValueError(f"ddim needs a scalar noise schedule (alpha, sigma, lambda_t): VE, VP or sub-VP; "
-                         f"{type(sde).__name__} has a matrix kernel (use sscs, pc or ode)")
+    if not callable(getattr(sde, "ddim_step", None)):
+        raise ValueError(f"ddim needs an SDE with a Gaussian kernel step (ddim_step): VE, VP, sub-VP, PSLD, CLD; "
+                         f"{type(sde).__name__} has none (use pc, sscs or ode)")
     if not (isinstance(eta, (int, float)) and 0.0 <= eta <= 1.0):
         raise ValueError(f"eta must lie in [0, 1], got {eta!r}")
     check_eps(eps, sde)
     ts = sampler_times(sde, steps, times, grid=grid, eps=eps, rho=rho, dtype=torch.float64, device=z.device)
-    alphas, sigmas, lambdas = sde.alpha(ts), sde.sigma(ts), sde.lambda_t(ts)
     counted = counting(model, cond)
     B, x = z.shape[0], z
     with torch.no_grad():
         for i in tqdm(range(len(ts) - 1), disable=not progress, desc="DDIM sampling"):
-            t = ts[i].to(z.dtype).expand(B)
-            eps_hat = counted.eps(x, t)
-            a_t, s_t, a_s, s_s = (v.to(z.dtype) for v in (alphas[i], sigmas[i], alphas[i + 1], sigmas[i + 1]))
-            x0 = (x - s_t * eps_hat) / a_t
-            if eta > 0:
-                c = eta * sigmas[i + 1] * torch.sqrt(-torch.expm1(2.0 * (lambdas[i] - lambdas[i + 1])))
-                c = c.to(z.dtype)
-                x = a_s * x0 + torch.sqrt((s_s**2 - c**2).clamp_min(0.0)) * eps_hat + c * randn_like(x, generator)
-            else:
-                x = a_s * x0 + s_s * eps_hat
+            eps_hat = counted.eps(x, ts[i].to(z.dtype).expand(B))
+            noise = randn_like(x, generator) if eta > 0 else None
+            x = sde.ddim_step(x, ts[i], ts[i + 1], eps_hat, eta, noise)
             report(callback, i, ts[i + 1], x, counted)
         if denoise:
             x = counted.x0(x, ts[-1].to(z.dtype).expand(B))

@@ -148,7 +148,8 @@ SAMPLERS.add("ode", sample_ode, coupled=True, config_names={"denoise": "noise_re
 SAMPLERS.add("sscs", sample_sscs, config_names={"denoise": "noise_removal"}, aliases={"n_steps": "steps"},
              summary="symmetric splitting sampler of phase-space SDEs (Dockhorn et al. 2022, Alg. 1)")
 SAMPLERS.add("ddim", sample_ddim, config_names={"denoise": "noise_removal"},
-             summary="DDIM (Song, Meng & Ermon 2021): deterministic (eta=0) or stochastic (eta>0) for VE/VP/sub-VP")
+             summary="DDIM (Song, Meng & Ermon 2021): deterministic (eta=0) or stochastic (eta>0); VE/VP/sub-VP "
+                     "and, in matrix form, PSLD/CLD")
 SAMPLERS.add("heun", sample_heun, coupled=False, config_names={"denoise": "noise_removal"},
              summary="EDM's Heun sampler (Karras et al. 2022, Alg. 2), deterministic or with churn, for VE/VP/sub-VP")
 SAMPLERS.add("unipc", sample_unipc, coupled=False, config_names={"denoise": "noise_removal", "corrector":

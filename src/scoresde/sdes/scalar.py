@@ -130,6 +130,22 @@ class ScalarSDE(SDE):
         std = torch.sqrt((v * sigma_s**2 / sigma_t**2).clamp_min(0.0))
         return x_mean + batch_broadcast(std, x) * noise, x_mean
 
+    def ddim_step(self, x: Tensor, t: Tensor, s: Tensor, eps: Tensor, eta: float = 0.0,
+                  noise: Tensor | None = None) -> Tensor:
+        """One DDIM step from ``t`` to ``s < t`` (Song, Meng & Ermon 2021, eq. 12) with the noise prediction ``eps``:
+        ``x0 = (x - sigma_t eps) / alpha_t``, ``x_s = alpha_s x0 + sqrt(sigma_s^2 - c^2) eps + c noise`` with
+        ``c = eta sigma_s sqrt(1 - exp(2 (lambda_t - lambda_s)))`` (``eta = 1``: the DDPM posterior std). ``t``, ``s``
+        are 0-d times; the coefficients are computed in float64 and cast to ``x``'s dtype."""
+        t64, s64 = (torch.as_tensor(v, dtype=torch.float64).reshape(()) for v in (t, s))
+        a_t, s_t, a_s, s_s = (v.to(x.dtype) for v in (self.alpha(t64), self.sigma(t64), self.alpha(s64),
+                                                       self.sigma(s64)))
+        x0 = (x - s_t * eps) / a_t
+        if eta <= 0:
+            return a_s * x0 + s_s * eps
+        shrink = -torch.expm1(2.0 * (self.lambda_t(t64) - self.lambda_t(s64)))  # 1 - (a_t s_s / (a_s s_t))^2
+        c = (eta * self.sigma(s64) * torch.sqrt(shrink)).to(x.dtype)
+        return a_s * x0 + torch.sqrt((s_s**2 - c**2).clamp_min(0.0)) * eps + c * noise
+
     def timestep_index(self, t: Tensor) -> Tensor:
         """Index ``i = floor(t (N - 1) / T)`` of the discrete table entry used at time ``t`` (reference rule)."""
         return (t * (self.N - 1) / self.T).long()
