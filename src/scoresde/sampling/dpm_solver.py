@@ -1,0 +1,318 @@
+"""DPM-Solver (Lu et al., NeurIPS 2022) and DPM-Solver++ (Lu et al. 2022b) for every scalar SDE: VE, VP and sub-VP.
+
+In the half log-SNR ``lambda = log(alpha_t / sigma_t)`` the probability-flow ODE of the kernel ``x_t = alpha_t x_0 +
+sigma_t eps`` has an exactly integrable linear part. From ``s`` to ``t`` (``h = lambda_t - lambda_s > 0``):
+
+* ``algorithm="dpmsolver"``, noise prediction ``eps_hat = model.eps`` (DPM-Solver, eq. 3.4):
+  ``x_t = alpha_t/alpha_s x_s - sigma_t int_0^h e^(h - tau) eps_hat(lambda_s + tau) d tau``;
+* ``algorithm="dpmsolver++"``, data prediction ``x0_hat = model.x0`` (DPM-Solver++, eq. 9):
+  ``x_t = sigma_t/sigma_s x_s + alpha_t int_0^h e^(-(h - tau)) x0_hat(lambda_s + tau) d tau``.
+
+With ``m`` the prediction, ``hh = h`` (noise) or ``hh = -h`` (data), ``A = alpha_t/alpha_s`` (noise) or
+``sigma_t/sigma_s`` (data), ``B = sigma_t`` (noise) or ``alpha_t`` (data), and
+
+    ``phi_1 = e^hh - 1``,  ``phi_2 = phi_1 / hh - 1``,  ``phi_3 = phi_2 / hh - 1/2``
+
+every update below reads ``x_t = A x_s - B (phi_1 D_0 + c_1 D_1 + c_2 D_2)`` with differences ``D_k`` of model values
+in ``lambda``:
+
+* order 1 (DPM-Solver-1, eq. 3.7; DPM-Solver++ eq. 10): ``D_0 = m_s``: DDIM (``eta = 0``) exactly.
+* ``method="singlestep"`` (DPM-Solver-2 / -3, Lu et al. 2022 Alg. 1 and 2, DPM-Solver++ Alg. 1): intermediate
+  points at ``lambda_s + r h``; order 2 with ``r_1 = 1/2``: a first-order step to ``s_1``, then ``D_1 = (m_{s1} -
+  m_s) / (2 r_1)``, ``c_1 = phi_1``; order 3 with ``r_1 = 1/3``, ``r_2 = 2/3``: ``x_{s2}`` from ``m_s`` and
+  ``r_2/r_1 phi_2(r_2 hh) (m_{s1} - m_s)``, then ``D_1 = (m_{s2} - m_s) / r_2``, ``c_1 = phi_2``.
+* ``method="multistep"`` (DPM-Solver++(2M), Alg. 2, and its third-order form, the authors' ``multistep``): the
+  earlier points' model values, ``r_k = h_k / h`` the previous step sizes over this one. Order 2: ``D_1 = (m_0 -
+  m_1) / (2 r_0)``, ``c_1 = phi_1``. Order 3: ``D1_0 = (m_0 - m_1)/r_0``, ``D1_1 = (m_1 - m_2)/r_1``, ``D_1 = D1_0
+  + r_0/(r_0 + r_1) (D1_0 - D1_1)`` (``~ h m'``), ``c_1 = phi_2``, and ``D_2 = (D1_0 - D1_1)/(r_0 + r_1)`` (``~ h^2
+  m''/2``) with ``c_2 = 2 phi_3``: the Taylor coefficient of ``m''``. (The authors' code, and diffusers', weight
+  ``D_2`` with ``phi_3``, half the Taylor coefficient, which makes their multistep order 3 converge at second order
+  only; measured in ``tests/sampling/test_dpm_solver.py``.)
+* ``method="adaptive"`` (DPM-Solver-12 and -23, Lu et al. 2022 Alg. 4 and 5): from ``lambda_T`` with ``h = 0.05`` a
+  lower- and a higher-order singlestep update share their model calls (order 2: DPM-Solver-1 and -2 with ``r_1 =
+  1/2``; order 3: DPM-Solver-2 and -3 with ``r_1 = 1/3``, ``r_2 = 2/3``); ``E = max_batch RMS((x_high - x_low) /
+  delta)``, ``delta = max(atol, rtol max(|x_low|, |x_prev|))``; the step is accepted when ``E <= 1``, and ``h <-
+  min(0.9 h E^(-1/order), lambda_eps - lambda_s)``. A rejected step re-uses the model value at ``s`` (the authors'
+  code evaluates it again; the result is the same with fewer calls). The batch shares one error norm, so samples
+  are coupled.
+
+``algorithm="sde-dpmsolver++"`` solves the reverse SDE with data prediction (DPM-Solver++, App. B, SDE-DPM-Solver++
+(1S) and (2M)): ``x_t = sigma_t/sigma_s e^(-h) x_s + alpha_t (1 - e^(-2h)) (m_s + D_1 / 2) + sigma_t sqrt(1 -
+e^(-2h)) z`` with ``D_1 = 0`` (1S, which is DDIM with ``eta = 1``, the DDPM posterior) or the order-2 multistep
+difference (2M); ``z`` is drawn batch-first from ``generator``.
+
+Everything (``log alpha``, ``sigma``, ``lambda`` and the intermediate times ``t_from_lambda``) is read from the SDE's
+schedule in float64 and cast to the state's dtype; nothing assumes ``alpha^2 + sigma^2 = 1`` (sub-VP's ``sigma = 1 -
+alpha^2``, VE's ``alpha = 1``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from ..models.adapter import CountingModel, DiffusionModel
+from ..sdes.base import randn_like
+from .common import Callback, check_eps, counting, report, sampler_times
+
+__all__ = ["ALGORITHMS", "LOWER_ORDER_FINAL_BELOW", "METHODS", "sample_dpm_solver"]
+
+ALGORITHMS = ("dpmsolver", "dpmsolver++", "sde-dpmsolver++")
+METHODS = ("singlestep", "multistep", "adaptive")
+#: ``lower_order_final`` lowers the last multistep orders only when there are fewer steps than this (DPM-Solver's
+#: documented rule and diffusers'; the authors' current code uses 10)
+LOWER_ORDER_FINAL_BELOW = 15
+_H_INIT, _THETA = 0.05, 0.9  # adaptive: first step in lambda, safety factor (Lu et al. 2022, Alg. 4/5)
+
+
+@dataclass(frozen=True)
+class _Point:
+    """The schedule at one time, all 0-d float64 tensors."""
+
+    t: Tensor
+    lam: Tensor
+    log_alpha: Tensor
+    sigma: Tensor
+
+    @property
+    def alpha(self) -> Tensor:
+        return torch.exp(self.log_alpha)
+
+
+class _Solver:
+    """The exponential-integrator updates (module docstring) for one algorithm, model and state dtype."""
+
+    def __init__(self, counted: CountingModel, algorithm: str, batch: int, dtype: torch.dtype) -> None:
+        self.counted, self.sde, self.batch, self.dtype = counted, counted.sde, batch, dtype
+        self.data = algorithm != "dpmsolver"
+
+    def point(self, t: Tensor) -> _Point:
+        return _Point(t, self.sde.lambda_t(t), self.sde.log_alpha(t), self.sde.sigma(t))
+
+    def at_lambda(self, lam: Tensor) -> _Point:
+        return self.point(self.sde.t_from_lambda(lam))
+
+    def model(self, x: Tensor, p: _Point) -> Tensor:
+        t = p.t.to(self.dtype).expand(self.batch)
+        return self.counted.x0(x, t) if self.data else self.counted.eps(x, t)
+
+    def cast(self, v: Tensor) -> Tensor:
+        return v.to(self.dtype)
+
+    def update(self, x: Tensor, s: _Point, t: _Point, terms: list[tuple[int, Any, Tensor]]) -> Tensor:
+        """``A x - B sum_k w phi_k D`` for ``terms = [(k, w, D), ...]`` (module docstring)."""
+        h = t.lam - s.lam
+        if self.data:
+            A, B, hh = t.sigma / s.sigma, t.alpha, -h
+        else:
+            A, B, hh = torch.exp(t.log_alpha - s.log_alpha), t.sigma, h
+        phi1 = torch.expm1(hh)
+        phi2 = phi1 / hh - 1.0
+        phis = (phi1, phi2, phi2 / hh - 0.5)
+        out = self.cast(A) * x
+        for k, w, d in terms:
+            out = out - self.cast(B * phis[k - 1] * w) * d
+        return out
+
+    # -- singlestep ---------------------------------------------------------------------------------------------
+    def single(self, x: Tensor, s: _Point, t: _Point, order: int, m_s: Tensor | None = None,
+               m_s1: Tensor | None = None, r1: float | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
+        """One singlestep DPM-Solver-``order`` update; returns ``(x_t, m_s, m_s1)`` so that the adaptive pair can
+        share model values."""
+        if m_s is None:
+            m_s = self.model(x, s)
+        if order == 1:
+            return self.update(x, s, t, [(1, 1.0, m_s)]), m_s, None
+        h = t.lam - s.lam
+        r1 = (0.5 if order == 2 else 1.0 / 3.0) if r1 is None else r1
+        if m_s1 is None:
+            s1 = self.at_lambda(s.lam + r1 * h)
+            m_s1 = self.model(self.update(x, s, s1, [(1, 1.0, m_s)]), s1)
+        if order == 2:
+            return self.update(x, s, t, [(1, 1.0, m_s), (1, 0.5 / r1, m_s1 - m_s)]), m_s, m_s1
+        r2 = 2.0 / 3.0
+        s2 = self.at_lambda(s.lam + r2 * h)
+        x_s2 = self.update(x, s, s2, [(1, 1.0, m_s), (2, r2 / r1, m_s1 - m_s)])
+        m_s2 = self.model(x_s2, s2)
+        return self.update(x, s, t, [(1, 1.0, m_s), (2, 1.0 / r2, m_s2 - m_s)]), m_s, m_s1
+
+    # -- multistep ----------------------------------------------------------------------------------------------
+    def multi(self, x: Tensor, ps: list[_Point], ms: list[Tensor], t: _Point, order: int) -> Tensor:
+        """Multistep order-``order`` update from the last of ``ps`` (model values ``ms``) to ``t``."""
+        p0, m0 = ps[-1], ms[-1]
+        if order == 1:
+            return self.update(x, p0, t, [(1, 1.0, m0)])
+        h = t.lam - p0.lam
+        r0 = (p0.lam - ps[-2].lam) / h
+        if order == 2:
+            return self.update(x, p0, t, [(1, 1.0, m0), (1, 0.5 / r0, m0 - ms[-2])])
+        r1 = (ps[-2].lam - ps[-3].lam) / h
+        d1_0 = self.cast(1.0 / r0) * (m0 - ms[-2])
+        d1_1 = self.cast(1.0 / r1) * (ms[-2] - ms[-3])
+        d1 = d1_0 + self.cast(r0 / (r0 + r1)) * (d1_0 - d1_1)
+        return self.update(x, p0, t, [(1, 1.0, m0), (2, 1.0, d1), (3, 2.0 / (r0 + r1), d1_0 - d1_1)])
+
+    def sde_multi(self, x: Tensor, ps: list[_Point], ms: list[Tensor], t: _Point, order: int,
+                  generator: torch.Generator | None) -> Tensor:
+        """SDE-DPM-Solver++ (1S) or (2M) from the last of ``ps`` to ``t`` (module docstring)."""
+        p0, m0 = ps[-1], ms[-1]
+        h = t.lam - p0.lam
+        one_m = -torch.expm1(-2.0 * h)  # 1 - e^(-2h)
+        d = m0 if order == 1 else m0 + self.cast(0.5 * h / (p0.lam - ps[-2].lam)) * (m0 - ms[-2])
+        noise = randn_like(x, generator)
+        return (self.cast(t.sigma / p0.sigma * torch.exp(-h)) * x + self.cast(t.alpha * one_m) * d
+                + self.cast(t.sigma * torch.sqrt(one_m)) * noise)
+
+
+def _check_options(sde: Any, algorithm: str, method: str, order: Any, rtol: float, atol: float) -> None:
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {algorithm!r}; valid algorithms are: {', '.join(ALGORITHMS)}")
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; valid methods are: {', '.join(METHODS)}")
+    if isinstance(order, bool) or order not in (1, 2, 3):
+        raise ValueError(f"order must be 1, 2 or 3, got {order!r}")
+    if not callable(getattr(sde, "lambda_t", None)):
+        raise ValueError(f"dpm_solver needs a scalar noise schedule (alpha, sigma, lambda_t): VE, VP or sub-VP; "
+                         f"{type(sde).__name__} has a matrix kernel (ddim and sscs serve PSLD/CLD)")
+    sde_ok = method != "adaptive" and (order == 1 or (order == 2 and method == "multistep"))
+    if algorithm == "sde-dpmsolver++" and not sde_ok:
+        raise ValueError(f"algorithm 'sde-dpmsolver++' takes order 1 (SDE-DPM-Solver++(1S)) or order 2 with method "
+                         f"'multistep' (SDE-DPM-Solver++(2M)); got order={order}, method={method!r}")
+    if method == "adaptive":
+        if order == 1:
+            raise ValueError("method 'adaptive' needs order 2 (DPM-Solver-12) or 3 (DPM-Solver-23), got order=1")
+        if not (isinstance(atol, (int, float)) and atol > 0 and isinstance(rtol, (int, float)) and rtol >= 0):
+            raise ValueError(f"method 'adaptive' needs atol > 0 and rtol >= 0, got atol={atol!r}, rtol={rtol!r}")
+
+
+def sample_dpm_solver(
+    model: DiffusionModel,
+    z: Tensor,
+    *,
+    steps: int | None = None,
+    times: Tensor | None = None,
+    order: int = 2,
+    algorithm: str = "dpmsolver++",
+    method: str = "multistep",
+    grid: str = "logSNR",
+    rho: float = 7.0,
+    eps: float = 1e-3,
+    lower_order_final: bool = True,
+    denoise: bool = False,
+    rtol: float = 0.05,
+    atol: float = 0.0078,
+    cond: dict[str, Any] | None = None,
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+    callback: Callback | None = None,
+) -> tuple[Tensor, int]:
+    """DPM-Solver / DPM-Solver++ sampling (module docstring) from ``z`` at ``T`` down to ``eps``.
+
+    NFE (counted, not computed): ``multistep`` ``steps``; ``singlestep`` ``order * steps`` (``steps`` outer steps on
+    ``grid``, each one DPM-Solver-``order`` step with ``order - 1`` intermediate points; the authors' "DPM-Solver-fast"
+    budget split is not used); ``adaptive`` as the error control decides; ``+ 1`` with ``denoise``.
+
+    Which to pick: DPM-Solver++(2M) (the defaults: ``algorithm="dpmsolver++"``, ``order=2``, ``method="multistep"``,
+    ``grid="logSNR"``) for guided or conditional sampling and pixel models at 10-20 NFE; ``order=3`` (``singlestep``
+    or ``multistep``) for unconditional sampling at 10-20 NFE; ``method="adaptive"`` when a tolerance matters more
+    than a fixed budget; ``algorithm="sde-dpmsolver++"`` (order 2) for stochastic sampling at a few tens of steps.
+
+    Args:
+        steps: number of grid intervals (default ``sde.N``): multistep steps, or singlestep outer steps.
+        times: explicit decreasing times (override ``steps``, ``grid`` and ``eps``; not with ``adaptive``).
+        order: 1, 2 or 3 (1 is DDIM; ``adaptive``: 2 or 3; ``sde-dpmsolver++``: 1 or 2).
+        algorithm: ``"dpmsolver"`` (noise prediction), ``"dpmsolver++"`` (data prediction) or ``"sde-dpmsolver++"``.
+        method: ``"multistep"``, ``"singlestep"`` or ``"adaptive"`` (ignores ``steps`` and ``grid``).
+        grid: a name of :data:`scoresde.sampling.grids.GRIDS` (``logSNR`` as in DPM-Solver).
+        rho: exponent of the ``karras`` grid.
+        eps: last time.
+        lower_order_final: multistep with fewer than 15 steps: the last steps use orders ``min(order, steps - i)``,
+            which stabilises very few steps.
+        denoise: finish with the data prediction at ``eps`` (DPM-Solver's ``denoise_to_zero``; one more NFE).
+        rtol, atol: tolerances of ``adaptive`` (``atol`` in data units: 0.0078 is 1/128 of images in [-1, 1]).
+        generator: random generator of ``sde-dpmsolver++``'s noise.
+        callback: ``callback(i, t, x, x0_pred)`` after each (accepted) step.
+    """
+    sde = model.sde
+    _check_options(sde, algorithm, method, order, rtol, atol)
+    check_eps(eps, sde)
+    if method == "adaptive" and times is not None:
+        raise ValueError("method 'adaptive' chooses its own times: pass no times (it also ignores steps and grid)")
+    counted = counting(model, cond)
+    solver = _Solver(counted, algorithm, z.shape[0], z.dtype)
+    with torch.no_grad():
+        if method == "adaptive":
+            x = _adaptive(solver, z, order, eps, rtol, atol, progress, callback)
+        else:
+            ts = sampler_times(sde, steps, times, grid=grid, eps=eps, rho=rho, dtype=torch.float64, device=z.device)
+            points = [solver.point(t) for t in ts]
+            n = len(points) - 1
+            if method == "multistep" and n < order:
+                raise ValueError(f"multistep order {order} needs at least {order} steps, got {n}")
+            if method == "singlestep":
+                x = z
+                for i in tqdm(range(n), disable=not progress, desc="DPM-Solver sampling"):
+                    x = solver.single(x, points[i], points[i + 1], order)[0]
+                    report(callback, i, points[i + 1].t, x, counted)
+            else:
+                x = _multistep(solver, z, points, order, lower_order_final and n < LOWER_ORDER_FINAL_BELOW,
+                               algorithm == "sde-dpmsolver++", generator, progress, callback)
+        if denoise:
+            x = counted.x0(x, torch.as_tensor(eps, dtype=torch.float64).to(z.dtype).expand(z.shape[0]))
+    return x, counted.calls
+
+
+def _multistep(solver: _Solver, x: Tensor, points: list[_Point], order: int, lower_final: bool, stochastic: bool,
+               generator: torch.Generator | None, progress: bool, callback: Callback | None) -> Tensor:
+    n = len(points) - 1
+    ps: list[_Point] = []
+    ms: list[Tensor] = []
+    for i in tqdm(range(n), disable=not progress, desc="DPM-Solver sampling"):
+        ps, ms = [*ps, points[i]][-order:], [*ms, solver.model(x, points[i])][-order:]
+        step_order = min(order, i + 1, n - i) if lower_final else min(order, i + 1)
+        if stochastic:
+            x = solver.sde_multi(x, ps, ms, points[i + 1], step_order, generator)
+        else:
+            x = solver.multi(x, ps, ms, points[i + 1], step_order)
+        report(callback, i, points[i + 1].t, x, solver.counted)
+    return x
+
+
+def _adaptive(solver: _Solver, x: Tensor, order: int, eps: float, rtol: float, atol: float, progress: bool,
+              callback: Callback | None) -> Tensor:
+    """DPM-Solver-12 (``order=2``) or -23 (``order=3``) with step-size control in ``lambda`` (module docstring)."""
+    sde = solver.sde
+    device = x.device
+    s = solver.point(torch.tensor(sde.T, dtype=torch.float64, device=device))
+    end = solver.point(torch.tensor(eps, dtype=torch.float64, device=device))
+    h = torch.tensor(_H_INIT, dtype=torch.float64, device=device)
+    x_prev, m_s, accepted = x, None, 0
+    low_r1 = 0.5 if order == 2 else 1.0 / 3.0
+    bar = tqdm(disable=not progress, desc="DPM-Solver adaptive sampling")
+    while True:
+        last = bool(h >= end.lam - s.lam)
+        t = end if last else solver.at_lambda(s.lam + h)
+        x_low, m_s, m_s1 = solver.single(x, s, t, order - 1, m_s=m_s, r1=low_r1)
+        x_high = solver.single(x, s, t, order, m_s=m_s, m_s1=m_s1, r1=low_r1)[0]
+        delta = torch.clamp_min(rtol * torch.maximum(x_low.abs(), x_prev.abs()), atol)
+        err = ((x_high - x_low) / delta).reshape(x.shape[0], -1).square().mean(dim=1).sqrt().max()
+        E = float(err)
+        if not math.isfinite(E):
+            raise ValueError(f"adaptive DPM-Solver: non-finite error estimate at t={float(s.t):.6g} (the model "
+                             "returned non-finite values?)")
+        if E <= 1.0:
+            x, x_prev, s, m_s = x_high, x_low, t, None
+            report(callback, accepted, t.t, x, solver.counted)
+            accepted += 1
+            bar.update(1)
+            if last:
+                break
+        factor = _THETA * E ** (-1.0 / order) if E > 0 else math.inf
+        h = torch.clamp_max(h * factor, end.lam - s.lam) if math.isfinite(factor) else end.lam - s.lam
+    bar.close()
+    return x
