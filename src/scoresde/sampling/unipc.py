@@ -30,6 +30,10 @@ The one-coefficient systems (UniP-2's ``a_1`` and UniC-1's) are set to their ``h
 authors' implementation (the order is the same). Multistep start-up: step ``i`` uses order ``min(order, i)``, and
 with ``lower_order_final`` the last steps drop to ``min(order, steps + 1 - i)`` (stable at very few steps).
 Order 1 without the corrector is DDIM (``eta = 0``) exactly, in either prediction.
+The start-up and final steps bound the order seen over a whole run: orders 1 and 2 converge at ``p`` (UniP) and
+``p + 1`` (UniC) on a Gaussian whose flow is known in closed form; order 3's low-order first (and, with
+``lower_order_final``, last) steps make its observed order vary with the SDE, though it is 14-100x more accurate
+than order 2 at 80 steps (``tests/sampling/test_unipc.py``).
 
 Everything (``alpha``, ``sigma``, ``lambda``) is read from the SDE's schedule, in float64, and cast to the state's
 dtype; nothing assumes ``alpha^2 + sigma^2 = 1`` (sub-VP's ``sigma = 1 - alpha^2``, VE's ``alpha = 1``).
@@ -132,8 +136,12 @@ def sample_unipc(
 
     Which options when: ``prediction="data"`` with ``variant="bh2"`` (UniPC with DPM-Solver++, the default) for
     guided/conditional sampling and in general at 10-25 steps; ``variant="bh1"`` for unconditional sampling at
-    very few steps (5-10), as the paper recommends; ``order=2`` for guided models, ``order=3`` for unconditional
-    ones; keep the corrector (free: it reuses the next step's model call).
+    very few steps (5-10), as the paper recommends for image models; ``order=2`` for guided models, ``order=3``
+    for unconditional ones; keep the corrector (free: it reuses the next step's model call). Measured on the 2-D
+    mixture (path error to the exact flow, logSNR grid): the default cuts DDIM's error 1.7-9x at 10 NFE and 5-17x at
+    20 (sub-VP least, VE most); there ``order=3, prediction="noise"`` was best at 10 NFE, and ``bh1`` with data
+    prediction at order 2 was worse than DDIM at 10 NFE (its ``B(h) = h`` over-extrapolates at large steps): check
+    ``bh1`` on your model before relying on it.
 
     Args:
         steps: number of steps (default ``sde.N``) on ``grid``; at least ``order``.
