@@ -21,6 +21,7 @@ from typing import Any
 from torch import Tensor
 
 from .ddim import sample_ddim
+from .dpm_solver import sample_dpm_solver
 from .heun import sample_heun
 from .phase_space import sample_sscs
 from .samplers import sample_ode, sample_pc
@@ -156,3 +157,7 @@ SAMPLERS.add("unipc", sample_unipc, coupled=False, config_names={"denoise": "noi
              "unipc_corrector", "prediction": "unipc_prediction"},
              summary="UniPC (Zhao et al. 2023): multistep predictor UniP-p with the free corrector UniC, orders 1-3, "
                      "for VE/VP/sub-VP")
+SAMPLERS.add("dpm_solver", sample_dpm_solver, coupled=lambda options: options.get("method") == "adaptive",
+             config_names={"denoise": "noise_removal", "method": "dpm_method", "rtol": "dpm_rtol", "atol": "dpm_atol"},
+             summary="DPM-Solver / DPM-Solver++ (Lu et al. 2022): single/multistep orders 1-3, adaptive, "
+                     "SDE-DPM-Solver++, for VE/VP/sub-VP")
