@@ -3,6 +3,7 @@ and the time grids they share."""
 
 from .api import SampleInfo, sample, sampler_options
 from .ddim import sample_ddim
+from .dpm_solver import sample_dpm_solver
 from .grids import GRIDS, time_steps
 from .heun import sample_heun
 from .phase_space import sample_sscs
@@ -12,5 +13,5 @@ from .steps import CORRECTORS, PREDICTORS
 from .unipc import sample_unipc
 
 __all__ = ["CORRECTORS", "GRIDS", "PREDICTORS", "SAMPLERS", "SampleInfo", "SamplerRegistry", "SamplerSpec",
-           "sample", "sample_ddim", "sample_heun", "sample_ode", "sample_pc", "sample_sscs", "sample_unipc",
-           "sampler_options", "time_steps"]
+           "sample", "sample_ddim", "sample_dpm_solver", "sample_heun", "sample_ode", "sample_pc", "sample_sscs",
+           "sample_unipc", "sampler_options", "time_steps"]
