@@ -11,6 +11,7 @@ from scoresde.models import as_model
 from scoresde.sampling.heun import sample_heun
 from scoresde.sdes import CLD, VESDE, VPSDE, SubVPSDE
 from scoresde.toy import GaussianMixture, energy_distance
+from tests.metrics.conftest import _one_thread  # noqa: F401 (autouse: tiny batches, one thread)
 
 F64 = torch.float64
 EPS = 1e-3
@@ -18,14 +19,6 @@ SDES = {"ve": lambda: VESDE(sigma_min=0.01, sigma_max=50.0, N=1000), "vp": lambd
         "subvp": lambda: SubVPSDE(N=1000)}
 MU, STD = torch.tensor([1.0, -0.5], dtype=F64), 0.5
 GAUSSIAN = GaussianMixture([1.0], [MU.tolist()], [STD])
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _linear_score(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

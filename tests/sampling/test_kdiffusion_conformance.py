@@ -21,6 +21,7 @@ from scoresde.sampling import SAMPLERS
 from scoresde.sdes import VESDE, VPSDE, SubVPSDE
 from scoresde.toy import GaussianMixture
 from tests.kdiffusion import kdiffusion_sampling
+from tests.metrics.conftest import _one_thread  # noqa: F401 (autouse: tiny batches, one thread)
 
 F64 = torch.float64
 EPS, RHO, BATCH = 1e-3, 7.0, 64
@@ -31,14 +32,6 @@ SDES = {"ve": lambda: VESDE(N=1000), "vp": lambda: VPSDE(N=1000), "subvp": lambd
 @pytest.fixture(scope="module")
 def ks():
     return kdiffusion_sampling()
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _setup(name: str, seed: int = 0):
