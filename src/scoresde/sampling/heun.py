@@ -67,7 +67,6 @@ def _noise_times(sde: Any, steps: int | None, times: Tensor | None, *, grid: str
         if not (isinstance(n, int) and not isinstance(n, bool) and n >= 1):
             raise ValueError(f"steps must be a positive integer, got {n!r}")
         if n == 1:  # one Euler step from T to sigma = 0 (k-diffusion's get_sigmas_karras(1, ...) = [sigma_max, 0])
-            check_eps(eps, sde)
             return torch.tensor([sde.T], dtype=torch.float64, device=device), 1
         ts = sampler_times(sde, n - 1, None, grid=grid, eps=eps, rho=rho, dtype=torch.float64, device=device)
         return ts, n
