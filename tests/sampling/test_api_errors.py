@@ -17,7 +17,7 @@ def _score(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"sampler": "heun"}, r"unknown sampler 'heun'; valid samplers are: pc, ode, sscs, ddim"),
+        ({"sampler": "nope"}, r"unknown sampler 'nope'; valid samplers are: pc, ode, sscs, ddim"),
         ({"predictor": "heun"}, r"unknown predictor 'heun'; valid predictors are: ancestral_sampling, "
                                 r"euler_maruyama, none, reverse_diffusion"),
         ({"corrector": "hmc"}, r"unknown corrector 'hmc'; valid correctors are: ald, langevin, none"),

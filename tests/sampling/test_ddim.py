@@ -120,25 +120,41 @@ def test_bad_options_are_one_clear_error(options: dict, message: str) -> None:
 
 
 @pytest.mark.parametrize("sde", [PSLD(), PSLD(score_matching="dsm"), CLD()], ids=["psld", "psld-dsm", "cld"])
-def test_phase_space_step_keeps_the_kernel_path_of_the_true_noise(sde) -> None:
-    """eta=0 with the true noise of z_t = Phi_t z0 + L_t eps lands exactly on Phi_s z0 + L_s eps (the DDIM property in
-    matrix form); eta>0 adds noise of covariance eta^2 times the posterior covariance of z_s given z_t and z0."""
+def test_phase_space_step_follows_the_probability_flow_of_a_point_mass(sde) -> None:
+    """eta=0 with the true noise of z_t = Phi_t z0 + L_t eps lands where the probability-flow ODE of the point mass z0
+    goes (solved here independently with scipy), keeping the kernel law; eta>0 adds noise of covariance eta^2 times
+    the posterior covariance of z_s given z_t and z0."""
+    from scipy.integrate import solve_ivp
+
     g = torch.Generator().manual_seed(0)
-    z0, noise = torch.randn(6, 2, 3, generator=g, dtype=F64), torch.randn(6, 2, 3, generator=g, dtype=F64)
+    z0, noise = torch.randn(1, 2, 1, generator=g, dtype=F64), torch.randn(1, 2, 1, generator=g, dtype=F64)
     t, s = torch.tensor(0.6, dtype=F64), torch.tensor(0.25, dtype=F64)
-    mean_t, L_t = sde.marginal_prob(z0, t.expand(6))
-    mean_s, L_s = sde.marginal_prob(z0, s.expand(6))
+    mean_t, L_t = sde.marginal_prob(z0, t.reshape(1))
     z_t = mean_t + sde.apply_std(L_t, noise)
-    torch.testing.assert_close(sde.ddim_step(z_t, t, s, noise), mean_s + sde.apply_std(L_s, noise), rtol=1e-10,
-                               atol=1e-10)
+    stepped = sde.ddim_step(z_t, t, s, noise, flow="probability_flow")
+    kernel = sde.ddim_step(z_t, t, s, noise)  # the kernel flow lands on Phi_s z0 + L_s eps: another path, same law
+    mean_s, L_s = sde.marginal_prob(z0, s.reshape(1))
+    torch.testing.assert_close(kernel, mean_s + sde.apply_std(L_s, noise), rtol=1e-10, atol=1e-10)
+
+    def pf(tau: float, z: object) -> object:  # dz/dt = F z - 1/2 G G^T score, score of N(Phi z0, Sigma)
+        tt = torch.tensor([tau], dtype=F64)
+        beta, zz = sde.beta(tt), torch.as_tensor(z, dtype=F64)
+        mean = sde.transition(tt)[0] @ z0[0, :, 0]
+        score = -torch.linalg.solve(sde.kernel_cov(tt)[0], zz - mean)
+        return (-beta * sde.A @ zz - beta * sde.D @ score).numpy()
+
+    sol = solve_ivp(pf, (0.6, 0.25), z_t[0, :, 0].numpy(), rtol=1e-11, atol=1e-12)
+    torch.testing.assert_close(stepped[0, :, 0], torch.as_tensor(sol.y[:, -1]), rtol=1e-7, atol=1e-8)
+    U = sde.flow_propagator(t, s)
+    cov_t, cov_s = sde.kernel_cov(t.reshape(1))[0], sde.kernel_cov(s.reshape(1))[0]
+    torch.testing.assert_close(U @ cov_t @ U.T, cov_s, rtol=1e-8, atol=1e-10)  # the kernel law is kept
     n = 40_000
-    zt = z_t[:1, :, :1].expand(n, 2, 1)
-    draws = sde.ddim_step(zt, t, s, noise[:1, :, :1].expand(n, 2, 1), 0.7, torch.randn(n, 2, 1, generator=g,
-                                                                                        dtype=F64))
-    psi, cov_t, cov_s = sde.transition(t.reshape(1), s.reshape(1))[0], sde.kernel_cov(t.reshape(1))[0], \
-        sde.kernel_cov(s.reshape(1))[0]
+    zt = z_t.expand(n, 2, 1)
+    draws = sde.ddim_step(zt, t, s, noise.expand(n, 2, 1), 0.7, torch.randn(n, 2, 1, generator=g, dtype=F64))
+    psi = sde.transition(t.reshape(1), s.reshape(1))[0]
     post = cov_s - cov_s @ psi.T @ torch.linalg.inv(cov_t) @ psi @ cov_s
-    torch.testing.assert_close(torch.cov(draws[:, :, 0].T), 0.49 * post, rtol=0.05, atol=1e-4)
+    scale = float(0.49 * post.diagonal().max())  # Monte-Carlo error of 40k draws ~ 1% of the largest variance
+    torch.testing.assert_close(torch.cov(draws[:, :, 0].T), 0.49 * post, rtol=0.05, atol=0.03 * scale)
 
 
 @pytest.mark.parametrize("name", ["psld", "cld"])

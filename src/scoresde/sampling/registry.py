@@ -129,6 +129,9 @@ class SamplerRegistry(Mapping[str, SamplerSpec]):
     def __getitem__(self, name: str) -> SamplerSpec:
         return self.get(name)
 
+    def __contains__(self, name: object) -> bool:
+        return name in self._specs
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._specs)
 

@@ -31,6 +31,8 @@ from torch import Tensor
 from .base import SDE
 
 SCORE_MATCHING_MODES = ("hsm", "dsm")
+#: the deterministic DDIM flows of phase-space SDEs (:meth:`RecipeSDE.ddim_step`)
+DDIM_FLOWS = ("kernel", "probability_flow")
 DECOMP_MODES = ("lower", "upper")
 
 
@@ -387,25 +389,60 @@ class RecipeSDE(SDE):
         post = cov_s - gain @ psi @ cov_s
         return mean + apply_blocks(sym_sqrt(0.5 * (post + post.transpose(-1, -2))), noise), mean
 
-    def ddim_step(self, z: Tensor, t: Tensor, s: Tensor, eps: Tensor, eta: float = 0.0,
-                  noise: Tensor | None = None) -> Tensor:
-        """One DDIM step from ``t`` to ``s < t`` in phase space with the exact kernel (the matrix form of DDIM; the
-        deterministic case is the first-order exponential integrator of gDDIM, Zhang et al. 2023, with ``K_t = L_t``).
+    def flow_propagator(self, t: Tensor, s: Tensor, *, rtol: float = 1e-10, atol: float = 1e-12) -> Tensor:
+        """``U(s, t) = K_s K_t^-1`` for ``K' = (F + 1/2 G G^T Sigma^-1) K``, ``F = -beta A``, ``G G^T = 2 beta D``,
+        ``Sigma`` the kernel covariance (float64, ``k x k``).
 
-        With ``z_t = Phi_t z_0 + L_t eps`` (the kernel of the score-matching mode): ``z0 = Phi_t^-1 (z - L_t eps)``,
-        ``z_s = Phi_s z0 + M eps + C^1/2 noise`` where ``C = eta^2 P`` with ``P = Sigma_s - Sigma_s Psi^T Sigma_t^-1
-        Psi Sigma_s`` the posterior covariance of ``z_s`` given ``z_t`` and ``z_0`` (``Psi`` the transition ``s -> t``)
-        and ``M`` the kernel factor (:meth:`factor`) of ``Sigma_s - C`` (``M = L_s`` for ``eta = 0``). For every ``eta``
-        the step keeps the kernel marginals ``z_s | z_0 ~ N(Phi_s z_0, Sigma_s)`` (the DDIM family's property); with
-        ``eta = 1`` its noise has the DDPM posterior covariance, while its mean uses ``M L_t^-1`` in place of the
-        posterior gain ``Sigma_s Psi^T Sigma_t^-1`` (equal for scalar kernels; :meth:`ancestral_step` is the exact
-        posterior). Measured on the 2-D mixture with the exact score (benchmarks/RESULTS.md): ``eta = 0`` reaches the
-        noise floor at 50 steps on PSLD and CLD."""
+        ``z_tau = Phi_tau z_0 + K_tau eps`` with a fixed ``eps`` solves the probability-flow ODE for a point mass at
+        ``z_0`` exactly when ``K`` solves this linear ODE (then ``K K^T`` follows ``Sigma``'s Lyapunov equation), which
+        is gDDIM's condition for a deterministic DDIM that integrates the probability-flow ODE (Zhang et al. 2023,
+        §4). For scalar kernels ``U = sigma_s / sigma_t``; in phase space the Cholesky factor ``L_t`` does not solve it
+        (it differs by a rotation), so ``L_s L_t^-1`` would follow another, marginal-preserving flow. Integrated with
+        scipy's RK45 at ``rtol``/``atol`` (cheap: ``k x k`` matrices)."""
+        from scipy.integrate import solve_ivp
+
+        k = self.k
+        D = self.D
+
+        def rhs(tau: float, y: object) -> object:
+            tt = torch.tensor([tau], dtype=torch.float64)
+            beta = float(self.beta(tt))
+            M = -beta * self.A + beta * D @ torch.linalg.inv(self.kernel_cov(tt)[0])
+            return (M @ torch.as_tensor(y, dtype=torch.float64).reshape(k, k)).reshape(-1).numpy()
+
+        sol = solve_ivp(rhs, (float(t), float(s)), torch.eye(k, dtype=torch.float64).reshape(-1).numpy(), rtol=rtol,
+                        atol=atol, method="RK45")
+        if not sol.success:
+            raise RuntimeError(f"flow propagator from t={float(t)} to s={float(s)} failed: {sol.message}")
+        return torch.as_tensor(sol.y[:, -1], dtype=torch.float64).reshape(k, k)
+
+    def ddim_step(self, z: Tensor, t: Tensor, s: Tensor, eps: Tensor, eta: float = 0.0,
+                  noise: Tensor | None = None, flow: str = "kernel") -> Tensor:
+        """One DDIM step from ``t`` to ``s < t`` in phase space with the exact kernel (the matrix form of DDIM, gDDIM:
+        Zhang et al. 2023).
+
+        With ``z_t = Phi_t z_0 + L_t eps`` (the kernel of the score-matching mode) the data estimate is ``z0 = Phi_t^-1
+        (z - L_t eps)``. ``eta = 0``: ``z_s = Phi_s z0 + U(s, t) L_t eps`` with the probability-flow propagator ``U``
+        (:meth:`flow_propagator`), the first-order exponential integrator of the probability-flow ODE. ``eta > 0``:
+        ``z_s = Phi_s z0 + M eps + C^1/2 noise`` with ``C = eta^2 P``, ``P = Sigma_s - Sigma_s Psi^T Sigma_t^-1 Psi
+        Sigma_s`` the posterior covariance of ``z_s`` given ``z_t`` and ``z_0`` (``Psi`` the transition ``s -> t``) and
+        ``M`` the kernel factor (:meth:`factor`) of ``Sigma_s - C``. Every ``eta`` keeps the kernel marginals
+        ``z_s | z_0 ~ N(Phi_s z_0, Sigma_s)`` (the DDIM family's property); with ``eta = 1`` the noise has the DDPM
+        posterior covariance, while the mean uses ``M L_t^-1`` in place of the posterior gain ``Sigma_s Psi^T
+        Sigma_t^-1`` (equal for scalar kernels; :meth:`ancestral_step` is the exact posterior).
+
+        ``flow`` (``eta = 0``): ``"kernel"`` uses ``U = L_s L_t^-1`` (the Cholesky factors: another deterministic flow
+        with the same marginals, since it only rotates the whitened noise of each Gaussian conditional; measured closer
+        to the data in few steps), ``"probability_flow"`` the propagator of the probability-flow ODE (converges to the
+        ``ode`` sampler's path: use it to decode latents of ``scoresde.sample(..., "ode")``)."""
         tt, ss = (torch.as_tensor(v, dtype=torch.float64).reshape(1) for v in (t, s))
-        phi_t, phi_s = self.transition(tt)[0], self.transition(ss)[0]
-        z0 = apply_blocks(torch.linalg.inv(phi_t), z - apply_blocks(self.kernel_factor(tt)[0], eps))
+        phi_t, phi_s, L_t = self.transition(tt)[0], self.transition(ss)[0], self.kernel_factor(tt)[0]
+        z0 = apply_blocks(torch.linalg.inv(phi_t), z - apply_blocks(L_t, eps))
+        if flow not in DDIM_FLOWS:
+            raise ValueError(f"unknown flow {flow!r}; valid values are: {', '.join(DDIM_FLOWS)}")
         if eta <= 0:
-            return apply_blocks(phi_s, z0) + apply_blocks(self.kernel_factor(ss)[0], eps)
+            K_s = self.kernel_factor(ss)[0] if flow == "kernel" else self.flow_propagator(tt[0], ss[0]) @ L_t
+            return apply_blocks(phi_s, z0) + apply_blocks(K_s, eps)
         psi, cov_t, cov_s = self.transition(tt, ss)[0], self.kernel_cov(tt)[0], self.kernel_cov(ss)[0]
         post = cov_s - cov_s @ psi.T @ torch.linalg.inv(cov_t) @ psi @ cov_s
         C = eta**2 * 0.5 * (post + post.T)

@@ -131,11 +131,15 @@ class ScalarSDE(SDE):
         return x_mean + batch_broadcast(std, x) * noise, x_mean
 
     def ddim_step(self, x: Tensor, t: Tensor, s: Tensor, eps: Tensor, eta: float = 0.0,
-                  noise: Tensor | None = None) -> Tensor:
+                  noise: Tensor | None = None, flow: str = "kernel") -> Tensor:
         """One DDIM step from ``t`` to ``s < t`` (Song, Meng & Ermon 2021, eq. 12) with the noise prediction ``eps``:
         ``x0 = (x - sigma_t eps) / alpha_t``, ``x_s = alpha_s x0 + sqrt(sigma_s^2 - c^2) eps + c noise`` with
         ``c = eta sigma_s sqrt(1 - exp(2 (lambda_t - lambda_s)))`` (``eta = 1``: the DDPM posterior std). ``t``, ``s``
-        are 0-d times; the coefficients are computed in float64 and cast to ``x``'s dtype."""
+        are 0-d times; the coefficients are computed in float64 and cast to ``x``'s dtype. ``flow`` is accepted for the
+        phase-space signature: for a scalar kernel both flows are this one (``sigma_s / sigma_t`` is the
+        probability-flow propagator)."""
+        if flow not in ("kernel", "probability_flow"):
+            raise ValueError(f"unknown flow {flow!r}; valid values are: kernel, probability_flow")
         t64, s64 = (torch.as_tensor(v, dtype=torch.float64).reshape(()) for v in (t, s))
         a_t, s_t, a_s, s_s = (v.to(x.dtype) for v in (self.alpha(t64), self.sigma(t64), self.alpha(s64),
                                                        self.sigma(s64)))
