@@ -100,7 +100,7 @@ def test_steps_and_a_corrector_named_none(vp_run, tmp_path, capsys):
     capsys.readouterr()
     assert main(["sample", "--workdir", str(vp_run), "--steps", "25", "--sampler", "ode", "--quiet"]) == 2
     err = _err(capsys)
-    assert "--steps needs a fixed-step sampler (pc, sscs, ddim); ode has no fixed number of steps" in err
+    assert "--steps needs a fixed-step sampler (pc, sscs, ddim" in err and "ode has no fixed number of steps" in err
 
 
 def test_ddim_from_the_command_line(vp_run, tmp_path):

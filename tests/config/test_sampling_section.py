@@ -10,7 +10,7 @@ import pytest
 from scoresde.config import ConfigError, SamplingConfig, apply_overrides, config_from_dict, get_preset
 from scoresde.sampling import SAMPLERS
 
-BASE_DEFAULTS = {"noise_removal": True, "ode_method": "dopri5", "grid": "uniform", "eps": 1e-3, "steps": None}
+BASE_DEFAULTS = {"noise_removal": True, "ode_method": "dopri5", "grid": None, "eps": 1e-3, "steps": None}
 
 
 def test_every_sampler_option_is_a_field() -> None:
@@ -30,7 +30,10 @@ def test_the_section_calls_every_sampler_with_valid_options(method: str) -> None
     name, options = SamplingConfig(method=method).sampler_call()
     assert name == method
     SAMPLERS[method].check_options(options)  # nothing it does not take
-    assert set(options) == set(SAMPLERS[method].options()) - {"progress", "times"}
+    # everything it takes, except the grid: None in the config means the sampler's own default grid
+    assert set(options) == set(SAMPLERS[method].options()) - {"progress", "times", "grid"}
+    name, options = SamplingConfig(method=method, grid="uniform").sampler_call()
+    assert options.get("grid", "uniform") == "uniform"
 
 
 def test_ddim_options_through_a_config_and_overrides() -> None:

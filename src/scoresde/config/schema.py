@@ -93,7 +93,7 @@ _SAMPLING_BASE: tuple[tuple[str, Any, Any], ...] = (
     ("rtol", float, 1e-5),                   # ODE tolerances
     ("atol", float, 1e-5),
     ("ode_method", str, "dopri5"),           # the ODE sampler's `method`
-    ("grid", str, "uniform"),                # time grid of the fixed-step samplers (scoresde.sampling.GRIDS)
+    ("grid", str | None, None),              # time grid (scoresde.sampling.GRIDS); None: the sampler's default
     ("steps", int | None, None),             # steps of the fixed-step samplers; None: the SDE's N
 )
 #: sampler options that are not config values (per-call inputs)
@@ -119,8 +119,11 @@ def _sampler_call(self: Any) -> tuple[str, dict[str, Any]]:
     """``(sampler name, options)`` for :func:`scoresde.sample` from this section: each option of the chosen
     sampler read from its config field (``noise_removal`` -> ``denoise``, ``ode_method`` -> the ODE's ``method``)."""
     spec = SAMPLERS.get(self.method)
-    return self.method, {option: getattr(self, spec.config_names.get(option, option))
-                         for option in spec.options() if option not in _NOT_CONFIG}
+    values = {option: getattr(self, spec.config_names.get(option, option))
+              for option in spec.options() if option not in _NOT_CONFIG}
+    # None in a field whose sampler default is not None means "the sampler's own default" (e.g. grid: heun's karras)
+    defaults = spec.options()
+    return self.method, {k: v for k, v in values.items() if v is not None or defaults[k] is None}
 
 
 SamplingConfig = dataclasses.make_dataclass(
@@ -291,7 +294,8 @@ def validate(cfg: Config) -> Config:
                           f"and training.fp_m ({t.fp_m}) positive")
     _choice("sampling.method", s.method, SAMPLING_METHODS)
     _check_sampler_fields(s)
-    _choice("sampling.grid", s.grid, tuple(GRIDS))
+    if s.grid is not None:
+        _choice("sampling.grid", s.grid, tuple(GRIDS))
     if s.steps is not None and s.steps < 1:
         raise ConfigError(f"config key sampling.steps must be a positive integer or null, got {s.steps}")
     _choice("optim.optimizer", o.optimizer, ("Adam",))
