@@ -180,7 +180,7 @@ def test_wrong_score_gives_a_wrong_likelihood(oracle: dict) -> None:
         ({"trace": "exact", "n_probes": 2}, "n_probes must be 1, got 2"),
         ({"eps": 0.0}, r"eps must lie in \(0, T=1.0\), got 0.0"),
         ({"eps": 1.5}, r"eps must lie in \(0, T=1.0\), got 1.5"),
-        ({"method": "rk4"}, "unknown ODE method 'rk4'"),
+        ({"method": "rk5"}, "unknown ODE method 'rk5'"),
         ({"rtol": 0.0}, "rtol and atol must be positive"),
     ],
 )
