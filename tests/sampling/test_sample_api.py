@@ -175,3 +175,14 @@ def test_sscs_still_takes_the_deprecated_n_steps() -> None:
     assert info.nfe == 4
     with pytest.raises(ValueError, match="pass only steps"):
         sample(PSLD(), _score, (2, 1), "sscs", n_steps=4, steps=4)
+
+
+def test_an_sde_with_another_N_still_sets_the_step_count_of_a_model() -> None:
+    """The old way to sample a model with 50 steps, sample(VPSDE(N=50), model.score_fn, ...), keeps working: the
+    model keeps its SDE (and labels), the passed N becomes steps."""
+    model = ScoreModel(_HalfNet(), VPSDE(N=1000), output_type="eps", label_type="time")
+    _, info = sample(VPSDE(N=50), model.score_fn, (2, 2), "pc", corrector="none", return_info=True,
+                     generator=torch.Generator().manual_seed(0))
+    assert info.nfe == 50
+    with pytest.raises(ValueError, match="differs from the SDE passed"):
+        sample(VPSDE(N=50, beta_max=10.0), model.score_fn, (2, 2))

@@ -109,6 +109,9 @@ def sample(
         generator = positional_generator
     spec = SAMPLERS.get(sampler)
     model = as_model(sde, score_fn)
+    if sde is not None and sde.N != model.sde.N and spec.fixed_steps and "steps" not in options \
+            and "times" not in options:
+        options["steps"] = sde.N  # an SDE built with another N (the old way to change the step count) sets steps
     sde = model.sde
     callback = options.pop("callback", None)
     if callback is not None and not spec.fixed_steps:

@@ -275,5 +275,11 @@ class ReverseSDE:
 
 
 def same_sde(a: SDE, b: SDE) -> bool:
-    """Whether ``a`` and ``b`` are the same diffusion (the same object, or the same class and parameters)."""
-    return a is b or a.describe() == b.describe()
+    """Whether ``a`` and ``b`` are the same diffusion: the same object, or the same class and parameters. The step
+    count ``N`` is a discretisation, not a parameter of the diffusion, and is not compared."""
+    if a is b:
+        return True
+    da, db = a.describe(), b.describe()
+    da.pop("_N", None)
+    db.pop("_N", None)
+    return da == db
