@@ -5,7 +5,7 @@ sigma_t eps`` has an exactly integrable linear part. From ``s`` to ``t`` (``h = 
 
 * ``algorithm="dpmsolver"``, noise prediction ``eps_hat = model.eps`` (DPM-Solver, eq. 3.4):
   ``x_t = alpha_t/alpha_s x_s - sigma_t int_0^h e^(h - tau) eps_hat(lambda_s + tau) d tau``;
-* ``algorithm="dpmsolver++"``, data prediction ``x0_hat = model.x0`` (DPM-Solver++, eq. 9):
+* ``algorithm="dpmsolver++"``, data prediction ``x0_hat = model.x0`` (DPM-Solver++):
   ``x_t = sigma_t/sigma_s x_s + alpha_t int_0^h e^(-(h - tau)) x0_hat(lambda_s + tau) d tau``.
 
 With ``m`` the prediction, ``hh = h`` (noise) or ``hh = -h`` (data), ``A = alpha_t/alpha_s`` (noise) or
@@ -16,7 +16,7 @@ With ``m`` the prediction, ``hh = h`` (noise) or ``hh = -h`` (data), ``A = alpha
 every update below reads ``x_t = A x_s - B (phi_1 D_0 + c_1 D_1 + c_2 D_2)`` with differences ``D_k`` of model values
 in ``lambda``:
 
-* order 1 (DPM-Solver-1, eq. 3.7; DPM-Solver++ eq. 10): ``D_0 = m_s``: DDIM (``eta = 0``) exactly.
+* order 1 (DPM-Solver-1, eq. 3.7; DPM-Solver++-1): ``D_0 = m_s``: DDIM (``eta = 0``) exactly.
 * ``method="singlestep"`` (DPM-Solver-2 / -3, Lu et al. 2022 Alg. 1 and 2, DPM-Solver++ Alg. 1): intermediate
   points at ``lambda_s + r h``; order 2 with ``r_1 = 1/2``: a first-order step to ``s_1``, then ``D_1 = (m_{s1} -
   m_s) / (2 r_1)``, ``c_1 = phi_1``; order 3 with ``r_1 = 1/3``, ``r_2 = 2/3``: ``x_{s2}`` from ``m_s`` and
@@ -27,7 +27,12 @@ in ``lambda``:
   + r_0/(r_0 + r_1) (D1_0 - D1_1)`` (``~ h m'``), ``c_1 = phi_2``, and ``D_2 = (D1_0 - D1_1)/(r_0 + r_1)`` (``~ h^2
   m''/2``) with ``c_2 = 2 phi_3``: the Taylor coefficient of ``m''``. (The authors' code, and diffusers', weight
   ``D_2`` with ``phi_3``, half the Taylor coefficient, which makes their multistep order 3 converge at second order
-  only; measured in ``tests/sampling/test_dpm_solver.py``.)
+  only: observed order 2.1-2.5 against 3.2-4.0 here on Gaussian data, ``tests/sampling/test_dpm_solver.py``. Their
+  damped ``D_2`` is nevertheless the more accurate at 20 steps on the 2-D mixture with data prediction (median path
+  error VP 8.4e-3 against 1.7e-2 here), and the less accurate with noise prediction (6.8e-3 against 5.1e-3).)
+  The first steps use orders ``min(order, i + 1)`` (no earlier values yet), so with order 3 the start-up step is
+  first order: its error, tiny where the model output barely moves in ``lambda``, makes every multistep order 3
+  second order in the limit of many steps.
 * ``method="adaptive"`` (DPM-Solver-12 and -23, Lu et al. 2022 Alg. 4 and 5): from ``lambda_T`` with ``h = 0.05`` a
   lower- and a higher-order singlestep update share their model calls (order 2: DPM-Solver-1 and -2 with ``r_1 =
   1/2``; order 3: DPM-Solver-2 and -3 with ``r_1 = 1/3``, ``r_2 = 2/3``); ``E = max_batch RMS((x_high - x_low) /
@@ -36,7 +41,7 @@ in ``lambda``:
   code evaluates it again; the result is the same with fewer calls). The batch shares one error norm, so samples
   are coupled.
 
-``algorithm="sde-dpmsolver++"`` solves the reverse SDE with data prediction (DPM-Solver++, App. B, SDE-DPM-Solver++
+``algorithm="sde-dpmsolver++"`` solves the reverse SDE with data prediction (DPM-Solver++, appendix: SDE-DPM-Solver++
 (1S) and (2M)): ``x_t = sigma_t/sigma_s e^(-h) x_s + alpha_t (1 - e^(-2h)) (m_s + D_1 / 2) + sigma_t sqrt(1 -
 e^(-2h)) z`` with ``D_1 = 0`` (1S, which is DDIM with ``eta = 1``, the DDPM posterior) or the order-2 multistep
 difference (2M); ``z`` is drawn batch-first from ``generator``.
@@ -215,13 +220,18 @@ def sample_dpm_solver(
     """DPM-Solver / DPM-Solver++ sampling (module docstring) from ``z`` at ``T`` down to ``eps``.
 
     NFE (counted, not computed): ``multistep`` ``steps``; ``singlestep`` ``order * steps`` (``steps`` outer steps on
-    ``grid``, each one DPM-Solver-``order`` step with ``order - 1`` intermediate points; the authors' "DPM-Solver-fast"
-    budget split is not used); ``adaptive`` as the error control decides; ``+ 1`` with ``denoise``.
+    ``grid``, as for every sampler, each one DPM-Solver-``order`` step with ``order - 1`` intermediate points: for a
+    budget of ``N`` calls pass ``steps = N // order``; the authors' "DPM-Solver-fast" split of a budget into mixed
+    orders is not used); ``adaptive`` as the error control decides; ``+ 1`` with ``denoise``.
 
     Which to pick: DPM-Solver++(2M) (the defaults: ``algorithm="dpmsolver++"``, ``order=2``, ``method="multistep"``,
     ``grid="logSNR"``) for guided or conditional sampling and pixel models at 10-20 NFE; ``order=3`` (``singlestep``
     or ``multistep``) for unconditional sampling at 10-20 NFE; ``method="adaptive"`` when a tolerance matters more
     than a fixed budget; ``algorithm="sde-dpmsolver++"`` (order 2) for stochastic sampling at a few tens of steps.
+    Measured on the 2-D mixture with its exact score (VP, 20 NFE, logSNR grid, median path error to a tight ODE
+    solve): DDIM 0.12, DPM-Solver++(2M) 0.025, (3M) 0.017, DPM-Solver (noise prediction) 2M 0.011, 3M 0.005; the
+    adaptive DPM-Solver-23 reaches 3e-5 with ``rtol=1e-3, atol=1e-4`` in 172 NFE. Config names: ``sampling.method =
+    dpm_solver`` with ``order``, ``algorithm``, ``dpm_method``, ``dpm_rtol``, ``dpm_atol``, ``lower_order_final``.
 
     Args:
         steps: number of grid intervals (default ``sde.N``): multistep steps, or singlestep outer steps.
