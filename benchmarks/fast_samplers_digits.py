@@ -38,7 +38,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--run", default="demo_out/run", help="trained digits run folder (default: make demo's)")
     p.add_argument("--samples", type=int, default=512, help="samples per sampler run")
     p.add_argument("--nfe", type=int, nargs="+", default=[10, 20, 50], help="NFE budgets of the fast samplers")
-    p.add_argument("--reference-steps", type=int, default=1000, help="steps of the PC reference")
+    p.add_argument("--reference-steps", type=int, default=1000, help="steps of the PC reference (0: skip it)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     for label, name, options, steps_for in ROWS:
         if name not in SAMPLERS:
             continue
-        budgets = [args.reference_steps] if name == "pc" else args.nfe
+        budgets = ([args.reference_steps] if args.reference_steps else []) if name == "pc" else args.nfe
         for n in budgets:
             t0 = time.perf_counter()
             with torch.no_grad():
