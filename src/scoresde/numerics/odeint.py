@@ -23,7 +23,8 @@ FIXED_STEP_TABLEAUS: dict[str, tuple[tuple[tuple[float, ...], ...], tuple[float,
     "rk4": (((), (0.5,), (0.0, 0.5), (0.0, 0.0, 1.0)), (1 / 6, 1 / 3, 1 / 3, 1 / 6), (0.0, 0.5, 0.5, 1.0)),
 }
 FIXED_STEP_METHODS = tuple(FIXED_STEP_TABLEAUS)
-ODE_METHODS = TORCHDIFFEQ_METHODS + SCIPY_METHODS + FIXED_STEP_METHODS
+ADAPTIVE_METHODS = TORCHDIFFEQ_METHODS + SCIPY_METHODS
+ODE_METHODS = ADAPTIVE_METHODS + FIXED_STEP_METHODS
 
 
 def integrate(

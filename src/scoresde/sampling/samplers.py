@@ -15,7 +15,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..models.adapter import DiffusionModel
-from ..numerics.odeint import integrate
+from ..numerics.odeint import ADAPTIVE_METHODS, integrate
 from .common import Callback, check_eps, counting, report
 from .grids import GRIDS, check_times, time_steps
 from .steps import CORRECTORS, PREDICTORS, lookup
@@ -136,6 +136,8 @@ def sample_ode(
     """
     sde = model.sde
     check_eps(eps, sde)
+    if method not in ADAPTIVE_METHODS:  # fixed-step solvers of this ODE are the fixed-step samplers (ddim, heun, ...)
+        raise ValueError(f"unknown ODE method {method!r}; valid methods are: {', '.join(ADAPTIVE_METHODS)}")
     counted = counting(model, cond)
     rsde = sde.reverse(counted.score, probability_flow=True)
 
