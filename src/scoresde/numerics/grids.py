@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from ..sdes.base import SDE
+from .checks import check_count
 from .times import check_eps
 
 __all__ = ["GRIDS", "check_times", "time_grid", "time_steps"]
@@ -96,8 +97,7 @@ def time_steps(sde: SDE, steps: int, *, grid: str = "uniform", eps: float = 1e-3
     """
     if grid not in GRIDS:
         raise ValueError(f"unknown time grid {grid!r}; valid time grids are: {', '.join(GRIDS)}")
-    if not (isinstance(steps, int) and not isinstance(steps, bool) and steps >= 1):
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    check_count("steps", steps)
     check_eps(eps, sde)
     if not rho > 0:
         raise ValueError(f"rho must be positive, got {rho!r}")

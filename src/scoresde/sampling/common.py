@@ -14,11 +14,19 @@ from ..numerics.times import check_eps
 from ..sdes.base import SDE
 from .grids import check_times, time_steps
 
-__all__ = ["Callback", "check_eps", "counting", "report", "sampler_times"]
+__all__ = ["Callback", "check_eps", "counting", "report", "require_scalar_schedule", "sampler_times"]
 
 #: ``callback(i, t, x, x0_pred)`` after step ``i``: ``t`` the time the step reached (a 0-d tensor), ``x`` the state
 #: there, ``x0_pred`` the data prediction of the step's last model evaluation (no extra network call), or ``None``
 Callback = Callable[[int, Tensor, Tensor, "Tensor | None"], Any]
+
+
+def require_scalar_schedule(sde: SDE, sampler: str) -> None:
+    """Refuse an SDE without a scalar noise schedule (``lambda_t``: VE, VP, sub-VP) for a sampler built on one, naming
+    the samplers that serve phase-space SDEs."""
+    if not callable(getattr(sde, "lambda_t", None)):
+        raise ValueError(f"{sampler} needs a scalar noise schedule (alpha, sigma, lambda_t): VE, VP or sub-VP; "
+                         f"{type(sde).__name__} has a matrix kernel (use sscs or ddim: ddim and sscs serve PSLD/CLD)")
 
 
 def counting(model: DiffusionModel, cond: dict[str, Any] | None) -> CountingModel:

@@ -63,7 +63,7 @@ from tqdm.auto import tqdm
 
 from ..models.adapter import CountingModel, DiffusionModel
 from ..sdes.base import randn_like
-from .common import Callback, check_eps, counting, report, sampler_times
+from .common import Callback, check_eps, counting, report, require_scalar_schedule, sampler_times
 
 __all__ = ["ALGORITHMS", "LOWER_ORDER_FINAL_BELOW", "METHODS", "sample_dpm_solver"]
 
@@ -182,9 +182,7 @@ def _check_options(sde: Any, algorithm: str, method: str, order: Any, rtol: floa
         raise ValueError(f"unknown method {method!r}; valid methods are: {', '.join(METHODS)}")
     if isinstance(order, bool) or order not in (1, 2, 3):
         raise ValueError(f"order must be 1, 2 or 3, got {order!r}")
-    if not callable(getattr(sde, "lambda_t", None)):
-        raise ValueError(f"dpm_solver needs a scalar noise schedule (alpha, sigma, lambda_t): VE, VP or sub-VP; "
-                         f"{type(sde).__name__} has a matrix kernel (ddim and sscs serve PSLD/CLD)")
+    require_scalar_schedule(sde, "dpm_solver")
     sde_ok = method != "adaptive" and (order == 1 or (order == 2 and method == "multistep"))
     if algorithm == "sde-dpmsolver++" and not sde_ok:
         raise ValueError(f"algorithm 'sde-dpmsolver++' takes order 1 (SDE-DPM-Solver++(1S)) or order 2 with method "

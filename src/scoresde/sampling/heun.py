@@ -41,8 +41,9 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..models.adapter import DiffusionModel
+from ..numerics.checks import check_count
 from ..sdes.base import randn_like
-from .common import Callback, check_eps, counting, report, sampler_times
+from .common import Callback, check_eps, counting, report, require_scalar_schedule, sampler_times
 
 
 def _check_options(s_churn: float, s_tmin: float, s_tmax: float, s_noise: float) -> None:
@@ -64,8 +65,7 @@ def _noise_times(sde: Any, steps: int | None, times: Tensor | None, *, grid: str
     ``sigma = 0`` included."""
     if times is None and denoise:
         n = sde.N if steps is None else steps
-        if not (isinstance(n, int) and not isinstance(n, bool) and n >= 1):
-            raise ValueError(f"steps must be a positive integer, got {n!r}")
+        check_count("steps", n)
         if n == 1:  # one Euler step from T to sigma = 0 (k-diffusion's get_sigmas_karras(1, ...) = [sigma_max, 0])
             return torch.tensor([sde.T], dtype=torch.float64, device=device), 1
         ts = sampler_times(sde, n - 1, None, grid=grid, eps=eps, rho=rho, dtype=torch.float64, device=device)
@@ -115,9 +115,7 @@ def sample_heun(
         callback: ``callback(i, t, x, x0_pred)`` after each step; the step to ``sigma = 0`` reports ``t = 0``.
     """
     sde = model.sde
-    if not callable(getattr(sde, "lambda_t", None)):
-        raise ValueError(f"heun needs a scalar noise schedule (alpha, sigma, lambda_t): VE, VP or sub-VP; "
-                         f"{type(sde).__name__} has a matrix kernel (use sscs or ddim)")
+    require_scalar_schedule(sde, "heun")
     _check_options(s_churn, s_tmin, s_tmax, s_noise)
     check_eps(eps, sde)
     ts, n_steps = _noise_times(sde, steps, times, grid=grid, eps=eps, rho=rho, denoise=denoise, device=z.device)

@@ -15,6 +15,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..models.adapter import DiffusionModel
+from ..numerics.checks import check_count
 from ..numerics.odeint import ADAPTIVE_METHODS, integrate
 from .common import Callback, check_eps, counting, report
 from .grids import GRIDS, check_times, time_steps
@@ -89,8 +90,7 @@ def sample_pc(
         grid_t = check_times(times, sde)
     else:
         n = sde.N if steps is None else steps
-        if not (isinstance(n, int) and not isinstance(n, bool) and n >= 1):
-            raise ValueError(f"steps must be a positive integer, got {n!r}")
+        check_count("steps", n)
         grid_t = (torch.linspace(sde.T, eps, n, dtype=torch.float64) if uniform or n == 1
                   else time_steps(sde, n - 1, grid=grid, eps=eps))
     step_sde = sde.with_steps(len(grid_t))

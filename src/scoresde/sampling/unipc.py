@@ -49,7 +49,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..models.adapter import DiffusionModel
-from .common import Callback, check_eps, counting, report, sampler_times
+from .common import Callback, check_eps, counting, report, require_scalar_schedule, sampler_times
 
 __all__ = ["sample_unipc"]
 
@@ -96,9 +96,7 @@ def _update(base: Tensor, factor: float, rs: list[float], diffs: list[Tensor], h
 
 def _check_options(sde: Any, order: Any, prediction: Any, variant: Any, corrector: Any,
                    lower_order_final: Any) -> None:
-    if not callable(getattr(sde, "lambda_t", None)):
-        raise ValueError(f"unipc needs a scalar noise schedule (alpha, sigma, lambda_t): VE, VP or sub-VP; "
-                         f"{type(sde).__name__} has a matrix kernel (for PSLD/CLD use ddim or sscs)")
+    require_scalar_schedule(sde, "unipc")
     if not (isinstance(order, int) and not isinstance(order, bool) and 1 <= order <= 3):
         raise ValueError(f"unipc order must be 1, 2 or 3, got {order!r}")
     if prediction not in PREDICTIONS:

@@ -84,6 +84,14 @@ class ScalarSDE(SDE):
         """The marginal standard deviation ``sigma(t)``."""
         return self.sigma(t)
 
+    def score_to_eps(self, x: Tensor, t: Tensor, score: Tensor) -> Tensor:
+        """``eps = -sigma_t score`` (Song et al. 2021, eq. 29), from ``sigma(t)`` alone."""
+        return -batch_broadcast(self.sigma(t), score) * score
+
+    def eps_to_score(self, x: Tensor, t: Tensor, eps: Tensor) -> Tensor:
+        """``score = -eps / sigma_t``, from ``sigma(t)`` alone."""
+        return -eps / batch_broadcast(self.sigma(t), eps)
+
     def prior_sampling(
         self,
         shape: Sequence[int],
