@@ -109,6 +109,7 @@ def sample(
         generator = positional_generator
     spec = SAMPLERS.get(sampler)
     model = as_model(sde, score_fn)
+    options = spec.resolve_aliases(options)  # before steps is derived from an SDE's N (n_steps is a steps alias)
     if sde is not None and sde.N != model.sde.N and spec.fixed_steps and "steps" not in options \
             and "times" not in options:
         options["steps"] = sde.N  # an SDE built with another N (the old way to change the step count) sets steps
@@ -116,7 +117,6 @@ def sample(
     callback = options.pop("callback", None)
     if callback is not None and not spec.fixed_steps:
         raise ValueError(f"sampler {sampler!r} takes no callback (it has no fixed steps)")
-    options = spec.resolve_aliases(options)
     spec.check_options(options)
     if x_T is not None:
         if not isinstance(x_T, Tensor):
