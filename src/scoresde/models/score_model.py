@@ -40,7 +40,8 @@ from ..sdes.base import batch_broadcast
 from ..sdes.scalar import VESDE, VPSDE, ScalarSDE, SubVPSDE
 from .adapter import DiffusionModel
 
-__all__ = ["LABEL_TYPES", "OUTPUT_TYPES", "LabelType", "OutputType", "ScoreModel", "original_conventions"]
+__all__ = ["LABEL_TYPES", "OUTPUT_TYPES", "LabelType", "OutputType", "ScoreModel", "noise_labels",
+           "original_conventions"]
 
 OutputType = Literal["score", "eps", "x0", "v"]
 LabelType = Literal["sigma", "time", "timestep", "sigma_index"]
@@ -62,6 +63,21 @@ def original_conventions(sde: ScalarSDE, continuous: bool) -> tuple[LabelType, O
     if isinstance(sde, VPSDE):
         return ("time" if continuous else "timestep"), "eps"
     raise ValueError(f"no original Score SDE convention for {type(sde).__name__}; pass label_type and output_type")
+
+
+def noise_labels(sde: ScalarSDE, label_type: str, t: Tensor) -> Tensor:
+    """What a network of ``label_type`` is fed at forward times ``t`` (shape ``(B,)``), per the module docstring:
+    ``sigma(t)``, ``999 t``, ``t (N - 1)`` or the int64 index ``round((T - t)(N - 1))``. The one mapping shared by
+    :class:`ScoreModel` and the noise-conditional classifiers (:class:`scoresde.models.ClassifierModel`)."""
+    if label_type == "sigma":
+        return sde.sigma(t)
+    if label_type == "time":
+        return t * 999
+    if label_type == "timestep":
+        return t * (sde.N - 1)
+    if label_type == "sigma_index":
+        return torch.round((sde.T - t) * (sde.N - 1)).long()
+    raise ValueError(f"unknown label_type {label_type!r}; allowed: {', '.join(LABEL_TYPES)}")
 
 
 def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
@@ -115,15 +131,7 @@ class ScoreModel(nn.Module, DiffusionModel):
     # ---- what the network sees ----------------------------------------------------------------------------
     def labels(self, t: Tensor) -> Tensor:
         """The network's time/noise input for forward times ``t`` (shape ``(B,)``), per ``label_type``."""
-        sde = self.sde
-        if self.label_type == "sigma":
-            return sde.sigma(t)
-        if self.label_type == "time":
-            return t * 999
-        if self.label_type == "timestep":
-            return t * (sde.N - 1)
-        labels = (sde.T - t) * (sde.N - 1)
-        return torch.round(labels).long()
+        return noise_labels(self.sde, self.label_type, t)
 
     @property
     def prediction(self) -> str:
