@@ -164,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .eval_commands import add_eval_commands  # `eval` and `fid-stats` (the evaluation issue)
 
     add_eval_commands(sub, _positive_int, _add_common, _add_step, _add_sampler)
+    from .classifier_commands import add_classifier_commands  # `train-classifier` (controllable generation)
+
+    add_classifier_commands(sub, _positive_int, _add_common)
     return parser
 
 
