@@ -11,6 +11,7 @@ from .adapter import (
     check_cond,
     slice_cond,
 )
+from .classifier import ClassifierModel
 from .phase_space import PhaseSpaceScoreModel
 from .score_model import (
     LABEL_TYPES,
@@ -21,6 +22,6 @@ from .score_model import (
     original_conventions,
 )
 
-__all__ = ["LABEL_TYPES", "OUTPUT_TYPES", "PREDICTIONS", "CountingModel", "DiffusionModel", "LabelType",
-           "OutputType", "PhaseSpaceScoreModel", "ScoreFunctionModel", "ScoreModel", "as_model", "check_cond",
-           "original_conventions", "slice_cond"]
+__all__ = ["LABEL_TYPES", "OUTPUT_TYPES", "PREDICTIONS", "ClassifierModel", "CountingModel", "DiffusionModel",
+           "LabelType", "OutputType", "PhaseSpaceScoreModel", "ScoreFunctionModel", "ScoreModel", "as_model",
+           "check_cond", "original_conventions", "slice_cond"]
