@@ -2,7 +2,9 @@
 ``ddpm`` model of the Score SDE code (a PyTorch port of ``diffusion_tf/models/unet.py``).
 
 ``forward(x, noise_labels, class_labels=None)`` takes the (discrete or continuous) timestep as ``noise_labels``,
-embedded sinusoidally; the network has no class conditioning, so ``class_labels`` must be None.
+embedded sinusoidally. With ``num_classes > 0`` a :class:`~scoresde.nets.layers.ClassEmbedding` of ``class_labels``
+is added to that embedding before the embedding MLP (EDM's ``label_dim`` design); with the default 0 (the original)
+``class_labels`` must be None.
 Original checkpoints (``all_modules.<i>...`` keys) load with
 :func:`scoresde.nets.layers.load_original_state_dict`.
 """
@@ -17,17 +19,21 @@ from torch import nn
 
 from scoresde.nets.layers import (
     AttnBlock,
+    ClassEmbedding,
     Downsample,
     OriginalCheckpointMixin,
     ResnetBlockDDPM,
     Upsample,
     _dense,
     _group_norm,
+    build_class_embedding,
     check_config_keys,
     check_config_value,
+    class_options,
     conv3x3,
     get_act,
     get_timestep_embedding,
+    reject_class_labels,
     res_name,
     sigma_table,
 )
@@ -45,11 +51,14 @@ class DDPM(OriginalCheckpointMixin, nn.Module):
 
     ``forward(x, noise_labels, class_labels=None)``: ``x`` (B, in_channels, H, W), ``noise_labels`` (B,)
     timesteps (int or float). Output (B, out_channels, H, W); divided by ``sigmas[noise_labels]`` when
-    ``scale_by_sigma`` (``noise_labels`` must then be integer indices into the σ table). There is no
-    class conditioning: ``class_labels`` other than None raise ``ValueError``.
+    ``scale_by_sigma`` (``noise_labels`` must then be integer indices into the σ table). With
+    ``num_classes > 0`` (needs ``conditional=True``) ``class_labels`` (B,) selects the class (module
+    ``label_embed``, conventions of :class:`~scoresde.nets.layers.ClassEmbedding`); with ``num_classes=0`` (the
+    original) ``class_labels`` other than None raise ``ValueError``.
     """
 
-    _original_top_level = ("sigmas",)
+    # label_embed.weight (class-conditional networks only) is our extension, exported under its own name
+    _original_top_level = ("sigmas", "label_embed.weight")
 
     def __init__(
         self,
@@ -70,6 +79,9 @@ class DDPM(OriginalCheckpointMixin, nn.Module):
         sigma_min: float = 0.01,                    # σ table (buffer 'sigmas', only used with
         sigma_max: float = 50.0,                    #   scale_by_sigma): geometric from sigma_max down
         num_scales: int = 1000,                     #   to sigma_min, num_scales entries.
+        num_classes: int = 0,                       # Class-conditional with this many classes; 0: unconditional
+                                                    #   (the original: no label parameters at all).
+        null_label: str = "learned",                # Null label (-1/None): 'learned' row or 'zero' vector.
     ) -> None:
         super().__init__()
         num_levels = len(ch_mult)
@@ -93,6 +105,9 @@ class DDPM(OriginalCheckpointMixin, nn.Module):
             self._add(None, "temb_dense1", _dense(4 * nf, 4 * nf))
         hs_channels = self._build_encoder(resamp_with_conv)
         self._build_decoder(hs_channels, resamp_with_conv)
+        # Last, so that the other weights draw the same random numbers as the unconditional network's.
+        self.label_embed: ClassEmbedding | None = build_class_embedding(self, num_classes, nf, null_label,
+                                                                        time_conditional=conditional)
 
     def _add(self, where: str | None, name: str, module: nn.Module) -> None:
         """Register ``module`` as ``self.<name>`` or ``self.<where>[name]``; record the original order."""
@@ -153,17 +168,18 @@ class DDPM(OriginalCheckpointMixin, nn.Module):
 
     def forward(self, x: torch.Tensor, noise_labels: torch.Tensor,
                 class_labels: torch.Tensor | None = None) -> torch.Tensor:
-        """Network output for ``x`` (B, in_channels, H, W) at timesteps ``noise_labels`` (B,); see the class
-        docstring. ``class_labels`` must be None (no class conditioning)."""
-        if class_labels is not None:
-            raise ValueError(f"{type(self).__name__} was built class-unconditional (model.num_classes is not set); "
-                             "got class_labels")
+        """Network output for ``x`` (B, in_channels, H, W) at timesteps ``noise_labels`` (B,) and classes
+        ``class_labels`` (B,) (conditional networks only; None = null label); see the class docstring."""
+        if self.label_embed is None:
+            reject_class_labels(self, class_labels)
         temb = None
         if self.conditional:
             weight_dtype = self.temb_dense0.weight.dtype
             # float32 as in the reference; float64 when the network itself is float64.
             emb_dtype = torch.float64 if weight_dtype == torch.float64 else torch.float32
             temb = get_timestep_embedding(noise_labels, self.nf, dtype=emb_dtype).to(weight_dtype)
+            if self.label_embed is not None:
+                temb = self.label_embed.add_to(temb, class_labels)
             temb = self.temb_dense1(self.act(self.temb_dense0(temb)))
         h = x if self.centered else 2 * x - 1.0
 
@@ -212,13 +228,15 @@ class DDPM(OriginalCheckpointMixin, nn.Module):
         check_config_value(model, "normalization", ("GroupNorm",), "DDPM always uses GroupNorm")
         check_config_value(model, "conv_size", (3,), "the original DDPM always uses 3x3 convolutions")
         names = ("nf", "ch_mult", "num_res_blocks", "attn_resolutions", "dropout", "resamp_with_conv",
-                 "conditional", "scale_by_sigma", "nonlinearity", "sigma_min", "sigma_max", "num_scales")
+                 "conditional", "scale_by_sigma", "nonlinearity", "sigma_min", "sigma_max", "num_scales", "num_classes",
+                 "null_label")
         check_config_keys("model", model, set(names) | _IGNORED_MODEL_KEYS | {"normalization", "conv_size"})
         check_config_keys("data", data, {"image_size", "num_channels", "centered"} | _IGNORED_DATA_KEYS)
         kwargs = {k: model[k] for k in names if k in model}
         for key in ("ch_mult", "attn_resolutions"):
             if key in kwargs:
                 kwargs[key] = tuple(kwargs[key])
+        kwargs.update(class_options(model))
         in_channels = in_channels or data.get("num_channels", 3)
         return cls(image_size=data["image_size"], in_channels=in_channels,
                    out_channels=out_channels or in_channels, centered=data.get("centered", False), **kwargs)

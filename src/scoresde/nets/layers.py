@@ -25,8 +25,12 @@ from scoresde.nets import upfirdn
 
 __all__ = [
     "ACTIVATIONS",
+    "CONDITIONAL_NETWORKS",
     "NIN",
+    "NULL_LABEL",
+    "NULL_LABEL_MODES",
     "AttnBlock",
+    "ClassEmbedding",
     "Combine",
     "Downsample",
     "FIRConv2d",
@@ -35,11 +39,14 @@ __all__ = [
     "ResnetBlockBigGAN",
     "ResnetBlockDDPM",
     "Upsample",
+    "build_class_embedding",
+    "class_options",
     "conv1x1",
     "conv3x3",
     "default_init",
     "get_act",
     "get_timestep_embedding",
+    "reject_class_labels",
     "sigma_table",
     "variance_scaling",
 ]
@@ -193,6 +200,132 @@ def get_timestep_embedding(
     if embedding_dim % 2 == 1:
         emb = F.pad(emb, (0, 1))
     return emb
+
+
+#: the class label of a row without a class (classifier-free guidance's unconditional rows, label dropout)
+NULL_LABEL = -1
+#: how a conditional network embeds :data:`NULL_LABEL`: a learned extra row, or a zero vector
+NULL_LABEL_MODES = ("learned", "zero")
+#: the networks that take ``num_classes`` (the others are class-unconditional)
+CONDITIONAL_NETWORKS = ("NCSNpp", "DDPM", "ToyMLP")
+
+
+def reject_class_labels(net: nn.Module, class_labels: torch.Tensor | None) -> None:
+    """The one error of a class-unconditional network called with ``class_labels`` (they would be ignored)."""
+    if class_labels is not None:
+        name = type(net).__name__
+        why = ("model.num_classes is not set" if name in CONDITIONAL_NETWORKS else
+               f"it has no class conditioning; the class-conditional networks are {', '.join(CONDITIONAL_NETWORKS)} "
+               "with model.num_classes > 0")
+        raise ValueError(f"{name} was built class-unconditional ({why}); got class_labels")
+
+
+class ClassEmbedding(nn.Module):
+    """The class-label embedding that a conditional network adds to its noise embedding (EDM's ``label_dim``
+    design, Karras et al. 2022, ``training/networks.py``: ``emb = map_noise(sigma) + map_label(one_hot(y))``,
+    *before* the embedding MLP / activation).
+
+    ``forward(class_labels, batch_size)`` returns ``(B, dim)``: row ``y`` of a table ``(num_classes [+ 1], dim)``
+    (a bias-free linear map of the one-hot label) for each label. Conventions shared by every conditional network
+    and by :mod:`scoresde.guidance`:
+
+    * ``class_labels`` is a signed integer tensor ``(B,)`` (int64; int8/16/32 are converted) with entries in
+      ``[0, num_classes)`` or :data:`NULL_LABEL` (``-1``) for "no class";
+    * ``class_labels=None`` means every row is null: the unconditional call of classifier-free guidance
+      (Ho & Salimans 2022) and of label-dropout training;
+    * ``null_label='learned'``: the null label has its own trained row (index ``num_classes``), as EDM's dropout of
+      the one-hot vector leaves its trained bias; ``'zero'``: it contributes exactly zero, so an all-null call gives
+      bit for bit the label-free noise embedding.
+
+    Use it (rather than a per-network table) in every conditional network, so that the conventions are one code.
+
+    Args:
+        num_classes: number of classes (>= 1).
+        dim: width of the noise embedding the result is added to.
+        null_label: ``'learned'`` or ``'zero'`` (:data:`NULL_LABEL_MODES`).
+        init_std: standard deviation of the initial table entries (default 1: the scale of sinusoidal features).
+    """
+
+    def __init__(self, num_classes: int, dim: int, null_label: str = "learned", init_std: float = 1.0) -> None:
+        super().__init__()
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+        if dim < 1:
+            raise ValueError(f"the embedding width must be positive, got {dim}")
+        self.null_label = check_choice("null_label", null_label, NULL_LABEL_MODES)
+        if not init_std > 0:
+            raise ValueError(f"init_std must be positive, got {init_std}")
+        self.num_classes, self.dim = num_classes, dim
+        rows = num_classes + (1 if self.null_label == "learned" else 0)
+        self.weight = nn.Parameter(init_std * torch.randn(rows, dim))
+
+    def extra_repr(self) -> str:
+        return f"num_classes={self.num_classes}, dim={self.dim}, null_label={self.null_label!r}"
+
+    def check_labels(self, class_labels: torch.Tensor | None, batch_size: int) -> torch.Tensor | None:
+        """``class_labels`` as int64 on the table's device, or None (all null); ``ValueError`` for a non-tensor, a
+        floating/bool dtype, a shape other than ``(batch_size,)`` or an entry outside ``[-1, num_classes)``."""
+        if class_labels is None:
+            return None
+        allowed = f"int64 tensor of shape ({batch_size},) with entries in [-1, {self.num_classes})"
+        if not isinstance(class_labels, torch.Tensor):
+            raise ValueError(f"class_labels must be an {allowed}, got {type(class_labels).__name__}")
+        if class_labels.dtype not in (torch.int64, torch.int32, torch.int16, torch.int8):
+            raise ValueError(f"class_labels must be an {allowed}, got dtype {class_labels.dtype}")
+        if tuple(class_labels.shape) != (batch_size,):
+            raise ValueError(f"class_labels must be an {allowed}, got shape {tuple(class_labels.shape)}")
+        if batch_size:
+            lo, hi = int(class_labels.min()), int(class_labels.max())
+            if lo < NULL_LABEL or hi >= self.num_classes:
+                bad = lo if lo < NULL_LABEL else hi
+                raise ValueError(f"class_labels must be an {allowed} (-1 = null label), got label {bad}")
+        return class_labels.to(device=self.weight.device, dtype=torch.int64)
+
+    def forward(self, class_labels: torch.Tensor | None, batch_size: int) -> torch.Tensor:
+        """``(batch_size, dim)`` embeddings of ``class_labels`` (``None``: every row null); see the class doc."""
+        labels = self.check_labels(class_labels, batch_size)
+        if labels is None:
+            labels = torch.full((batch_size,), NULL_LABEL, dtype=torch.int64, device=self.weight.device)
+        null = labels == NULL_LABEL
+        if self.null_label == "learned":
+            return self.weight[torch.where(null, self.num_classes, labels)]
+        emb = self.weight[labels.clamp(min=0)]
+        return torch.where(null[:, None], torch.zeros((), dtype=emb.dtype, device=emb.device), emb)
+
+    def add_to(self, emb: torch.Tensor, class_labels: torch.Tensor | None) -> torch.Tensor:
+        """``emb + forward(class_labels)`` in ``emb``'s dtype: what a network does to its noise embedding ``emb``
+        ``(B, dim)``."""
+        return emb + self(class_labels, emb.shape[0]).to(emb.dtype)
+
+
+def build_class_embedding(net: nn.Module, num_classes: int, dim: int, null_label: str,
+                          time_conditional: bool = True) -> ClassEmbedding | None:
+    """The :class:`ClassEmbedding` of a network built with ``num_classes`` (``None`` when 0: no new parameter, so
+    unconditional checkpoints keep their exact key set). Build it after every other module, so that the other
+    weights draw the same random numbers as the unconditional network's. ``ValueError`` for a negative or
+    non-integer count, or classes on a network without a time embedding (``time_conditional=False``)."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
+        raise ValueError(f"{type(net).__name__}: num_classes must be an integer >= 0 (0 = class-unconditional), got "
+                         f"{num_classes!r}")
+    if num_classes and not time_conditional:
+        raise ValueError(f"{type(net).__name__}: num_classes={num_classes} needs conditional=True (the class "
+                         "embedding is added to the time embedding)")
+    if num_classes == 0:
+        check_choice("null_label", null_label, NULL_LABEL_MODES)
+        return None
+    return ClassEmbedding(num_classes, dim, null_label)
+
+
+def class_options(model: Mapping[str, Any]) -> dict[str, Any]:
+    """``num_classes`` (as an int: JSON may give ``10.0``) and ``null_label`` of a config's ``model`` section, where
+    set: the constructor arguments of a conditional network (:class:`ClassEmbedding`)."""
+    out: dict[str, Any] = {}
+    if "num_classes" in model:
+        n = model["num_classes"]
+        out["num_classes"] = int(n) if isinstance(n, float) and n.is_integer() else n
+    if "null_label" in model:
+        out["null_label"] = model["null_label"]
+    return out
 
 
 class GaussianFourierProjection(nn.Module):

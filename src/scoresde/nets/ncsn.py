@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .layers import reject_class_labels
 from .ncsn_layers import (
     ConditionalInstanceNorm2dPlus,
     InstanceNorm2dPlus,
@@ -241,9 +242,7 @@ class NCSN(_RefineNetScoreNet):
         """Score estimate ``s(x, sigma_i)`` for integer noise indices ``noise_labels`` (``i``) of shape ``(B,)``.
 
         ``class_labels`` must be None (no class conditioning)."""
-        if class_labels is not None:
-            raise ValueError(f"{type(self).__name__} was built class-unconditional (model.num_classes is not set); "
-                             "got class_labels")
+        reject_class_labels(self, class_labels)
         return self._body(x, noise_labels)
 
     @classmethod
@@ -315,9 +314,7 @@ class NCSNv2(_RefineNetScoreNet):
     def forward(self, x: Tensor, noise_labels: Tensor, class_labels: Tensor | None = None) -> Tensor:
         """Score estimate ``net(x) / sigmas[noise_labels]`` for integer noise indices ``noise_labels``, shape
         ``(B,)``. ``class_labels`` must be None (no class conditioning)."""
-        if class_labels is not None:
-            raise ValueError(f"{type(self).__name__} was built class-unconditional (model.num_classes is not set); "
-                             "got class_labels")
+        reject_class_labels(self, class_labels)
         h = self._body(x, noise_labels)
         used_sigmas = self.sigmas[noise_labels].view(x.shape[0], *([1] * (x.dim() - 1)))
         out = h / used_sigmas

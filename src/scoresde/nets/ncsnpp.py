@@ -4,8 +4,11 @@ Equations" (ICLR 2021, appendix H), as the ``ncsnpp`` model of the Score SDE cod
 NCSN++ and DDPM++ are two configurations of :class:`NCSNpp` (see the per-argument comments, and
 :meth:`NCSNpp.from_config` for the original config dictionaries). The network is
 ``forward(x, noise_labels, class_labels=None)``, where ``noise_labels`` is the noise level σ for Fourier
-embeddings (VE models) or the (continuous) timestep for positional embeddings; the network has no class
-conditioning, so ``class_labels`` must be None. SDE-specific input/output scalings live outside the network.
+embeddings (VE models) or the (continuous) timestep for positional embeddings. With ``num_classes > 0`` the network
+is class-conditional: a :class:`~scoresde.nets.layers.ClassEmbedding` of ``class_labels`` (int64 ``(B,)``, ``-1`` or
+None = the null label) is added to the noise embedding before the embedding MLP (EDM's ``label_dim`` design); with
+the default ``num_classes=0`` it has no such parameter and ``class_labels`` must be None. SDE-specific input/output
+scalings live outside the network.
 
 Checkpoints of the original code (``all_modules.<i>...`` keys) load with
 :func:`scoresde.nets.layers.load_original_state_dict`; submodules here have descriptive names instead
@@ -24,6 +27,7 @@ from torch import nn
 
 from scoresde.nets.layers import (
     AttnBlock,
+    ClassEmbedding,
     Combine,
     Downsample,
     GaussianFourierProjection,
@@ -33,12 +37,15 @@ from scoresde.nets.layers import (
     Upsample,
     _dense,
     _group_norm,
+    build_class_embedding,
     check_choice,
     check_config_keys,
     check_config_value,
+    class_options,
     conv3x3,
     get_act,
     get_timestep_embedding,
+    reject_class_labels,
     res_name,
     sigma_table,
 )
@@ -65,15 +72,18 @@ class NCSNpp(OriginalCheckpointMixin, nn.Module):
     ``forward(x, noise_labels, class_labels=None)``: ``x`` is (B, in_channels, H, W); ``noise_labels`` (B,) is
     σ for ``embedding_type='fourier'`` (its log is embedded) or the timestep for ``'positional'``. The output is
     (B, out_channels, H, W), divided by σ when ``scale_by_sigma`` (σ = ``noise_labels`` for Fourier embeddings,
-    ``sigmas[noise_labels.long()]`` for positional ones). There is no class conditioning: ``class_labels`` other
-    than None raise ``ValueError``.
+    ``sigmas[noise_labels.long()]`` for positional ones). With ``num_classes > 0`` (needs ``conditional=True``),
+    ``class_labels`` selects the class (module ``label_embed``, see :class:`~scoresde.nets.layers.ClassEmbedding`
+    for the conventions); with ``num_classes=0`` (the original networks) ``class_labels`` other than None raise
+    ``ValueError``.
 
     The defaults are DDPM++ (``configs/vp/cifar10_ddpmpp_continuous.py``) apart from ``image_size``; NCSN++
     (``configs/ve/cifar10_ncsnpp_continuous.py``) is ``fir=True, progressive_input='residual',
     embedding_type='fourier', scale_by_sigma=True, centered=False``.
     """
 
-    _original_top_level = ("sigmas",)
+    # label_embed.weight (class-conditional networks only) is our extension, exported under its own name
+    _original_top_level = ("sigmas", "label_embed.weight")
 
     def __init__(
         self,
@@ -107,6 +117,9 @@ class NCSNpp(OriginalCheckpointMixin, nn.Module):
         sigma_min: float = 0.01,                    # σ table (buffer 'sigmas', used with positional
         sigma_max: float = 50.0,                    #   embeddings and scale_by_sigma): geometric from
         num_scales: int = 1000,                     #   sigma_max down to sigma_min, num_scales entries.
+        num_classes: int = 0,                       # Class-conditional with this many classes; 0: unconditional
+                                                    #   (the original: no label parameters at all).
+        null_label: str = "learned",                # Null label (-1/None): 'learned' row or 'zero' vector.
     ) -> None:
         super().__init__()
         self.resblock_type = check_choice("resblock_type", resblock_type, RESBLOCK_TYPES)
@@ -140,6 +153,10 @@ class NCSNpp(OriginalCheckpointMixin, nn.Module):
         self._attn_kw: dict[str, Any] = dict(skip_rescale=skip_rescale, init_scale=init_scale)
         hs_channels = self._build_encoder(resamp_with_conv)
         self._build_decoder(hs_channels, resamp_with_conv, init_scale)
+        # Last, so that the other weights draw the same random numbers as the unconditional network's.
+        embed_dim = 2 * nf if self.embedding_type == "fourier" else nf
+        self.label_embed: ClassEmbedding | None = build_class_embedding(self, num_classes, embed_dim, null_label,
+                                                                        time_conditional=conditional)
 
     # ---- construction (modules are registered in the original all_modules order) -------------------------
 
@@ -253,8 +270,9 @@ class NCSNpp(OriginalCheckpointMixin, nn.Module):
 
     # ---- forward -------------------------------------------------------------------------------------------
 
-    def _embed(self, noise_labels: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """Time embedding and the σ used by ``scale_by_sigma`` (None where not needed)."""
+    def _embed(self, noise_labels: torch.Tensor, class_labels: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Time (+ class) embedding and the σ used by ``scale_by_sigma`` (None where not needed)."""
         if self.embedding_type == "fourier":
             used_sigmas = noise_labels
             temb = self.fourier_proj(torch.log(noise_labels))
@@ -267,6 +285,8 @@ class NCSNpp(OriginalCheckpointMixin, nn.Module):
                 emb_dtype = torch.float64 if weight_dtype == torch.float64 else torch.float32
                 temb = get_timestep_embedding(noise_labels, self.nf, dtype=emb_dtype).to(weight_dtype)
         if self.conditional:
+            if self.label_embed is not None:
+                temb = self.label_embed.add_to(temb, class_labels)
             temb = self.temb_dense1(self.act(self.temb_dense0(temb)))
         else:
             temb = None
@@ -282,12 +302,11 @@ class NCSNpp(OriginalCheckpointMixin, nn.Module):
 
     def forward(self, x: torch.Tensor, noise_labels: torch.Tensor,
                 class_labels: torch.Tensor | None = None) -> torch.Tensor:
-        """Network output for ``x`` (B, in_channels, H, W) at noise levels / timesteps ``noise_labels`` (B,); see
-        the class docstring. ``class_labels`` must be None (no class conditioning)."""
-        if class_labels is not None:
-            raise ValueError(f"{type(self).__name__} was built class-unconditional (model.num_classes is not set); "
-                             "got class_labels")
-        temb, used_sigmas = self._embed(noise_labels)
+        """Network output for ``x`` (B, in_channels, H, W) at noise levels / timesteps ``noise_labels`` (B,) and
+        classes ``class_labels`` (B,) (conditional networks only; None = null label); see the class docstring."""
+        if self.label_embed is None:
+            reject_class_labels(self, class_labels)
+        temb, used_sigmas = self._embed(noise_labels, class_labels)
         if not self.centered:
             x = 2 * x - 1.0  # data in [0, 1] -> [-1, 1]
         enc, dec = self.enc, self.dec
@@ -366,7 +385,7 @@ class NCSNpp(OriginalCheckpointMixin, nn.Module):
         names = ("nf", "ch_mult", "num_res_blocks", "attn_resolutions", "dropout", "resamp_with_conv",
                  "conditional", "fir", "fir_kernel", "skip_rescale", "resblock_type", "progressive",
                  "progressive_input", "progressive_combine", "embedding_type", "fourier_scale", "init_scale",
-                 "scale_by_sigma", "nonlinearity", "sigma_min", "sigma_max", "num_scales")
+                 "scale_by_sigma", "nonlinearity", "sigma_min", "sigma_max", "num_scales", "num_classes", "null_label")
         known = set(names) | _IGNORED_MODEL_KEYS | {"normalization", "attention_type", "conv_size"}
         check_config_keys("model", model, known)
         check_config_keys("data", data, {"image_size", "num_channels", "centered"} | _IGNORED_DATA_KEYS)
@@ -374,6 +393,7 @@ class NCSNpp(OriginalCheckpointMixin, nn.Module):
         for key in ("ch_mult", "attn_resolutions", "fir_kernel"):
             if key in kwargs:
                 kwargs[key] = tuple(kwargs[key])
+        kwargs.update(class_options(model))
         in_channels = in_channels or data.get("num_channels", 3)
         return cls(image_size=data["image_size"], in_channels=in_channels,
                    out_channels=out_channels or in_channels, centered=data.get("centered", False), **kwargs)
