@@ -5,13 +5,16 @@ prior -> sampler(model, cond) -> samples -> metrics. The top level re-exports th
 subpackages (``scoresde.sdes``, ``scoresde.models``, ``scoresde.losses``, ``scoresde.sampling``, ...).
 """
 
-from . import losses, metrics, models, sampling, sdes
+from . import guidance, losses, metrics, models, sampling, sdes
 from .checkpoint import load_checkpoint, load_score_sde_checkpoint
+from .guidance import colorize, inpaint
 from .likelihood import bits_per_dim, log_likelihood
 from .models import DiffusionModel, as_model
 from .sampling import sample
+from .sampling.latent import encode, interpolate
 
 __version__ = "0.1.0"
 
-__all__ = ["DiffusionModel", "__version__", "as_model", "bits_per_dim", "load_checkpoint", "load_score_sde_checkpoint",
-           "log_likelihood", "losses", "metrics", "models", "sample", "sampling", "sdes"]
+__all__ = ["DiffusionModel", "__version__", "as_model", "bits_per_dim", "colorize", "encode", "guidance", "inpaint",
+           "interpolate", "load_checkpoint", "load_score_sde_checkpoint", "log_likelihood", "losses", "metrics",
+           "models", "sample", "sampling", "sdes"]

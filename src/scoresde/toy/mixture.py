@@ -183,6 +183,121 @@ class GaussianMixture:
 
         return score_fn
 
+    # -- classes (components) and the noisy classifier ----------------------------------------------
+    def log_joint(self, x: Tensor, t: Tensor | float | None = None, sde: ScalarSDE | None = None) -> Tensor:
+        """``log w_k + log N(x; alpha mu_k, alpha^2 S_k + sigma^2 I)`` for every component ``k``, shape ``(B, K)``.
+
+        The joint ``log p_t(x, y = k)`` of the perturbed point and its class (component); ``t``, ``sde`` as for
+        :meth:`log_prob` (clean data without them). Its row-wise ``logsumexp`` is :meth:`log_prob`, its row-wise
+        ``log_softmax`` is :meth:`log_posterior`.
+        """
+        alpha, sigma = self._alpha_sigma(t, sde, x)
+        return self._components(x, alpha, sigma)[0]
+
+    def log_posterior(self, x: Tensor, t: Tensor | float | None = None, sde: ScalarSDE | None = None) -> Tensor:
+        """The exact noisy classifier ``log p_t(y = k | x_t)`` (the responsibilities at time ``t``), shape ``(B, K)``.
+
+        Bayes' rule on the perturbed components: ``log_softmax_k(log w_k + log N(x; alpha mu_k, C_k))``. This is what a
+        noise-conditional classifier (Song et al. 2021, App. I.1; Dhariwal & Nichol 2021) estimates; its gradient in
+        ``x`` plus the unconditional score is :meth:`class_score` (Bayes: ``grad log p_t(x | y) = grad log p_t(x) +
+        grad log p_t(y | x)``).
+        """
+        return torch.log_softmax(self.log_joint(x, t, sde), dim=1)
+
+    def class_score(self, x: Tensor, labels: Tensor, t: Tensor | float | None = None,
+                    sde: ScalarSDE | None = None) -> Tensor:
+        """Exact class-conditional score ``grad_x log p_t(x | y) = -C_y^{-1} (x - alpha mu_y)`` of the component
+        ``y = labels`` (int64, shape ``(B,)``, entries in ``[0, K)``), same shape and dtype as ``x``."""
+        labels = self._check_labels(labels, x.shape[0])
+        alpha, sigma = self._alpha_sigma(t, sde, x)
+        prec_resid = self._components(x, alpha, sigma)[1]
+        rows = torch.arange(x.shape[0], device=prec_resid.device)
+        return (-prec_resid[rows, labels.to(prec_resid.device)]).reshape(x.shape).to(x.dtype)
+
+    def _check_labels(self, labels: Tensor, batch: int) -> Tensor:
+        if not isinstance(labels, Tensor) or labels.dtype.is_floating_point or labels.shape != (batch,):
+            raise ValueError(f"labels must be an integer tensor of shape ({batch},), got "
+                             f"{getattr(labels, 'dtype', type(labels).__name__)} {tuple(getattr(labels, 'shape', ()))}")
+        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.num_components):
+            raise ValueError(f"labels must lie in [0, {self.num_components}) (the components); got entries in "
+                             f"[{int(labels.min())}, {int(labels.max())}]")
+        return labels.long()
+
+    def conditional_score_fn(self, sde: ScalarSDE):
+        """The exact score of a class-conditional model: ``score_fn(x, t, class_labels=None)`` returns the class score
+        (:meth:`class_score`) of rows whose label is in ``[0, K)``, and the unconditional score (:meth:`score`) for
+        ``class_labels=None`` or rows labelled ``-1`` (the null label of classifier-free guidance). The oracle a
+        class-conditional network with label dropout approximates (Ho & Salimans 2022)."""
+        _check_scalar(sde)
+        return _conditional_score(self.score, self.class_score, self.num_components, sde)
+
+    def classifier_fn(self, sde: ScalarSDE):
+        """The exact noise-conditional classifier ``classifier_fn(x, t, **cond) -> logits (B, K)`` (the log joint
+        :meth:`log_joint`, whose softmax is :meth:`log_posterior`) of the perturbed mixture under ``sde``: what
+        :func:`scoresde.guidance.classifier` needs. Conditioning keyword arguments are ignored (the classifier reads
+        ``x`` and ``t`` only)."""
+        _check_scalar(sde)
+
+        def classifier_fn(x: Tensor, t: Tensor, **cond: object) -> Tensor:
+            return self.log_joint(x, t, sde).to(x.dtype)
+
+        classifier_fn.num_classes = self.num_components  # type: ignore[attr-defined]
+        classifier_fn.sde = sde  # type: ignore[attr-defined]
+        return classifier_fn
+
+    # -- linear observations (inpainting, colorization) -----------------------------------------------
+    def condition(self, A: Tensor, y: Tensor) -> ObservedMixture:
+        """The exact law of ``x ~ self`` given the noiseless linear observation ``A x = y`` (``A`` of shape
+        ``(m, d)`` and full row rank ``m < d``, ``y`` of shape ``(m,)``): again a Gaussian mixture, with reweighted
+        components (Bishop 2006, §2.3.1-2.3.3, per component):
+
+            ``w'_k ∝ w_k N(y; A mu_k, A S_k A^T)``,
+            ``mu'_k = mu_k + S_k A^T (A S_k A^T)^{-1} (y - A mu_k)``,
+            ``S'_k = S_k - S_k A^T (A S_k A^T)^{-1} A S_k``.
+
+        ``S'_k`` is singular (the law lives on the affine set ``A x = y``), so the result is a proper
+        :class:`GaussianMixture` in the ``d - m`` free coordinates ``u = N^T (x - x_p)`` (``N`` an orthonormal basis
+        of the null space of ``A``, ``x_p = A^+ y``): see :class:`ObservedMixture`. Inpainting is ``A`` = rows of the
+        identity (:meth:`condition_mask`); colorization is ``A`` = the channel mean.
+        """
+        A = torch.as_tensor(A, dtype=self.means.dtype)
+        y = torch.as_tensor(y, dtype=self.means.dtype)
+        if A.dim() != 2 or A.shape[1] != self.dim or not 1 <= A.shape[0] < self.dim:
+            raise ValueError(f"A must have shape (m, d={self.dim}) with 1 <= m < {self.dim}, got {tuple(A.shape)}")
+        if y.shape != (A.shape[0],):
+            raise ValueError(f"y must have shape ({A.shape[0]},) (one observation), got {tuple(y.shape)}")
+        _, S, Vh = torch.linalg.svd(A)
+        if float(S.min()) <= 1e-10 * float(S.max()):
+            raise ValueError(f"A must have full row rank; its singular values are {S.tolist()}")
+        m = A.shape[0]
+        null = Vh[m:].T  # (d, d - m) orthonormal basis of ker A
+        x_p = torch.linalg.pinv(A) @ y
+        obs_cov = A @ self.covs @ A.T  # (K, m, m)
+        resid = y - self.means @ A.T  # (K, m)
+        chol = torch.linalg.cholesky(obs_cov)
+        white = torch.linalg.solve_triangular(chol, resid[..., None], upper=False)[..., 0]
+        log_w = (torch.log(self.weights) - 0.5 * (white**2).sum(-1)
+                 - torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1))
+        gain = self.covs @ A.T @ torch.cholesky_inverse(chol)  # (K, d, m)
+        means = self.means + (gain @ resid[..., None])[..., 0]
+        covs = self.covs - gain @ A @ self.covs
+        free_means = (means - x_p) @ null
+        free_covs = null.T @ covs @ null
+        free_covs = 0.5 * (free_covs + free_covs.transpose(-1, -2))
+        weights = torch.softmax(log_w, dim=0).clamp_min(torch.finfo(self.means.dtype).tiny)
+        return ObservedMixture(GaussianMixture(weights / weights.sum(), free_means, free_covs, dtype=self.means.dtype),
+                               x_p, null)
+
+    def condition_mask(self, mask: Tensor, x_obs: Tensor) -> ObservedMixture:
+        """:meth:`condition` for inpainting: the coordinates where ``mask`` (shape ``(d,)``, 1 = observed) is 1 are
+        observed with the values ``x_obs[mask == 1]`` (``x_obs`` of shape ``(d,)``)."""
+        mask = torch.as_tensor(mask).reshape(-1)
+        if mask.shape != (self.dim,) or not bool(((mask == 0) | (mask == 1)).all()):
+            raise ValueError(f"mask must hold {self.dim} entries, each 0 or 1; got shape {tuple(mask.shape)}")
+        eye = torch.eye(self.dim, dtype=self.means.dtype)
+        rows = mask.bool()
+        return self.condition(eye[rows], torch.as_tensor(x_obs, dtype=self.means.dtype).reshape(-1)[rows])
+
     # -- ready-made examples ----------------------------------------------------------------------
     @classmethod
     def example_2d(cls, dtype: torch.dtype = torch.float64) -> GaussianMixture:
@@ -204,3 +319,58 @@ def _check_scalar(sde: object) -> None:
     if not (callable(getattr(sde, "alpha", None)) and callable(getattr(sde, "sigma", None))):
         raise ValueError(f"GaussianMixture needs a scalar SDE (VE, VP, sub-VP: x_t = alpha_t x_0 + sigma_t eps); "
                          f"{type(sde).__name__} has a matrix kernel: use scoresde.toy.phase_space.PhaseSpaceMixture")
+
+
+def _conditional_score(score, class_score, num_classes: int, sde: object):
+    """``score_fn(x, t, class_labels=None)``: class scores for labels in ``[0, K)``, the mixture score for ``None`` or
+    the null label ``-1`` (shared by the data-space and phase-space mixtures)."""
+
+    def score_fn(x: Tensor, t: Tensor, class_labels: Tensor | None = None) -> Tensor:
+        uncond = score(x, t, sde) if sde is not None else score(x, t)
+        if class_labels is None:
+            return uncond
+        if not isinstance(class_labels, Tensor) or class_labels.shape != (x.shape[0],):
+            raise ValueError(f"class_labels must be a tensor of shape ({x.shape[0]},), got "
+                             f"{tuple(getattr(class_labels, 'shape', ()))}")
+        if class_labels.numel() and (int(class_labels.min()) < -1 or int(class_labels.max()) >= num_classes):
+            raise ValueError(f"class_labels must lie in [-1, {num_classes}) (-1: the null label), got entries in "
+                             f"[{int(class_labels.min())}, {int(class_labels.max())}]")
+        null = class_labels < 0
+        safe = class_labels.clamp_min(0)
+        cond = class_score(x, safe, t, sde) if sde is not None else class_score(x, safe, t)
+        return torch.where(null.reshape(-1, *([1] * (x.dim() - 1))), uncond, cond)
+
+    score_fn.num_classes = num_classes  # type: ignore[attr-defined]
+    return score_fn
+
+
+class ObservedMixture:
+    """A Gaussian mixture conditioned on a noiseless linear observation ``A x = y``: ``x = x_p + N u`` with
+    ``u ~ free`` (a :class:`GaussianMixture` in the ``d - m`` free coordinates), ``x_p = A^+ y`` and ``N`` an
+    orthonormal basis of the null space of ``A`` (from :meth:`GaussianMixture.condition`).
+
+    ``free.weights`` are the reweighted component weights ``w'_k`` (the numbers a conditional sampler must
+    reproduce); :meth:`sample` draws ``x`` in the data space, :meth:`free_coordinates` maps samples back to ``u``
+    (to compare a sampler's output with :attr:`free` by energy distance or responsibilities).
+    """
+
+    def __init__(self, free: GaussianMixture, offset: Tensor, basis: Tensor) -> None:
+        self.free, self.offset, self.basis = free, offset, basis
+
+    @property
+    def weights(self) -> Tensor:
+        """Component weights ``w'_k`` of the conditional law, shape ``(K,)``."""
+        return self.free.weights
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """``n`` draws ``x = x_p + N u`` of the conditional law, shape ``(n, d)``."""
+        return self.offset + self.free.sample(n, generator) @ self.basis.T
+
+    def free_coordinates(self, x: Tensor) -> Tensor:
+        """``u = N^T (x - x_p)`` of data-space points ``x`` (shape ``(n, d)`` or ``(n, ...)`` with ``d`` entries)."""
+        return (x.reshape(x.shape[0], -1).to(self.offset.dtype) - self.offset) @ self.basis
+
+    def component_fractions(self, x: Tensor) -> Tensor:
+        """Mean responsibilities of the conditional components over the samples ``x`` (shape ``(K,)``): compare with
+        :attr:`weights` (for well separated components, the fraction of samples in each component)."""
+        return self.free.responsibilities(self.free_coordinates(x)).mean(0)

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from ..sdes.phase_space import RecipeSDE, unique_times
-from .mixture import GaussianMixture
+from .mixture import GaussianMixture, _conditional_score
 
 
 class PhaseSpaceMixture:
@@ -89,6 +89,39 @@ class PhaseSpaceMixture:
         log_comp, prec_resid = self._terms(z, t)
         resp = torch.softmax(log_comp, dim=1)
         return (-(resp[..., None] * prec_resid).sum(1)).reshape(z.shape).to(z.dtype)
+
+    def log_joint(self, z: Tensor, t: Tensor | float) -> Tensor:
+        """``log w_k + log N(z; mean_k(t), Cov_k(t))`` per component, shape ``(B, K)``: ``log p_t(z, y = k)``."""
+        return self._terms(z, t)[0]
+
+    def log_posterior(self, z: Tensor, t: Tensor | float) -> Tensor:
+        """The exact noisy classifier ``log p_t(y = k | z_t)`` on the phase-space state (responsibilities at ``t``),
+        shape ``(B, K)``: what a state-conditioned classifier (PSLD's) estimates."""
+        return torch.log_softmax(self._terms(z, t)[0], dim=1)
+
+    def class_score(self, z: Tensor, labels: Tensor, t: Tensor | float) -> Tensor:
+        """Exact class-conditional score ``grad_z log p_t(z | y) = -Cov_y^-1 (z - mean_y)`` of the full state for the
+        components ``labels`` (int64 ``(B,)`` in ``[0, K)``), same shape and dtype as ``z``."""
+        labels = self.mixture._check_labels(labels, z.shape[0])
+        prec_resid = self._terms(z, t)[1]
+        rows = torch.arange(z.shape[0])
+        return (-prec_resid[rows, labels.cpu()]).reshape(z.shape).to(z.dtype)
+
+    def conditional_score_fn(self):
+        """``score_fn(z, t, class_labels=None)`` of an exact class-conditional phase-space model: class scores for
+        labels in ``[0, K)``, the mixture score for ``None`` or the null label ``-1`` (classifier-free guidance)."""
+        return _conditional_score(self.score, self.class_score, self.mixture.num_components, None)
+
+    def classifier_fn(self):
+        """The exact noise-conditional classifier on the state, ``classifier_fn(z, t, **cond) -> logits (B, K)`` (the
+        log joint; conditioning keyword arguments are ignored), with ``.sde`` and ``.num_classes``."""
+
+        def classifier_fn(z: Tensor, t: Tensor, **cond: object) -> Tensor:
+            return self.log_joint(z, t).to(z.dtype)
+
+        classifier_fn.num_classes = self.mixture.num_components  # type: ignore[attr-defined]
+        classifier_fn.sde = self.sde  # type: ignore[attr-defined]
+        return classifier_fn
 
     def score_fn(self):
         """``score_fn(z, t)`` for samplers and likelihoods."""
