@@ -82,6 +82,9 @@ class DDPM(OriginalCheckpointMixin, nn.Module):
         num_classes: int = 0,                       # Class-conditional with this many classes; 0: unconditional
                                                     #   (the original: no label parameters at all).
         null_label: str = "learned",                # Null label (-1/None): 'learned' row or 'zero' vector.
+        decoder_attn_per_block: bool = False,       # Decoder attention after every block (Ho et al.'s TF code,
+                                                    #   diffusers' AttnUpBlock2D) instead of once per resolution
+                                                    #   (Score SDE's port, the original checkpoints: False).
     ) -> None:
         super().__init__()
         num_levels = len(ch_mult)
@@ -92,6 +95,7 @@ class DDPM(OriginalCheckpointMixin, nn.Module):
         self.resolutions = [image_size // 2**i for i in range(num_levels)]
         self.attn_resolutions = tuple(attn_resolutions)
         self.conditional, self.centered, self.scale_by_sigma = conditional, centered, scale_by_sigma
+        self.decoder_attn_per_block = bool(decoder_attn_per_block)
         self.act = get_act(nonlinearity)
         self.register_buffer("sigmas", sigma_table(sigma_min, sigma_max, num_scales))
         self._original_order = []
@@ -156,7 +160,9 @@ class DDPM(OriginalCheckpointMixin, nn.Module):
                 block = ResnetBlockDDPM(in_ch=in_ch + hs_channels.pop(), out_ch=out_ch, **self._block_kw)
                 self._add("dec", f"{r}_block{i}", block)
                 in_ch = out_ch
-            if res in self.attn_resolutions:
+                if res in self.attn_resolutions and self.decoder_attn_per_block:
+                    self._add("dec", f"{r}_attn{i}", self._attn(in_ch))
+            if res in self.attn_resolutions and not self.decoder_attn_per_block:
                 self._add("dec", f"{r}_attn", self._attn(in_ch))
             if level != 0:
                 r_up = res_name(self.resolutions[level - 1])
@@ -203,7 +209,9 @@ class DDPM(OriginalCheckpointMixin, nn.Module):
             r = res_name(res)
             for i in range(self.num_res_blocks + 1):
                 h = self.dec[f"{r}_block{i}"](torch.cat([h, hs.pop()], dim=1), temb)
-            if res in self.attn_resolutions:
+                if res in self.attn_resolutions and self.decoder_attn_per_block:
+                    h = self.dec[f"{r}_attn{i}"](h)
+            if res in self.attn_resolutions and not self.decoder_attn_per_block:
                 h = self.dec[f"{r}_attn"](h)
             if level != 0:
                 h = self.dec[f"{res_name(self.resolutions[level - 1])}_up"](h)
@@ -229,7 +237,7 @@ class DDPM(OriginalCheckpointMixin, nn.Module):
         check_config_value(model, "conv_size", (3,), "the original DDPM always uses 3x3 convolutions")
         names = ("nf", "ch_mult", "num_res_blocks", "attn_resolutions", "dropout", "resamp_with_conv",
                  "conditional", "scale_by_sigma", "nonlinearity", "sigma_min", "sigma_max", "num_scales", "num_classes",
-                 "null_label")
+                 "null_label", "decoder_attn_per_block")
         check_config_keys("model", model, set(names) | _IGNORED_MODEL_KEYS | {"normalization", "conv_size"})
         check_config_keys("data", data, {"image_size", "num_channels", "centered"} | _IGNORED_DATA_KEYS)
         kwargs = {k: model[k] for k in names if k in model}
