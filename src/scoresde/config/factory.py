@@ -25,8 +25,8 @@ from ..sdes import CLD, PSLD, VESDE, VPSDE, SubVPSDE
 from ..sdes.base import SDE
 from .resolve import ConfigLike, resolve_config
 
-__all__ = ["NETWORKS", "NETWORK_DATA_KEYS", "PHASE_SPACE_SDES", "SDE_TABLE", "SDESpec", "build_network",
-           "build_score_model", "build_sde", "default_dtype"]
+__all__ = ["CLASS_MODEL_KEYS", "CONDITIONAL_NETWORK_NAMES", "NETWORKS", "NETWORK_DATA_KEYS", "PHASE_SPACE_SDES",
+           "SDE_TABLE", "SDESpec", "build_network", "build_score_model", "build_sde", "default_dtype"]
 
 #: ``model.name`` -> builder ``(model_section, data_section) -> nn.Module``.
 NETWORKS: dict[str, Any] = {
@@ -63,6 +63,11 @@ SDE_TABLE: dict[str, SDESpec] = {
 #: phase-space SDEs and the ``model`` keys that parameterise them (besides beta_min, beta_max, num_scales)
 PHASE_SPACE_SDES = {name: spec.optional for name, spec in SDE_TABLE.items() if spec.phase_space}
 
+#: the ``model.name`` values whose networks take ``model.num_classes`` / ``model.null_label`` (class conditioning)
+CONDITIONAL_NETWORK_NAMES = ("ncsnpp", "ddpm", "toy_mlp")
+#: the ``model`` keys of class conditioning (:class:`scoresde.nets.layers.ClassEmbedding`)
+CLASS_MODEL_KEYS = ("num_classes", "null_label")
+
 #: the ``data`` keys a network reads (the NCSN family reads ``channels`` in the original code)
 NETWORK_DATA_KEYS = frozenset({"image_size", "num_channels", "centered", "channels"})
 
@@ -88,6 +93,9 @@ def build_network(config: ConfigLike) -> nn.Module:
     name = model.get("name")
     if name not in NETWORKS:
         raise ValueError(f"unknown model.name {name!r}; supported networks: {', '.join(sorted(NETWORKS))}")
+    if name not in CONDITIONAL_NETWORK_NAMES and any(key in model for key in CLASS_MODEL_KEYS):
+        raise ValueError(f"model.name {name!r} has no class conditioning (model.num_classes / model.null_label); the "
+                         f"class-conditional networks are {', '.join(CONDITIONAL_NETWORK_NAMES)}")
     sde = str(config.get("training", {}).get("sde", "")).lower()
     if sde in PHASE_SPACE_SDES and name == "ncsnpp":
         # phase space: the network sees [x, m] (2C channels) and predicts the noise of both blocks (2C) or of

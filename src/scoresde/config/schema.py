@@ -29,7 +29,7 @@ from ..objectives.fp import MODES as FP_MODES
 from ..objectives.fp import WEIGHTINGS as FP_WEIGHTINGS
 from ..sampling.grids import GRIDS
 from ..sampling.registry import SAMPLERS
-from .factory import SDE_TABLE
+from .factory import CLASS_MODEL_KEYS, SDE_TABLE
 from .resolve import ConfigLike, resolve_config
 
 __all__ = ["AMP_MODES", "FP_MODES", "FP_WEIGHTINGS", "IGNORED_KEYS", "NONFINITE_POLICIES", "SAMPLING_METHODS",
@@ -78,6 +78,8 @@ class TrainingConfig:
     fp_weighting: str = "ll"                 # vector-term time weight: 'constant' | 'convention' (g) | 'll' (g^2)
     fp_m: float = 2.0                        # power of the per-example residual norm
     fp_min_time: float = 0.0                 # phase space only: the regulariser skips t < fp_min_time (0.01 advised)
+    label_dropout: float = 0.0               # class-conditional models: probability that a training label becomes the
+                                             # null label -1 (classifier-free guidance training, Ho & Salimans 2022)
 
 
 #: the ``sampling`` fields of Score SDE's configs, with its defaults (the registry adds every other sampler option)
@@ -278,6 +280,18 @@ def _check_sampler_fields(s: Any) -> None:
                               f"{s.method!r} (it would be ignored); samplers that take it: {', '.join(takers)}")
 
 
+def _check_classes(cfg: Config) -> None:
+    """``training.label_dropout`` in ``[0, 1)``, and nonzero only for a class-conditional model
+    (``model.num_classes`` > 0; the network builder checks ``num_classes`` and ``null_label`` themselves)."""
+    p = cfg.training.label_dropout
+    if not 0 <= p < 1:
+        raise ConfigError(f"training.label_dropout must lie in [0, 1), got {p}")
+    num_classes = cfg.model.get("num_classes", 0)
+    if p and not (isinstance(num_classes, (int, float)) and num_classes > 0):
+        raise ConfigError(f"training.label_dropout={p} needs a class-conditional model (model.num_classes > 0), got "
+                          f"model.num_classes={num_classes!r}")
+
+
 def validate(cfg: Config) -> Config:
     """Check the values that the types alone do not (choices, ranges); return ``cfg``."""
     t, s, d, o = cfg.training, cfg.sampling, cfg.data, cfg.optim
@@ -292,6 +306,7 @@ def validate(cfg: Config) -> Config:
     if t.fp_alpha < 0 or t.fp_beta < 0 or not t.fp_m > 0:
         raise ConfigError(f"training.fp_alpha ({t.fp_alpha}) and training.fp_beta ({t.fp_beta}) must be >= 0 "
                           f"and training.fp_m ({t.fp_m}) positive")
+    _check_classes(cfg)
     _choice("sampling.method", s.method, SAMPLING_METHODS)
     _check_sampler_fields(s)
     if s.grid is not None:
@@ -364,8 +379,8 @@ def _parse_value(text: str, hint: Any = None) -> Any:
 def apply_overrides(values: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """Apply ``section.key=value`` overrides to a nested dict (values parsed by the field's type, :func:`_parse_value`).
 
-    Keys must exist already (in the section's schema, or in ``model`` for architecture keys); an unknown key is
-    an error listing the closest valid ones.
+    Keys must exist already (in the section's schema, or in ``model`` for architecture keys; ``model.num_classes``
+    and ``model.null_label`` may always be set); an unknown key is an error listing the closest valid ones.
     """
     out = json.loads(json.dumps(values))
     for item in overrides:
@@ -380,8 +395,8 @@ def apply_overrides(values: Mapping[str, Any], overrides: Sequence[str]) -> dict
             raise ConfigError(f"override key {path!r} must be section.key (e.g. training.batch_size) or seed")
         section, key = parts
         hints: dict[str, Any] = {}
-        if section == "model":
-            valid = list(out.get("model", {}))
+        if section == "model":  # the architecture's keys, and the class options every conditional network takes
+            valid = list(dict.fromkeys([*out.get("model", {}), *CLASS_MODEL_KEYS]))
         elif section in SECTIONS:
             valid = [f.name for f in dataclasses.fields(SECTIONS[section])]
             hints = typing.get_type_hints(SECTIONS[section])

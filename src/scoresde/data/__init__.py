@@ -13,10 +13,11 @@ from .images import (
     preprocess,
     read_cifar_batch,
 )
-from .toy2d import TOY_2D, sample_toy_2d
+from .toy2d import LABELLED_TOY_2D, TOY_2D, sample_toy_2d
 
 __all__ = [
     "DATASETS",
+    "LABELLED_TOY_2D",
     "TOY_2D",
     "ImageFolderDataset",
     "TensorImageDataset",

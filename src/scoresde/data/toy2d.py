@@ -36,9 +36,12 @@ def two_moons(n: int, generator: torch.Generator | None = None, noise: float = 0
     return xy + noise * torch.randn(n, 2, generator=generator)
 
 
-def gaussian_mixture(n: int, generator: torch.Generator | None = None) -> Tensor:
-    """Samples of :meth:`scoresde.toy.GaussianMixture.example_2d` (three anisotropic components)."""
-    return GaussianMixture.example_2d(dtype=torch.float32).sample(n, generator)
+def gaussian_mixture(n: int, generator: torch.Generator | None = None,
+                     return_labels: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+    """Samples of :meth:`scoresde.toy.GaussianMixture.example_2d` (three anisotropic components); with
+    ``return_labels=True`` also the int64 component index of each point (the class labels of class-conditional
+    training), and the same points as without it for the same ``generator``."""
+    return GaussianMixture.example_2d(dtype=torch.float32).sample(n, generator, return_labels=return_labels)
 
 
 TOY_2D: dict[str, Callable[..., Tensor]] = {
@@ -49,10 +52,24 @@ TOY_2D: dict[str, Callable[..., Tensor]] = {
 }
 
 
-def sample_toy_2d(name: str, n: int, generator: torch.Generator | None = None) -> Tensor:
-    """``n`` points of shape ``(n, 2)`` from the toy distribution ``name`` (one of :data:`TOY_2D`)."""
+#: the toys with class labels (mixture components) -> their number of classes
+LABELLED_TOY_2D: dict[str, int] = {"gaussian_mixture": 3}
+
+
+def sample_toy_2d(name: str, n: int, generator: torch.Generator | None = None,
+                  return_labels: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+    """``n`` points of shape ``(n, 2)`` from the toy distribution ``name`` (one of :data:`TOY_2D`).
+
+    ``return_labels=True`` returns ``(points, labels)`` with int64 labels ``(n,)``: the component of each point for
+    the labelled toys (:data:`LABELLED_TOY_2D`, the same points as without labels for the same ``generator``), and
+    ``-1`` (no class) for the others.
+    """
     if name not in TOY_2D:
         raise ValueError(f"unknown 2-D toy dataset {name!r}; valid names are: {', '.join(sorted(TOY_2D))}")
     if not (isinstance(n, int) and n >= 1):
         raise ValueError(f"n must be a positive integer, got {n!r}")
-    return TOY_2D[name](n, generator)
+    if not return_labels:
+        return TOY_2D[name](n, generator)
+    if name in LABELLED_TOY_2D:
+        return TOY_2D[name](n, generator, return_labels=True)
+    return TOY_2D[name](n, generator), torch.full((n,), -1, dtype=torch.int64)

@@ -17,20 +17,50 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..config import DataConfig
 from ..data import load_dataset, sample_toy_2d
-from ..data.toy2d import TOY_2D
+from ..data.toy2d import LABELLED_TOY_2D, TOY_2D
 
 
 class PointDataset(Dataset):
-    """A fixed set of float points ``(N, d)`` (the 2-D toys), returned as ``(point, -1)``."""
+    """A fixed set of float points ``(N, d)`` (the 2-D toys), returned as ``(point, label)``: the int64 ``labels``
+    ``(N,)`` if given (e.g. the mixture components), else ``-1`` (no class)."""
 
-    def __init__(self, points: Tensor) -> None:
-        self.points = points
+    def __init__(self, points: Tensor, labels: Tensor | None = None) -> None:
+        if labels is not None and tuple(labels.shape) != (points.shape[0],):
+            raise ValueError(f"labels must have shape ({points.shape[0]},), got {tuple(labels.shape)}")
+        self.points, self.labels = points, labels
 
     def __len__(self) -> int:
         return self.points.shape[0]
 
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
-        return self.points[index], -1
+        return self.points[index], -1 if self.labels is None else int(self.labels[index])
+
+
+def dataset_labels(ds: Dataset) -> Tensor | None:
+    """The int64 class labels ``(N,)`` of a dataset of this package, read without decoding any image (``-1`` for an
+    unlabelled example), or ``None`` when it has no labels at all."""
+    labels = getattr(ds, "labels", None)
+    if labels is None:
+        return None
+    if isinstance(labels, dict):  # an image folder's dataset.json: {relative path: label}
+        return torch.tensor([labels.get(f, -1) for f in ds.files], dtype=torch.int64)
+    return torch.as_tensor(labels, dtype=torch.int64)
+
+
+def check_class_labels(ds: Dataset, num_classes: int, what: str) -> None:
+    """Refuse to train a class-conditional model (``num_classes`` > 0) on ``ds`` unless every example has a label in
+    ``[0, num_classes)`` (``what`` names the dataset in the error)."""
+    labels = dataset_labels(ds)
+    if labels is None or (labels < 0).all():
+        raise ValueError(f"model.num_classes={num_classes} trains a class-conditional model, but dataset {what} has "
+                         "no class labels (labelled: digits, CIFAR10, the gaussian_mixture toy, an image folder with "
+                         "EDM's dataset.json labels)")
+    if (labels < 0).any():
+        raise ValueError(f"dataset {what}: {int((labels < 0).sum())} of {labels.numel()} examples have no label "
+                         "(every example of a class-conditional run needs one)")
+    if int(labels.max()) >= num_classes:
+        raise ValueError(f"dataset {what} has labels up to {int(labels.max())} but model.num_classes={num_classes} "
+                         f"(labels must lie in [0, {num_classes}))")
 
 
 def build_dataset(cfg: DataConfig, split: str, seed: int, toy_size: int = 100_000) -> Dataset:
@@ -39,7 +69,8 @@ def build_dataset(cfg: DataConfig, split: str, seed: int, toy_size: int = 100_00
     name = cfg.dataset
     if name in TOY_2D:
         offset = 0 if split == "train" else 1_000_003
-        return PointDataset(sample_toy_2d(name, toy_size, torch.Generator().manual_seed(seed + offset)))
+        points, labels = sample_toy_2d(name, toy_size, torch.Generator().manual_seed(seed + offset), return_labels=True)
+        return PointDataset(points, labels if name in LABELLED_TOY_2D else None)
     if name == "digits":
         ds = load_dataset("digits", split=split, resolution=cfg.image_size)
     elif name == "CIFAR10":

@@ -1,11 +1,16 @@
 """The training loop: one :class:`Trainer` for every model, SDE and device count.
 
 Reproducibility and resumption rest on one rule: every random draw of optimizer step ``s`` (data order,
-preprocessing, diffusion times / noise levels, noise, dropout) comes from generators seeded by ``(seed, s)``,
+preprocessing, diffusion times / noise levels, noise, label dropout, dropout) comes from generators seeded by
+``(seed, s)``,
 and the draws for the *global* batch are made on every rank, each rank taking its slice. Hence
 
 * a run resumed from the checkpoint of step ``s`` continues exactly as if it had never stopped, and
 * ``W`` DDP ranks compute the same update as one process with the same global batch (dropout aside).
+
+A class-conditional model (``model.num_classes`` > 0) trains on the dataset's labels, passed to the network as
+``cond={"class_labels": y}``; with ``training.label_dropout = p`` each label becomes the null label ``-1`` with
+probability ``p`` (classifier-free guidance training, Ho & Salimans 2022).
 
 Rank 0 logs (progress bar, TensorBoard, ``metrics.jsonl``), evaluates, samples snapshots and writes atomic
 checkpoints; a non-finite loss stops the run with an error naming the step (or skips it, per config).
@@ -27,12 +32,13 @@ from tqdm.auto import tqdm
 
 from ..config import Config, ConfigError, config_from_dict
 from ..data import inverse_data_scaler, preprocess
-from ..models import ScoreModel
+from ..models import ScoreModel, slice_cond
 from ..models.phase_space import MODEL_DEFAULTS as PHASE_SPACE_MODEL_DEFAULTS
+from ..nets import NULL_LABEL
 from ..numerics.times import draw_times
 from ..sampling import sample
 from .build import build_model, build_optimizer, check_objective, compute_loss
-from .data import StepBatchSampler, build_dataset, global_batch_indices, make_loader
+from .data import StepBatchSampler, build_dataset, check_class_labels, global_batch_indices, make_loader
 from .distributed import DistEnv, init_distributed
 from .ema import EMA
 from .plots import scatter_panels
@@ -41,6 +47,18 @@ from .state import checkpoint_dir, find_resumable, list_checkpoints, read_init_w
 
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite."""
+
+
+def apply_label_dropout(labels: Tensor, p: float, uniforms: Tensor) -> Tensor:
+    """Label dropout for classifier-free guidance training (Ho & Salimans 2022, Algorithm 1): each label becomes
+    :data:`~scoresde.nets.NULL_LABEL` where its uniform draw ``uniforms`` (same shape, in ``[0, 1)``) is ``< p``, so
+    with probability ``p``; ``p = 0`` returns ``labels`` unchanged. The draws are an argument so that the trainer
+    takes them from its per-step streams (exact resumption)."""
+    if not 0 <= p < 1:
+        raise ValueError(f"label dropout probability must lie in [0, 1), got {p}")
+    if uniforms.shape != labels.shape:
+        raise ValueError(f"uniforms of shape {tuple(uniforms.shape)} for labels of shape {tuple(labels.shape)}")
+    return torch.where(uniforms.to(labels.device) < p, torch.full_like(labels, NULL_LABEL), labels)
 
 
 def step_seed(seed: int, step: int, stream: int) -> int:
@@ -65,6 +83,12 @@ class Trainer:
         # the data first: a wrong path or image size is reported before any network is built
         self.train_set = build_dataset(cfg.data, "train", cfg.seed)
         self.eval_set = build_dataset(cfg.data, cfg.data.eval_split, cfg.seed) if cfg.training.eval_freq else None
+        #: number of classes of a class-conditional model (0: unconditional, the labels are not used)
+        self.num_classes = int(cfg.model.get("num_classes", 0) or 0)
+        if self.num_classes:
+            check_class_labels(self.train_set, self.num_classes, f"{cfg.data.dataset} (train)")
+            if self.eval_set is not None:
+                check_class_labels(self.eval_set, self.num_classes, f"{cfg.data.dataset} ({cfg.data.eval_split})")
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         self.model: ScoreModel = build_model(cfg).to(self.env.device)
         check_objective(cfg, self.model)
@@ -125,7 +149,9 @@ class Trainer:
     # ---- one optimizer step ------------------------------------------------------------------------------------
     def _global_draws(self, shape: tuple[int, ...]) -> dict[str, Tensor]:
         """Random inputs of the loss for the whole global batch: ``t`` or ``labels``, the initial momentum of DSM-mode
-        phase-space training, ``noise``, then the Hutchinson probes of the FP-Diffusion regulariser."""
+        phase-space training, ``noise``, then the Hutchinson probes of the FP-Diffusion regulariser, then (with
+        ``training.label_dropout`` > 0) the uniforms of label dropout (key ``label_dropout``, not a loss input).
+        Each draw is made only when used and after the others, so adding one leaves the others unchanged."""
         g = torch.Generator().manual_seed(step_seed(self.cfg.seed, self.step, 1))
         t = self.cfg.training
         B = shape[0]
@@ -139,6 +165,8 @@ class Trainer:
         draws["noise"] = torch.randn(sde.state_shape(shape), generator=g)  # phase space: [x, m] noise
         if t.continuous and (t.fp_alpha or t.fp_beta):  # FP-Diffusion: one Gaussian Hutchinson probe per example
             draws["probes"] = torch.randn(sde.state_shape(shape), generator=g)
+        if t.label_dropout > 0:
+            draws["label_dropout"] = torch.rand(B, generator=g)
         return draws
 
     def _preprocess_draws(self, shape: tuple[int, ...]) -> dict[str, Tensor | None]:
@@ -166,11 +194,14 @@ class Trainer:
 
     def train_step(self, micro_batches: list[Tensor], conds: list[dict[str, Tensor]] | None = None) -> float:
         """One optimizer step over this rank's micro-batches; returns the loss averaged over ranks. ``conds`` (one dict
-        of batch-first tensors per micro-batch, e.g. ``class_labels``) is passed to the model with its rows."""
+        of batch-first tensors per micro-batch, e.g. ``class_labels``) is passed to the model with its rows; its
+        ``class_labels`` go through label dropout (``training.label_dropout``, draws of the global batch sliced
+        like the other draws)."""
         t = self.cfg.training
         per_rank = sum(b.shape[0] for b in micro_batches)
         global_shape = (per_rank * self.env.world_size, *micro_batches[0].shape[1:])
         loss_draws, prep_draws = self._global_draws(global_shape), self._preprocess_draws(global_shape)
+        drop_draws = loss_draws.pop("label_dropout", None)
         torch.manual_seed(step_seed(self.cfg.seed, self.step, 2 + self.env.rank))  # dropout
         self._set_lr()
         self.optimizer.zero_grad(set_to_none=True)
@@ -184,7 +215,7 @@ class Trainer:
             no_sync = contextlib.nullcontext() if sync else self.train_model.net.no_sync()
             with no_sync, torch.autocast(self.env.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 draws = {k: v[sl].to(self.env.device) for k, v in loss_draws.items()}
-                cond = None if conds is None else {k: v.to(self.env.device) for k, v in conds[i].items()}
+                cond = None if conds is None else self._training_cond(conds[i], drop_draws, sl)
                 loss = compute_loss(self.cfg, self.train_model, x, cond=cond, **draws) * (batch.shape[0] / per_rank)
             self.scaler.scale(loss).backward()
             total += loss.detach().float()
@@ -199,6 +230,15 @@ class Trainer:
         self.ema.update(self.model.net)
         self.step += 1
         return mean_loss
+
+    def _training_cond(self, cond: dict[str, Tensor], drop_draws: Tensor | None, sl: slice) -> dict[str, Tensor]:
+        """One micro-batch's conditioning on the device, its ``class_labels`` after label dropout (the global
+        batch's uniforms ``drop_draws``, rows ``sl``)."""
+        cond = {k: v.to(self.env.device) for k, v in cond.items()}
+        if drop_draws is not None and cond.get("class_labels") is not None:
+            uniforms = slice_cond({"u": drop_draws}, sl)["u"]
+            cond["class_labels"] = apply_label_dropout(cond["class_labels"], self.cfg.training.label_dropout, uniforms)
+        return cond
 
     def _nonfinite(self, value: float) -> float:
         if self.cfg.training.nonfinite == "skip":
@@ -226,20 +266,26 @@ class Trainer:
         losses = []
         for k in range(num_batches):
             idx = global_batch_indices(k, len(self.eval_set), bs, self.cfg.seed + 17)
-            batch = torch.stack([self.eval_set[int(i)][0] for i in idx])
-            x = self._prepare(batch, {"flip_draws": None, "dequantization_draws": None}, augment=False)
-            losses.append(compute_loss(self.cfg, model, x, generator=g))
+            examples = [self.eval_set[int(i)] for i in idx]
+            x = self._prepare(torch.stack([e[0] for e in examples]), {"flip_draws": None, "dequantization_draws": None},
+                              augment=False)
+            labels = torch.tensor([int(e[1]) for e in examples], dtype=torch.int64, device=self.env.device)
+            cond = {"class_labels": labels} if self.num_classes else None  # conditional: no label dropout here
+            losses.append(compute_loss(self.cfg, model, x, cond=cond, generator=g))
         return float(torch.stack(losses).mean())
 
     @torch.no_grad()
     def snapshot_samples(self, num: int | None = None) -> Tensor:
-        """Samples of the EMA model with the configured sampler, in data space (``[0, 1]`` for images)."""
+        """Samples of the EMA model with the configured sampler, in data space (``[0, 1]`` for images); a
+        class-conditional model samples the classes ``0, 1, ..., num_classes - 1, 0, 1, ...`` in turn."""
         model = self.ema_model()
         num = num or self.cfg.training.num_snapshot_samples
         shape = (num, *self.data_shape())
         name, options = self.cfg.sampling.sampler_call()
         g = torch.Generator(self.env.device).manual_seed(self.cfg.seed + 1)
-        x = sample(model.sde, model.score_fn, shape, name, generator=g, device=self.env.device, **options)
+        cond = {"class_labels": torch.arange(num, device=self.env.device) % self.num_classes} if self.num_classes \
+            else None
+        x = sample(model.sde, model.score_fn, shape, name, generator=g, device=self.env.device, cond=cond, **options)
         return x if len(shape) == 2 else inverse_data_scaler(x, self.cfg.data.centered).clamp(0, 1)
 
     def data_shape(self) -> tuple[int, ...]:
@@ -287,12 +333,13 @@ class Trainer:
         t = self.cfg.training
         sampler = StepBatchSampler(len(self.train_set), t.batch_size, self.cfg.seed, self.step, self.env.rank,
                                    self.env.world_size, t.grad_accum, t.n_iters)
-        micro = []
-        for images, _labels in make_loader(self.train_set, sampler, t.num_workers):
+        micro, labels = [], []
+        for images, y in make_loader(self.train_set, sampler, t.num_workers):
             micro.append(images)
+            labels.append(torch.as_tensor(y, dtype=torch.int64))
             if len(micro) == t.grad_accum:
-                yield micro
-                micro = []
+                yield micro, labels
+                micro, labels = [], []
 
     def train(self, max_steps: int | None = None) -> dict[str, float]:
         """Run from the current step to ``training.n_iters`` (or ``max_steps`` more steps); returns last scalars."""
@@ -304,10 +351,11 @@ class Trainer:
         bar = tqdm(total=end, initial=self.step, desc="training", disable=not (self.progress and self.env.is_main))
         last: dict[str, float] = {}
         window, tic = [], time.perf_counter()
-        for micro in self._batches():
+        for micro, labels in self._batches():
             if self.step >= end:
                 break
-            loss = self.train_step(micro)
+            conds = [{"class_labels": y} for y in labels] if self.num_classes else None
+            loss = self.train_step(micro, conds)
             window.append(loss)
             bar.update(1)
             if self.step % t.log_freq == 0:

@@ -12,7 +12,7 @@ from typing import Any
 from ...data.toy2d import TOY_2D
 from .original import original_preset
 
-__all__ = ["OUR_PRESETS", "digits", "toy", "toy_phase_space"]
+__all__ = ["OUR_PRESETS", "conditional", "digits", "toy", "toy_phase_space"]
 
 _TOY_TRAINING = {"sde": "vpsde", "continuous": True, "reduce_mean": True, "likelihood_weighting": False,
                  "batch_size": 512, "n_iters": 5000, "snapshot_freq": 2500, "snapshot_freq_for_preemption": 500,
@@ -85,6 +85,15 @@ def digits_psld() -> dict[str, Any]:
     return base
 
 
+def conditional(base: dict[str, Any], num_classes: int, label_dropout: float = 0.1) -> dict[str, Any]:
+    """``base`` made class-conditional: ``model.num_classes`` classes with a learned null label, and
+    ``training.label_dropout`` (default 0.1, Ho & Salimans 2022's best FID setting) so that the same network also
+    gives the unconditional score for classifier-free guidance; everything else as ``base``."""
+    base["model"].update(num_classes=num_classes, null_label="learned")
+    base["training"]["label_dropout"] = label_dropout
+    return base
+
+
 #: the toy and digits presets by name
 OUR_PRESETS: dict[str, Callable[[], dict[str, Any]]] = {
     "digits/psld_ddpmpp": digits_psld,
@@ -92,4 +101,7 @@ OUR_PRESETS: dict[str, Callable[[], dict[str, Any]]] = {
     "toy/gaussian_mixture_cld": lambda: toy_phase_space("cld"),
     **{f"toy/{name}": (lambda name=name: toy(name)) for name in sorted(TOY_2D)},
     "digits/vp_ddpmpp": digits,
+    # class-conditional (classifier-free guidance training): the digits 0-9, the mixture's three components
+    "digits/vp_ddpmpp_conditional": lambda: conditional(digits(), 10),
+    "toy/gaussian_mixture_conditional": lambda: conditional(toy("gaussian_mixture"), 3),
 }
