@@ -7,6 +7,7 @@ subpackages (``scoresde.sdes``, ``scoresde.models``, ``scoresde.losses``, ``scor
 
 from . import guidance, losses, metrics, models, sampling, sdes
 from .checkpoint import load_checkpoint, load_score_sde_checkpoint
+from .checkpoint.diffusers import export_diffusers, load_diffusers
 from .guidance import colorize, inpaint
 from .likelihood import bits_per_dim, log_likelihood
 from .models import DiffusionModel, as_model
@@ -15,6 +16,6 @@ from .sampling.latent import encode, interpolate
 
 __version__ = "0.1.0"
 
-__all__ = ["DiffusionModel", "__version__", "as_model", "bits_per_dim", "colorize", "encode", "guidance", "inpaint",
-           "interpolate", "load_checkpoint", "load_score_sde_checkpoint", "log_likelihood", "losses", "metrics",
-           "models", "sample", "sampling", "sdes"]
+__all__ = ["DiffusionModel", "__version__", "as_model", "bits_per_dim", "colorize", "encode", "export_diffusers",
+           "guidance", "inpaint", "interpolate", "load_checkpoint", "load_diffusers", "load_score_sde_checkpoint",
+           "log_likelihood", "losses", "metrics", "models", "sample", "sampling", "sdes"]
