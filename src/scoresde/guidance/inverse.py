@@ -23,6 +23,7 @@ diffuse independently of the others, which the three methods use:
 
 from __future__ import annotations
 
+import copy
 import inspect
 import itertools
 import math
@@ -48,9 +49,10 @@ __all__ = ["INVERSE_METHODS", "InverseInfo", "colorize", "decoupling_matrix", "i
 
 @dataclass
 class InverseInfo:
-    """What an inverse-problem sampler did: the method, the NFE (network calls, all particles counted), the options
-    it ran with (defaults filled in) and method-specific diagnostics (``resampled``: the number of SMC resampling
-    steps; ``final_ess``: the effective sample size of the last SMC weights, per returned sample)."""
+    """What an inverse-problem sampler did: the method, the NFE (batched model calls; SMC's batch holds ``B *
+    num_particles`` rows), the options it ran with (defaults filled in) and method-specific diagnostics (SMC:
+    ``resampled``, the number of steps that resampled; ``final_ess``, the effective sample size of the last weights
+    per returned sample; ``rows_per_call``)."""
 
     method: str
     nfe: int
@@ -68,6 +70,12 @@ class _Observation:
         self.mask = mask
         self.y = self.to_basis(x_obs)
         self.state_mask = torch.cat([mask] * k, dim=1)
+
+    def select(self, rows: Tensor) -> _Observation:
+        """The observation of the rows ``rows`` (e.g. repeated once per particle)."""
+        out = copy.copy(self)
+        out.mask, out.y, out.state_mask = self.mask[rows], self.y[rows], self.state_mask[rows]
+        return out
 
     def to_basis(self, x: Tensor) -> Tensor:
         """Data (or one block) into the observation basis: ``out_j = sum_i x_i M_ij`` over channels."""
@@ -257,11 +265,11 @@ def _smc(
     rows = torch.arange(B, device=z.device).repeat_interleave(P)
     particle_cond = slice_cond(cond, rows)
     counted = counting(model, particle_cond)
-    x = torch.cat([z[rows][:, None]] + [
-        sde.prior_sampling(z.shape, generator, dtype=z.dtype, device=z.device)[:, None] for _ in range(P - 1)],
-        dim=1).reshape(B * P, *z.shape[1:])  # particle 0 of each sample starts at the given prior draw
-    m = obs.state_mask[rows]
-    x = obs.merge(x, path[0][rows])
+    more = sde.prior_sampling((B * (P - 1), *z.shape[1:]), generator, dtype=z.dtype, device=z.device)
+    x = torch.cat([z[:, None], more.reshape(B, P - 1, *z.shape[1:])], dim=1).reshape(B * P, *z.shape[1:])
+    pobs = obs.select(rows)
+    m = pobs.state_mask
+    x = pobs.merge(x, path[0][rows])
     log_w = torch.zeros(B, P, dtype=torch.float64, device=z.device)
     resampled = 0
     with torch.no_grad():
@@ -273,9 +281,9 @@ def _smc(
             noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
             proposal = mean + apply_blocks(_sqrtm(post), noise)
             target = path[i + 1][rows]
-            resid = (target - obs.state_to_basis(mean)) * m  # observed coordinates only
+            resid = (target - pobs.state_to_basis(mean)) * m  # observed coordinates only
             log_w = log_w + _block_logpdf(resid, post, m, kernel.k).reshape(B, P)
-            x = obs.merge(proposal, target)
+            x = pobs.merge(proposal, target)
             if i < n - 1:
                 ess = _ess(log_w)
                 low = ess < ess_threshold * P
@@ -292,7 +300,7 @@ def _smc(
     final_ess = _ess(log_w)
     choice = _multinomial(log_w, generator, draws=1)[:, 0]
     out = sde.data_part(x).reshape(B, P, *sde.data_part(x).shape[1:])[torch.arange(B, device=z.device), choice]
-    return out, counted.calls, {"resampled": resampled, "final_ess": final_ess}
+    return out, counted.calls, {"resampled": resampled, "final_ess": final_ess, "rows_per_call": B * P}
 
 
 def _block_logpdf(resid: Tensor, cov: Tensor, mask: Tensor, k: int) -> Tensor:
@@ -425,8 +433,9 @@ def inpaint(
       ``resamplings=10`` (RePaint's ``r`` and ``n``; NFE about ``steps * resamplings``), ``eps=1e-3``,
       ``denoise=True``. Less biased; not exact.
     * ``"smc"``: the asymptotically exact particle filter; options ``steps`` (default ``sde.N``),
-      ``num_particles=16`` (per returned sample; NFE ``(steps + 1) * num_particles * B``), ``ess_threshold=0.5``,
-      ``eps=1e-3``, ``denoise=True``. Use it when the conditional must be right (e.g. multimodal posteriors).
+      ``num_particles=16`` (per returned sample; ``steps + 1`` model calls on ``B * num_particles`` rows),
+      ``ess_threshold=0.5``, ``eps=1e-3``, ``denoise=True``. Use it when the conditional must be right (e.g.
+      multimodal posteriors).
 
     Args:
         generator: random generator for every draw (global RNG when ``None``).

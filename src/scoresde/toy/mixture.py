@@ -246,7 +246,7 @@ class GaussianMixture:
         return classifier_fn
 
     # -- linear observations (inpainting, colorization) -----------------------------------------------
-    def condition(self, A: Tensor, y: Tensor) -> ObservedMixture:
+    def condition(self, A: Tensor, y: Tensor, basis: Tensor | None = None) -> ObservedMixture:
         """The exact law of ``x ~ self`` given the noiseless linear observation ``A x = y`` (``A`` of shape
         ``(m, d)`` and full row rank ``m < d``, ``y`` of shape ``(m,)``): again a Gaussian mixture, with reweighted
         components (Bishop 2006, §2.3.1-2.3.3, per component):
@@ -258,7 +258,9 @@ class GaussianMixture:
         ``S'_k`` is singular (the law lives on the affine set ``A x = y``), so the result is a proper
         :class:`GaussianMixture` in the ``d - m`` free coordinates ``u = N^T (x - x_p)`` (``N`` an orthonormal basis
         of the null space of ``A``, ``x_p = A^+ y``): see :class:`ObservedMixture`. Inpainting is ``A`` = rows of the
-        identity (:meth:`condition_mask`); colorization is ``A`` = the channel mean.
+        identity (:meth:`condition_mask`); colorization is ``A`` = the channel mean. ``basis`` fixes ``N`` (shape
+        ``(d, d - m)``, orthonormal columns with ``A N = 0``); by default it comes from the SVD of ``A`` (its signs and
+        rotation within the null space are arbitrary).
         """
         A = torch.as_tensor(A, dtype=self.means.dtype)
         y = torch.as_tensor(y, dtype=self.means.dtype)
@@ -271,6 +273,13 @@ class GaussianMixture:
             raise ValueError(f"A must have full row rank; its singular values are {S.tolist()}")
         m = A.shape[0]
         null = Vh[m:].T  # (d, d - m) orthonormal basis of ker A
+        if basis is not None:
+            null = torch.as_tensor(basis, dtype=self.means.dtype)
+            eye = torch.eye(self.dim - m, dtype=null.dtype)
+            if null.shape != (self.dim, self.dim - m) or not torch.allclose(null.T @ null, eye, atol=1e-10) \
+                    or not torch.allclose(A @ null, torch.zeros_like(A @ null), atol=1e-10):
+                raise ValueError(f"basis must be ({self.dim}, {self.dim - m}) with orthonormal columns spanning the "
+                                 "null space of A")
         x_p = torch.linalg.pinv(A) @ y
         obs_cov = A @ self.covs @ A.T  # (K, m, m)
         resid = y - self.means @ A.T  # (K, m)
@@ -290,13 +299,15 @@ class GaussianMixture:
 
     def condition_mask(self, mask: Tensor, x_obs: Tensor) -> ObservedMixture:
         """:meth:`condition` for inpainting: the coordinates where ``mask`` (shape ``(d,)``, 1 = observed) is 1 are
-        observed with the values ``x_obs[mask == 1]`` (``x_obs`` of shape ``(d,)``)."""
+        observed with the values ``x_obs[mask == 1]`` (``x_obs`` of shape ``(d,)``); the free coordinates are the
+        unobserved ones, in order."""
         mask = torch.as_tensor(mask).reshape(-1)
         if mask.shape != (self.dim,) or not bool(((mask == 0) | (mask == 1)).all()):
             raise ValueError(f"mask must hold {self.dim} entries, each 0 or 1; got shape {tuple(mask.shape)}")
         eye = torch.eye(self.dim, dtype=self.means.dtype)
         rows = mask.bool()
-        return self.condition(eye[rows], torch.as_tensor(x_obs, dtype=self.means.dtype).reshape(-1)[rows])
+        return self.condition(eye[rows], torch.as_tensor(x_obs, dtype=self.means.dtype).reshape(-1)[rows],
+                              basis=eye[~rows].T)
 
     # -- ready-made examples ----------------------------------------------------------------------
     @classmethod
