@@ -144,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--workdir", required=True, help="new run folder")
     imp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     imp.set_defaults(func=commands.cmd_import)
+    from .interop_commands import add_interop_commands  # `import --format diffusers` and `export`
+
+    add_interop_commands(sub, imp, _add_step)
 
     demo = sub.add_parser(
         "demo", help="train on the built-in digits (or a 2-D toy), sample, and evaluate",
