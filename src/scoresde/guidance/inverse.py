@@ -39,6 +39,7 @@ from ..models.adapter import DiffusionModel, as_model, check_cond, slice_cond
 from ..numerics.checks import check_count
 from ..numerics.times import check_eps
 from ..sampling.common import counting
+from ..sampling.grids import time_steps
 from ..sampling.steps import CORRECTORS, PREDICTORS, lookup
 from ..sdes.base import SDE
 from ..sdes.phase_space import apply_blocks
@@ -193,11 +194,12 @@ def _repaint(
     steps: int | None = None,
     jump_length: int = 10,
     resamplings: int = 10,
+    grid: str | None = None,
     eps: float = 1e-3,
     denoise: bool = True,
     cond: dict[str, Any], generator: torch.Generator | None, progress: bool,
 ) -> tuple[Tensor, int, dict[str, Any]]:
-    """RePaint (Lugmayr et al. 2022): exact-posterior ancestral steps on the grid ``linspace(T, eps, steps + 1)`` with
+    """RePaint (Lugmayr et al. 2022): exact-posterior ancestral steps on ``steps`` intervals of ``grid`` with
     the observed coordinates replaced by draws of ``p_t(z_t | y)``, and re-noising jumps (:func:`_repaint_schedule`);
     a final Tweedie denoising step at ``eps`` when ``denoise``."""
     sde = model.sde
@@ -208,7 +210,7 @@ def _repaint(
     check_count("resamplings", resamplings)
     kernel = LinearKernel(sde)
     counted = counting(model, cond)
-    ts = torch.linspace(sde.T, eps, n + 1, dtype=torch.float64)
+    ts = time_steps(sde, n, grid=_default_grid(sde, grid), eps=eps)
     path = _repaint_schedule(n, jump_length, resamplings)
     x = z
     with torch.no_grad():
@@ -228,6 +230,15 @@ def _repaint(
     return sde.data_part(x), counted.calls, {}
 
 
+def _default_grid(sde: SDE, grid: str | None) -> str:
+    """``grid``, or by default ``logSNR`` for scalar schedules and ``quadratic`` for phase-space SDEs: both put small
+    steps near ``eps``, where the Gaussian reverse kernel is least accurate (on the 0.85/0.15 mixture the SMC weight
+    error at 100 VP steps is 0.16 on the uniform grid, 0.02 on logSNR)."""
+    if grid is not None:
+        return grid
+    return "logSNR" if callable(getattr(sde, "lambda_t", None)) else "quadratic"
+
+
 def _sqrtm(cov: Tensor) -> Tensor:
     lam, U = torch.linalg.eigh(cov)
     return U @ torch.diag_embed(lam.clamp_min(0.0).sqrt()) @ U.T
@@ -238,14 +249,15 @@ def _smc(
     steps: int | None = None,
     num_particles: int = 16,
     ess_threshold: float = 0.5,
+    grid: str | None = None,
     eps: float = 1e-3,
     denoise: bool = True,
     cond: dict[str, Any], generator: torch.Generator | None, progress: bool,
 ) -> tuple[Tensor, int, dict[str, Any]]:
     """Sequential importance resampling along the reverse chain conditioned on a forward-noised observation path
-    (module docstring). Grid ``linspace(T, eps, steps + 1)``; ``num_particles`` per returned sample; multinomial
-    resampling whenever the effective sample size falls below ``ess_threshold * num_particles``; one particle drawn by
-    the final weights is returned."""
+    (module docstring). ``steps`` intervals of ``grid`` (:func:`_default_grid`); ``num_particles`` per returned sample;
+    multinomial resampling whenever the effective sample size falls below ``ess_threshold * num_particles``; one
+    particle drawn by the final weights is returned."""
     sde = model.sde
     check_eps(eps, sde)
     n = sde.N if steps is None else steps
@@ -255,7 +267,7 @@ def _smc(
         raise ValueError(f"ess_threshold must lie in [0, 1] (a fraction of num_particles), got {ess_threshold!r}")
     kernel = LinearKernel(sde)
     B, P = z.shape[0], num_particles
-    ts = torch.linspace(sde.T, eps, n + 1, dtype=torch.float64)
+    ts = time_steps(sde, n, grid=_default_grid(sde, grid), eps=eps)
     # the observation path, drawn upward from eps: y_n ~ p_eps(. | y), y_i = forward(y_{i+1}) (one path per sample)
     path = [_noised_observation(sde, obs, ts[n].to(z).expand(B), generator)[0]]
     for i in range(n - 1, -1, -1):
@@ -430,12 +442,14 @@ def inpaint(
       returned ``x_mean`` keeps the last noisy state in the unobserved pixels, which is ``denoise=False`` here).
       Fastest; biased toward the unconditional component weights.
     * ``"repaint"``: RePaint's resampling; options ``steps`` (default ``sde.N``), ``jump_length=10``,
-      ``resamplings=10`` (RePaint's ``r`` and ``n``; NFE about ``steps * resamplings``), ``eps=1e-3``,
+      ``resamplings=10`` (RePaint's ``r`` and ``n``; NFE about ``steps * resamplings``), ``grid=None`` (a name of
+      :data:`scoresde.sampling.grids.GRIDS`; by default ``logSNR`` for VE/VP/sub-VP, ``quadratic`` for CLD/PSLD),
+      ``eps=1e-3``,
       ``denoise=True``. Less biased; not exact.
     * ``"smc"``: the asymptotically exact particle filter; options ``steps`` (default ``sde.N``),
       ``num_particles=16`` (per returned sample; ``steps + 1`` model calls on ``B * num_particles`` rows),
-      ``ess_threshold=0.5``, ``eps=1e-3``, ``denoise=True``. Use it when the conditional must be right (e.g.
-      multimodal posteriors).
+      ``ess_threshold=0.5``, ``grid=None``, ``eps=1e-3``, ``denoise=True``. Use it when the conditional must be right
+      (e.g. multimodal posteriors).
 
     Args:
         generator: random generator for every draw (global RNG when ``None``).
