@@ -1,12 +1,4 @@
-"""One thread per test process (the machine's cores are shared)."""
+"""One torch thread per test (the autouse fixture of tests/metrics: OpenMP's spinning threads slow tiny batches down
+many times on shared cores)."""
 
-import pytest
-import torch
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+from tests.metrics.conftest import _one_thread  # noqa: F401 (autouse)

@@ -48,7 +48,12 @@ def trained(request):
     untrained = build_classifier(sde, (2,), 3, CFG)
     untrained.net.load_state_dict(classifier.net.state_dict())
     x, y = _data(20_000, 0)
-    ClassifierTrainer(classifier, CFG, x, y).train()
+    threads = torch.get_num_threads()  # module-scoped: set up before the function-scoped one-thread fixture
+    torch.set_num_threads(1)
+    try:
+        ClassifierTrainer(classifier, CFG, x, y).train()
+    finally:
+        torch.set_num_threads(threads)
     return request.param, sde, classifier.eval(), untrained.eval()
 
 
