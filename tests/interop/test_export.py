@@ -1,0 +1,106 @@
+"""``scoresde.export_diffusers`` and the CLI: scoresde models -> diffusers folders that ``UNet2DModel.from_pretrained``
+loads with the same outputs, the matching scheduler, the round trip back, and refusals naming the options."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import scoresde
+from scoresde.cli import main
+from scoresde.config import build_score_model
+
+from .conftest import ddpm_unet, diffusers, randomise, relative
+
+
+def _ddpm_config(**model) -> dict:
+    return {"model": {"name": "ddpm", "nf": 32, "ch_mult": [1, 2], "num_res_blocks": 1, "attn_resolutions": [8],
+                      "dropout": 0.0, "decoder_attn_per_block": True, "beta_min": 0.1, "beta_max": 20.0,
+                      "num_scales": 1000, **model},
+            "data": {"image_size": 16, "num_channels": 3, "centered": True},
+            "training": {"sde": "vpsde", "continuous": False}}
+
+
+def _ncsnpp_config(**model) -> dict:
+    return {"model": {"name": "ncsnpp", "nf": 128, "ch_mult": [1, 1], "num_res_blocks": 1, "attn_resolutions": [4],
+                      "dropout": 0.0, "fir": True, "progressive": "output_skip", "progressive_input": "input_skip",
+                      "embedding_type": "fourier", "scale_by_sigma": True, "sigma_min": 0.01, "sigma_max": 90.0,
+                      "num_scales": 2000, **model},
+            "data": {"image_size": 8, "num_channels": 3, "centered": False},
+            "training": {"sde": "vesde", "continuous": True}}
+
+
+def _model(config: dict) -> scoresde.models.ScoreModel:
+    torch.manual_seed(0)
+    model = build_score_model(config)
+    randomise(model.net, seed=3)
+    return model
+
+
+def test_ddpm_export_loads_in_diffusers_with_the_same_outputs_and_back(tmp_path):
+    model = _model(_ddpm_config())
+    out = scoresde.export_diffusers(model, tmp_path / "ddpm")
+    unet = diffusers.UNet2DModel.from_pretrained(out).eval()
+    scheduler = diffusers.DDPMScheduler.from_pretrained(out)
+    assert torch.equal(scheduler.betas, model.sde.discrete_betas)  # the same DDPM chain
+    x, k = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0)), torch.tensor([7, 640])
+    with torch.no_grad():
+        assert relative(unet(x, k).sample, model.eps(x, k / 999.0)) < 1e-5  # float32 end to end
+    back = scoresde.load_diffusers(out)
+    assert back.config.model["decoder_attn_per_block"] is True and back.sde.describe() == model.sde.describe()
+    own, loaded = model.net.state_dict(), back.net.state_dict()
+    assert own.keys() == loaded.keys() and all(torch.equal(own[k], loaded[k]) for k in own)
+
+
+def test_ncsnpp_export_as_a_score_sde_ve_pipeline(tmp_path):
+    model = _model(_ncsnpp_config())
+    out = scoresde.export_diffusers(model, tmp_path / "ncsnpp", pipeline=True)
+    assert json.loads((out / "model_index.json").read_text())["_class_name"] == "ScoreSdeVePipeline"
+    pipe = diffusers.ScoreSdeVePipeline.from_pretrained(out)
+    assert (pipe.scheduler.config.sigma_max, pipe.scheduler.config.num_train_timesteps) == (90.0, 2000)
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    t = torch.tensor([0.2, 0.8], dtype=torch.float64)
+    model, unet = model.double(), pipe.unet.double().eval()
+    with torch.no_grad():
+        assert relative(unet(x, model.sde.sigma(t)).sample, model.score(x, t)) < 1e-12
+
+
+@pytest.mark.parametrize(("config", "message"), [
+    (_ddpm_config(decoder_attn_per_block=False), "decoder_attn_per_block=False"),
+    (_ncsnpp_config(progressive="none", progressive_input="residual"),
+     "progressive='none' \\(diffusers: 'output_skip'\\); progressive_input='residual'"),
+    (_ncsnpp_config(fir=False), "fir=False"),
+    (_ncsnpp_config(embedding_type="positional", scale_by_sigma=True), "scale_by_sigma=True with a positional"),
+])
+def test_networks_diffusers_cannot_express_are_refused(config, message, tmp_path):
+    with pytest.raises(ValueError, match=message):
+        scoresde.export_diffusers(_model(config), tmp_path)
+
+
+def test_cli_import_then_export_round_trip(tmp_path, capsys):
+    unet = ddpm_unet()
+    diffusers.DDPMPipeline(unet=unet, scheduler=diffusers.DDPMScheduler()).save_pretrained(tmp_path / "hub")
+    run = tmp_path / "run"
+    assert main(["import", "--checkpoint", str(tmp_path / "hub"), "--workdir", str(run)]) == 0  # auto-detected
+    assert "diffusers UNet2DModel, ddpm, vpsde" in capsys.readouterr().out
+    model = scoresde.load_checkpoint(run)
+    x, k = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0)), torch.tensor([11, 900])
+    with torch.no_grad():
+        assert relative(model.eps(x, k / 999.0), unet(x, k).sample) < 1e-5
+    assert main(["export", "--format", "diffusers", "--workdir", str(run), "--out", str(tmp_path / "out")]) == 0
+    again = diffusers.UNet2DModel.from_pretrained(tmp_path / "out").eval()
+    with torch.no_grad():
+        assert torch.equal(again(x, k).sample, unet(x, k).sample)
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    ddpm_unet().save_pretrained(tmp_path / "bare")
+    assert main(["import", "--format", "diffusers", "--checkpoint", str(tmp_path / "bare"),
+                 "--workdir", str(tmp_path / "run")]) == 2
+    assert "no scheduler config: pass sde=" in capsys.readouterr().err
+    assert main(["import", "--format", "diffusers", "--checkpoint", str(tmp_path / "bare"), "--sde", "vpsde",
+                 "--workdir", str(tmp_path / "run")]) == 0
+    assert main(["import", "--checkpoint", "x.pth", "--workdir", str(tmp_path / "r2")]) == 2
+    assert "--config is required for Score SDE and PSLD checkpoints" in capsys.readouterr().err
