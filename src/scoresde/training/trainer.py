@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from ..config import Config, ConfigError, config_from_dict
 from ..data import inverse_data_scaler, preprocess
-from ..models import ScoreModel, slice_cond
+from ..models import ScoreModel
 from ..models.phase_space import MODEL_DEFAULTS as PHASE_SPACE_MODEL_DEFAULTS
 from ..nets import NULL_LABEL
 from ..numerics.times import draw_times
@@ -236,8 +236,8 @@ class Trainer:
         batch's uniforms ``drop_draws``, rows ``sl``)."""
         cond = {k: v.to(self.env.device) for k, v in cond.items()}
         if drop_draws is not None and cond.get("class_labels") is not None:
-            uniforms = slice_cond({"u": drop_draws}, sl)["u"]
-            cond["class_labels"] = apply_label_dropout(cond["class_labels"], self.cfg.training.label_dropout, uniforms)
+            cond["class_labels"] = apply_label_dropout(cond["class_labels"], self.cfg.training.label_dropout,
+                                                       drop_draws[sl])
         return cond
 
     def _nonfinite(self, value: float) -> float:
