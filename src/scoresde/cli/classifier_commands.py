@@ -17,7 +17,7 @@ def add_classifier_commands(sub, positive_int: Callable[[str], int],
         description="Train a time-conditional classifier on the labelled data of --config, perturbed by its SDE "
                     "(training.sde; for PSLD/CLD the classifier sees the whole state [x, m]): cross-entropy at "
                     "t ~ U(eps, T), Adam, optional EMA. Writes DIR/classifier.json (the resolved settings), "
-                    "DIR/checkpoint/ (resumable; load it with scoresde.training.load_classifier) and "
+                    "DIR/checkpoint/ (resumable; load it with scoresde.training.classifier.load_classifier) and "
                     "DIR/accuracy_by_time.json (held-out accuracy per bin of t). An existing DIR resumes.")
     p.add_argument("--config", default=None,
                    help="preset name (see `scoresde configs`), .json file or original configs/**.py file: its data "
@@ -25,8 +25,8 @@ def add_classifier_commands(sub, positive_int: Callable[[str], int],
     p.add_argument("--workdir", required=True, help="output folder")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a classifier option, e.g. --set classifier.steps=2000 (see "
-                        "scoresde.training.ClassifierConfig), or a run-config value, e.g. --set training.sde=psld "
-                        "(repeatable)")
+                        "scoresde.training.classifier.ClassifierConfig), or a run-config value, e.g. --set "
+                        "training.sde=psld (repeatable)")
     p.add_argument("--max-steps", type=positive_int, default=None, help="stop after this many steps")
     add_common(p)
     p.set_defaults(func=cmd_train_classifier)
