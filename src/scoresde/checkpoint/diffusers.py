@@ -815,18 +815,18 @@ def timestep_times(timesteps: Sequence[int] | Tensor, model: ScoreModel) -> Tens
     ``scoresde.sample(model, ..., times=...)``.
 
     With ``denoise=True`` (the final step to ``alpha = 1``) this reproduces diffusers' DDIM and DPM-Solver loops on
-    the same timesteps (README: which spacings). Only discrete-time VP models (``label_type='timestep'``) have
-    integer timesteps.
+    the same timesteps and the same ``alphas_cumprod`` (README: which spacings). Only VP models fed the timestep have
+    integer timesteps (``label_type='timestep'``, or ``'time'``, i.e. ``999 t``, with ``N = 1000``).
 
     Raises:
         ValueError: ``model`` is not a discrete-time VP model, or a timestep outside ``[1, N - 1]`` (timestep 0 is
             ``t = 0``, where the sampling grid may not end).
     """
-    if getattr(model, "label_type", None) != "timestep":
-        raise ValueError("timestep_times needs a discrete-time VP model (label_type 'timestep', e.g. a diffusers DDPM "
-                         "folder loaded with load_diffusers)")
+    label, n = getattr(model, "label_type", None), getattr(getattr(model, "sde", None), "N", 0)
+    if not (label == "timestep" or (label == "time" and n == 1000)):
+        raise ValueError("timestep_times needs a model fed the timestep t (N - 1): a diffusers DDPM folder loaded with "
+                         f"load_diffusers (label_type 'timestep', or 'time' with N = 1000); got label_type {label!r}")
     steps = torch.as_tensor(timesteps).to(torch.float64).reshape(-1)
-    n = model.sde.N
     if bool(((steps < 1) | (steps > n - 1) | (steps != steps.round())).any()):
         raise ValueError(f"timesteps must be integers in [1, {n - 1}], got {steps.tolist()}")
     return steps / (n - 1)
