@@ -98,3 +98,20 @@ def test_accuracy_falls_with_the_noise_level(trained):
     assert all(b <= a + 0.03 for a, b in itertools.pairwise(acc)), (name, acc)
     assert rows[0]["nll"] < rows[-1]["nll"]
     assert ("snr" in rows[0]) == (name == "vp")
+
+
+@pytest.mark.parametrize("name", sorted(SDES))
+def test_replayed_draws_equal_the_generators(name):
+    """perturbation_draws makes the loss's own draws in its documented order (t, DSM momentum, noise): replaying them
+    gives the loss drawn from a generator with the same seed, bit for bit."""
+    from scoresde.sdes import PSLD as _PSLD
+    from scoresde.training.classifier import classifier_loss, perturbation_draws
+
+    sde = SDES[name]() if name == "vp" else _PSLD(N=100, score_matching="dsm")
+    assert sde.random_initial_state == (name == "psld")
+    clf = build_classifier(sde, (2,), 3, CFG)
+    x, y = _data(64, 1)
+    drawn = classifier_loss(clf, x, y, eps=1e-3, generator=torch.Generator().manual_seed(5), reduction="none")
+    draws = perturbation_draws(sde, x.shape, (1e-3, sde.T), torch.Generator().manual_seed(5))
+    replayed = classifier_loss(clf, x, y, eps=1e-3, reduction="none", **draws)
+    torch.testing.assert_close(drawn, replayed, rtol=0, atol=0)

@@ -48,7 +48,8 @@ from .trainer import step_seed
 
 __all__ = ["CLASSIFIER_KIND", "NETWORKS", "ClassifierConfig", "ClassifierTrainer", "accuracy_by_time",
            "apply_classifier_overrides", "build_classifier", "classifier_loss", "format_accuracy_table",
-           "labelled_tensors", "load_classifier", "noisy_state", "save_classifier", "train_classifier"]
+           "labelled_tensors", "load_classifier", "noisy_state", "perturbation_draws", "save_classifier",
+           "sde_config", "train_classifier"]
 
 #: ``kind`` of a classifier checkpoint's config (what :func:`load_classifier` checks)
 CLASSIFIER_KIND = "noise-conditional-classifier"
@@ -189,6 +190,20 @@ def noisy_state(sde: SDE, x: Tensor, t: Tensor, *, momentum: Tensor | None = Non
     return mean + sde.apply_std(std, noise)
 
 
+def perturbation_draws(sde: SDE, shape: Sequence[int], t_range: tuple[float, float],
+                       generator: torch.Generator | None = None) -> dict[str, Tensor | None]:
+    """The random inputs of one perturbation of a data batch of shape ``shape``, drawn on the CPU (the same numbers
+    on every device) in the order of the score losses: ``t ~ U(lo, hi)`` ``(B,)``, the DSM-mode initial momentum
+    (``None`` unless ``sde.random_initial_state``), and the noise of the state. ``t_range = (eps, T)`` is the
+    training draw (:func:`scoresde.numerics.times.draw_times`'s ``rand * (T - eps) + eps``)."""
+    shape = tuple(int(s) for s in shape)
+    lo, hi = t_range
+    t = torch.rand(shape[0], generator=generator) * (hi - lo) + lo
+    momentum = sde.initial_state(torch.zeros(shape), generator=generator)[:, shape[1]:] \
+        if sde.random_initial_state else None
+    return {"t": t, "momentum": momentum, "noise": torch.randn(sde.state_shape(shape), generator=generator)}
+
+
 def classifier_loss(classifier: ClassifierModel, x: Tensor, y: Tensor, *, t: Tensor | None = None,
                     momentum: Tensor | None = None, noise: Tensor | None = None, eps: float = 1e-5,
                     generator: torch.Generator | None = None, reduction: str = "mean") -> Tensor:
@@ -223,8 +238,9 @@ def accuracy_by_time(classifier: ClassifierModel, x: Tensor, y: Tensor, *, num_b
                      batch_size: int = 500, generator: torch.Generator | None = None) -> list[dict[str, float]]:
     """Held-out accuracy and cross-entropy of a noise-conditional classifier per bin of the forward time: bin ``i``
     covers ``[eps + i h, eps + (i + 1) h)``, ``h = (T - eps) / num_bins``, and every example is perturbed once per bin
-    at ``t ~ U(bin)`` (:func:`noisy_state`). Accuracy must fall from the clean classifier's towards the prior's
-    (the share of the largest class) as ``t`` grows.
+    at ``t ~ U(bin)`` (:func:`noisy_state`; draws on the CPU from ``generator``, :func:`perturbation_draws`).
+    Accuracy must fall from the clean classifier's towards the prior's (the share of the largest class) as ``t``
+    grows.
 
     Returns one row per bin: ``t_lo``, ``t_hi``, ``accuracy``, ``nll`` (mean cross-entropy, nats) and ``n``; for
     scalar SDEs also ``snr`` (``alpha(t) / sigma(t)`` at the bin's middle).
@@ -240,8 +256,10 @@ def accuracy_by_time(classifier: ClassifierModel, x: Tensor, y: Tensor, *, num_b
         correct, nll = 0.0, 0.0
         for start in range(0, x.shape[0], batch_size):
             xb, yb = x[start:start + batch_size], y[start:start + batch_size].to(x.device)
-            t = lo + (hi - lo) * torch.rand(xb.shape[0], generator=generator, dtype=xb.dtype).to(xb.device)
-            logits = classifier(noisy_state(sde, xb, t, generator=generator), t)
+            draws = {k: (None if v is None else v.to(xb.device, xb.dtype))
+                     for k, v in perturbation_draws(sde, xb.shape, (lo, hi), generator).items()}
+            t = draws.pop("t")
+            logits = classifier(noisy_state(sde, xb, t, **draws), t)
             correct += float((logits.argmax(dim=1) == yb).sum())
             nll += float(F.cross_entropy(logits.double(), yb, reduction="sum"))
         row = {"t_lo": lo, "t_hi": hi, "accuracy": correct / x.shape[0], "nll": nll / x.shape[0], "n": x.shape[0]}
@@ -423,21 +441,13 @@ class ClassifierTrainer:
             xb = preprocess(xb, generator=g, **self.preprocessing)
         return xb.to(self.device, torch.get_default_dtype() if not xb.is_floating_point() else xb.dtype), yb
 
-    def _draws(self, shape: tuple[int, ...]) -> dict[str, Tensor | None]:
-        """``t``, the DSM momentum (phase space in DSM mode) and the noise of the state, in that order."""
-        sde = self.classifier.sde
-        g = torch.Generator().manual_seed(step_seed(self.cfg.seed, self.step, 1))
-        t = draw_times(shape[0], sde, self.cfg.eps, g)
-        momentum = sde.initial_state(torch.zeros(shape), generator=g)[:, shape[1]:] if sde.random_initial_state \
-            else None
-        noise = torch.randn(sde.state_shape(shape), generator=g)
-        return {"t": t, "momentum": momentum, "noise": noise}
-
     def train_step(self) -> float:
         """One optimizer step; returns the batch's mean cross-entropy (nats)."""
         xb, yb = self._batch()
+        g = torch.Generator().manual_seed(step_seed(self.cfg.seed, self.step, 1))
+        sde = self.classifier.sde
         draws = {k: (None if v is None else v.to(self.device, xb.dtype))
-                 for k, v in self._draws(tuple(xb.shape)).items()}
+                 for k, v in perturbation_draws(sde, xb.shape, (self.cfg.eps, sde.T), g).items()}
         dropout_seed = step_seed(self.cfg.seed, self.step, 2)
         if self.device.type == "cpu":  # torch.manual_seed also seeds every accelerator (3 ms a call here)
             torch.default_generator.manual_seed(dropout_seed)
