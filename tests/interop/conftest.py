@@ -13,18 +13,12 @@ import warnings
 import pytest
 import torch
 
+from tests.metrics.conftest import _one_thread  # noqa: F401 (autouse: tiny networks, one thread)
+
 diffusers = pytest.importorskip("diffusers")
 # diffusers imports its classes lazily (several seconds on first use): resolve them at collection, not in a test
 _CLASSES = (diffusers.UNet2DModel, diffusers.DDPMPipeline, diffusers.ScoreSdeVePipeline, diffusers.DDPMScheduler,
             diffusers.DDIMScheduler, diffusers.DPMSolverMultistepScheduler, diffusers.ScoreSdeVeScheduler)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def randomise(module: torch.nn.Module, seed: int = 0, scale: float = 0.05) -> torch.nn.Module:

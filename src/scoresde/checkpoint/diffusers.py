@@ -464,6 +464,13 @@ def diffusers_key_map(net: nn.Module, unet_config: Mapping[str, Any]) -> _KeyMap
     def groups(c: int) -> int:
         return fixed or _gn(c)
 
+    def resample(theirs: str, ddpm_name: str, skip_name: str, ours: str, channels: int) -> None:
+        """A resampling step: DDPM's strided / nearest-neighbour convolution, or NCSN++'s BigGAN FIR block."""
+        if ddpm:
+            km.module(f"{theirs}.{ddpm_name}.0.conv", f"{ours}.Conv_0", [("", "")])
+        else:
+            km.resnet(f"{theirs}.{skip_name}", ours, net.get_submodule(ours), (groups(channels), groups(channels)))
+
     if not ddpm and net.embedding_type == "fourier":
         km.add("time_proj.weight", "fourier_proj.W")
     emb_in = 2 * nf if not ddpm and net.embedding_type == "fourier" else nf
@@ -484,11 +491,8 @@ def diffusers_key_map(net: nn.Module, unet_config: Mapping[str, Any]) -> _KeyMap
         if level == levels - 1:
             break
         r_down = f"{res[level + 1]}x{res[level + 1]}"
-        if ddpm:
-            km.module(f"down_blocks.{level}.downsamplers.0.conv", f"enc.{r_down}_down.Conv_0", [("", "")])
-        else:
-            km.resnet(f"down_blocks.{level}.resnet_down", f"enc.{r_down}_down", net.enc[f"{r_down}_down"],
-                      (groups(in_ch), groups(in_ch)))
+        resample(f"down_blocks.{level}", "downsamplers", "resnet_down", f"enc.{r_down}_down", in_ch)
+        if not ddpm:
             km.module(f"down_blocks.{level}.skip_conv", f"enc.{r_down}_combine.Conv_0", [("", "")])
     c = nf * ch_mult[-1]
     km.resnet("mid_block.resnets.0", "mid.block0", net.mid["block0"], (groups(c), groups(c)))
@@ -522,11 +526,7 @@ def diffusers_key_map(net: nn.Module, unet_config: Mapping[str, Any]) -> _KeyMap
                 km.module("conv_out", f"dec.{r}_pyramid_conv", [("", "")])
         if level != 0:
             r_up = f"{res[level - 1]}x{res[level - 1]}"
-            if ddpm:
-                km.module(f"up_blocks.{j}.upsamplers.0.conv", f"dec.{r_up}_up.Conv_0", [("", "")])
-            else:
-                km.resnet(f"up_blocks.{j}.resnet_up", f"dec.{r_up}_up", net.dec[f"{r_up}_up"],
-                          (groups(in_ch), groups(in_ch)))
+            resample(f"up_blocks.{j}", "upsamplers", "resnet_up", f"dec.{r_up}_up", in_ch)
     if ddpm:
         km.norm("conv_norm_out", "norm_out", fixed)
         km.module("conv_out", "conv_out", [("", "")])
