@@ -277,8 +277,10 @@ def _smc(
     rows = torch.arange(B, device=z.device).repeat_interleave(P)
     particle_cond = slice_cond(cond, rows)
     counted = counting(model, particle_cond)
-    more = sde.prior_sampling((B * (P - 1), *z.shape[1:]), generator, dtype=z.dtype, device=z.device)
-    x = torch.cat([z[:, None], more.reshape(B, P - 1, *z.shape[1:])], dim=1).reshape(B * P, *z.shape[1:])
+    x = z
+    if P > 1:  # particle 0 of each sample starts at the given prior draw, the others at fresh ones
+        more = sde.prior_sampling((B * (P - 1), *z.shape[1:]), generator, dtype=z.dtype, device=z.device)
+        x = torch.cat([z[:, None], more.reshape(B, P - 1, *z.shape[1:])], dim=1).reshape(B * P, *z.shape[1:])
     pobs = obs.select(rows)
     m = pobs.state_mask
     x = pobs.merge(x, path[0][rows])
