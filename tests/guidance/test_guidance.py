@@ -156,3 +156,34 @@ def test_bad_input_is_one_clear_error() -> None:
         classifier_free(gm.conditional_score_fn(sde), float("nan"))
     with pytest.raises(ValueError, match="logits of shape"):
         classifier(gm.score_fn(sde), lambda x, t, **c: x.sum(1))(x, t, class_labels=torch.tensor([0, 1]))
+
+
+def test_real_networks_plug_in() -> None:
+    """Untrained toy networks through the real adapters: a conditional ScoreModel takes CFG (an unconditional one is
+    refused, its ``net.num_classes`` is 0), a ClassifierModel guides an unconditional ScoreModel (its SDE is checked),
+    and no parameter gradient accumulates."""
+    from scoresde.models import ScoreModel
+    from scoresde.models.classifier import ClassifierModel
+    from scoresde.nets.classifier import MLPClassifier
+    from scoresde.nets.toy import ToyMLP
+
+    torch.manual_seed(0)
+    sde = VPSDE(N=50)
+    conditional = ScoreModel(ToyMLP(dim=2, hidden=16, depth=1, num_classes=3), sde)
+    unconditional = ScoreModel(ToyMLP(dim=2, hidden=16, depth=1), sde)
+    y = torch.tensor([0, 1, 2, 1])
+    x = scoresde.sample(classifier_free(conditional, 2.0), (4, 2), "ddim", steps=4, cond={"class_labels": y},
+                        generator=torch.Generator().manual_seed(0))
+    assert x.shape == (4, 2) and torch.isfinite(x).all()
+    with pytest.raises(ValueError, match="unconditional"):
+        classifier_free(unconditional, 1.0)
+    with pytest.raises(ValueError, match=r"\[0, 3\)"):
+        classifier_free(conditional, 1.0)(x, torch.full((4,), 0.5), class_labels=torch.tensor([0, 1, 3, 0]))
+    clf = ClassifierModel(MLPClassifier(2, 3, hidden=16, depth=1), sde)
+    guided = classifier(unconditional, clf, 1.0)
+    x = scoresde.sample(guided, (4, 2), "ddim", steps=4, cond={"class_labels": y},
+                        generator=torch.Generator().manual_seed(0))
+    assert torch.isfinite(x).all()
+    assert all(p.grad is None for p in clf.parameters())
+    with pytest.raises(ValueError, match="another SDE"):
+        classifier(unconditional, ClassifierModel(MLPClassifier(2, 3, hidden=16, depth=1), VESDE()))

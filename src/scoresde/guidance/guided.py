@@ -44,16 +44,29 @@ def _check_scale(name: str, scale: float) -> float:
     return float(scale)
 
 
+_UNKNOWN = object()
+
+
+def _declared_classes(score_fn: Any) -> Any:
+    """``num_classes`` declared by a score function or adapter, or by the network of an adapter (``model.net``);
+    ``_UNKNOWN`` when none declares it. ``0`` (or ``None``) declared means an unconditional model."""
+    for owner in (score_fn, getattr(score_fn, "net", None)):
+        if owner is not None and hasattr(owner, "num_classes"):
+            return owner.num_classes
+    return _UNKNOWN
+
+
 def _model_classes(score_fn: Any) -> int | None:
-    """``num_classes`` of an adapter or score function that declares it (``None``: unknown); ``0``/``None`` declared
-    on an adapter means an unconditional model."""
-    return getattr(score_fn, "num_classes", None)
+    """The number of classes to check labels against (``None``: unknown)."""
+    n = _declared_classes(score_fn)
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
 
 
 def _refuse_unconditional(score_fn: Any, what: str) -> None:
-    if isinstance(score_fn, DiffusionModel) and hasattr(score_fn, "num_classes") and not score_fn.num_classes:
-        raise ValueError(f"{what} needs a class-conditional model (model.num_classes > 0); this model is "
-                         "unconditional")
+    n = _declared_classes(score_fn)
+    if n is not _UNKNOWN and not n:
+        raise ValueError(f"{what} needs a class-conditional model (num_classes > 0); this model declares "
+                         f"num_classes={n!r} (unconditional)")
 
 
 class GuidedModel(DiffusionModel):
@@ -70,7 +83,7 @@ class GuidedModel(DiffusionModel):
         self.inner, self._combine, self._description = inner, combine, description
         self.sde = inner.sde
         self.prediction = inner.prediction if inner.prediction in ("score", "eps", "x0") else "score"
-        self.num_classes = getattr(inner, "num_classes", None)
+        self.num_classes = _model_classes(inner)
 
     def score(self, x: Tensor, t: Tensor, **cond: Any) -> Tensor:
         return self._combine("score", x, t, cond)
@@ -131,8 +144,8 @@ def classifier(score_fn: Any, classifier_fn: ClassifierFn, scale: float = 1.0, *
         scale: the guidance scale (``1``: exact conditional sampling with exact components).
         pass_labels: whether ``score_fn`` receives ``class_labels`` too (``True``: guide a class-conditional model
             further, as Dhariwal & Nichol's conditional ADM; ``False``: the score model is called without them).
-            ``None`` (default): pass them to an adapter that declares ``num_classes > 0``, not to an unconditional
-            adapter or a plain function (an unconditional network refuses labels).
+            ``None`` (default): pass them to an adapter that declares ``num_classes > 0`` (itself or its ``net``), not
+            to an unconditional adapter or a plain function (an unconditional network refuses labels).
 
     The gradient is taken by autograd on a detached copy of ``x`` inside ``torch.enable_grad()``, so it works inside the
     samplers' ``no_grad`` and no graph leaks into the sampler. Missing ``class_labels`` or labels outside ``[0,
@@ -151,7 +164,7 @@ def classifier(score_fn: Any, classifier_fn: ClassifierFn, scale: float = 1.0, *
                          f"({score_fn.sde.describe()}); guidance needs both on the same diffusion")
 
     if pass_labels is None:
-        pass_labels = isinstance(score_fn, DiffusionModel) and bool(getattr(score_fn, "num_classes", None))
+        pass_labels = isinstance(score_fn, DiffusionModel) and _model_classes(score_fn) is not None
 
     def score_cond(cond: dict[str, Any]) -> dict[str, Any]:
         return cond if pass_labels else {k: v for k, v in cond.items() if k != "class_labels"}
@@ -173,7 +186,8 @@ def classifier(score_fn: Any, classifier_fn: ClassifierFn, scale: float = 1.0, *
     def guided(x: Tensor, t: Tensor, **cond: Any) -> Tensor:
         return score_fn(x, t, **score_cond(cond)) + scale * classifier_gradient(classifier_fn, x, t, cond, num_classes)
 
-    guided.num_classes = num_classes  # type: ignore[attr-defined]
+    if num_classes is not None:
+        guided.num_classes = num_classes  # type: ignore[attr-defined]
     return guided
 
 
@@ -192,8 +206,9 @@ def classifier_free(score_fn: Any, scale: float) -> Any:
     Args:
         score_fn: a class-conditional score function ``score_fn(x, t, class_labels=...)`` or model adapter (then a
             :class:`GuidedModel` adapter is returned, combining the model's own predictions, e.g. ``eps``, with the
-            same weights: every prediction is affine in the score). An adapter declaring ``num_classes`` falsy (an
-            unconditional model) is refused, and labels are checked against ``num_classes``. A plain function cannot
+            same weights: every prediction is affine in the score). A model declaring ``num_classes = 0`` (itself or
+            its network ``model.net``: an unconditional model) is refused, and labels are checked against
+            ``num_classes``. A plain function cannot
             be checked before it is called: an unconditional plain function that ignores ``class_labels`` silently
             returns its unconditional score (guidance then does nothing); one that does not accept the keyword
             raises ``TypeError`` at the first call.
@@ -223,5 +238,6 @@ def classifier_free(score_fn: Any, scale: float) -> Any:
     def guided(x: Tensor, t: Tensor, **cond: Any) -> Tensor:
         return mix(score_fn, x, t, cond)
 
-    guided.num_classes = num_classes  # type: ignore[attr-defined]
+    if num_classes is not None:
+        guided.num_classes = num_classes  # type: ignore[attr-defined]
     return guided
