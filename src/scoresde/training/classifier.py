@@ -354,7 +354,8 @@ def _checkpoint_directory(path: Path) -> Path:
 def load_classifier(path: str | Path, *, use_ema: bool = True, map_location: str | torch.device = "cpu"
                     ) -> ClassifierModel:
     """The :class:`~scoresde.models.ClassifierModel` of a checkpoint written by :func:`save_classifier` (or the output
-    folder of ``scoresde train-classifier``), in eval mode, with the EMA weights unless ``use_ema=False``. Tensors are
+    folder of ``scoresde train-classifier``), in eval mode, with the EMA weights unless ``use_ema=False`` and the
+    training step as ``.step``. Tensors are
     read from safetensors and the optimizer state with ``weights_only=True``: nothing in the files is executed."""
     directory = _checkpoint_directory(Path(path))
     state = load_training_state(directory, map_location=map_location)
@@ -388,9 +389,10 @@ def labelled_tensors(dataset: Any, name: str = "data") -> tuple[Tensor, Tensor]:
         items = [dataset[i] for i in range(len(dataset))]
         examples = torch.stack([torch.as_tensor(item[0]) for item in items])
         labels = torch.as_tensor([int(item[1]) for item in items], dtype=torch.int64)
-    if labels is None or labels.numel() == 0 or bool((labels < 0).any()):
-        raise ValueError(f"{name} is unlabelled (label -1): a classifier needs labelled data (digits, CIFAR10, an "
-                         "image folder with dataset.json labels)")
+    missing = len(examples) if labels is None else int((labels < 0).sum())
+    if missing or len(examples) == 0:
+        raise ValueError(f"{name} is unlabelled ({missing} of {len(examples)} examples have label -1): a classifier "
+                         "needs labelled data (digits, CIFAR10, an image folder with dataset.json labels)")
     return examples, labels.to(torch.int64)
 
 
