@@ -58,6 +58,7 @@ def test_num_classes_zero_is_the_unconditional_network(case: str) -> None:
     default, x, t = _build(case)
     explicit, _, _ = _build(case, num_classes=0, null_label="zero")
     assert default.label_embed is None and explicit.label_embed is None
+    assert default.num_classes == explicit.num_classes == 0
     assert not any("label" in k for k in default.state_dict())
     assert default.state_dict().keys() == explicit.state_dict().keys()
     with torch.no_grad():
@@ -99,6 +100,7 @@ def test_other_weights_do_not_depend_on_num_classes(case: str) -> None:
 @pytest.mark.parametrize("case", list(CASES))
 def test_output_depends_on_the_label_and_none_is_all_null(case: str, null_label: str) -> None:
     net, x, t = _build(case, num_classes=3, null_label=null_label)
+    assert net.num_classes == 3
     y = torch.tensor([0, 1, 2, NULL_LABEL])
     with torch.no_grad():
         out = net(x, t, y)

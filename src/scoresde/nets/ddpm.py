@@ -112,6 +112,7 @@ class DDPM(OriginalCheckpointMixin, nn.Module):
         # Last, so that the other weights draw the same random numbers as the unconditional network's.
         self.label_embed: ClassEmbedding | None = build_class_embedding(self, num_classes, nf, null_label,
                                                                         time_conditional=conditional)
+        self.num_classes = num_classes  # 0: class-unconditional
 
     def _add(self, where: str | None, name: str, module: nn.Module) -> None:
         """Register ``module`` as ``self.<name>`` or ``self.<where>[name]``; record the original order."""

@@ -157,6 +157,7 @@ class NCSNpp(OriginalCheckpointMixin, nn.Module):
         embed_dim = 2 * nf if self.embedding_type == "fourier" else nf
         self.label_embed: ClassEmbedding | None = build_class_embedding(self, num_classes, embed_dim, null_label,
                                                                         time_conditional=conditional)
+        self.num_classes = num_classes  # 0: class-unconditional
 
     # ---- construction (modules are registered in the original all_modules order) -------------------------
 

@@ -61,6 +61,7 @@ class ToyMLP(nn.Module):
         self.out = nn.Sequential(nn.SiLU(), nn.Linear(hidden, dim))
         # last, so that the other layers start from the unconditional network's weights for the same seed
         self.label_embed: ClassEmbedding | None = build_class_embedding(self, num_classes, time_embed_dim, null_label)
+        self.num_classes = num_classes  # 0: class-unconditional
 
     #: model-section keys that belong to the SDE or the EMA (the original configs keep them in ``model``)
     SDE_KEYS = frozenset({"name", "ema_rate", "sigma_min", "sigma_max", "beta_min", "beta_max", "num_scales", "nu",
