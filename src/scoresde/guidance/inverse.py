@@ -144,8 +144,7 @@ def _replacement(
     sde = model.sde
     predictor_fn = lookup("predictor", predictor, PREDICTORS)
     corrector_fn = lookup("corrector", corrector, CORRECTORS)
-    if not (isinstance(n_steps_each, int) and n_steps_each >= 1):
-        raise ValueError(f"n_steps_each must be a positive integer, got {n_steps_each!r}")
+    check_count("n_steps_each", n_steps_each)
     if not snr > 0:
         raise ValueError(f"snr must be positive, got {snr!r}")
     check_eps(eps, sde)
