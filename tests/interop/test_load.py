@@ -50,7 +50,8 @@ def test_ddpm_pipeline_outputs_sde_and_conventions(tmp_path):
 
 
 def test_float32_outputs_within_1e5(tmp_path):
-    unet = ddpm_unet()
+    # single-head attention written as attention_head_dim = the channel count (64) is accepted too
+    unet = ddpm_unet(attention_head_dim=64)
     unet.save_pretrained(tmp_path)
     model = scoresde.load_diffusers(tmp_path, sde=VPSDE())
     x, k = _x(dtype=torch.float32), torch.tensor([3, 500, 998])
@@ -116,7 +117,8 @@ def test_continuous_reading_of_a_ddpm_folder(tmp_path):
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    ({"attention_head_dim": 8}, r"attention_head_dim=8 \(supported: None\)"),
+    ({"attention_head_dim": 8}, r"attention_head_dim=8 .*\(supported: None, or the channel count of every "
+                                r"attention block \[64\]: single-head"),
     ({"downsample_padding": 1}, r"downsample_padding=1 \(supported: 0\)"),
     ({"freq_shift": 0}, r"freq_shift=0 \(supported: 1\)"),
     ({"norm_eps": 1e-5}, r"norm_eps=1e-05 \(supported: 1e-06\)"),
@@ -125,6 +127,7 @@ def test_continuous_reading_of_a_ddpm_folder(tmp_path):
     ({"up_block_types": ["UpBlock2D", "UpBlock2D"]}, r"attention at resolutions \[8\] in the encoder but \[\]"),
 ])
 def test_config_fields_without_a_counterpart_are_named(change, message):
+    """A config field scoresde cannot honour is one error naming the field, its value and what is supported."""
     config = dict(ddpm_unet().config, _class_name="UNet2DModel", **change)
     with pytest.raises(ValueError, match=message):
         diffusers_config(config, {"_class_name": "DDPMScheduler"})

@@ -295,8 +295,15 @@ def diffusers_config(unet_config: Mapping[str, Any], scheduler_config: Mapping[s
     fourier = _field(unet_config, "time_embedding_type") == "fourier"
     if not fourier:
         common.update(time_embedding_type="positional", freq_shift=1)
-    if _field(unet_config, "attention_head_dim") is not None:
-        common["attention_head_dim"] = None  # one head: scoresde's attention blocks are single-head
+    head_dim = _field(unet_config, "attention_head_dim")
+    attn_channels = sorted({nf * ch_mult[lv] for lv, b in enumerate(unet_config["down_block_types"])
+                            if b.startswith("Attn")} | {nf * ch_mult[-1]})
+    if head_dim is not None and any(c != head_dim for c in attn_channels):
+        # diffusers attends with C // attention_head_dim heads; scoresde's attention blocks have one
+        raise IncompatibleCheckpointError(
+            f"UNet2DModel config field attention_head_dim={head_dim!r} has no scoresde {layout} counterpart "
+            f"(supported: None, or the channel count of every attention block {attn_channels}: single-head "
+            "attention)")
     size = _image_size(unet_config)
     model: dict[str, Any] = {"nf": nf, "ch_mult": ch_mult, "num_res_blocks": int(_field(unet_config,
                              "layers_per_block")), "attn_resolutions": attn,
@@ -635,10 +642,11 @@ def _build_loaded(config: dict[str, Any], unet_config: Mapping[str, Any], state:
     return loaded_model(model.to(map_location).eval(), 0, config)
 
 
-def diffusers_network_state(path: str | Path, config: Mapping[str, Any]) -> dict[str, Tensor]:
-    """The weights of the diffusers folder ``path`` as the state dict of the network ``config`` builds (for
-    importing into a run folder; ``config`` as :func:`diffusers_config` returns it, with any overrides)."""
-    unet_config, state, _ = read_diffusers_folder(path)
+def diffusers_network_state(unet_config: Mapping[str, Any], state: Mapping[str, Tensor], config: Mapping[str, Any]
+                            ) -> dict[str, Tensor]:
+    """A diffusers UNet's weights (``state``, with its ``unet_config``: :func:`read_diffusers_folder`) as the state
+    dict of the network ``config`` builds (for importing into a run folder; ``config`` as :func:`diffusers_config`
+    returns it, with any overrides)."""
     net = build_network(config)
     km = diffusers_key_map(net, unet_config)
     _check_groups(net, km)
@@ -725,8 +733,8 @@ def _export_scheduler(model: ScoreModel) -> dict[str, Any] | None:
     sde, n = model.sde, model.sde.N
     common = {"_diffusers_version": EXPORT_DIFFUSERS_VERSION, "num_train_timesteps": n}
     if type(sde) is VESDE and model.label_type == "sigma" and model.output_type == "score":
-        snr = float(getattr(getattr(model, "config", None), "sampling", None).snr) if hasattr(
-            getattr(model, "config", None), "sampling") else 0.16
+        sampling = getattr(getattr(model, "config", None), "sampling", None)
+        snr = float(sampling.snr) if sampling is not None else 0.16  # the run's corrector snr, else Score SDE's
         return {"_class_name": "ScoreSdeVeScheduler", **common, "sigma_min": sde.sigma_min,
                 "sigma_max": sde.sigma_max, "snr": snr, "sampling_eps": 1e-5, "correct_steps": 1}
     if type(sde) is VPSDE and model.output_type == "eps" and model.label_type == "timestep" and not model.continuous:

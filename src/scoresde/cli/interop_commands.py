@@ -37,7 +37,7 @@ def cmd_import_diffusers(args: argparse.Namespace) -> int:
     workdir, source = Path(args.workdir), Path(args.checkpoint)
     if (workdir / "config.json").exists():
         raise ValueError(f"{workdir} already holds a run; import into a new --workdir")
-    unet_config, _, scheduler = read_diffusers_folder(source)
+    unet_config, state, scheduler = read_diffusers_folder(source)
     sde = _default_sde(args.sde) if args.sde else None
     if scheduler is not None and sde is not None:
         raise ValueError(f"{source} has a scheduler config, which fixes the SDE: drop --sde")
@@ -45,7 +45,7 @@ def cmd_import_diffusers(args: argparse.Namespace) -> int:
                                                             continuous=args.continuous), args.set))
     sections = cfg.to_dict()
     net = build_network(sections)
-    net.load_state_dict(diffusers_network_state(source, sections))
+    net.load_state_dict(diffusers_network_state(unet_config, state, sections))
     optimizer = build_optimizer(cfg, net.parameters())
     prepare_workdir(workdir, cfg)
     trainer_state = {"ema_num_updates": 0, "ema_decay": float(cfg.model.get("ema_rate", 0.999)), "scaler": {},
