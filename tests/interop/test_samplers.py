@@ -110,3 +110,27 @@ def test_timestep_times_bad_input(pair):
     vesde = scoresde.models.ScoreModel(torch.nn.Identity(), scoresde.sdes.VESDE())
     with pytest.raises(ValueError, match="needs a model fed the timestep"):
         timestep_times([10], vesde)
+
+
+def test_timestep_times_index_the_tables_at_the_timestep(pair):
+    _, model = pair
+    k = torch.arange(1, N, dtype=torch.float64)
+    times = timestep_times(k, model)
+    assert torch.equal(torch.floor(times * (N - 1)), k) and float((times * (N - 1) - k).abs().max()) < 1e-12
+
+
+def test_ancestral_step_of_the_discrete_chain_equals_ddpm_scheduler_step(tmp_path):
+    """The default (discrete) reading: one ``ancestral_sampling`` step of the ``pc`` sampler is one step of
+    ``DDPMScheduler`` (Ho et al. Alg. 2, ``variance_type='fixed_large'``) with the same noise."""
+    unet = ddpm_unet()
+    diffusers.DDPMPipeline(unet=unet, scheduler=diffusers.DDPMScheduler()).save_pretrained(tmp_path)
+    model = scoresde.load_diffusers(tmp_path)
+    scheduler = diffusers.DDPMScheduler(variance_type="fixed_large", clip_sample=False)
+    x = torch.randn(SHAPE, generator=torch.Generator().manual_seed(2))
+    for k in (999, 500, 37):
+        t = timestep_times([k], model).float()
+        with torch.no_grad():
+            ref = scheduler.step(unet(x, k).sample, k, x, generator=torch.Generator().manual_seed(k)).prev_sample
+            noise = torch.randn(SHAPE, generator=torch.Generator().manual_seed(k))
+            ours, _ = model.sde.ancestral_step(x, t.expand(2), t.expand(2), model.score(x, t.expand(2)), noise)
+        assert relative(ours, ref) < 1e-5

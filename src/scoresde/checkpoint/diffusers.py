@@ -837,5 +837,8 @@ def timestep_times(timesteps: Sequence[int] | Tensor, model: ScoreModel) -> Tens
     steps = torch.as_tensor(timesteps).to(torch.float64).reshape(-1)
     if bool(((steps < 1) | (steps > n - 1) | (steps != steps.round())).any()):
         raise ValueError(f"timesteps must be integers in [1, {n - 1}], got {steps.tolist()}")
-    return steps / (n - 1)
+    times = steps / (n - 1)
+    # k / (N - 1) * (N - 1) rounds below k for a few k in float64; the discrete tables are indexed by its floor
+    low = torch.floor(times * (n - 1)) < steps
+    return torch.where(low, torch.nextafter(times, torch.full_like(times, 2.0)), times)
 
