@@ -293,6 +293,8 @@ def test_bad_options_are_one_clear_error(options: dict, message: str) -> None:
         sample(VPSDE(), _linear_score, (2, 2), "dpm_solver", **options)
 
 
-def test_phase_space_sde_is_refused_with_the_samplers_that_serve_it() -> None:
-    with pytest.raises(ValueError, match=r"dpm_solver needs a scalar noise schedule.*ddim and sscs serve PSLD/CLD"):
-        sample(CLD(), lambda z, t: -z, (2, 1), "dpm_solver", steps=3)
+def test_phase_space_sde_refuses_only_the_stochastic_variant() -> None:
+    """The deterministic solvers run on PSLD/CLD (tests/sampling/test_dpm_solver_phase_space.py); SDE-DPM-Solver++
+    needs a scalar schedule."""
+    with pytest.raises(ValueError, match=r"'sde-dpmsolver\+\+' needs a scalar noise schedule.*CLD has a matrix kernel"):
+        sample(CLD(), lambda z, t: -z, (2, 1), "dpm_solver", steps=3, algorithm="sde-dpmsolver++")

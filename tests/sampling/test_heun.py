@@ -182,5 +182,5 @@ def test_bad_options_are_one_clear_error(options: dict, message: str) -> None:
 def test_phase_space_sdes_are_refused_naming_the_samplers_that_work() -> None:
     sde = CLD()
     with pytest.raises(ValueError,
-                       match=r"heun needs a scalar noise schedule .* CLD has a matrix kernel \(use sscs or ddim"):
+                       match=r"heun needs a scalar noise schedule .* CLD has a matrix kernel \(use ddim, dpm_solver"):
         sample(sde, lambda x, t: -x, (2, 2), "heun", steps=4)

@@ -63,6 +63,7 @@ from tqdm.auto import tqdm
 
 from ..models.adapter import CountingModel, DiffusionModel
 from ..sdes.base import randn_like
+from ..sdes.phase_space import apply_blocks
 from .common import Callback, check_eps, counting, report, require_scalar_schedule, sampler_times
 
 __all__ = ["ALGORITHMS", "LOWER_ORDER_FINAL_BELOW", "METHODS", "sample_dpm_solver"]
@@ -78,12 +79,12 @@ _MAX_TRIES = 10_000  # adaptive: attempted steps before giving up (rtol 1e-4 on 
 
 @dataclass(frozen=True)
 class _Point:
-    """The schedule at one time, all 0-d float64 tensors."""
+    """The schedule at one time, all 0-d float64 tensors (``log_alpha``, ``sigma``: scalar kernels only)."""
 
     t: Tensor
     lam: Tensor
-    log_alpha: Tensor
-    sigma: Tensor
+    log_alpha: Tensor | None = None
+    sigma: Tensor | None = None
 
     @property
     def alpha(self) -> Tensor:
@@ -175,6 +176,22 @@ class _Solver:
                 + self.cast(t.sigma * torch.sqrt(one_m)) * noise)
 
 
+class _MatrixSolver(_Solver):
+    """The same updates for a matrix kernel (PSLD, CLD, any recipe SDE): ``A`` and the ``phi`` terms become the
+    ``k x k`` coefficients of :meth:`scoresde.sdes.RecipeSDE.exp_integrator`, applied per coordinate."""
+
+    def point(self, t: Tensor) -> _Point:
+        return _Point(t, self.sde.lambda_t(t))
+
+    def update(self, x: Tensor, s: _Point, t: _Point, terms: list[tuple[int, Any, Tensor]]) -> Tensor:
+        """``A x + sum C_k w D`` (the matrix ``C_k`` carry the sign of ``-B phi_k``)."""
+        A, C = self.sde.exp_integrator(s.t, t.t, max(k for k, _, _ in terms), "x0" if self.data else "eps")
+        out = apply_blocks(A, x)
+        for k, w, d in terms:
+            out = out + apply_blocks(C[k - 1] * w, d)
+        return out
+
+
 def _check_options(sde: Any, algorithm: str, method: str, order: Any, rtol: float, atol: float) -> None:
     if algorithm not in ALGORITHMS:
         raise ValueError(f"unknown algorithm {algorithm!r}; valid algorithms are: {', '.join(ALGORITHMS)}")
@@ -182,7 +199,12 @@ def _check_options(sde: Any, algorithm: str, method: str, order: Any, rtol: floa
         raise ValueError(f"unknown method {method!r}; valid methods are: {', '.join(METHODS)}")
     if isinstance(order, bool) or order not in (1, 2, 3):
         raise ValueError(f"order must be 1, 2 or 3, got {order!r}")
-    require_scalar_schedule(sde, "dpm_solver")
+    if not _matrix_kernel(sde):
+        require_scalar_schedule(sde, "dpm_solver")
+    elif algorithm == "sde-dpmsolver++":
+        raise ValueError(f"algorithm 'sde-dpmsolver++' needs a scalar noise schedule (VE, VP, sub-VP); "
+                         f"{type(sde).__name__} has a matrix kernel (stochastic phase-space sampling: ddim with "
+                         "eta > 0 or sscs)")
     sde_ok = method != "adaptive" and (order == 1 or (order == 2 and method == "multistep"))
     if algorithm == "sde-dpmsolver++" and not sde_ok:
         raise ValueError(f"algorithm 'sde-dpmsolver++' takes order 1 (SDE-DPM-Solver++(1S)) or order 2 with method "
@@ -253,7 +275,7 @@ def sample_dpm_solver(
     if method == "adaptive" and times is not None:
         raise ValueError("method 'adaptive' chooses its own times: pass no times (it also ignores steps and grid)")
     counted = counting(model, cond)
-    solver = _Solver(counted, algorithm, z.shape[0], z.dtype)
+    solver = (_MatrixSolver if _matrix_kernel(sde) else _Solver)(counted, algorithm, z.shape[0], z.dtype)
     with torch.no_grad():
         if method == "adaptive":
             x = _adaptive(solver, z, order, eps, rtol, atol, progress, callback)
@@ -274,6 +296,11 @@ def sample_dpm_solver(
         if denoise:
             x = counted.x0(x, torch.as_tensor(eps, dtype=torch.float64).to(z.dtype).expand(z.shape[0]))
     return x, counted.calls
+
+
+def _matrix_kernel(sde: Any) -> bool:
+    """Whether the SDE offers the matrix exponential integrator (``exp_integrator``: PSLD, CLD, recipe SDEs)."""
+    return callable(getattr(sde, "exp_integrator", None))
 
 
 def _multistep(solver: _Solver, x: Tensor, points: list[_Point], order: int, lower_final: bool, stochastic: bool,

@@ -25,6 +25,7 @@ import math
 import warnings
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -450,6 +451,106 @@ class RecipeSDE(SDE):
         return (apply_blocks(phi_s, z0) + apply_blocks(self.factor(0.5 * (rest + rest.T)), eps)
                 + apply_blocks(sym_sqrt(C), noise))
 
+    # -- the matrix exponential integrator (DDIM of higher order; sampling/dpm_solver.py) -------------------------
+    def lambda_t(self, t: Tensor) -> Tensor:
+        """Half log-SNR of the matrix kernel, ``lambda_t = (1/k) log |det(L_t^-1 Phi_t)| = (1/k) (-B(t) tr A - 1/2
+        log det Sigma_t)`` (float64; ``Sigma_t = L_t L_t^T`` the kernel covariance of the score-matching mode).
+
+        For ``k = 1`` it is the scalar ``log(alpha_t / sigma_t)``; it decreases in ``t`` (``det Phi`` shrinks, ``det
+        Sigma`` grows), so it serves as the integration variable of :meth:`exp_integrator` and the ``logSNR`` and
+        ``karras`` grids (``scoresde.sampling.grids``) on PSLD/CLD."""
+        t64 = torch.as_tensor(t, dtype=torch.float64)
+        flat = t64.reshape(-1)
+        logdet_phi = -self.beta_integral(flat) * float(torch.trace(self.A))
+        lam = (logdet_phi - 0.5 * torch.logdet(self.kernel_cov(flat))) / self.k
+        return lam.reshape(t64.shape)
+
+    def dlambda_dt(self, t: Tensor) -> Tensor:
+        """``d lambda / dt = -beta(t) tr(Sigma_t^-1 D) / k``, float64 (differentiate :meth:`lambda_t` with the Lyapunov
+        equation ``Sigma' = beta (2 D - A Sigma - Sigma A^T)``; for VP it is ``-beta / (2 sigma^2)``)."""
+        t64 = torch.as_tensor(t, dtype=torch.float64)
+        flat = t64.reshape(-1)
+        cov = self.kernel_cov(flat)
+        tr = torch.linalg.solve(cov, self.D.to(cov).expand_as(cov)).diagonal(dim1=-2, dim2=-1).sum(-1)
+        return (-self.beta(flat) * tr / self.k).reshape(t64.shape)
+
+    def t_from_lambda(self, lam: Tensor, *, tol: float = 1e-15, max_iter: int = 100) -> Tensor:
+        """Inverse of :meth:`lambda_t` on ``(0, T]`` (float64; ``T`` for ``lam <= lambda_T``): Newton's method in
+        ``log t`` with :meth:`dlambda_dt` (``lambda ~ -1/2 log t`` near 0, so a few steps), safeguarded by bisection
+        of a bracket, until every step is below ``tol`` relative to ``t``."""
+        lam64 = torch.as_tensor(lam, dtype=torch.float64)
+        target = lam64.reshape(-1)
+        T = float(self.T)
+        at_end = target <= self.lambda_t(torch.tensor([T], dtype=torch.float64))
+        lo, hi = torch.zeros_like(target), torch.full_like(target, T)
+        t = torch.full_like(target, 0.5 * T)
+        for _ in range(max_iter):
+            f = self.lambda_t(t) - target  # lambda decreases in t
+            lo, hi = torch.where(f > 0, t, lo), torch.where(f > 0, hi, t)
+            newton = t * torch.exp(-f / (self.dlambda_dt(t) * t))
+            inside = (newton >= lo) & (newton <= hi) & torch.isfinite(newton)
+            t_new = torch.where(at_end, T, torch.where(inside, newton, 0.5 * (lo + hi)))
+            done = bool(((t_new - t).abs() <= tol * t_new).all())
+            t = t_new
+            if done:
+                break
+        return t.reshape(lam64.shape)
+
+    def exp_integrator(self, s: Tensor, t: Tensor, order: int, prediction: str = "x0",
+                       nodes: int = 16) -> tuple[Tensor, list[Tensor]]:
+        """Coefficients of the exponential integrator of the kernel flow from ``s`` to ``t`` (``k x k``, float64).
+
+        The kernel ``z_t = Phi_t z_0 + L_t eps`` defines the deterministic flow ``dz/dt = Phi'_t x0_hat + L'_t
+        eps_hat`` (the conditional expectation of ``d/dt (Phi_t z_0 + L_t eps)`` given ``z_t``: it keeps every
+        marginal, and for scalar kernels it is the probability-flow ODE). Its linear part is exact in the variables
+        ``y = L^-1 z`` (``dy = (d G) x0_hat``, ``G = L^-1 Phi``) or ``u = Phi^-1 z`` (``du = (d H) eps_hat``, ``H =
+        Phi^-1 L``), the matrix form of DPM-Solver(++) (Lu et al. 2022; gDDIM, Zhang et al. 2023). With the
+        prediction ``m`` expanded in ``lambda`` (:meth:`lambda_t`, ``h = lambda_t - lambda_s``) as ``sum_k D_k p_k``,
+        ``p_k = ((lambda - lambda_s) / h)^(k-1) / (k-1)!`` (``D_k ~ h^(k-1) m^(k-1)``),
+
+            ``z_t = A z_s + sum_k C_k D_k``,  ``A = L_t L_s^-1`` (``x0``) or ``Phi_t Phi_s^-1`` (``eps``),
+            ``C_k = L_t int G'(lambda) p_k(lambda) d lambda`` (or ``Phi_t int H' p_k``),
+
+        integrated by parts (``C_1 = L_t (G_t - G_s)``) and by ``nodes``-point Gauss-Legendre quadrature in
+        ``lambda`` for ``k = 2, 3``. For a scalar kernel ``C_k = -alpha_t phi_k(-h)`` (data) and ``-sigma_t phi_k(h)``
+        (noise), DPM-Solver's coefficients; ``order = 1`` is the phase-space DDIM step with ``flow="kernel"``
+        (:meth:`ddim_step`).
+
+        Args:
+            s, t: times ``s > t`` (0-d).
+            order: number of coefficients ``C_1..C_order`` (1 to 3).
+            prediction: ``"x0"`` (data prediction, DPM-Solver++) or ``"eps"`` (noise prediction, DPM-Solver).
+            nodes: Gauss-Legendre nodes in ``lambda`` (16: float64-exact for the steps of a 5-step grid on PSLD).
+        """
+        if prediction not in ("x0", "eps"):
+            raise ValueError(f"unknown prediction {prediction!r}; valid values are: x0, eps")
+        if order not in (1, 2, 3):
+            raise ValueError(f"order must be 1, 2 or 3, got {order!r}")
+        st = torch.stack([torch.as_tensor(v, dtype=torch.float64).reshape(()) for v in (s, t)])
+
+        def pair(times: Tensor) -> tuple[Tensor, Tensor]:
+            """(outer, inner) matrices at each time: (L, L^-1 Phi) for x0, (Phi, Phi^-1 L) for eps."""
+            L, phi = self.kernel_factor(times), self.transition(times)
+            if prediction == "x0":
+                return L, torch.linalg.solve(L, phi)
+            return phi, torch.linalg.solve(phi, L)
+
+        outer, inner = pair(st)
+        A = outer[1] @ torch.linalg.inv(outer[0])
+        coefs = [outer[1] @ (inner[1] - inner[0])]
+        if order > 1:
+            lam_s, lam_t = self.lambda_t(st)
+            h = lam_t - lam_s
+            x, w = (torch.as_tensor(v, dtype=torch.float64) for v in _gauss_legendre(nodes))
+            u = 0.5 * (x + 1.0)  # nodes on [0, 1]: lambda = lambda_s + u h
+            G = pair(self.t_from_lambda(lam_s + u * h))[1]
+            wq = (0.5 * w)[:, None, None]  # int_0^1 f du
+            # int_s^t G' p_k dlambda = p_k(1) G_t - int_0^1 G(u) p_k'(u) du  (p_k as a function of u)
+            coefs.append(outer[1] @ (inner[1] - (wq * G).sum(0)))
+            if order > 2:
+                coefs.append(outer[1] @ (0.5 * inner[1] - (wq * u[:, None, None] * G).sum(0)))
+        return A, coefs
+
     def noise_std(self, t: Tensor) -> Tensor:
         """Standard deviation of the last (momentum) block of the kernel, the annealed-Langevin step scale."""
         return self.kernel_cov(t)[:, -1, -1].sqrt().to(t.dtype)
@@ -471,6 +572,12 @@ class RecipeSDE(SDE):
         beta = self.beta(t.to(torch.float64))
         resid = score + apply_blocks(self.stationary_prec, z)
         return apply_blocks(2.0 * beta[:, None, None] * self.D.to(beta.device), resid)
+
+
+def _gauss_legendre(n: int) -> tuple[list[float], list[float]]:
+    """Gauss-Legendre nodes and weights on ``[-1, 1]`` (numpy's ``leggauss``)."""
+    x, w = np.polynomial.legendre.leggauss(n)
+    return x.tolist(), w.tolist()
 
 
 def _gaussian_logp(zb: Tensor, cov: Tensor) -> Tensor:
