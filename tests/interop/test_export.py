@@ -72,6 +72,7 @@ def test_ncsnpp_export_as_a_score_sde_ve_pipeline(tmp_path):
     (_ncsnpp_config(progressive="none", progressive_input="residual"),
      "progressive='none' \\(diffusers: 'output_skip'\\); progressive_input='residual'"),
     (_ncsnpp_config(fir=False), "fir=False"),
+    (_ddpm_config(num_classes=10), "class-conditional"),
     (_ncsnpp_config(embedding_type="positional", scale_by_sigma=True), "scale_by_sigma=True with a positional"),
 ])
 def test_networks_diffusers_cannot_express_are_refused(config, message, tmp_path):

@@ -278,7 +278,7 @@ def diffusers_config(unet_config: Mapping[str, Any], scheduler_config: Mapping[s
         continuous: the time convention. With ``sde``: default ``True`` for a Fourier (noise-level) embedding,
             ``False`` for a timestep embedding. With a DDPM-type scheduler: ``False`` (default) is the discrete DDPM
             chain (conversions between noise, score and data predictions read the DDPM tables at the network's
-            timestep, so the ``pc`` sampler's ``ancestral_sampling`` predictor is Ho et al.'s sampler); ``True``
+            timestep, so that an ``ancestral_sampling`` step of the ``pc`` sampler is ``DDPMScheduler.step``); ``True``
             (``N = 1000`` only) reads the same network as a continuous VP model fed ``999 t`` (every conversion and
             sampler step on the SDE's ``alpha(t)``; DDIM and DPM-Solver++ then step exactly as diffusers' schedulers
             do on that schedule). Score SDE schedulers are continuous.
