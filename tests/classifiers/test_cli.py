@@ -20,6 +20,8 @@ def test_train_classifier_cli(tmp_path, capsys):
     assert main(["train-classifier", "--config", "digits/vp_ddpmpp", "--workdir", str(out), "--quiet", *TINY]) == 0
     text = capsys.readouterr().out
     assert "stopped at step 2" in text and "| t | alpha/sigma | accuracy | NLL (nats) |" in text
+    logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in logged] == [2] and logged[0]["loss"] > 0
     report = json.loads((out / "accuracy_by_time.json").read_text())
     assert report["step"] == 2 and len(report["accuracy_by_time"]) == 2
     assert all(row["n"] == 10 and 0 <= row["accuracy"] <= 1 for row in report["accuracy_by_time"])

@@ -55,7 +55,8 @@ __all__ = ["CLASSIFIER_KIND", "NETWORKS", "ClassifierConfig", "ClassifierTrainer
 CLASSIFIER_KIND = "noise-conditional-classifier"
 #: ``classifier.network`` values: the NCSN++ encoder for images, the MLP for points
 NETWORKS = ("ncsnpp", "mlp")
-_CHECKPOINT, _SETTINGS, _ACCURACY = "checkpoint", "classifier.json", "accuracy_by_time.json"
+_CHECKPOINT, _SETTINGS, _ACCURACY, _METRICS = ("checkpoint", "classifier.json", "accuracy_by_time.json",
+                                               "metrics.jsonl")
 
 
 @dataclass
@@ -472,9 +473,11 @@ class ClassifierTrainer:
         return float(loss.detach())
 
     def train(self, steps: int | None = None, *, progress: bool = False,
-              checkpoint: Callable[[ClassifierTrainer], None] | None = None) -> float:
+              checkpoint: Callable[[ClassifierTrainer], None] | None = None,
+              log: Callable[[dict[str, float]], None] | None = None) -> float:
         """Train up to ``cfg.steps`` (or ``steps`` more steps, not past it); calls ``checkpoint(self)`` every
-        ``cfg.checkpoint_freq`` steps and at the end. Returns the mean loss of the last ``log_freq`` steps."""
+        ``cfg.checkpoint_freq`` steps and at the end, and ``log({"step", "loss", "lr"})`` every ``cfg.log_freq`` steps
+        and at the end (``loss``: the mean over the steps since the last call). Returns the last logged loss."""
         end = self.cfg.steps if steps is None else min(self.cfg.steps, self.step + steps)
         bar = tqdm(total=end, initial=self.step, desc="classifier", disable=not progress)
         window: list[float] = []
@@ -486,6 +489,8 @@ class ClassifierTrainer:
                 last = sum(window) / len(window)
                 bar.set_postfix(loss=f"{last:.4f}")
                 window = []
+                if log is not None:
+                    log({"step": self.step, "loss": last, "lr": self.optimizer.param_groups[0]["lr"]})
             if checkpoint is not None and (self.step % self.cfg.checkpoint_freq == 0 or self.step == end):
                 checkpoint(self)
         bar.close()
@@ -548,8 +553,8 @@ def train_classifier(config: Any, workdir: str | Path, *, overrides: Sequence[st
         config: the run config (preset name, ``.json``, original ``.py``, dict): ``data`` and the SDE
             (``training.sde`` and the ``model`` section's SDE keys); ``None`` resumes ``workdir`` with its settings.
         workdir: output folder: ``classifier.json`` (settings), ``checkpoint/`` (:func:`load_classifier`),
-            ``accuracy_by_time.json``. An existing one resumes (same settings; ``steps`` and evaluation options may
-            change).
+            ``metrics.jsonl`` (the training loss every ``log_freq`` steps), ``accuracy_by_time.json``. An existing
+            one resumes (same settings; ``steps`` and evaluation options may change).
         overrides: ``classifier.KEY=VALUE`` (:class:`ClassifierConfig`) and ``section.key=value`` for the run config.
         max_steps: stop after this many more steps.
         device: ``"cpu"``, ``"cuda"``, ... (default: CPU).
@@ -576,7 +581,11 @@ def train_classifier(config: Any, workdir: str | Path, *, overrides: Sequence[st
         save_classifier(workdir / _CHECKPOINT, t.classifier, cfg, sde_cfg, tuple(x.shape[1:]), step=t.step,
                         ema=t.ema, optimizer=t.optimizer)
 
-    loss = trainer.train(max_steps, progress=progress, checkpoint=checkpoint)
+    def log(scalars: dict[str, float]) -> None:
+        with open(workdir / _METRICS, "a") as handle:
+            handle.write(json.dumps(scalars) + "\n")
+
+    loss = trainer.train(max_steps, progress=progress, checkpoint=checkpoint, log=log)
     xe, ye = labelled_tensors(build_dataset(run.data, cfg.eval_split, run.seed), f"the {d.dataset} {cfg.eval_split} "
                               "split")
     xe, ye = xe[:cfg.eval_num], ye[:cfg.eval_num]
