@@ -36,6 +36,16 @@ def test_the_section_calls_every_sampler_with_valid_options(method: str) -> None
     assert options.get("grid", "uniform") == "uniform"
 
 
+def test_the_section_is_strict_json_for_every_sampler() -> None:
+    """No ``Infinity``/``NaN`` in config.json (heun's ``s_tmax`` default is ``None``: no upper bound)."""
+    import json
+
+    for method in SAMPLERS:
+        values = apply_overrides(get_preset("digits/vp_ddpmpp"), [f"sampling.method={method}"])
+        json.dumps(config_from_dict(values).to_dict(), allow_nan=False)
+    assert SamplingConfig().s_tmax is None
+
+
 def test_ddim_options_through_a_config_and_overrides() -> None:
     values = apply_overrides(get_preset("digits/vp_ddpmpp"), ["sampling.method=ddim", "sampling.eta=0.3",
                                                               "sampling.steps=20", "sampling.grid=logSNR"])

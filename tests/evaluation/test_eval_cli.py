@@ -56,6 +56,7 @@ def test_eval_writes_metrics_and_resumes_identically(run, capsys):
     assert m["bpd"]["unit"] == "bits/dim" and m["bpd"]["num"] == 4 and m["bpd"]["stderr"] > 0
     assert record["num_samples"] == 12 and record["checkpoint_step"] == 2 and record["ema"] is True
     assert record["sampler"] == "pc" and record["sampler_options"]["corrector"] == "none"
+    assert record["sampler_options"]["steps"] == 25  # the SDE's N, resolved (not null)
     assert record["nfe"]["mean"] == 25 and record["eps"] == 1e-3 and record["denoise"] is True
     assert record["code_version"] and not record["batch_coupled"]
     assert len(record["reference_stats"]["sha256"]) == 64 and record["reference_stats"]["num"] == 12

@@ -122,6 +122,8 @@ def evaluate(model, cfg, *, step: int, ema: bool, out_dir: Path, settings: EvalS
         raise ValueError("fid, is and kid are image metrics; this run models 2-D points (use --metrics bpd)")
     reference = _load_reference(settings) if {"fid", "kid"} & wanted else None
     options = {k: v for k, v in {**sampler_options(sampler), **options}.items() if k != "progress"}
+    if options.get("steps", 0) is None and options.get("times") is None:
+        options["steps"] = model.sde.N  # record the step count the sampler runs (its default is the SDE's N)
     coupled = batch_coupled(sampler, options)
     record: dict[str, Any] = {
         "checkpoint": checkpoint, "checkpoint_step": step, "ema": ema, "code_version": __version__, "sampler": sampler,

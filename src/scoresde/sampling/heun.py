@@ -85,7 +85,7 @@ def sample_heun(
     eps: float = 1e-3,
     s_churn: float = 0.0,
     s_tmin: float = 0.0,
-    s_tmax: float = float("inf"),
+    s_tmax: float | None = None,
     s_noise: float = 1.0,
     denoise: bool = True,
     cond: dict[str, Any] | None = None,
@@ -108,7 +108,7 @@ def sample_heun(
         eps: the last noise level's time.
         s_churn: total stochasticity (EDM's ``S_churn``); ``0`` is the deterministic sampler.
         s_tmin, s_tmax: churn only the noise levels ``sigma_hat`` in ``[s_tmin, s_tmax]`` (EDM's ``S_tmin``,
-            ``S_tmax``, in ``sigma / alpha`` units).
+            ``S_tmax``, in ``sigma / alpha`` units; ``s_tmax=None``: no upper bound, EDM's ``inf``).
         s_noise: scale of the churn noise (EDM's ``S_noise``).
         denoise: finish with the Euler step to ``sigma = 0`` (the data prediction at the last noise level).
         generator: random generator of the churn noise (not used when ``s_churn = 0``).
@@ -116,6 +116,7 @@ def sample_heun(
     """
     sde = model.sde
     require_scalar_schedule(sde, "heun")
+    s_tmax = math.inf if s_tmax is None else s_tmax  # None (the default, JSON null in configs): no upper bound
     _check_options(s_churn, s_tmin, s_tmax, s_noise)
     check_eps(eps, sde)
     ts, n_steps = _noise_times(sde, steps, times, grid=grid, eps=eps, rho=rho, denoise=denoise, device=z.device)
