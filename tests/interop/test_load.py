@@ -217,3 +217,10 @@ def test_a_loaded_ve_model_runs_every_sampler_the_likelihood_and_inpainting(tmp_
                               steps=2)
     assert torch.isfinite(filled).all()
     assert torch.allclose(filled[..., :4], x_obs[..., :4], atol=0.2)  # the observed half is kept (up to noise)
+
+
+def test_ncsnpp_below_128_channels_normalises_differently(tmp_path):
+    # diffusers' skip-block attention uses 32 GroupNorm groups, NCSN++ min(C / 4, 32): 16 at 64 channels
+    ncsnpp_unet(block_out_channels=(64, 64)).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match=r"GroupNorm group counts differ .*enc\.4x4_attn0\.GroupNorm_0 \(32 vs 16\)"):
+        scoresde.load_diffusers(tmp_path, sde=VESDE())
