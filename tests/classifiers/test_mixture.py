@@ -115,3 +115,20 @@ def test_replayed_draws_equal_the_generators(name):
     draws = perturbation_draws(sde, x.shape, (1e-3, sde.T), torch.Generator().manual_seed(5))
     replayed = classifier_loss(clf, x, y, eps=1e-3, reduction="none", **draws)
     torch.testing.assert_close(drawn, replayed, rtol=0, atol=0)
+
+
+def test_guidance_with_the_trained_classifier_samples_the_requested_component(trained):
+    """scoresde.guidance.classifier(exact unconditional score, trained classifier, scale=1) samples component 2
+    (weight 0.2 unguided): > 0.9 of 500 samples are assigned to it (measured 0.968 VP, 0.98 PSLD; the exact noisy
+    classifier gives 1.0)."""
+    import scoresde
+    from scoresde.guidance import classifier as classifier_guidance
+    from scoresde.toy.phase_space import PhaseSpaceMixture
+
+    name, sde, classifier, _ = trained
+    score = MIXTURE.score_fn(sde) if name == "vp" else PhaseSpaceMixture(MIXTURE, sde).score_fn()
+    guided = classifier_guidance(score, classifier, 1.0)
+    x = scoresde.sample(sde, guided, (500, 2), cond={"class_labels": torch.full((500,), 2)}, dtype=torch.float64,
+                        generator=torch.Generator().manual_seed(0), **({"sampler": "sscs"} if name == "psld" else {}))
+    share = float((MIXTURE.responsibilities(x).argmax(dim=1) == 2).double().mean())
+    assert share > 0.9, (name, share)
