@@ -224,3 +224,11 @@ def test_ncsnpp_below_128_channels_normalises_differently(tmp_path):
     ncsnpp_unet(block_out_channels=(64, 64)).save_pretrained(tmp_path)
     with pytest.raises(ValueError, match=r"GroupNorm group counts differ .*enc\.4x4_attn0\.GroupNorm_0 \(32 vs 16\)"):
         scoresde.load_diffusers(tmp_path, sde=VESDE())
+
+
+def test_sde_argument_must_fit_a_run_config(tmp_path):
+    ddpm_unet().save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match=r"sde must have T = 1 and prior_mean = 0 .* got T=2.0"):
+        scoresde.load_diffusers(tmp_path, sde=VPSDE(T=2.0))
+    with pytest.raises(ValueError, match="sde must be a VESDE, VPSDE or SubVPSDE, got PSLD"):
+        scoresde.load_diffusers(tmp_path, sde=scoresde.sdes.PSLD())

@@ -345,6 +345,10 @@ def _sde_section(scheduler: Mapping[str, Any] | None, sde: SDE | None, continuou
         names = {VESDE: "vesde", VPSDE: "vpsde", SubVPSDE: "subvpsde"}
         if type(sde) not in names:
             raise ValueError(f"sde must be a VESDE, VPSDE or SubVPSDE, got {type(sde).__name__}")
+        if sde.T != 1.0 or isinstance(sde.prior_mean, Tensor) or sde.prior_mean != 0.0:
+            mean = "a tensor" if isinstance(sde.prior_mean, Tensor) else sde.prior_mean
+            raise ValueError(f"sde must have T = 1 and prior_mean = 0 (a run config has no place for others), got "
+                             f"T={sde.T}, prior_mean={mean}")
         if isinstance(sde, VESDE):
             model.update(sigma_min=sde.sigma_min, sigma_max=sde.sigma_max)
         else:
@@ -636,9 +640,7 @@ def _build_loaded(config: dict[str, Any], unet_config: Mapping[str, Any], state:
     from ..config import build_score_model
 
     model = build_score_model(config, dtype=dtype)
-    km = diffusers_key_map(model.net, unet_config)
-    _check_groups(model.net, km)
-    model.net.load_state_dict(_map_into(model.net, km, state), strict=True)
+    model.net.load_state_dict(_mapped_state(model.net, unet_config, state), strict=True)
     return loaded_model(model.to(map_location).eval(), 0, config)
 
 
@@ -647,7 +649,10 @@ def diffusers_network_state(unet_config: Mapping[str, Any], state: Mapping[str, 
     """A diffusers UNet's weights (``state``, with its ``unet_config``: :func:`read_diffusers_folder`) as the state
     dict of the network ``config`` builds (for importing into a run folder; ``config`` as :func:`diffusers_config`
     returns it, with any overrides)."""
-    net = build_network(config)
+    return _mapped_state(build_network(config), unet_config, state)
+
+
+def _mapped_state(net: nn.Module, unet_config: Mapping[str, Any], state: Mapping[str, Tensor]) -> dict[str, Tensor]:
     km = diffusers_key_map(net, unet_config)
     _check_groups(net, km)
     return _map_into(net, km, state)
