@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..numerics.checks import check_class_labels
 from ..sdes.base import SDE
 from ..sdes.scalar import ScalarSDE
 from .score_model import LABEL_TYPES, noise_labels, original_conventions
@@ -81,19 +82,9 @@ class ClassifierModel(nn.Module):
 
     def check_labels(self, class_labels: Tensor, batch_size: int) -> Tensor:
         """``class_labels`` as int64 if it is an integer tensor of shape ``(batch_size,)`` with entries in
-        ``[0, num_classes)``, else a ``ValueError`` naming the bad value."""
-        allowed = f"an integer tensor of shape ({batch_size},) with entries in [0, {self.num_classes})"
-        if not isinstance(class_labels, Tensor) or class_labels.is_floating_point() or class_labels.is_complex() \
-                or class_labels.dtype == torch.bool:
-            kind = class_labels.dtype if isinstance(class_labels, Tensor) else type(class_labels).__name__
-            raise ValueError(f"class_labels must be {allowed}, got {kind}")
-        if tuple(class_labels.shape) != (batch_size,):
-            raise ValueError(f"class_labels must be {allowed}, got shape {tuple(class_labels.shape)}")
-        if batch_size:
-            lo, hi = int(class_labels.min()), int(class_labels.max())
-            if lo < 0 or hi >= self.num_classes:
-                raise ValueError(f"class_labels must be {allowed}, got label {lo if lo < 0 else hi}")
-        return class_labels.long()
+        ``[0, num_classes)``, else a ``ValueError`` naming the bad value
+        (:func:`scoresde.numerics.checks.check_class_labels`)."""
+        return check_class_labels(class_labels, batch_size, self.num_classes)
 
     def _times(self, t: Tensor | float, x: Tensor) -> Tensor:
         t = torch.as_tensor(t, device=x.device)
