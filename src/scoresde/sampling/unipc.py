@@ -139,7 +139,10 @@ def sample_unipc(
     mixture (path error to the exact flow, logSNR grid): the default cuts DDIM's error 1.7-9x at 10 NFE and 5-17x at
     20 (sub-VP least, VE most); there ``order=3, prediction="noise"`` was best at 10 NFE, and ``bh1`` with data
     prediction at order 2 was worse than DDIM at 10 NFE (its ``B(h) = h`` over-extrapolates at large steps): check
-    ``bh1`` on your model before relying on it.
+    ``bh1`` on your model before relying on it. The grid matters more than the variant at 10 NFE: on the 2-D and
+    16-D mixtures (VP, sub-VP) ``order=3, prediction="noise", variant="bh1", grid="time_quadratic"`` has 0.13-0.44x
+    the path error of DPM-Solver++(2M) on its logSNR grid at 10 NFE and 0.08-0.26x at 20 (benchmarks/RESULTS.md,
+    "10-NFE goal"); the logSNR grid spends steps at small ``t`` where these low-noise mixtures barely move.
 
     Args:
         steps: number of steps (default ``sde.N``) on ``grid``; at least ``order``.
