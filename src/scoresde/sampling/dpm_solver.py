@@ -257,9 +257,9 @@ def sample_dpm_solver(
     Which to pick: DPM-Solver++(2M) (the defaults: ``algorithm="dpmsolver++"``, ``order=2``, ``method="multistep"``,
     ``grid="logSNR"``) for guided or conditional sampling and pixel models at 10-20 NFE; ``order=3`` (``singlestep``
     or ``multistep``) for unconditional sampling at 10-20 NFE; on PSLD/CLD ``algorithm="dpmsolver"`` with
-    ``grid="time_quadratic"`` (noise floor at 10 NFE on the 2-D mixture);
-    NFE on the 2-D mixture); ``method="adaptive"`` when a tolerance matters more
-    than a fixed budget; ``algorithm="sde-dpmsolver++"`` (order 2) for stochastic sampling at a few tens of steps.
+    ``order=2`` or ``3`` and ``grid="time_quadratic"`` (noise floor at 10 NFE on the 2-D mixture);
+    ``method="adaptive"`` when a tolerance matters more than a fixed budget; ``algorithm="sde-dpmsolver++"`` (order
+    2) for stochastic sampling at a few tens of steps.
     Measured on the 2-D mixture with its exact score (VP, 20 NFE, logSNR grid, median path error to a tight ODE
     solve): DDIM 0.12, DPM-Solver++(2M) 0.025, (3M) 0.017, DPM-Solver (noise prediction) 2M 0.011, 3M 0.005; the
     adaptive DPM-Solver-23 reaches 3e-5 with ``rtol=1e-3, atol=1e-4`` in 172 NFE. Config names: ``sampling.method =
