@@ -26,7 +26,8 @@ from ..sdes.base import SDE
 from .resolve import ConfigLike, resolve_config
 
 __all__ = ["CLASS_MODEL_KEYS", "CONDITIONAL_NETWORK_NAMES", "NETWORKS", "NETWORK_DATA_KEYS", "PHASE_SPACE_SDES",
-           "SDE_TABLE", "SDESpec", "build_network", "build_score_model", "build_sde", "default_dtype"]
+           "RUNTIME_MODEL_KEYS", "SDE_TABLE", "SDESpec", "build_network", "build_score_model", "build_sde",
+           "default_dtype"]
 
 #: ``model.name`` -> builder ``(model_section, data_section) -> nn.Module``.
 NETWORKS: dict[str, Any] = {
@@ -67,6 +68,9 @@ PHASE_SPACE_SDES = {name: spec.optional for name, spec in SDE_TABLE.items() if s
 CONDITIONAL_NETWORK_NAMES = ("ncsnpp", "ddpm", "toy_mlp")
 #: the ``model`` keys of class conditioning (:class:`scoresde.nets.layers.ClassEmbedding`)
 CLASS_MODEL_KEYS = ("num_classes", "null_label")
+#: model keys that change how a network runs, not what it computes (settable on any preset of the U-Nets that take
+#: them: ``model.checkpointing`` = activation checkpointing per block, on NCSNpp and DDPM)
+RUNTIME_MODEL_KEYS = ("checkpointing",)
 
 #: the ``data`` keys a network reads (the NCSN family reads ``channels`` in the original code)
 NETWORK_DATA_KEYS = frozenset({"image_size", "num_channels", "centered", "channels"})

@@ -29,7 +29,7 @@ from ..objectives.fp import MODES as FP_MODES
 from ..objectives.fp import WEIGHTINGS as FP_WEIGHTINGS
 from ..sampling.grids import GRIDS
 from ..sampling.registry import SAMPLERS
-from .factory import CLASS_MODEL_KEYS, SDE_TABLE
+from .factory import CLASS_MODEL_KEYS, RUNTIME_MODEL_KEYS, SDE_TABLE
 from .resolve import ConfigLike, resolve_config
 
 __all__ = ["AMP_MODES", "FP_MODES", "FP_WEIGHTINGS", "IGNORED_KEYS", "NONFINITE_POLICIES", "SAMPLING_METHODS",
@@ -396,7 +396,7 @@ def apply_overrides(values: Mapping[str, Any], overrides: Sequence[str]) -> dict
         section, key = parts
         hints: dict[str, Any] = {}
         if section == "model":  # the architecture's keys, and the class options every conditional network takes
-            valid = list(dict.fromkeys([*out.get("model", {}), *CLASS_MODEL_KEYS]))
+            valid = list(dict.fromkeys([*out.get("model", {}), *CLASS_MODEL_KEYS, *RUNTIME_MODEL_KEYS]))
         elif section in SECTIONS:
             valid = [f.name for f in dataclasses.fields(SECTIONS[section])]
             hints = typing.get_type_hints(SECTIONS[section])

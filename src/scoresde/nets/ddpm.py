@@ -27,8 +27,10 @@ from scoresde.nets.layers import (
     _dense,
     _group_norm,
     build_class_embedding,
+    call_block,
     check_config_keys,
     check_config_value,
+    check_flag,
     class_options,
     conv3x3,
     get_act,
@@ -85,8 +87,12 @@ class DDPM(OriginalCheckpointMixin, nn.Module):
         decoder_attn_per_block: bool = False,       # Decoder attention after every block (Ho et al.'s TF code,
                                                     #   diffusers' AttnUpBlock2D) instead of once per resolution
                                                     #   (Score SDE's port, the original checkpoints: False).
+        checkpointing: bool = False,                # Activation checkpointing per residual/attention block
+                                                    #   (layers.call_block): less memory, ~1 more forward.
     ) -> None:
         super().__init__()
+        #: recompute each block's activations in the backward pass (settable after construction)
+        self.checkpointing = check_flag("checkpointing", checkpointing)
         num_levels = len(ch_mult)
         if image_size % 2 ** (num_levels - 1):
             raise ValueError(f"image_size {image_size} is not divisible by 2**(len(ch_mult)-1)")
@@ -173,6 +179,10 @@ class DDPM(OriginalCheckpointMixin, nn.Module):
         self._add(None, "norm_out", _group_norm(in_ch, self._num_groups))
         self._add(None, "conv_out", conv3x3(in_ch, self.out_channels, init_scale=0.0))
 
+    def _run(self, module: nn.Module, *args: torch.Tensor | None) -> torch.Tensor:
+        """``module(*args)``, checkpointed per ``self.checkpointing`` (:func:`~scoresde.nets.layers.call_block`)."""
+        return call_block(module, *args, checkpointing=self.checkpointing)
+
     def forward(self, x: torch.Tensor, noise_labels: torch.Tensor,
                 class_labels: torch.Tensor | None = None) -> torch.Tensor:
         """Network output for ``x`` (B, in_channels, H, W) at timesteps ``noise_labels`` (B,) and classes
@@ -194,26 +204,26 @@ class DDPM(OriginalCheckpointMixin, nn.Module):
         for level, res in enumerate(self.resolutions):
             r = res_name(res)
             for i in range(self.num_res_blocks):
-                h = self.enc[f"{r}_block{i}"](hs[-1], temb)
+                h = self._run(self.enc[f"{r}_block{i}"], hs[-1], temb)
                 if res in self.attn_resolutions:
-                    h = self.enc[f"{r}_attn{i}"](h)
+                    h = self._run(self.enc[f"{r}_attn{i}"], h)
                 hs.append(h)
             if level != len(self.resolutions) - 1:
                 hs.append(self.enc[f"{res_name(self.resolutions[level + 1])}_down"](hs[-1]))
 
-        h = self.mid["block0"](hs[-1], temb)
-        h = self.mid["attn"](h)
-        h = self.mid["block1"](h, temb)
+        h = self._run(self.mid["block0"], hs[-1], temb)
+        h = self._run(self.mid["attn"], h)
+        h = self._run(self.mid["block1"], h, temb)
 
         for level in reversed(range(len(self.resolutions))):
             res = self.resolutions[level]
             r = res_name(res)
             for i in range(self.num_res_blocks + 1):
-                h = self.dec[f"{r}_block{i}"](torch.cat([h, hs.pop()], dim=1), temb)
+                h = self._run(self.dec[f"{r}_block{i}"], torch.cat([h, hs.pop()], dim=1), temb)
                 if res in self.attn_resolutions and self.decoder_attn_per_block:
-                    h = self.dec[f"{r}_attn{i}"](h)
+                    h = self._run(self.dec[f"{r}_attn{i}"], h)
             if res in self.attn_resolutions and not self.decoder_attn_per_block:
-                h = self.dec[f"{r}_attn"](h)
+                h = self._run(self.dec[f"{r}_attn"], h)
             if level != 0:
                 h = self.dec[f"{res_name(self.resolutions[level - 1])}_up"](h)
 
@@ -238,7 +248,7 @@ class DDPM(OriginalCheckpointMixin, nn.Module):
         check_config_value(model, "conv_size", (3,), "the original DDPM always uses 3x3 convolutions")
         names = ("nf", "ch_mult", "num_res_blocks", "attn_resolutions", "dropout", "resamp_with_conv",
                  "conditional", "scale_by_sigma", "nonlinearity", "sigma_min", "sigma_max", "num_scales", "num_classes",
-                 "null_label", "decoder_attn_per_block")
+                 "null_label", "decoder_attn_per_block", "checkpointing")
         check_config_keys("model", model, set(names) | _IGNORED_MODEL_KEYS | {"normalization", "conv_size"})
         check_config_keys("data", data, {"image_size", "num_channels", "centered"} | _IGNORED_DATA_KEYS)
         kwargs = {k: model[k] for k in names if k in model}

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint as _checkpoint
 
 from scoresde.nets import upfirdn
 
@@ -40,6 +41,7 @@ __all__ = [
     "ResnetBlockDDPM",
     "Upsample",
     "build_class_embedding",
+    "call_block",
     "class_options",
     "conv1x1",
     "conv3x3",
@@ -171,6 +173,31 @@ def check_config_keys(section: str, cfg: Mapping[str, Any], known: set[str]) -> 
     unknown = sorted(set(cfg) - known)
     if unknown:
         raise ValueError(f"unknown {section} config keys {unknown}; known keys: {sorted(known)}")
+
+
+def call_block(module: nn.Module, *args: torch.Tensor | None, checkpointing: bool = False) -> torch.Tensor:
+    """``module(*args)``, under activation checkpointing when ``checkpointing`` and autograd is recording.
+
+    Activation checkpointing (Chen et al. 2016, "Training Deep Nets with Sublinear Memory Cost") keeps only the
+    block's inputs and recomputes its activations during the backward pass: about one extra forward per step for
+    a peak memory that no longer grows with the activations inside each block. ``torch.utils.checkpoint`` with
+    ``use_reentrant=False`` restores the RNG state for the recomputation, so dropout draws the same mask and the
+    gradients equal those without checkpointing (to float rounding). Under ``torch.no_grad()`` (sampling,
+    evaluation) the block runs plainly: there is nothing to save. Use it for the U-Net's residual / attention
+    blocks (the ``model.checkpointing`` option of :class:`~scoresde.nets.ncsnpp.NCSNpp` and
+    :class:`~scoresde.nets.ddpm.DDPM`), not for cheap element-wise layers, whose recomputation costs more than
+    their activations.
+    """
+    if checkpointing and torch.is_grad_enabled():
+        return _checkpoint(module, *args, use_reentrant=False)
+    return module(*args)
+
+
+def check_flag(name: str, value: Any) -> bool:
+    """``value`` if it is a bool, else ``ValueError`` (a string such as ``'False'`` is not silently truthy)."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+    return value
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -38,9 +38,11 @@ from scoresde.nets.layers import (
     _dense,
     _group_norm,
     build_class_embedding,
+    call_block,
     check_choice,
     check_config_keys,
     check_config_value,
+    check_flag,
     class_options,
     conv3x3,
     get_act,
@@ -120,8 +122,12 @@ class NCSNpp(OriginalCheckpointMixin, nn.Module):
         num_classes: int = 0,                       # Class-conditional with this many classes; 0: unconditional
                                                     #   (the original: no label parameters at all).
         null_label: str = "learned",                # Null label (-1/None): 'learned' row or 'zero' vector.
+        checkpointing: bool = False,                # Activation checkpointing per residual/attention block
+                                                    #   (layers.call_block): less memory, ~1 more forward.
     ) -> None:
         super().__init__()
+        #: recompute each block's activations in the backward pass (settable after construction)
+        self.checkpointing = check_flag("checkpointing", checkpointing)
         self.resblock_type = check_choice("resblock_type", resblock_type, RESBLOCK_TYPES)
         self.progressive = check_choice("progressive", progressive, PROGRESSIVE)
         self.progressive_input = check_choice("progressive_input", progressive_input, PROGRESSIVE_INPUT)
@@ -293,10 +299,10 @@ class NCSNpp(OriginalCheckpointMixin, nn.Module):
             temb = None
         return temb, used_sigmas
 
-    def _call_block(self, module: nn.Module, h: torch.Tensor, temb: torch.Tensor | None) -> torch.Tensor:
-        if isinstance(module, (Upsample, Downsample)):
-            return module(h)
-        return module(h, temb)
+    def _call_block(self, module: nn.Module, h: torch.Tensor, temb: torch.Tensor | None = None) -> torch.Tensor:
+        """``module(h, temb)`` (``module(h)`` for resamplers and attention), checkpointed per ``self.checkpointing``."""
+        args = (h,) if isinstance(module, (Upsample, Downsample, AttnBlock)) else (h, temb)
+        return call_block(module, *args, checkpointing=self.checkpointing)
 
     def _skip_sum(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return (a + b) / math.sqrt(2.0) if self.skip_rescale else a + b
@@ -317,9 +323,9 @@ class NCSNpp(OriginalCheckpointMixin, nn.Module):
         for level, res in enumerate(self.resolutions):
             r = res_name(res)
             for i in range(self.num_res_blocks):
-                h = enc[f"{r}_block{i}"](hs[-1], temb)
+                h = self._call_block(enc[f"{r}_block{i}"], hs[-1], temb)
                 if res in self.attn_resolutions:
-                    h = enc[f"{r}_attn{i}"](h)
+                    h = self._call_block(enc[f"{r}_attn{i}"], h)
                 hs.append(h)
             if level == len(self.resolutions) - 1:
                 break
@@ -333,18 +339,18 @@ class NCSNpp(OriginalCheckpointMixin, nn.Module):
                 h = input_pyramid
             hs.append(h)
 
-        h = self.mid["block0"](hs[-1], temb)
-        h = self.mid["attn"](h)
-        h = self.mid["block1"](h, temb)
+        h = self._call_block(self.mid["block0"], hs[-1], temb)
+        h = self._call_block(self.mid["attn"], h)
+        h = self._call_block(self.mid["block1"], h, temb)
 
         pyramid, top = None, len(self.resolutions) - 1
         for level in reversed(range(len(self.resolutions))):
             res = self.resolutions[level]
             r = res_name(res)
             for i in range(self.num_res_blocks + 1):
-                h = dec[f"{r}_block{i}"](torch.cat([h, hs.pop()], dim=1), temb)
+                h = self._call_block(dec[f"{r}_block{i}"], torch.cat([h, hs.pop()], dim=1), temb)
             if res in self.attn_resolutions:
-                h = dec[f"{r}_attn"](h)
+                h = self._call_block(dec[f"{r}_attn"], h)
             if self.progressive == "output_skip":
                 pyramid_h = dec[f"{r}_pyramid_conv"](self.act(dec[f"{r}_pyramid_norm"](h)))
                 pyramid = pyramid_h if level == top else dec[f"{r}_pyramid_up"](pyramid) + pyramid_h
@@ -386,7 +392,8 @@ class NCSNpp(OriginalCheckpointMixin, nn.Module):
         names = ("nf", "ch_mult", "num_res_blocks", "attn_resolutions", "dropout", "resamp_with_conv",
                  "conditional", "fir", "fir_kernel", "skip_rescale", "resblock_type", "progressive",
                  "progressive_input", "progressive_combine", "embedding_type", "fourier_scale", "init_scale",
-                 "scale_by_sigma", "nonlinearity", "sigma_min", "sigma_max", "num_scales", "num_classes", "null_label")
+                 "scale_by_sigma", "nonlinearity", "sigma_min", "sigma_max", "num_scales", "num_classes", "null_label",
+                 "checkpointing")
         known = set(names) | _IGNORED_MODEL_KEYS | {"normalization", "attention_type", "conv_size"}
         check_config_keys("model", model, known)
         check_config_keys("data", data, {"image_size", "num_channels", "centered"} | _IGNORED_DATA_KEYS)
