@@ -267,12 +267,13 @@ def _smc(
     kernel = LinearKernel(sde)
     B, P = z.shape[0], num_particles
     ts = time_steps(sde, n, grid=_default_grid(sde, grid), eps=eps)
-    # the observation path, drawn upward from eps: y_n ~ p_eps(. | y), y_i = forward(y_{i+1}) (one path per sample)
-    path = [_noised_observation(sde, obs, ts[n].to(z).expand(B), generator)[0]]
-    for i in range(n - 1, -1, -1):
-        noise = torch.randn(path[-1].shape, generator=generator, dtype=z.dtype, device=z.device)
-        path.append(kernel.forward(path[-1], ts[i], ts[i + 1], noise))
-    path.reverse()
+    # The observation path (one per sample), drawn along with the sampler from T down: y_T ~ p_T(. | y_0), then the
+    # forward chain's bridge y_s ~ q(y_s | y_t, y_0) (the same Markov path law as noising y_0 upward, without storing
+    # the path). z_0 is the initial state of the observation (its momentum drawn in DSM mode).
+    z0 = sde.initial_state(obs.y, generator=generator)
+    mean_T, std_T = sde.marginal_prob(z0, ts[0].to(z).expand(B))
+    y_t = mean_T + sde.apply_std(std_T, torch.randn(mean_T.shape, generator=generator, dtype=z.dtype,
+                                                      device=z.device))
     rows = torch.arange(B, device=z.device).repeat_interleave(P)
     particle_cond = slice_cond(cond, rows)
     counted = counting(model, particle_cond)
@@ -282,18 +283,22 @@ def _smc(
         x = torch.cat([z[:, None], more.reshape(B, P - 1, *z.shape[1:])], dim=1).reshape(B * P, *z.shape[1:])
     pobs = obs.select(rows)
     m = pobs.state_mask
-    x = pobs.merge(x, path[0][rows])
+    x = pobs.merge(x, y_t[rows])
     log_w = torch.zeros(B, P, dtype=torch.float64, device=z.device)
     resampled = 0
     with torch.no_grad():
         for i in tqdm(range(n), disable=not progress, desc="SMC"):
             t = ts[i].to(z).expand(B * P)
             psi_inv, v, post = kernel.reverse(ts[i], ts[i + 1])
+            phi_t, phi_s, gain, _ = kernel.bridge(ts[i], ts[i + 1])
+            y_t = (apply_blocks(phi_s, z0) + apply_blocks(gain, y_t - apply_blocks(phi_t, z0))
+                   + apply_blocks(_sqrtm(post), torch.randn(y_t.shape, generator=generator, dtype=z.dtype,
+                                                            device=z.device)))
             score = counted.score(x, t)
             mean = apply_blocks(psi_inv, x + apply_blocks(v, score))
             noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
             proposal = mean + apply_blocks(_sqrtm(post), noise)
-            target = path[i + 1][rows]
+            target = y_t[rows]
             resid = (target - pobs.state_to_basis(mean)) * m  # observed coordinates only
             log_w = log_w + _block_logpdf(resid, post, m, kernel.k).reshape(B, P)
             x = pobs.merge(proposal, target)

@@ -63,6 +63,16 @@ class LinearKernel:
         psi, v = self.transition(t, s)
         return apply_blocks(psi, z) + apply_blocks(sym_sqrt(v), noise)
 
+    def bridge(self, t: Tensor | float, s: Tensor | float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The law of ``z_s`` given ``z_t`` and the data (``s < t``; Ho et al. 2020, eq. 7, in matrix form):
+        ``N(Phi_s z_0 + K (z_t - Phi_t z_0), P)`` with ``K = Sigma_s Psi^T Sigma_t^-1`` and the posterior covariance
+        ``P`` of :meth:`reverse`. Returns ``(Phi_t, Phi_s, K, P)`` (``Phi_t = Psi(t, 0)``, the kernel's mean map)."""
+        psi, _ = self.transition(t, s)
+        cov_s, cov_t = self.cov(s), self.cov(t)
+        gain = torch.linalg.solve(cov_t, psi @ cov_s).T  # Sigma_s Psi^T Sigma_t^-1 (covariances are symmetric)
+        post = cov_s - gain @ psi @ cov_s
+        return self.transition(t, 0.0)[0], self.transition(s, 0.0)[0], gain, 0.5 * (post + post.T)
+
     def reverse(self, t: Tensor | float, s: Tensor | float) -> tuple[Tensor, Tensor, Tensor]:
         """The Gaussian reverse step from ``t`` to ``s < t`` given the score at ``z_t``:
         ``z_s ~ N(Psi^-1 (z_t + V score), P)`` with the posterior covariance
