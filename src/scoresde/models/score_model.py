@@ -40,8 +40,8 @@ from ..sdes.base import batch_broadcast
 from ..sdes.scalar import VESDE, VPSDE, ScalarSDE, SubVPSDE
 from .adapter import DiffusionModel
 
-__all__ = ["LABEL_TYPES", "OUTPUT_TYPES", "LabelType", "OutputType", "ScoreModel", "noise_labels",
-           "original_conventions"]
+__all__ = ["LABEL_TYPES", "OUTPUT_TYPES", "PRECISIONS", "LabelType", "OutputType", "ScoreModel", "autocast_dtype",
+           "native_low_precision", "noise_labels", "original_conventions"]
 
 OutputType = Literal["score", "eps", "x0", "v"]
 LabelType = Literal["sigma", "time", "timestep", "sigma_index"]
@@ -80,6 +80,44 @@ def noise_labels(sde: ScalarSDE, label_type: str, t: Tensor) -> Tensor:
     raise ValueError(f"unknown label_type {label_type!r}; allowed: {', '.join(LABEL_TYPES)}")
 
 
+#: network precisions of :class:`ScoreModel`: float32, bf16 / fp16 autocast, or bf16 where the device has it natively
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16", "auto")
+_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def native_low_precision(dtype: torch.dtype, device: torch.device) -> bool:
+    """Whether ``device`` computes ``dtype`` (bf16 / fp16) natively: on CUDA ``is_bf16_supported`` (fp16 always), on
+    CPU oneDNN's bf16 / fp16 instructions (AVX512-BF16, AMX, AVX512-FP16); elsewhere False."""
+    if device.type == "cuda":
+        return dtype == torch.float16 or torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        check = {torch.bfloat16: torch.ops.mkldnn._is_mkldnn_bf16_supported,
+                 torch.float16: torch.ops.mkldnn._is_mkldnn_fp16_supported}[dtype]
+        return bool(check())
+    return False
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``precision`` on ``device`` (None: plain float32).
+
+    ``'fp32'``: None. ``'bf16'`` / ``'fp16'``: that dtype, or ``ValueError`` when the device has no native support (an
+    emulated bf16 convolution on a CPU without AVX512-BF16 is many times slower than float32). ``'auto'``: bf16 where
+    native, else float32. Use ``'bf16'`` for sampling on GPUs (same exponent range as float32: no overflow in the
+    ``1/sigma`` scalings); ``'fp16'`` only where bf16 is missing.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; allowed: {', '.join(PRECISIONS)}")
+    if precision == "fp32":
+        return None
+    if precision == "auto":
+        return torch.bfloat16 if native_low_precision(torch.bfloat16, device) else None
+    dtype = _AUTOCAST_DTYPES[precision]
+    if not native_low_precision(dtype, device):
+        raise ValueError(f"precision {precision!r} is not supported natively on {device} (allowed there: 'fp32', or "
+                         f"'auto' to use bf16 only where the device has it)")
+    return dtype
+
+
 def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
         raise ValueError(f"unknown {name} {value!r}; allowed: {', '.join(allowed)}")
@@ -97,14 +135,19 @@ class ScoreModel(nn.Module, DiffusionModel):
             default labels and whether ``sigma_t``/``alpha_t`` come from the SDE or its discrete tables.
         label_type: what the network is fed, see the module docstring; default: the original convention.
         output_type: what the network predicts (``'score'``, ``'eps'``, ``'x0'``, ``'v'``); default: the original one.
+        precision: the network's arithmetic (:data:`PRECISIONS`, :func:`autocast_dtype`): ``'fp32'`` (default), or
+            ``'bf16'``/``'fp16'``/``'auto'`` autocast around the network call only; the conversions to score / eps /
+            x0 / v and everything the samplers do stay in the dtype of ``x``.
 
     ``model(x, t, **cond)`` is ``model.score(x, t, **cond)``. Outputs have the dtype of ``x`` (NCSNv2's float64
     division by its sigma buffer is cast back).
     """
 
     def __init__(self, net: nn.Module, sde: ScalarSDE, *, continuous: bool = True,
-                 label_type: LabelType | None = None, output_type: OutputType | None = None) -> None:
+                 label_type: LabelType | None = None, output_type: OutputType | None = None,
+                 precision: str = "fp32") -> None:
         super().__init__()
+        self.precision = _check_choice("precision", precision, PRECISIONS)
         self.net = net
         self.sde = sde
         self.continuous = bool(continuous)
@@ -122,11 +165,17 @@ class ScoreModel(nn.Module, DiffusionModel):
     def with_net(self, net: nn.Module) -> ScoreModel:
         """The same conventions around another network (e.g. the DDP- or compile-wrapped training copy)."""
         return ScoreModel(net, self.sde, continuous=self.continuous, label_type=self.label_type,
-                          output_type=self.output_type)
+                          output_type=self.output_type, precision=self.precision)
+
+    def with_precision(self, precision: str) -> ScoreModel:
+        """The same network and conventions computing in ``precision`` (see :func:`autocast_dtype`); the weights are
+        shared, not copied. ``ValueError`` for an unknown precision."""
+        return ScoreModel(self.net, self.sde, continuous=self.continuous, label_type=self.label_type,
+                          output_type=self.output_type, precision=precision)
 
     def extra_repr(self) -> str:
         return (f"sde={type(self.sde).__name__}, continuous={self.continuous}, label_type={self.label_type!r}, "
-                f"output_type={self.output_type!r}")
+                f"output_type={self.output_type!r}, precision={self.precision!r}")
 
     # ---- what the network sees ----------------------------------------------------------------------------
     def labels(self, t: Tensor) -> Tensor:
@@ -140,8 +189,14 @@ class ScoreModel(nn.Module, DiffusionModel):
 
     def net_output(self, x: Tensor, t: Tensor, **cond: Any) -> Tensor:
         """The raw network output ``net(x, labels(t), **cond)`` (a score, eps, x0 or v prediction per
-        ``output_type``)."""
-        return self.net(x, self.labels(t), **cond)
+        ``output_type``), in the dtype of ``x`` whatever ``precision`` the network computes in."""
+        labels = self.labels(t)
+        dtype = autocast_dtype(self.precision, x.device) if self.precision != "fp32" else None
+        if dtype is None:
+            return self.net(x, labels, **cond)
+        with torch.autocast(x.device.type, dtype=dtype):
+            out = self.net(x, labels, **cond)
+        return out.to(x.dtype)
 
     def call_net(self, x: Tensor, labels: Tensor) -> Tensor:
         """``net(x, labels)`` on raw labels (e.g. the discrete SMLD/DDPM losses' integer noise indices)."""
