@@ -260,3 +260,29 @@ def test_phase_space_colorization_of_images(method: str) -> None:
     x = scoresde.colorize(sde, score, gray, method=method, dtype=torch.float64, generator=g, **options)
     assert x.shape == (2, 3, 2, 2) and torch.isfinite(x).all()
     torch.testing.assert_close(x.mean(1), gray[:, 0], rtol=0, atol=1e-12)
+
+
+def test_linear_kernel_bridge() -> None:
+    """``z_s | z_t, data``: the DDPM posterior in closed form for VP; for PSLD against a regression of simulated
+    forward pairs ``z_s ~ N(Phi_s z_0, Sigma_s)``, ``z_t = Psi z_s + N(0, V)``."""
+    t, s = torch.tensor(0.6, dtype=torch.float64), torch.tensor(0.25, dtype=torch.float64)
+    vp = VPSDE()
+    phi_t, phi_s, gain, post = LinearKernel(vp).bridge(t, s)
+    a = vp.alpha(t) / vp.alpha(s)
+    torch.testing.assert_close(phi_t[0, 0], vp.alpha(t))
+    torch.testing.assert_close(gain[0, 0], vp.sigma(s) ** 2 * a / vp.sigma(t) ** 2)
+    torch.testing.assert_close(post[0, 0], vp.sigma(s) ** 2 * (vp.sigma(t) ** 2 - a**2 * vp.sigma(s) ** 2)
+                               / vp.sigma(t) ** 2)
+    psld = PSLD()
+    k = LinearKernel(psld)
+    phi_t, phi_s, gain, post = k.bridge(t, s)
+    psi, v = k.transition(t, s)
+    g = torch.Generator().manual_seed(0)
+    n = 40000
+    zs = torch.randn(n, 2, generator=g, dtype=torch.float64) @ torch.linalg.cholesky(k.cov(s)).T
+    zt = zs @ psi.T + torch.randn(n, 2, generator=g, dtype=torch.float64) @ torch.linalg.cholesky(v).T
+    slope = torch.linalg.lstsq(zt, zs).solution.T
+    torch.testing.assert_close(slope, gain, atol=0.02, rtol=0.03)
+    resid = zs - zt @ slope.T
+    torch.testing.assert_close(resid.T @ resid / n, post, atol=1e-3, rtol=0.05)
+    torch.testing.assert_close(phi_s, psld.transition(s[None])[0])
