@@ -278,11 +278,11 @@ def test_linear_kernel_bridge() -> None:
     phi_t, phi_s, gain, post = k.bridge(t, s)
     psi, v = k.transition(t, s)
     g = torch.Generator().manual_seed(0)
-    n = 40000
+    n = 100000
     zs = torch.randn(n, 2, generator=g, dtype=torch.float64) @ torch.linalg.cholesky(k.cov(s)).T
     zt = zs @ psi.T + torch.randn(n, 2, generator=g, dtype=torch.float64) @ torch.linalg.cholesky(v).T
     slope = torch.linalg.lstsq(zt, zs).solution.T
     torch.testing.assert_close(slope, gain, atol=0.02, rtol=0.03)
     resid = zs - zt @ slope.T
-    torch.testing.assert_close(resid.T @ resid / n, post, atol=1e-3, rtol=0.05)
+    torch.testing.assert_close(resid.T @ resid / n, post, atol=5e-3, rtol=0.02)  # sampling std ~1e-3
     torch.testing.assert_close(phi_s, psld.transition(s[None])[0])
