@@ -244,6 +244,12 @@ def test_nfe_and_denoise() -> None:
     assert info_d.nfe == info.nfe + 1 and info_d.options["denoise"] is True
     t = torch.full((4,), 1e-2, dtype=F64)
     torch.testing.assert_close(x_d, sde.denoise(x, t, gm.score(x, t, sde)), rtol=1e-12, atol=1e-12)
+    # with explicit times the final data prediction is at the last of them, not at eps
+    times = torch.tensor([1.0, 0.5, 0.2, 0.05], dtype=F64)
+    x, _ = _dpm(sde, gm.score_fn(sde), x_T, times=times)
+    x_d, _ = _dpm(sde, gm.score_fn(sde), x_T, times=times, denoise=True)
+    t = torch.full((4,), 0.05, dtype=F64)
+    torch.testing.assert_close(x_d, sde.denoise(x, t, gm.score(x, t, sde)), rtol=1e-12, atol=1e-12)
 
 
 def test_float32_state_follows_the_float64_run() -> None:

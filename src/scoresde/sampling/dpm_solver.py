@@ -276,7 +276,8 @@ def sample_dpm_solver(
         eps: last time.
         lower_order_final: multistep with fewer than 15 steps: the last steps use orders ``min(order, steps - i)``,
             which stabilises very few steps.
-        denoise: finish with the data prediction at ``eps`` (DPM-Solver's ``denoise_to_zero``; one more NFE).
+        denoise: finish with the data prediction at the last time (``eps``, or the last of ``times``; DPM-Solver's
+            ``denoise_to_zero``; one more NFE).
         rtol, atol: tolerances of ``adaptive`` (``atol`` in data units: 0.0078 is 1/128 of images in [-1, 1]).
         generator: random generator of ``sde-dpmsolver++``'s noise.
         callback: ``callback(i, t, x, x0_pred)`` after each (accepted) step.
@@ -288,13 +289,14 @@ def sample_dpm_solver(
         raise ValueError("method 'adaptive' chooses its own times: pass no times (it also ignores steps and grid)")
     counted = counting(model, cond)
     solver = (_MatrixSolver if _matrix_kernel(sde) else _Solver)(counted, algorithm, z.shape[0], z.dtype)
+    t_last = torch.as_tensor(eps, dtype=torch.float64)
     with torch.no_grad():
         if method == "adaptive":
             x = _adaptive(solver, z, order, eps, rtol, atol, progress, callback)
         else:
             ts = sampler_times(sde, steps, times, grid=grid, eps=eps, rho=rho, dtype=torch.float64, device=z.device)
             points = [solver.point(t) for t in ts]
-            n = len(points) - 1
+            n, t_last = len(points) - 1, ts[-1]
             if method == "multistep" and n < order:
                 raise ValueError(f"multistep order {order} needs at least {order} steps, got {n}")
             if method == "singlestep":
@@ -306,7 +308,7 @@ def sample_dpm_solver(
                 x = _multistep(solver, z, points, order, lower_order_final and n < LOWER_ORDER_FINAL_BELOW,
                                algorithm == "sde-dpmsolver++", generator, progress, callback)
         if denoise:
-            x = counted.x0(x, torch.as_tensor(eps, dtype=torch.float64).to(z.dtype).expand(z.shape[0]))
+            x = counted.x0(x, t_last.to(z.dtype).expand(z.shape[0]))  # at the last time (eps or times[-1])
     return x, counted.calls
 
 
