@@ -21,7 +21,7 @@ from ..models.phase_space import MODEL_KEYS as PHASE_SPACE_MODEL_KEYS
 from ..nets import DDPM, NCSNpp, ncsn_from_config
 from ..nets.ncsn import NCSNV2_VARIANTS
 from ..nets.toy import ToyMLP
-from ..sdes import CLD, PSLD, VESDE, VPSDE, SubVPSDE
+from ..sdes import CLD, PSLD, VESDE, VPSDE, DiscreteVPSDE, SubVPSDE
 from ..sdes.base import SDE
 from .resolve import ConfigLike, resolve_config
 
@@ -53,6 +53,8 @@ class SDESpec(NamedTuple):
 SDE_TABLE: dict[str, SDESpec] = {
     "vesde": SDESpec(VESDE, ("sigma_min", "sigma_max")),
     "vpsde": SDESpec(VPSDE, ("beta_min", "beta_max")),
+    # the DDPM table's own schedule (diffusers DDPM folders read in discrete time: scoresde.load_diffusers)
+    "discrete_vpsde": SDESpec(DiscreteVPSDE, ("beta_min", "beta_max")),
     "subvpsde": SDESpec(SubVPSDE, ("beta_min", "beta_max")),
     "psld": SDESpec(PSLD, ("beta_min", "beta_max"), ("nu", "gamma", "kappa", "decomp_mode", "score_matching"),
                     phase_space=True),

@@ -2,7 +2,7 @@
 
 from .base import SDE, ReverseSDE, ScoreFn, batch_broadcast, randn_like, same_sde
 from .phase_space import CLD, PSLD, RecipeSDE
-from .scalar import VESDE, VPSDE, ScalarSDE, SubVPSDE
+from .scalar import VESDE, VPSDE, DiscreteVPSDE, ScalarSDE, SubVPSDE
 
 __all__ = [
     "CLD",
@@ -10,6 +10,7 @@ __all__ = [
     "SDE",
     "VESDE",
     "VPSDE",
+    "DiscreteVPSDE",
     "RecipeSDE",
     "ReverseSDE",
     "ScalarSDE",

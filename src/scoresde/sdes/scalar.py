@@ -419,3 +419,121 @@ class SubVPSDE(_BetaLinearSDE):
         # 1/alpha - alpha = e^-lambda, i.e. 2 sinh(-log alpha) = e^-lambda: no cancellation at small noise levels
         # (the form 2 e^lambda / (1 + sqrt(1 + 4 e^(2 lambda))) lost 6e-12 relative accuracy there)
         return self._t_from_log_alpha(-torch.asinh(0.5 * torch.exp(-lam)))
+
+
+class DiscreteVPSDE(VPSDE):
+    """The noise schedule of the discrete DDPM chain itself, as a VP SDE: use it for networks trained on the DDPM
+    table ``alphas_cumprod`` (diffusers' ``DDPMScheduler``, Ho et al.'s checkpoints) so that every sampler steps on
+    the schedule the network was trained on, not on the continuous VP limit.
+
+    DDPM's chain of ``N`` steps (Ho et al. 2020, eq. 4) has ``beta_k = linspace(beta_min / N, beta_max / N, N)`` and
+    ``alphas_cumprod[k] = prod_{j <= k} (1 - beta_j)``, exactly :class:`VPSDE`'s discrete tables. Timestep ``k`` sits
+    at the time ``t_k = k T / (N - 1)`` at which :class:`~scoresde.models.ScoreModel` feeds a discrete network the
+    label ``t (N - 1) = k`` (``label_type='timestep'``). The schedule is the discrete ``NoiseScheduleVP`` of
+    DPM-Solver (Lu et al. 2022, App. D; ``schedule='discrete'``) on those times:
+
+    * ``log alpha(t)`` is piecewise linear in ``t`` through ``(t_k, 1/2 log alphas_cumprod[k])`` (linear
+      extrapolation of the end segments outside ``[0, T]``); ``sigma(t) = sqrt(1 - alpha(t)^2)``, ``lambda_t`` from
+      them, and ``t_from_lambda`` the inverse interpolation of ``log alpha = -1/2 log(1 + e^(-2 lambda))``. At the
+      timesteps these are the table's values: ``alpha(t_k)^2 = alphas_cumprod[k]``.
+    * ``marginal_prob`` (mean ``alpha(t) x``, std ``sigma(t)``), ``denoise``, ``ddim_step`` and the schedule queries all
+      read this schedule; ``sde`` is the VP SDE ``dx = -1/2 beta(t) x dt + sqrt(beta(t)) dW`` whose marginals it is:
+      ``beta(t) = -2 d log alpha / dt``, constant on each segment, ``-(N - 1) / T log(1 - beta_{k+1})`` on
+      ``[t_k, t_{k+1})``. So the probability-flow ODE, Euler-Maruyama and the likelihood use the same schedule.
+    * Unlike the continuous VP, ``t = 0`` is timestep 0, which already carries the chain's first noise:
+      ``alpha(0)^2 = 1 - beta_0`` and ``sigma(0) = sqrt(beta_0)`` (the data is one chain step before the grid).
+      ``marginal_prob`` is the kernel from the data for every ``t``.
+    * ``discretize``, ``ancestral_step`` and ``langevin_alpha`` are :class:`VPSDE`'s DDPM rules on the discrete
+      tables. The schedule keeps its ``N``-entry table whatever the step count: ``with_steps(n)`` (fixed-step
+      samplers) rebuilds the tables as the chain of this schedule at ``n`` equally spaced times (``alphas_cumprod[i]
+      = alpha(i T / (n - 1))^2``), which is the training table again for ``n = N``.
+
+    The table's length is ``num_train_timesteps`` (the ``N`` given to the constructor), recorded by :meth:`describe`;
+    ``with_steps`` copies keep it. Use :class:`VPSDE` for models trained in continuous time.
+
+    Args:
+        beta_min: ``N beta_start`` (diffusers' ``beta_start`` times ``num_train_timesteps``).
+        beta_max: ``N beta_end``; must be below ``N`` (``beta_k < 1``).
+        N: number of timesteps of the chain (diffusers' ``num_train_timesteps``).
+        T: end time (timestep ``N - 1``).
+        prior_mean: see :class:`ScalarSDE`.
+    """
+
+    def __init__(
+        self,
+        beta_min: float = 0.1,
+        beta_max: float = 20.0,
+        N: int = 1000,
+        T: float = 1.0,
+        prior_mean: float | Tensor = 0.0,
+    ) -> None:
+        if isinstance(N, int) and not isinstance(N, bool) and N < 2:
+            raise ValueError(f"DiscreteVPSDE needs a chain of N >= 2 timesteps, got N={N!r}")
+        if isinstance(N, int) and isinstance(beta_max, (int, float)) and beta_max / N >= 1.0:
+            raise ValueError(f"DiscreteVPSDE needs beta_max / N < 1 (the last DDPM beta), got {beta_max!r} / {N}")
+        self.num_train_timesteps = N
+        super().__init__(beta_min, beta_max, N, T, prior_mean)
+
+    def _build_discrete_tables(self) -> None:
+        """The DDPM tables: the training chain for ``N = num_train_timesteps`` (the schedule's table, built on the
+        first call), else the chain of the schedule at ``N`` equally spaced times (class docstring)."""
+        if self.N == self.num_train_timesteps:
+            super()._build_discrete_tables()
+            if not hasattr(self, "_log_alpha_table"):  # the schedule: float64 half log of the training table
+                self._log_alpha_table = 0.5 * torch.log(self.alphas_cumprod.to(torch.float64))
+            return
+        dtype = torch.get_default_dtype()
+        abar = torch.exp(2.0 * self.log_alpha(torch.linspace(0.0, self.T, self.N, dtype=torch.float64)))
+        alphas = torch.cat([abar[:1], abar[1:] / abar[:-1]])  # 1 - beta_i of the chain at those times
+        self.alphas = alphas.to(dtype)
+        self.discrete_betas = (1.0 - alphas).to(dtype)
+        self.alphas_cumprod = abar.to(dtype)
+        self.sqrt_alphas_cumprod = torch.sqrt(abar).to(dtype)
+        self.sqrt_1m_alphas_cumprod = torch.sqrt(1.0 - abar).to(dtype)
+
+    def describe(self) -> dict:
+        """:meth:`SDE.describe` without the schedule table (derived from ``beta_min``, ``beta_max`` and
+        ``num_train_timesteps``, which it records)."""
+        out = super().describe()
+        out.pop("_log_alpha_table", None)
+        return out
+
+    def _segment(self, t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(k, w, table)``: the segment ``[t_k, t_{k+1}]`` holding ``t`` (end segments extended), the position
+        ``w = (t - t_k) / (t_{k+1} - t_k)`` in it, and the float64 table on ``t``'s device."""
+        table = self._log_alpha_table.to(t.device)
+        u = t.to(torch.float64) * ((self.num_train_timesteps - 1) / self.T)
+        k = torch.floor(u).clamp(0, self.num_train_timesteps - 2).long()
+        return k, u - k, table
+
+    def log_alpha(self, t: Tensor) -> Tensor:
+        """``log alpha(t)``: linear interpolation of ``1/2 log alphas_cumprod`` between the timesteps' times
+        ``t_k = k T / (N - 1)`` (DPM-Solver's discrete ``marginal_log_mean_coeff``), computed in float64."""
+        k, w, table = self._segment(t)
+        return (table[k] + w * (table[k + 1] - table[k])).to(t.dtype)
+
+    def sigma(self, t: Tensor) -> Tensor:
+        """``sigma(t) = sqrt(1 - alpha(t)^2)`` (as ``sqrt(-expm1(2 log alpha))``: exact at small noise levels)."""
+        return torch.sqrt(-torch.expm1(2.0 * self.log_alpha(t)))
+
+    def beta(self, t: Tensor) -> Tensor:
+        """``beta(t) = -2 d log alpha / dt``, constant on each segment: ``-2 (N - 1) / T (l_{k+1} - l_k)`` on
+        ``[t_k, t_{k+1})`` with ``l_k = 1/2 log alphas_cumprod[k]`` (the segment's right end at a knot)."""
+        k, _, table = self._segment(t)
+        return (-2.0 * (self.num_train_timesteps - 1) / self.T * (table[k + 1] - table[k])).to(t.dtype)
+
+    def t_from_lambda(self, lam: Tensor) -> Tensor:
+        """Inverse half log-SNR: ``log alpha = -1/2 softplus(-2 lambda)``, then the inverse of the piecewise-linear
+        ``log alpha`` (DPM-Solver's discrete ``inverse_lambda``; linear extrapolation outside the table)."""
+        target = (-0.5 * torch.nn.functional.softplus(-2.0 * lam.to(torch.float64)))
+        table = self._log_alpha_table.to(lam.device)
+        # the table decreases strictly (beta_k > 0): search the increasing -table
+        flat = target.reshape(-1)
+        k = (torch.searchsorted(-table, -flat) - 1).clamp(0, self.num_train_timesteps - 2)
+        w = (flat - table[k]) / (table[k + 1] - table[k])
+        return ((k + w) * (self.T / (self.num_train_timesteps - 1))).reshape(lam.shape).to(lam.dtype)
+
+    def require_discrete_chain(self, what: str) -> None:
+        """Nothing to check: the tables of this schedule are defined for every step count (``beta_max / N < 1`` was
+        checked on construction, and ``with_steps`` tables come from the schedule)."""
+        return None
