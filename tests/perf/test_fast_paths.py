@@ -163,3 +163,23 @@ def test_channels_last_keeps_the_outputs_and_gradients(name: str) -> None:
     for p, q in zip(net.parameters(), net_cl.parameters(), strict=True):
         if p.grad is not None:
             torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-5 * float(p.grad.abs().max()) + 1e-8)
+
+
+@pytest.mark.slow  # worker start-up: ~15 s on a loaded 2-core machine
+def test_loader_with_workers_yields_the_same_batches() -> None:
+    from scoresde.training.data import PointDataset, StepBatchSampler, make_loader
+
+    points = torch.arange(40, dtype=torch.float32).reshape(20, 2)
+    ds = PointDataset(points, torch.arange(20) % 3)
+
+    def batches(workers: int) -> list[torch.Tensor]:
+        sampler = StepBatchSampler(20, 4, seed=3, start_step=0, rank=0, world_size=1, grad_accum=1, num_steps=6)
+        return [x for x, _ in make_loader(ds, sampler, workers, prefetch_factor=3)]
+
+    plain, workers = batches(0), batches(2)
+    assert len(plain) == len(workers) == 6
+    for a, b in zip(plain, workers, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert not torch.equal(plain[0], plain[1])  # a real shuffle: different batches per step
+    with pytest.raises(ValueError, match="num_workers must be >= 0"):
+        make_loader(ds, StepBatchSampler(20, 4, 3, 0, 0, 1, 1, 6), -1)

@@ -135,6 +135,16 @@ class StepBatchSampler(Sampler[list[int]]):
                 yield mine[m * self.micro:(m + 1) * self.micro].tolist()
 
 
-def make_loader(dataset: Dataset, sampler: StepBatchSampler, num_workers: int) -> DataLoader:
-    """A DataLoader over ``sampler``'s micro-batches (default collation: ``(images, labels)``)."""
-    return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, persistent_workers=num_workers > 0)
+def make_loader(dataset: Dataset, sampler: StepBatchSampler, num_workers: int, pin_memory: bool = False,
+                prefetch_factor: int = 2) -> DataLoader:
+    """A DataLoader over ``sampler``'s micro-batches (default collation: ``(images, labels)``).
+
+    ``num_workers`` processes (``training.num_workers``, kept alive across epochs) each prepare ``prefetch_factor``
+    micro-batches ahead; ``pin_memory`` (the trainer sets it on CUDA) collates into page-locked memory so that the
+    host-to-device copy can run asynchronously (``.to(device, non_blocking=True)``). Neither changes the batches:
+    the sampler fixes their content and order.
+    """
+    if num_workers < 0 or prefetch_factor < 1:
+        raise ValueError(f"num_workers must be >= 0 and prefetch_factor >= 1, got {num_workers}, {prefetch_factor}")
+    extra = {"prefetch_factor": prefetch_factor, "persistent_workers": True} if num_workers > 0 else {}
+    return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, pin_memory=pin_memory, **extra)

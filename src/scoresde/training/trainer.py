@@ -334,7 +334,8 @@ class Trainer:
         sampler = StepBatchSampler(len(self.train_set), t.batch_size, self.cfg.seed, self.step, self.env.rank,
                                    self.env.world_size, t.grad_accum, t.n_iters)
         micro, labels = [], []
-        for images, y in make_loader(self.train_set, sampler, t.num_workers):
+        pin = self.env.device.type == "cuda"  # page-locked batches: asynchronous host-to-device copies
+        for images, y in make_loader(self.train_set, sampler, t.num_workers, pin_memory=pin):
             micro.append(images)
             labels.append(torch.as_tensor(y, dtype=torch.int64))
             if len(micro) == t.grad_accum:
