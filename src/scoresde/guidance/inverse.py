@@ -12,7 +12,7 @@ diffuse independently of the others, which the three methods use:
   ``benchmarks/controllable.py``).
 * ``method="repaint"``: the same replacement on an ancestral sampler with RePaint's resampling (Lugmayr et al. 2022):
   after every ``jump_length`` steps down, the state is re-noised ``jump_length`` steps up, ``resamplings - 1`` times.
-  Less biased than replacement, not exact.
+  Not exact: on the benchmark mixture (exact weights 0.85/0.15) it returns 0.55, replacement 0.54.
 * ``method="smc"``: a particle filter that is asymptotically exact (as ``num_particles`` grows, with exact scores and
   fine steps). The observed coordinates follow one forward-noised path ``y_t`` of the observation; because they
   diffuse independently of the rest, ``p(x_0 | y_{0:T}) = p(x_0 | y_0)``, and the reverse chain conditioned on that
@@ -451,7 +451,7 @@ def inpaint(
       ``resamplings=10`` (RePaint's ``r`` and ``n``; NFE about ``steps * resamplings``), ``grid=None`` (a name of
       :data:`scoresde.sampling.grids.GRIDS`; by default ``logSNR`` for VE/VP/sub-VP, ``quadratic`` for CLD/PSLD),
       ``eps=1e-3``,
-      ``denoise=True``. Less biased; not exact.
+      ``denoise=True``. Not exact (barely better than replacement on the benchmark mixture).
     * ``"smc"``: the asymptotically exact particle filter; options ``steps`` (default ``sde.N``),
       ``num_particles=16`` (per returned sample; ``steps + 1`` model calls on ``B * num_particles`` rows),
       ``ess_threshold=0.5``, ``grid=None``, ``eps=1e-3``, ``denoise=True``. Use it when the conditional must be right
