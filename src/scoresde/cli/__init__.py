@@ -52,6 +52,12 @@ def _add_sampler(p: argparse.ArgumentParser, positive_int=_positive_int) -> None
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    if args.conditional:
+        from .conditional_demo import cmd_conditional_demo
+
+        return cmd_conditional_demo(args)
+    if args.classifier is not None:
+        raise ValueError("--classifier is an option of the conditional demo; add --conditional")
     if args.toy:
         from .demo import DemoConfig, format_summary, run_demo
 
@@ -105,12 +111,17 @@ def build_parser() -> argparse.ArgumentParser:
     smp.add_argument("--workdir", required=True)
     _add_step(smp)
     smp.add_argument("--num", type=_positive_int, default=64, help="number of samples (default: %(default)s)")
-    smp.add_argument("--batch-size", type=_positive_int, default=256, help="samples per batch (default: %(default)s)")
+    smp.add_argument("--batch-size", type=commands.batch_size_arg, default=256,
+                     help="samples per batch, or 'auto': the largest that fits in half the free memory (default: "
+                          "%(default)s); the samples depend on it (one generator per batch)")
     smp.add_argument("--out", default=None, help="output .png (grid / scatter) or .npz (uint8 images or points)")
     _add_sampler(smp)
     smp.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     smp.add_argument("--no-ema", action="store_true", help="use the online weights instead of the EMA")
     _add_common(smp)
+    from .controllable_commands import add_class_options, add_controllable_commands
+
+    add_class_options(smp)  # --class, --guidance, --scale, --classifier
     smp.set_defaults(func=commands.cmd_sample)
 
     lik = sub.add_parser("likelihood", help="bits/dim of a data split under a checkpoint (probability-flow ODE)")
@@ -156,6 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "checks every sampler and the likelihood (samples.png, metrics.json).")
     demo.add_argument("--out", default="demo_out", help="output folder (default: %(default)s)")
     demo.add_argument("--toy", action="store_true", help="the 2-D Gaussian-mixture demo instead of the digits")
+    demo.add_argument("--conditional", action="store_true",
+                      help="the class-conditional digits demo: classifier-free and classifier guidance, inpainting, "
+                           "interpolation (grid.png, inpainting.png, interpolation.png, metrics.json)")
+    demo.add_argument("--classifier", default=None, metavar="DIR",
+                      help="--conditional: a `scoresde train-classifier` folder for the digits' VP SDE (default: "
+                           "train one in OUT/classifier)")
     demo.add_argument("--steps", type=_positive_int, default=None,
                       help="training steps (default: the preset's, 1000 for digits, 5000 for the toy)")
     demo.add_argument("--num-samples", type=_positive_int, default=None,
@@ -170,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .classifier_commands import add_classifier_commands  # `train-classifier` (controllable generation)
 
     add_classifier_commands(sub, _positive_int, _add_common)
+    add_controllable_commands(sub, _positive_int, _add_common, _add_step)  # inpaint, colorize, encode, interpolate
     return parser
 
 

@@ -13,6 +13,90 @@ import torch
 from ..config import Config, apply_overrides, config_from_dict, load_config
 
 
+def batch_size_arg(value: str) -> int | str:
+    """``--batch-size`` of ``sample`` / ``eval``: a positive integer, or ``auto`` (:func:`autotune_batch_size`)."""
+    if value.strip().lower() == "auto":
+        return "auto"
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"--batch-size must be a positive integer or 'auto', got {value!r}")
+    return number
+
+
+def _status_bytes(key: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"{key} missing from /proc/self/status")
+
+
+def peak_memory_growth(fn, device: torch.device | str) -> int:
+    """Bytes by which ``fn()`` raises the peak memory above the memory in use before it: ``max_memory_allocated``
+    on CUDA; on CPU (Linux) the peak resident set ``VmHWM`` (reset through ``/proc/self/clear_refs``) minus the
+    resident set before. The CPU figure is an estimate: memory that the allocator had cached is reused unseen."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        fn()
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - before
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # VmHWM := VmRSS
+    before = _status_bytes("VmRSS")
+    fn()
+    return _status_bytes("VmHWM") - before
+
+
+def free_memory(device: torch.device | str) -> int:
+    """Bytes free for new tensors: ``cuda.mem_get_info`` on CUDA, ``MemAvailable`` of ``/proc/meminfo`` on CPU."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("MemAvailable missing from /proc/meminfo")
+
+
+def autotune_batch_size(model, shape_one: tuple[int, ...], device: torch.device | str, upper: int,
+                        memory_fraction: float = 0.5, probe: int = 2, cond_fn=None) -> int:
+    """The largest sampling batch (at most ``upper``) whose network call fits in ``memory_fraction`` of the free
+    memory: one probe call of ``probe`` samples (``torch.no_grad``, ``t = 0.5``) measures the memory per sample
+    (:func:`peak_memory_growth`), the batch is ``memory_fraction * free / per_sample``; on CUDA a call at that
+    batch is tried and the batch halved on ``OutOfMemoryError``. Use ``--batch-size auto`` rather than a fixed size
+    when the same command runs on machines of different memory; ``memory_fraction`` leaves room for the sampler's
+    own state (a few tensors of the batch) and the CPU estimate's error. ``cond_fn(n)`` gives the conditioning
+    keywords of a batch of ``n`` (e.g. class labels), or None."""
+    if not 0 < memory_fraction <= 1 or probe < 1 or upper < 1:
+        raise ValueError(f"need 0 < memory_fraction <= 1, probe >= 1 and upper >= 1; got {memory_fraction}, {probe}, "
+                         f"{upper}")
+    device = torch.device(device)
+
+    @torch.no_grad()
+    def call(n: int) -> None:
+        x = torch.randn(n, *shape_one, device=device)
+        model.score(x, torch.full((n,), 0.5, device=device), **(cond_fn(n) if cond_fn else {}))
+
+    call(1)  # warm-up: lazy initialisation is not per-sample memory
+    per_sample = max(peak_memory_growth(lambda: call(probe), device) / probe, 1.0)
+    batch = max(1, min(upper, int(memory_fraction * free_memory(device) / per_sample)))
+    while device.type == "cuda" and batch > 1:
+        try:
+            call(batch)
+            break
+        except torch.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            batch //= 2
+    return batch
+
+
 def _saved_config(workdir: Path) -> Config:
     path = workdir / "config.json"
     if not path.is_file():
@@ -129,10 +213,18 @@ def cmd_sample(args: argparse.Namespace) -> int:
     toy = cfg.model["name"] == "toy_mlp"
     shape_one = (2,) if toy else (cfg.data.num_channels, cfg.data.image_size, cfg.data.image_size)
     bar = {"progress": not args.quiet} if "progress" in SAMPLERS[name].options() else {}
-    cond = None  # conditioning inputs (batch-first tensors, sliced per batch) once runs have conditional models
+    from .controllable_commands import conditioned_model  # --class / --guidance (controllable generation)
+
+    model, labels = conditioned_model(args, model, args.num, device, None if toy else shape_one)
+    if args.batch_size == "auto":  # the samples depend on the batch size (one generator per batch)
+        cond_fn = None if labels is None else (lambda n: {"class_labels": labels[:1].repeat(n).to(device)})
+        args.batch_size = autotune_batch_size(model, shape_one, device, args.num, cond_fn=cond_fn)
+        if not args.quiet:
+            print(f"--batch-size auto: {args.batch_size}")
     chunks, nfe = [], 0
     for start in range(0, args.num, args.batch_size):
         n = min(args.batch_size, args.num - start)
+        cond = None if labels is None else {"class_labels": labels[start:start + n].to(device)}
         g = torch.Generator(device).manual_seed(args.seed * 1_000_003 + start)
         x, info = sample(model, (n, *shape_one), name, generator=g, cond=cond, device=device, return_info=True,
                          **bar, **options)
@@ -147,7 +239,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".npz":
         arr = x.numpy() if toy else (x * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-        np.savez(out, samples=arr, step=step, sampler=name, nfe=nfe, options=json.dumps(options))
+        np.savez(out, samples=arr, step=step, sampler=name, nfe=nfe, options=json.dumps(options),
+                 **({} if labels is None else {"labels": labels.numpy()}))
     elif out.suffix == ".png":
         save_samples_png(x, out)
     else:
