@@ -32,31 +32,46 @@ from scoresde.toy.phase_space import PhaseSpaceMixture
 F64 = torch.float64
 SDES = {"VE": lambda: VESDE(sigma_min=0.01, sigma_max=20.0), "VP": VPSDE, "sub-VP": SubVPSDE, "PSLD": PSLD}
 
-#: (label, sampler, options, steps for a budget of NFE, deterministic)
+#: (label, sampler, options, steps for a budget of NFE, kind): kind "pf" = a deterministic solver of the
+#: probability-flow ODE (path error against the dopri8 solve), "kernel" = a deterministic solver of the phase-space
+#: kernel flow (path error against a 400-step DPM-Solver-3 solve of that flow), "stochastic" = no path (ED only)
 SAMPLER_ROWS = [
-    ("DDIM", "ddim", {"grid": "logSNR"}, lambda n: n, True),
-    ("DDIM (uniform)", "ddim", {"grid": "uniform"}, lambda n: n, True),
+    ("DDIM", "ddim", {"grid": "logSNR"}, lambda n: n, "pf"),
+    ("DDIM (uniform)", "ddim", {"grid": "uniform"}, lambda n: n, "pf"),
     ("DPM-Solver++(2M)", "dpm_solver", {"algorithm": "dpmsolver++", "method": "multistep", "order": 2}, lambda n: n,
-     True),
+     "pf"),
+    ("DPM-Solver++(2M, time_quadratic)", "dpm_solver", {"order": 2, "grid": "time_quadratic"}, lambda n: n, "pf"),
     ("DPM-Solver++(3M)", "dpm_solver", {"algorithm": "dpmsolver++", "method": "multistep", "order": 3}, lambda n: n,
-     True),
+     "pf"),
+    ("DPM-Solver-3M (noise, time_quadratic)", "dpm_solver", {"algorithm": "dpmsolver", "order": 3,
+                                                             "grid": "time_quadratic"}, lambda n: n, "pf"),
     ("DPM-Solver-3 (singlestep)", "dpm_solver", {"algorithm": "dpmsolver", "method": "singlestep", "order": 3},
-     lambda n: max(1, n // 3), True),
-    ("UniPC-2 bh2", "unipc", {"order": 2, "variant": "bh2"}, lambda n: n, True),
-    ("UniPC-3 bh1", "unipc", {"order": 3, "variant": "bh1"}, lambda n: n, True),
-    ("Heun (EDM, karras)", "heun", {"grid": "karras"}, lambda n: (n + 1) // 2, True),
-    ("DDIM eta=1", "ddim", {"eta": 1.0, "grid": "logSNR"}, lambda n: n, False),
+     lambda n: max(1, n // 3), "pf"),
+    ("UniPC-2 bh2", "unipc", {"order": 2, "variant": "bh2"}, lambda n: n, "pf"),
+    ("UniPC-3 bh1", "unipc", {"order": 3, "variant": "bh1"}, lambda n: n, "pf"),
+    ("UniPC-2 bh2 (noise, time_quadratic)", "unipc", {"order": 2, "variant": "bh2", "prediction": "noise",
+                                                      "grid": "time_quadratic"}, lambda n: n, "pf"),
+    ("UniPC-3 bh1 (noise, time_quadratic)", "unipc", {"order": 3, "variant": "bh1", "prediction": "noise",
+                                                      "grid": "time_quadratic"}, lambda n: n, "pf"),
+    ("Heun (EDM, karras)", "heun", {"grid": "karras"}, lambda n: (n + 1) // 2, "pf"),
+    ("DDIM eta=1", "ddim", {"eta": 1.0, "grid": "logSNR"}, lambda n: n, "stochastic"),
     ("SDE-DPM-Solver++(2M)", "dpm_solver", {"algorithm": "sde-dpmsolver++", "method": "multistep", "order": 2},
-     lambda n: n, False),
+     lambda n: n, "stochastic"),
 ]
 PHASE_SPACE_ROWS = [
-    ("DDIM", "ddim", {"grid": "uniform"}, lambda n: n, True),
-    ("DDIM (quadratic)", "ddim", {"grid": "quadratic"}, lambda n: n, True),
-    ("DDIM (probability flow)", "ddim", {"grid": "uniform", "flow": "probability_flow"}, lambda n: n, True),
+    ("DDIM (kernel)", "ddim", {"grid": "uniform"}, lambda n: n, "kernel"),
+    ("DDIM (kernel, quadratic)", "ddim", {"grid": "quadratic"}, lambda n: n, "kernel"),
+    ("DDIM (probability flow)", "ddim", {"grid": "uniform", "flow": "probability_flow"}, lambda n: n, "pf"),
     ("DDIM (probability flow, quadratic)", "ddim", {"grid": "quadratic", "flow": "probability_flow"}, lambda n: n,
-     True),
-    ("DDIM (ED ratio)", "ddim", {"grid": "uniform"}, lambda n: n, False),
-    ("SSCS (quadratic)", "sscs", {"grid": "quadratic", "denoise": False}, lambda n: n, False),
+     "pf"),
+    ("DPM-Solver++(2M) (kernel, time_quadratic)", "dpm_solver", {"order": 2, "grid": "time_quadratic"}, lambda n: n,
+     "kernel"),
+    ("DPM-Solver-2M (kernel, noise, time_quadratic)", "dpm_solver", {"order": 2, "algorithm": "dpmsolver",
+                                                                    "grid": "time_quadratic"}, lambda n: n, "kernel"),
+    ("DPM-Solver-3M (kernel, noise, time_quadratic)", "dpm_solver", {"order": 3, "algorithm": "dpmsolver",
+                                                                    "grid": "time_quadratic"}, lambda n: n, "kernel"),
+    ("DDIM eta=1", "ddim", {"grid": "quadratic", "eta": 1.0}, lambda n: n, "stochastic"),
+    ("SSCS (quadratic)", "sscs", {"grid": "quadratic", "denoise": False}, lambda n: n, "stochastic"),
 ]
 
 
@@ -80,6 +95,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="smoke run: 128 paths, NFE 10 and 20, 2-D only")
     p.add_argument("--samples", type=int, default=None, help="paths per run (default 512; quick 128)")
     p.add_argument("--nfe", type=int, nargs="+", default=None, help="NFE budgets (default 5 10 15 20 50)")
+    p.add_argument("--floor-nfe", type=int, nargs="+", default=None,
+                   help="NFE budgets of the 2-D energy-distance (noise floor) table (default 5 10 15 20 30 50 100 200)")
+    p.add_argument("--floor", type=float, default=2.0, help="ED ratio counted as the noise floor (default 2)")
     p.add_argument("--sdes", nargs="+", default=list(SDES), choices=list(SDES))
     p.add_argument("--ref-tol", type=float, default=1e-9, help="rtol = atol of the dopri8 reference solve")
     p.add_argument("--png", default=str(Path(__file__).with_name("fast_samplers.png")), help="error-vs-NFE plot")
@@ -88,6 +106,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     args.samples = args.samples or (128 if args.quick else 512)
     args.nfe = args.nfe or ([10, 20] if args.quick else [5, 10, 15, 20, 50])
+    args.floor_nfe = args.floor_nfe or ([10, 20] if args.quick else [5, 10, 15, 20, 30, 50, 100, 200])
     return args
 
 
@@ -96,32 +115,38 @@ def _score(gm: GaussianMixture, sde):
 
 
 def run_case(data: str, gm: GaussianMixture, sde_name: str, args: argparse.Namespace) -> list[dict]:
-    """Every sampler row at every NFE budget for one mixture and SDE."""
+    """Every sampler row at every NFE budget for one mixture and SDE: path errors at ``args.nfe`` (deterministic
+    rows), and on the 2-D mixture the energy-distance ratio of 2000 samples at ``args.floor_nfe`` (every row)."""
     sde = SDES[sde_name]()
     score = _score(gm, sde)
     shape = (args.samples, gm.dim)
     x_T = sde.prior_sampling(sde.state_shape(shape), torch.Generator().manual_seed(args.seed), dtype=F64)
     t0 = time.perf_counter()
-    ref, ref_info = sample(sde, score, None, "ode", x_T=x_T, dtype=F64, rtol=args.ref_tol, atol=args.ref_tol,
-                           method="dopri8", return_info=True)
+    refs = {}
+    refs["pf"], ref_info = sample(sde, score, None, "ode", x_T=x_T, dtype=F64, rtol=args.ref_tol, atol=args.ref_tol,
+                                  method="dopri8", return_info=True)
     print(f"# {data} {sde_name}: reference dopri8 tol {args.ref_tol:g}, NFE {ref_info.nfe}, "
           f"{time.perf_counter() - t0:.1f} s", flush=True)
+    if sde.has_auxiliary:
+        refs["kernel"] = sample(sde, score, None, "dpm_solver", x_T=x_T, dtype=F64, steps=400, order=3,
+                                algorithm="dpmsolver", grid="time_quadratic")
     g = torch.Generator().manual_seed(args.seed + 1)
     truth = gm.sample(2000, g)
     baseline = sum(energy_distance(gm.sample(2000, g), truth) for _ in range(3)) / 3
     rows = []
-    for label, name, options, steps_for, deterministic in (PHASE_SPACE_ROWS if sde.has_auxiliary else SAMPLER_ROWS):
+    for label, name, options, steps_for, kind in (PHASE_SPACE_ROWS if sde.has_auxiliary else SAMPLER_ROWS):
         if name not in SAMPLERS:
             continue
-        for nfe in args.nfe:
-            row = {"data": data, "sde": sde_name, "sampler": label, "budget": nfe}
+        budgets = sorted(set(args.nfe) | (set(args.floor_nfe) if data == "2-D" else set()))
+        for nfe in budgets:
+            row = {"data": data, "sde": sde_name, "sampler": label, "budget": nfe, "kind": kind}
             try:
-                if deterministic:
-                    x, info = sample(sde, score, shape, name, x_T=x_T, dtype=F64, steps=steps_for(nfe),
+                if kind != "stochastic" and nfe in args.nfe:
+                    x, info = sample(sde, score, None, name, x_T=x_T, dtype=F64, steps=steps_for(nfe),
                                      return_info=True, **options)
-                    err = (x - ref).norm(dim=1) / math.sqrt(gm.dim)
+                    err = (x - refs[kind]).norm(dim=1) / math.sqrt(gm.dim)
                     row.update(nfe=info.nfe, mean=float(err.mean()), median=float(err.median()))
-                else:
+                if data == "2-D" and nfe in args.floor_nfe:
                     x, info = sample(sde, score, (2000, gm.dim), name, dtype=F64, steps=steps_for(nfe),
                                      generator=torch.Generator().manual_seed(args.seed + 2), return_info=True,
                                      **options)
@@ -136,23 +161,29 @@ def _fmt(v: float) -> str:
     return f"{v:.2e}"
 
 
-def print_tables(rows: list[dict]) -> None:
-    det = [r for r in rows if "mean" in r or ("error" in r and "ed" not in r)]
+def print_tables(rows: list[dict], floor: float) -> None:
+    det = [r for r in rows if "mean" in r]
     print("\n| data | SDE | sampler | budget | NFE | mean path error | median path error |")
     print("|---|---|---|---|---|---|---|")
     for r in det:
-        if "mean" in r:
-            print(f"| {r['data']} | {r['sde']} | {r['sampler']} | {r['budget']} | {r['nfe']} | {_fmt(r['mean'])} | "
-                  f"{_fmt(r['median'])} |")
-        else:
+        print(f"| {r['data']} | {r['sde']} | {r['sampler']} | {r['budget']} | {r['nfe']} | {_fmt(r['mean'])} | "
+              f"{_fmt(r['median'])} |")
+    for r in rows:
+        if "error" in r:
             print(f"| {r['data']} | {r['sde']} | {r['sampler']} | {r['budget']} | - | error: {r['error']} | - |")
-    sto = [r for r in rows if "ed" in r]
-    if sto:
-        print("\nStochastic samplers: energy distance to 2000 true samples / true-vs-true (1 = noise floor)\n")
-        print("| data | SDE | sampler | budget | NFE | ED ratio |")
-        print("|---|---|---|---|---|---|")
-        for r in sto:
-            print(f"| {r['data']} | {r['sde']} | {r['sampler']} | {r['budget']} | {r['nfe']} | {r['ed']:.2f} |")
+    ed = [r for r in rows if "ed" in r]
+    if not ed:
+        return
+    budgets = sorted({r["budget"] for r in ed})
+    print(f"\nEnergy distance of 2000 samples to 2000 true samples / true-vs-true (1 = noise floor), 2-D mixture; "
+          f"'floor NFE': the first budget whose ratio is at most {floor:g}\n")
+    print("| SDE | sampler | " + " | ".join(f"NFE {b}" for b in budgets) + " | floor NFE |")
+    print("|---|---|" + "---|" * len(budgets) + "---|")
+    for key in dict.fromkeys((r["sde"], r["sampler"]) for r in ed):
+        got = {r["budget"]: r for r in ed if (r["sde"], r["sampler"]) == key}
+        cells = [f"{got[b]['ed']:.2f}" if b in got else "-" for b in budgets]
+        hit = [got[b]["nfe"] for b in budgets if b in got and got[b]["ed"] <= floor]
+        print(f"| {key[0]} | {key[1]} | " + " | ".join(cells) + f" | {hit[0] if hit else '> ' + str(budgets[-1])} |")
 
 
 COLORS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
@@ -226,7 +257,7 @@ def main(argv: list[str] | None = None) -> None:
     for data, gm in mixtures.items():
         for sde_name in args.sdes:
             rows += run_case(data, gm, sde_name, args)
-    print_tables(rows)
+    print_tables(rows, args.floor)
     plot(rows, args.png)
     print(f"\ntotal {time.perf_counter() - start:.0f} s")
 
