@@ -4,6 +4,7 @@ folder, and reference Inception statistics of a dataset."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +28,8 @@ def add_eval_commands(sub, positive_int: Callable[[str], int],
                       add_sampler: Callable[..., None]) -> None:
     """Register ``eval`` and ``fid-stats`` on the sub-parsers ``sub`` of ``scoresde`` (the options shared with
     ``sample`` come from ``add_common``, ``add_step`` and ``add_sampler``)."""
+    from .commands import batch_size_arg
+
     ev = sub.add_parser(
         "eval", help="FID / IS / KID / bits-per-dim / FPE residual of a checkpoint, written to eval/metrics.json",
         description="Generate --num-samples samples in resumable rounds (sample i is seeded from (--seed, i), so it "
@@ -42,7 +45,9 @@ def add_eval_commands(sub, positive_int: Callable[[str], int],
                          "(PSLD/CLD) is the entropy-corrected augmented bound with --bpd-probes momentum draws; fpe "
                          "is the mean squared score Fokker-Planck residual per dimension on perturbed bpd-split data")
     ev.add_argument("--num-samples", type=positive_int, default=50_000, help="default: %(default)s (the papers')")
-    ev.add_argument("--batch-size", type=positive_int, default=500, help="samples per sampler call")
+    ev.add_argument("--batch-size", type=batch_size_arg, default=500,
+                    help="samples per sampler call, or 'auto': the largest that fits in half the free memory (the "
+                         "samples do not depend on it)")
     ev.add_argument("--round-size", type=positive_int, default=5_000, help="samples per resumable round file")
     ev.add_argument("--seed", type=int, default=0)
     add_sampler(ev, positive_int)
@@ -95,11 +100,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     """``scoresde eval``: run :func:`scoresde.evaluation.evaluate` on a checkpoint of ``--workdir``."""
     from ..evaluation import EvalSettings, evaluate
     from ..training.distributed import init_distributed
-    from .commands import _load_model, _saved_config, resolve_sampler
+    from .commands import _load_model, _saved_config, autotune_batch_size, resolve_sampler
 
     workdir = Path(args.workdir)
     cfg, name, options = resolve_sampler(_saved_config(workdir), args, "eval")
-    settings = EvalSettings(metrics=args.metrics, num_samples=args.num_samples, batch_size=args.batch_size,
+    auto = args.batch_size == "auto"  # resolved once the model is loaded
+    batch = 1 if auto else args.batch_size
+    settings = EvalSettings(metrics=args.metrics, num_samples=args.num_samples, batch_size=batch,
                             round_size=args.round_size, seed=args.seed, ref_stats=args.ref_stats,
                             inception_weights=args.inception_weights, kid_subsets=args.kid_subsets,
                             kid_subset_size=args.kid_subset_size, bpd_split=args.bpd_split, bpd_num=args.bpd_num,
@@ -109,6 +116,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     settings.validate()
     env = init_distributed(args.device)
     model, step, path = _load_model(workdir, args.checkpoint, not args.no_ema, str(env.device))
+    if auto:
+        shape_one = (2,) if cfg.model["name"] == "toy_mlp" else (cfg.data.num_channels, cfg.data.image_size,
+                                                                  cfg.data.image_size)
+        per_rank = -(-args.num_samples // env.world_size)
+        settings = dataclasses.replace(settings, batch_size=autotune_batch_size(model, shape_one, env.device, per_rank))
+        if env.is_main and not args.quiet:
+            print(f"--batch-size auto: {settings.batch_size}")
     steps = f"_steps{args.steps}" if args.steps is not None else ""
     out_dir = workdir / "eval" / (args.tag or f"step_{step}_{name}{steps}_seed{args.seed}")
     record = evaluate(model, cfg, step=step, ema=not args.no_ema, out_dir=out_dir, settings=settings, env=env,
