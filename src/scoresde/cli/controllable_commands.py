@@ -265,6 +265,14 @@ def _labels_for(args: argparse.Namespace, model: Any, num: int) -> dict[str, Any
     return {"class_labels": class_labels(args.class_spec, num, n)}
 
 
+def _check_out(path: str, suffixes: tuple[str, ...]) -> Path:
+    """``--out`` as a path, checked before any work: its suffix must be one of ``suffixes``."""
+    out = Path(path)
+    if out.suffix not in suffixes:
+        raise ValueError(f"--out must end in {' or '.join(suffixes)}, got {out.name!r}")
+    return out
+
+
 def _method_options(items: list[str], steps: int | None) -> dict[str, Any]:
     """``--set KEY=VALUE`` method options (values read as JSON, else as strings) and ``--steps``."""
     options: dict[str, Any] = {}
@@ -305,6 +313,7 @@ def _inverse(args: argparse.Namespace, colour: bool) -> int:
     from ..data import data_scaler, inverse_data_scaler
     from ..guidance import colorize, inpaint
 
+    _check_out(args.out, (".png", ".npy"))
     cfg, model, device = _load(args)
     shape = _run_shape(cfg)
     if colour and shape[0] < 2:
@@ -328,12 +337,12 @@ def _inverse(args: argparse.Namespace, colour: bool) -> int:
         y, info = colorize(model, obs, **call)
     else:
         y, info = inpaint(model, obs, m.to(device), **call)
-    y = inverse_data_scaler(y.cpu(), cfg.data.centered).clamp(0, 1)
+    y = inverse_data_scaler(y.cpu(), cfg.data.centered)
     out = Path(args.out)
-    if out.suffix == ".npy":
+    if out.suffix == ".npy":  # not clipped: the observed values (pixels, grey level) are exact
         save_grid(y, out, per)
     else:
-        save_grid(_observation_and_outputs(x, mask.expand(x.shape), y, per), out, per + 1)
+        save_grid(_observation_and_outputs(x, mask.expand(x.shape), y.clamp(0, 1), per), out, per + 1)
     what = "colorized" if colour else "inpainted"
     print(f"{what} {x.shape[0]} image(s) x {per} with {args.method} (NFE {info.nfe}) to {out}")
     return 0
@@ -362,10 +371,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
     """``scoresde encode``: the probability-flow ODE codes of ``--image`` written as a float32 ``.npy``."""
     from ..data import data_scaler
 
+    out = _check_out(args.out, (".npy",))
     cfg, model, device = _load(args)
-    out = Path(args.out)
-    if out.suffix != ".npy":
-        raise ValueError(f"--out must end in .npy (the codes), got {out.name!r}")
     x = data_scaler(read_images(args.image, _run_shape(cfg)), cfg.data.centered).to(device)
     g = torch.Generator(device).manual_seed(args.seed)
     code, nfe = _encode(args, model, x, _labels_for(args, model, x.shape[0]), g)
@@ -382,6 +389,7 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     from ..sampling import sample
     from ..sampling.latent import interpolate
 
+    _check_out(args.out, (".png", ".npy"))
     cfg, model, device = _load(args)
     shape = _run_shape(cfg)
     images = []
@@ -437,7 +445,7 @@ def add_controllable_commands(sub: Any, positive_int: Callable[[str], int],
                        help="completions drawn per input image (default: %(default)s)")
         p.add_argument("--out", required=True,
                        help=".png: one row per image (the observation, then the completions); .npy: the completions "
-                            "(float32 in [0, 1], shape (B * N, C, H, W))")
+                            "(float32, pixels on the [0, 1] scale, not clipped, shape (B * N, C, H, W))")
         add_common(p)
 
     inp = sub.add_parser("inpaint", help="fill in the masked pixels of images with a run's model",

@@ -1,0 +1,201 @@
+"""The controllable-generation commands end to end on tiny runs (a couple of training steps, few sampling steps):
+``sample --class/--guidance``, ``inpaint``, ``colorize``, ``encode``, ``interpolate``; outputs exist with the right
+shapes and values, and every bad input is one error line."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from scoresde.cli import main
+from scoresde.cli.controllable_commands import class_labels, half_mask, read_mask
+from scoresde.data import load_digits16
+from scoresde.training import Trainer, load_config
+
+TINY = ["model.nf=8", "model.ch_mult=[1]", "model.attn_resolutions=[]", "model.num_scales=30",
+        "training.n_iters=1", "training.snapshot_freq=1", "training.eval_freq=0", "training.batch_size=4",
+        "training.snapshot_sampling=false", "training.log_freq=1", "training.snapshot_freq_for_preemption=1"]
+FAST = ["--sampler", "dpm_solver", "--steps", "2", "--quiet"]
+TINY_CLASSIFIER = ["classifier.steps=1", "classifier.nf=8", "classifier.ch_mult=[1]", "classifier.batch_size=4",
+                   "classifier.eval_num=4", "classifier.eval_bins=1", "classifier.warmup=0"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _train(path, preset: str, extra: tuple[str, ...] = ()) -> str:
+    Trainer(load_config(preset, [*TINY, *extra]), path, progress=False).train()
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A class-conditional and an unconditional tiny digits run, two digit files and classifiers for VP / sub-VP."""
+    from scoresde.training.classifier import train_classifier
+
+    root = tmp_path_factory.mktemp("controllable")
+    torch.set_num_threads(1)
+    images = load_digits16("test").images[:3].numpy()
+    np.save(root / "three.npy", images)
+    for i, name in enumerate(("a.png", "b.png")):
+        Image.fromarray(images[i, 0]).save(root / name)
+    train_classifier("digits/vp_ddpmpp", root / "clf_vp", overrides=TINY_CLASSIFIER)
+    train_classifier("digits/vp_ddpmpp", root / "clf_subvp", overrides=[*TINY_CLASSIFIER, "training.sde=subvpsde"])
+    return {"cond": _train(root / "cond", "digits/vp_ddpmpp_conditional"),
+            "uncond": _train(root / "uncond", "digits/vp_ddpmpp"), "root": root}
+
+
+def _run(argv: list[str], capsys) -> tuple[int, str, str]:
+    code = main(argv)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_class_labels_split_the_samples_into_blocks() -> None:
+    assert class_labels("3", 4, 10).tolist() == [3, 3, 3, 3]
+    assert class_labels("all", 6, 3).tolist() == [0, 0, 1, 1, 2, 2]
+    assert class_labels("7,2", 5, 10).tolist() == [7, 7, 7, 2, 2]
+    with pytest.raises(ValueError, match=r"label 10 is outside \[0, 10\)"):
+        class_labels("1,10", 4, 10)
+
+
+def test_masks_name_the_observed_half(tmp_path) -> None:
+    top = half_mask("top-half", (1, 4, 4))
+    assert top[0, 0, :, 0].tolist() == [1, 1, 0, 0] and top.sum() == 8
+    assert (half_mask("bottom-half", (1, 4, 4)) == 1 - top).all()
+    assert half_mask("left-half", (1, 4, 4))[0, 0, 0].tolist() == [1, 1, 0, 0]
+    Image.fromarray((top[0, 0].numpy() * 255).astype(np.uint8)).save(tmp_path / "m.png")
+    assert torch.equal(read_mask(str(tmp_path / "m.png"), (1, 4, 4)), top)
+    np.save(tmp_path / "m.npy", np.full((4, 4), 0.5))
+    with pytest.raises(ValueError, match=r"only 0 .* and 1"):
+        read_mask(str(tmp_path / "m.npy"), (1, 4, 4))
+
+
+def test_sample_with_classifier_free_and_classifier_guidance(runs, capsys) -> None:
+    root = runs["root"]
+    code, _, err = _run(["sample", "--workdir", runs["cond"], "--num", "6", "--class", "0,4,9", "--guidance", "cfg",
+                           "--scale", "2", "--out", str(root / "cfg.npz"), *FAST], capsys)
+    assert code == 0, err
+    saved = np.load(root / "cfg.npz")
+    assert saved["samples"].shape == (6, 16, 16, 1) and saved["labels"].tolist() == [0, 0, 4, 4, 9, 9]
+    assert int(saved["nfe"]) > 2  # guided: two model calls per step count as one guided evaluation each
+    code, _, err = _run(["sample", "--workdir", runs["uncond"], "--num", "2", "--class", "5", "--guidance",
+                         "classifier", "--classifier", str(root / "clf_vp"), "--out", str(root / "clf.npz"), *FAST],
+                        capsys)
+    assert code == 0, err
+    assert np.load(root / "clf.npz")["labels"].tolist() == [5, 5]
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--class", "10"], "label 10 is outside [0, 10)"),
+    (["--scale", "2"], "--scale needs --class"),
+    (["--class", "1", "--scale", "2"], "--scale needs --guidance"),
+    (["--class", "1", "--guidance", "classifier"], "needs --classifier DIR"),
+    (["--class", "1", "--guidance", "classifier", "--classifier", "SUBVP"], "trained for another SDE"),
+    (["--class", "x"], "expected a label, a comma list"),
+])
+def test_bad_class_options_are_one_line(runs, argv, message, capsys) -> None:
+    argv = [a.replace("SUBVP", str(runs["root"] / "clf_subvp")) for a in argv]
+    code, _, err = _run(["sample", "--workdir", runs["cond"], "--num", "2", *argv, *FAST], capsys)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_guidance_on_an_unconditional_run_is_refused(runs, capsys) -> None:
+    for argv in (["--class", "3"], ["--class", "3", "--guidance", "cfg"]):
+        code, _, err = _run(["sample", "--workdir", runs["uncond"], "--num", "2", *argv, *FAST], capsys)
+        assert code == 2 and "unconditional" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_inpaint_keeps_the_observed_half_and_writes_grid_and_array(runs, capsys) -> None:
+    root = runs["root"]
+    base = ["inpaint", "--workdir", runs["cond"], "--image", str(root / "three.npy"), "--mask", "top-half",
+            "--steps", "21", "--quiet"]
+    code, _, err = _run([*base, "--set", "corrector=none", "--num-per-image", "2", "--out", str(root / "inp.npy")],
+                        capsys)
+    assert code == 0, err
+    done = np.load(root / "inp.npy")
+    assert done.shape == (6, 1, 16, 16)
+    given = np.repeat(np.load(root / "three.npy"), 2, axis=0) / 255.0
+    assert np.abs(done[:, :, :8] - given[:, :, :8]).max() < 1e-5  # the observed top half is the input's
+    assert np.abs(done[:, :, 8:] - given[:, :, 8:]).max() > 0.1  # the bottom half was sampled
+    code, _, err = _run([*base, "--method", "smc", "--set", "num_particles=2", "--out", str(root / "inp.png")],
+                        capsys)
+    assert code == 0, err
+    assert Image.open(root / "inp.png").size == (2 * 16 * 4 + 3 * 4, 3 * 16 * 4 + 4 * 4)  # 3 rows: input, 1 draw
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--mask", "MASK5"], "does not broadcast to the images (3, 1, 16, 16)"),
+    (["--mask", "middle"], "expected one of top-half"),
+    (["--mask", "top-half", "--method", "smc", "--set", "num_particle=2"], "unknown option(s) ['num_particle']"),
+    (["--mask", "top-half", "--image", "BIG"], "this run's images are (1, 16, 16)"),
+])
+def test_bad_inpainting_input_is_one_line(runs, argv, message, tmp_path, capsys) -> None:
+    np.save(tmp_path / "m5.npy", np.ones((5, 5)))
+    np.save(tmp_path / "big.npy", np.zeros((1, 1, 20, 20), np.uint8))
+    argv = [a.replace("MASK5", str(tmp_path / "m5.npy")).replace("BIG", str(tmp_path / "big.npy")) for a in argv]
+    code, _, err = _run(["inpaint", "--workdir", runs["cond"], "--image", str(runs["root"] / "three.npy"), *argv,
+                         "--out", str(tmp_path / "x.png"), "--steps", "2", "--quiet"], capsys)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_encode_and_interpolate(runs, capsys) -> None:
+    root = runs["root"]
+    ode = ["--rtol", "1e-2", "--atol", "1e-2", "--quiet"]
+    code, out, err = _run(["encode", "--workdir", runs["cond"], "--image", str(root / "three.npy"), "--out",
+                           str(root / "z.npy"), *ode], capsys)
+    assert code == 0, err
+    z = np.load(root / "z.npy")
+    assert z.shape == (3, 1, 16, 16) and np.isfinite(z).all() and "NFE" in out
+    assert abs(float(z.std()) - float((np.load(root / "three.npy") / 127.5 - 1).std())) > 0.05  # moved to T
+    code, _, err = _run(["interpolate", "--workdir", runs["cond"], "--images", str(root / "a.png"),
+                         str(root / "b.png"), "--num", "4", "--class", "2", "--out", str(root / "strip.npy"), *ode],
+                        capsys)
+    assert code == 0, err
+    assert np.load(root / "strip.npy").shape == (4, 1, 16, 16)
+    code, _, err = _run(["interpolate", "--workdir", runs["cond"], "--images", str(root / "three.npy"),
+                         str(root / "b.png"), "--out", str(root / "s.png"), *ode], capsys)
+    assert code == 2 and "holds 3 images" in err
+
+
+def test_colorize_keeps_the_grey_value(tmp_path, capsys) -> None:
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "rgb"
+    folder.mkdir()
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    run = _train(tmp_path / "run", "digits/vp_ddpmpp", ("data.dataset=folder", f"data.root={folder}",
+                                                       "data.num_channels=3", "data.image_size=8"))
+    code, _, err = _run(["colorize", "--workdir", run, "--image", str(folder / "0.png"), "--steps", "21", "--set",
+                         "corrector=none", "--out", str(tmp_path / "c.npy"), "--quiet"], capsys)
+    assert code == 0, err
+    colour = np.load(tmp_path / "c.npy")
+    grey = np.asarray(Image.open(folder / "0.png"), dtype=np.float32).mean(-1) / 255.0
+    assert colour.shape == (1, 3, 8, 8) and np.abs(colour[0].mean(0) - grey).max() < 1e-4
+    code, _, err = _run(["colorize", "--workdir", str(tmp_path / "run"), "--image", str(folder / "0.png"),
+                         "--out", str(tmp_path / "c.gif"), "--quiet"], capsys)
+    assert code == 2 and "--out must end in .png or .npy" in err
+
+
+def test_colorize_refuses_a_grey_run(runs, capsys, tmp_path) -> None:
+    code, _, err = _run(["colorize", "--workdir", runs["uncond"], "--image", str(runs["root"] / "a.png"), "--out",
+                         str(tmp_path / "c.png"), "--quiet"], capsys)
+    assert code == 2 and "needs a run of colour images" in err
+
+
+def test_sample_npz_records_no_labels_without_class(runs, capsys, tmp_path) -> None:
+    code, _, err = _run(["sample", "--workdir", runs["cond"], "--num", "2", "--out", str(tmp_path / "u.npz"), *FAST],
+                        capsys)
+    assert code == 0, err
+    assert "labels" not in np.load(tmp_path / "u.npz").files
+    assert json.loads(str(np.load(tmp_path / "u.npz")["options"]))["steps"] == 2
