@@ -11,6 +11,7 @@ import torch
 import scoresde
 from scoresde.cli import main
 from scoresde.config import build_score_model
+from scoresde.sdes import DiscreteVPSDE
 
 from .conftest import ddpm_unet, diffusers, randomise, relative
 
@@ -49,7 +50,10 @@ def test_ddpm_export_loads_in_diffusers_with_the_same_outputs_and_back(tmp_path)
     with torch.no_grad():
         assert relative(unet(x, k).sample, model.eps(x, k / 999.0)) < 1e-5  # float32 end to end
     back = scoresde.load_diffusers(out)
-    assert back.config.model["decoder_attn_per_block"] is True and back.sde.describe() == model.sde.describe()
+    # a DDPMScheduler folder reads back on the table's own schedule: the same chain, the same describe() but the class
+    assert back.config.model["decoder_attn_per_block"] is True and type(back.sde) is DiscreteVPSDE
+    assert {**back.sde.describe(), "class": "VPSDE"} == {**model.sde.describe(), "num_train_timesteps": 1000}
+    assert torch.equal(back.sde.alphas_cumprod, model.sde.alphas_cumprod)
     own, loaded = model.net.state_dict(), back.net.state_dict()
     assert own.keys() == loaded.keys() and all(torch.equal(own[k], loaded[k]) for k in own)
 
@@ -85,7 +89,7 @@ def test_cli_import_then_export_round_trip(tmp_path, capsys):
     diffusers.DDPMPipeline(unet=unet, scheduler=diffusers.DDPMScheduler()).save_pretrained(tmp_path / "hub")
     run = tmp_path / "run"
     assert main(["import", "--checkpoint", str(tmp_path / "hub"), "--workdir", str(run)]) == 0  # auto-detected
-    assert "diffusers UNet2DModel, ddpm, vpsde" in capsys.readouterr().out
+    assert "diffusers UNet2DModel, ddpm, discrete_vpsde" in capsys.readouterr().out
     model = scoresde.load_checkpoint(run)
     x, k = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0)), torch.tensor([11, 900])
     with torch.no_grad():

@@ -11,7 +11,7 @@ import torch
 
 import scoresde
 from scoresde.checkpoint.diffusers import diffusers_config, read_diffusers_folder
-from scoresde.sdes import VESDE, VPSDE
+from scoresde.sdes import VESDE, VPSDE, DiscreteVPSDE
 
 from .conftest import ddpm_unet, diffusers, ncsnpp_unet, relative
 
@@ -30,7 +30,7 @@ def test_ddpm_pipeline_outputs_sde_and_conventions(tmp_path):
     diffusers.DDPMPipeline(unet=unet, scheduler=diffusers.DDPMScheduler()).save_pretrained(tmp_path)
     model = scoresde.load_diffusers(tmp_path, dtype=torch.float64)
     sde = model.sde
-    assert type(sde) is VPSDE and (sde.beta_min, sde.beta_max, sde.N) == (0.1, 20.0, 1000)
+    assert type(sde) is DiscreteVPSDE and (sde.beta_min, sde.beta_max, sde.N) == (0.1, 20.0, 1000)
     assert (model.continuous, model.label_type, model.output_type) == (False, "timestep", "eps")
     # the discrete DDPM chain is the scheduler's: the same float32 betas and products
     scheduler = diffusers.DDPMScheduler()
@@ -230,5 +230,5 @@ def test_sde_argument_must_fit_a_run_config(tmp_path):
     ddpm_unet().save_pretrained(tmp_path)
     with pytest.raises(ValueError, match=r"sde must have T = 1 and prior_mean = 0 .* got T=2.0"):
         scoresde.load_diffusers(tmp_path, sde=VPSDE(T=2.0))
-    with pytest.raises(ValueError, match="sde must be a VESDE, VPSDE or SubVPSDE, got PSLD"):
+    with pytest.raises(ValueError, match="sde must be a VESDE, VPSDE, DiscreteVPSDE or SubVPSDE, got PSLD"):
         scoresde.load_diffusers(tmp_path, sde=scoresde.sdes.PSLD())

@@ -1,11 +1,12 @@
 """Our DDIM and DPM-Solver++ on a diffusers-loaded DDPM model against diffusers' own ``DDIMScheduler`` and
 ``DPMSolverMultistepScheduler`` loops, from the same start noise.
 
-Our samplers step on the model's SDE: the continuous VP schedule ``alpha(t)^2 = exp(-int_0^t beta)`` at ``t = k / (N -
-1)``. diffusers' schedulers step on the product table ``alphas_cumprod[k] = prod_{j<=k} (1 - beta_j)``. The two
-algorithms are compared on one schedule by giving the scheduler ours (``scheduler.alphas_cumprod``), with the model
-read in continuous time (``load_diffusers(..., continuous=True)``), so that every conversion uses that schedule too;
-the gap between the two schedules themselves is asserted separately (README: which spacings we reproduce).
+Default (discrete) reading: the model's SDE is :class:`~scoresde.sdes.DiscreteVPSDE`, the schedule of the DDPM table
+``alphas_cumprod[k] = prod_{j<=k} (1 - beta_j)`` itself at the times ``t = k / (N - 1)`` the network is fed, so our
+samplers reproduce diffusers' on the scheduler's *real* table (linear betas 1e-4..0.02, N = 1000) for the timestep
+spacings that end above timestep 0. The continuous reading (``load_diffusers(..., continuous=True)``) steps on the
+continuous VP schedule ``alpha(t)^2 = exp(-int_0^t beta)``: it agrees with a scheduler given that schedule
+(``scheduler.alphas_cumprod`` replaced by ours), and the gap between the two schedules is asserted separately.
 """
 
 from __future__ import annotations
@@ -23,18 +24,8 @@ N = 1000
 SHAPE = (2, 3, 16, 16)
 
 
-@pytest.fixture(scope="module")
-def pair(tmp_path_factory):
-    """``(diffusers UNet, our model)`` in float64: one random DDPM-layout network, loaded in continuous time."""
-    folder = tmp_path_factory.mktemp("ddpm")
-    unet = ddpm_unet()
-    diffusers.DDPMPipeline(unet=unet, scheduler=diffusers.DDPMScheduler()).save_pretrained(folder)
-    model = scoresde.load_diffusers(folder, continuous=True, dtype=torch.float64)
-    return unet.double(), model
-
-
-def _x_T() -> torch.Tensor:
-    return torch.randn(SHAPE, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+def _x_T(dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    return torch.randn(SHAPE, generator=torch.Generator().manual_seed(7), dtype=dtype)
 
 
 def _diffusers_loop(unet, scheduler, x: torch.Tensor) -> torch.Tensor:
@@ -44,40 +35,120 @@ def _diffusers_loop(unet, scheduler, x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def _on_our_schedule(scheduler, model):
-    k = torch.arange(N, dtype=torch.float64)
-    scheduler.alphas_cumprod = model.sde.alpha(k / (N - 1)) ** 2
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """A pipeline folder of one random DDPM-layout network with diffusers' default DDPMScheduler."""
+    path = tmp_path_factory.mktemp("ddpm")
+    diffusers.DDPMPipeline(unet=ddpm_unet(), scheduler=diffusers.DDPMScheduler()).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def table_pair(folder):
+    """``(diffusers UNet, our model)`` in float64, the model read in discrete time (the default: DiscreteVPSDE)."""
+    model = scoresde.load_diffusers(folder, dtype=torch.float64)
+    assert type(model.sde) is scoresde.sdes.DiscreteVPSDE
+    return diffusers.UNet2DModel.from_pretrained(folder / "unet").eval().double(), model
+
+
+@pytest.fixture(scope="module")
+def pair(folder):
+    """``(diffusers UNet, our model)`` in float64, the model read in continuous time (``VPSDE`` fed ``999 t``)."""
+    model = scoresde.load_diffusers(folder, continuous=True, dtype=torch.float64)
+    assert type(model.sde) is scoresde.sdes.VPSDE
+    return diffusers.UNet2DModel.from_pretrained(folder / "unet").eval().double(), model
+
+
+def _our_schedule(model) -> torch.Tensor:
+    """The continuous model's ``alpha(k / (N - 1))^2`` as an ``alphas_cumprod`` table for diffusers."""
+    return model.sde.alpha(torch.arange(N, dtype=torch.float64) / (N - 1)) ** 2
+
+
+def _ddim_scheduler(spacing: str, offset: int, table: torch.Tensor | None = None, steps: int = 10):
+    scheduler = diffusers.DDIMScheduler(num_train_timesteps=N, timestep_spacing=spacing, steps_offset=offset,
+                                        set_alpha_to_one=True, clip_sample=False)
+    if table is not None:
+        scheduler.alphas_cumprod = table
+    scheduler.set_timesteps(steps)
     return scheduler
 
 
-@pytest.mark.parametrize(("spacing", "offset"), [("trailing", 0), ("leading", 1)])
-def test_ddim_equals_ddim_scheduler(pair, spacing, offset):
-    unet, model = pair
-    scheduler = diffusers.DDIMScheduler(num_train_timesteps=N, timestep_spacing=spacing, steps_offset=offset,
-                                        set_alpha_to_one=True, clip_sample=False)
-    _on_our_schedule(scheduler, model).set_timesteps(10)
-    ref = _diffusers_loop(unet, scheduler, _x_T())
-    # the last step to alpha = 1 (set_alpha_to_one) is our final denoising with the last evaluation: 10 NFE both
-    x, info = scoresde.sample(model, SHAPE, sampler="ddim", times=timestep_times(scheduler.timesteps, model),
-                              denoise=True, x_T=_x_T(), dtype=torch.float64, return_info=True)
-    assert info.nfe == 10 and relative(x, ref) < 1e-6  # diffusers embeds the timestep in float32
-
-
-@pytest.mark.parametrize(("spacing", "offset"), [("linspace", 0), ("leading", 0), ("trailing", 0)])
-def test_dpm_solver_pp_2m_equals_dpm_solver_multistep_scheduler(pair, spacing, offset):
-    unet, model = pair
+def _dpm_scheduler(spacing: str, offset: int, table: torch.Tensor | None = None, steps: int = 8):
     scheduler = diffusers.DPMSolverMultistepScheduler(num_train_timesteps=N, timestep_spacing=spacing,
                                                       steps_offset=offset, solver_order=2,
                                                       algorithm_type="dpmsolver++", final_sigmas_type="zero")
-    _on_our_schedule(scheduler, model).set_timesteps(8)
-    ref = _diffusers_loop(unet, scheduler, _x_T())
-    times = timestep_times(scheduler.timesteps, model)
-    # diffusers lowers the order only on its extra last step to sigma = 0 (our denoising): lower_order_final=False.
-    # eps = the last time: dpm_solver's denoise evaluates at eps, not at the last of explicit times
-    x = scoresde.sample(model, SHAPE, sampler="dpm_solver", order=2, algorithm="dpmsolver++", method="multistep",
-                        lower_order_final=False, times=times, eps=float(times[-1]), denoise=True, x_T=_x_T(),
-                        dtype=torch.float64)
-    assert relative(x, ref) < 1e-6  # diffusers keeps its sigmas and the sample in float32
+    if table is not None:
+        scheduler.alphas_cumprod = table  # before set_timesteps, which computes the sigmas from it
+    scheduler.set_timesteps(steps)
+    return scheduler
+
+
+def _our_ddim(model, scheduler, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    # the last step to alpha = 1 (set_alpha_to_one) is our final denoising with the last evaluation: 10 NFE both
+    x, info = scoresde.sample(model, SHAPE, sampler="ddim", times=timestep_times(scheduler.timesteps, model),
+                              denoise=True, x_T=_x_T(dtype), dtype=dtype, return_info=True)
+    assert info.nfe == len(scheduler.timesteps)
+    return x
+
+
+def _our_dpm_solver_pp_2m(model, scheduler, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    # diffusers lowers the order only on its extra last step to sigma = 0, which is our final data prediction at the
+    # last time (denoise=True): lower_order_final=False
+    return scoresde.sample(model, SHAPE, sampler="dpm_solver", order=2, algorithm="dpmsolver++", method="multistep",
+                           lower_order_final=False, times=timestep_times(scheduler.timesteps, model), denoise=True,
+                           x_T=_x_T(dtype), dtype=dtype)
+
+
+@pytest.mark.parametrize(("spacing", "offset"), [("trailing", 0), ("leading", 1)])
+def test_ddim_equals_ddim_scheduler_on_the_ddpm_table(table_pair, spacing, offset):
+    """The scheduler untouched (its own float32 ``alphas_cumprod``). Measured 8.5e-8 (trailing), 1.4e-7 (leading)."""
+    unet, model = table_pair
+    scheduler = _ddim_scheduler(spacing, offset)
+    # diffusers keeps a float32 table and embeds the timestep in float32
+    assert relative(_our_ddim(model, scheduler), _diffusers_loop(unet, scheduler, _x_T())) < 1e-6
+
+
+@pytest.mark.parametrize(("spacing", "offset"), [("linspace", 0), ("leading", 0), ("leading", 1), ("trailing", 0)])
+def test_dpm_solver_pp_2m_equals_dpm_solver_multistep_scheduler_on_the_ddpm_table(table_pair, spacing, offset):
+    """Measured 1.1e-7 (linspace), 1.8e-7 (leading), 9.6e-8 (leading + 1), 1.4e-7 (trailing)."""
+    unet, model = table_pair
+    scheduler = _dpm_scheduler(spacing, offset)
+    assert relative(_our_dpm_solver_pp_2m(model, scheduler), _diffusers_loop(unet, scheduler, _x_T())) < 1e-6
+
+
+def test_float32_end_to_end_on_the_ddpm_table(folder):
+    """Everything in float32 (network, tables, samples) as a user runs it: measured 6.0e-7 (DDIM), 5.8e-7 (DPM++)."""
+    model = scoresde.load_diffusers(folder)
+    unet = diffusers.UNet2DModel.from_pretrained(folder / "unet").eval()
+    ddim, dpm = _ddim_scheduler("trailing", 0), _dpm_scheduler("linspace", 0)
+    f32 = torch.float32
+    assert relative(_our_ddim(model, ddim, f32), _diffusers_loop(unet, ddim, _x_T(f32))) < 3e-6
+    assert relative(_our_dpm_solver_pp_2m(model, dpm, f32), _diffusers_loop(unet, dpm, _x_T(f32))) < 3e-6
+
+
+def test_the_ddim_spacings_that_end_at_timestep_0_are_refused(table_pair):
+    """DDIM ``linspace`` and ``leading`` with ``steps_offset=0`` evaluate the network at timestep 0, i.e. ``t = 0``,
+    where no scoresde sampler grid may end: ``timestep_times`` refuses them instead of approximating."""
+    _, model = table_pair
+    for spacing in ("linspace", "leading"):
+        scheduler = _ddim_scheduler(spacing, 0)
+        assert int(scheduler.timesteps[-1]) == 0
+        with pytest.raises(ValueError, match=r"timesteps must be integers in \[1, 999\]"):
+            timestep_times(scheduler.timesteps, model)
+
+
+@pytest.mark.parametrize(("spacing", "offset"), [("trailing", 0), ("leading", 1)])
+def test_continuous_reading_ddim_equals_ddim_scheduler_given_our_schedule(pair, spacing, offset):
+    unet, model = pair
+    scheduler = _ddim_scheduler(spacing, offset, _our_schedule(model))
+    assert relative(_our_ddim(model, scheduler), _diffusers_loop(unet, scheduler, _x_T())) < 1e-6
+
+
+@pytest.mark.parametrize(("spacing", "offset"), [("linspace", 0), ("leading", 0), ("trailing", 0)])
+def test_continuous_reading_dpm_solver_pp_2m_equals_the_scheduler_given_our_schedule(pair, spacing, offset):
+    unet, model = pair
+    scheduler = _dpm_scheduler(spacing, offset, _our_schedule(model))
+    assert relative(_our_dpm_solver_pp_2m(model, scheduler), _diffusers_loop(unet, scheduler, _x_T())) < 1e-6
 
 
 def test_schedule_gap_between_the_continuous_vp_sde_and_the_ddpm_table(pair):
@@ -92,14 +163,9 @@ def test_schedule_gap_between_the_continuous_vp_sde_and_the_ddpm_table(pair):
     assert ratio[999].item() == pytest.approx(0.0700587, rel=1e-5) and int(ratio.abs().argmax()) == 999
     sigma_ratio = torch.sqrt((1.0 - ours[1]) / (1.0 - table[1])) - 1.0
     assert sigma_ratio.item() == pytest.approx(-0.2925396, rel=1e-5)
-    # on the table itself the 10-step DDIM samples differ at the percent level, not at rounding
-    scheduler = diffusers.DDIMScheduler(num_train_timesteps=N, timestep_spacing="trailing", set_alpha_to_one=True,
-                                        clip_sample=False)
-    scheduler.set_timesteps(10)
-    ref = _diffusers_loop(unet, scheduler, _x_T())
-    x = scoresde.sample(model, SHAPE, sampler="ddim", times=timestep_times(scheduler.timesteps, model), denoise=True,
-                        x_T=_x_T(), dtype=torch.float64)
-    assert 1e-3 < relative(x, ref) < 0.2
+    # on the table itself the continuous reading's 10-step DDIM samples differ at the percent level, not at rounding
+    scheduler = _ddim_scheduler("trailing", 0)
+    assert 1e-3 < relative(_our_ddim(model, scheduler), _diffusers_loop(unet, scheduler, _x_T())) < 0.2
 
 
 def test_timestep_times_bad_input(pair):

@@ -16,8 +16,13 @@ The scheduler config fixes the SDE and the conventions of :class:`~scoresde.mode
 
 * ``DDPMScheduler``, ``DDIMScheduler``, ``DPMSolverMultistepScheduler``, ... with ``beta_schedule='linear'`` and
   ``prediction_type='epsilon'``: the discrete DDPM chain of ``N = num_train_timesteps`` steps,
-  ``VPSDE(beta_min = N beta_start, beta_max = N beta_end, N)`` with ``training.continuous=False`` (the network
-  sees the timestep ``t (N - 1)``, predicts the noise; the DDPM tables of the SDE equal the scheduler's betas);
+  :class:`~scoresde.sdes.DiscreteVPSDE` ``(beta_min = N beta_start, beta_max = N beta_end, N)`` with
+  ``training.continuous=False`` (``training.sde = 'discrete_vpsde'``): the network sees the timestep ``t (N - 1)``
+  and predicts the noise; the SDE's DDPM tables equal the scheduler's betas and ``alphas_cumprod``, and its noise
+  schedule (``alpha``, ``sigma``, ``lambda_t``, which every sampler reads) interpolates ``alphas_cumprod`` between the
+  timesteps' times ``k / (N - 1)``, so DDIM and DPM-Solver step on the table the network was trained on, as
+  diffusers' schedulers do. ``continuous=True`` (``N = 1000``) reads it as a continuous ``VPSDE`` fed ``999 t``
+  instead (Score SDE's reading of DDPM checkpoints, whose ``alpha(t)`` is not the table);
 * ``ScoreSdeVeScheduler``: ``VESDE(sigma_min, sigma_max, N)``, continuous, the network sees ``sigma(t)`` and
   outputs the score;
 * ``ScoreSdeVpScheduler``: ``VPSDE(beta_min, beta_max, N)``, continuous, the network sees ``999 t`` and predicts
@@ -46,7 +51,7 @@ from torch import Tensor, nn
 
 from ..config import build_network
 from ..models import ScoreModel
-from ..sdes import VESDE, VPSDE, SubVPSDE
+from ..sdes import VESDE, VPSDE, DiscreteVPSDE, SubVPSDE
 from ..sdes.base import SDE
 from .errors import IncompatibleCheckpointError
 from .files import load_weights_only
@@ -68,7 +73,7 @@ __all__ = [
 
 #: the diffusers model classes that correspond to a scoresde network
 SUPPORTED_UNET_CLASSES = ("UNet2DModel",)
-#: schedulers whose ``beta_schedule='linear'`` table is the discrete DDPM chain (VPSDE, ``continuous=False``)
+#: schedulers whose ``beta_schedule='linear'`` table is the discrete DDPM chain (DiscreteVPSDE, ``continuous=False``)
 DDPM_SCHEDULERS = ("DDPMScheduler", "DDIMScheduler", "DPMSolverMultistepScheduler", "DPMSolverSinglestepScheduler",
                    "PNDMScheduler", "UniPCMultistepScheduler", "DEISMultistepScheduler", "EulerDiscreteScheduler",
                    "EulerAncestralDiscreteScheduler", "HeunDiscreteScheduler", "LMSDiscreteScheduler")
@@ -273,15 +278,16 @@ def diffusers_config(unet_config: Mapping[str, Any], scheduler_config: Mapping[s
     Args:
         unet_config: the UNet's ``config.json``.
         scheduler_config: the scheduler's ``scheduler_config.json`` (``None``: none).
-        sde: the forward SDE when there is no scheduler (``VESDE``, ``VPSDE``, ``SubVPSDE``); with a scheduler it
-            must be ``None``.
+        sde: the forward SDE when there is no scheduler (``VESDE``, ``VPSDE``, ``DiscreteVPSDE``, ``SubVPSDE``); with a
+            scheduler it must be ``None``.
         continuous: the time convention. With ``sde``: default ``True`` for a Fourier (noise-level) embedding,
             ``False`` for a timestep embedding. With a DDPM-type scheduler: ``False`` (default) is the discrete DDPM
-            chain (conversions between noise, score and data predictions read the DDPM tables at the network's
-            timestep, so that an ``ancestral_sampling`` step of the ``pc`` sampler is ``DDPMScheduler.step``); ``True``
-            (``N = 1000`` only) reads the same network as a continuous VP model fed ``999 t`` (every conversion and
-            sampler step on the SDE's ``alpha(t)``; DDIM and DPM-Solver++ then step exactly as diffusers' schedulers
-            do on that schedule). Score SDE schedulers are continuous.
+            chain on its own schedule, :class:`~scoresde.sdes.DiscreteVPSDE` (conversions between noise, score and
+            data predictions read the DDPM tables at the network's timestep, so that an ``ancestral_sampling`` step of
+            the ``pc`` sampler is ``DDPMScheduler.step``; DDIM and DPM-Solver++ step on ``alphas_cumprod`` as
+            diffusers' schedulers do); ``True`` (``N = 1000`` only) reads the same network as a continuous
+            ``VPSDE`` fed ``999 t`` (every conversion and sampler step on the continuous ``alpha(t)``, which is not
+            the table the network was trained on). Score SDE schedulers are continuous.
 
     Raises:
         IncompatibleCheckpointError: config fields without a counterpart (named), an unsupported scheduler.
@@ -340,11 +346,11 @@ def _sde_section(scheduler: Mapping[str, Any] | None, sde: SDE | None, continuou
     """``training`` section (SDE name, ``continuous``) and the SDE's entries of ``model`` (updated in place)."""
     if scheduler is None:
         if sde is None:
-            raise ValueError("this diffusers folder has no scheduler config: pass sde= (VESDE, VPSDE or SubVPSDE) "
-                             "and, if it differs from the default, continuous=")
-        names = {VESDE: "vesde", VPSDE: "vpsde", SubVPSDE: "subvpsde"}
+            raise ValueError("this diffusers folder has no scheduler config: pass sde= (VESDE, VPSDE, DiscreteVPSDE "
+                             "or SubVPSDE) and, if it differs from the default, continuous=")
+        names = {VESDE: "vesde", VPSDE: "vpsde", DiscreteVPSDE: "discrete_vpsde", SubVPSDE: "subvpsde"}
         if type(sde) not in names:
-            raise ValueError(f"sde must be a VESDE, VPSDE or SubVPSDE, got {type(sde).__name__}")
+            raise ValueError(f"sde must be a VESDE, VPSDE, DiscreteVPSDE or SubVPSDE, got {type(sde).__name__}")
         if sde.T != 1.0 or isinstance(sde.prior_mean, Tensor) or sde.prior_mean != 0.0:
             mean = "a tensor" if isinstance(sde.prior_mean, Tensor) else sde.prior_mean
             raise ValueError(f"sde must have T = 1 and prior_mean = 0 (a run config has no place for others), got "
@@ -381,7 +387,8 @@ def _sde_section(scheduler: Mapping[str, Any] | None, sde: SDE | None, continuou
         if continuous and n != 1000:
             raise ValueError(f"continuous=True reads the network as a continuous VP model fed 999 t, which is its "
                              f"timestep t (N - 1) only for N = 1000 training timesteps (this one has {n})")
-        return {"sde": "vpsde", "continuous": bool(continuous)}
+        # discrete: the table's own schedule (DiscreteVPSDE); continuous: Score SDE's continuous VP reading
+        return {"sde": "vpsde" if continuous else "discrete_vpsde", "continuous": bool(continuous)}
     raise IncompatibleCheckpointError(f"scheduler {cls!r} is not supported; supported: "
                                       f"{', '.join(SCORE_SDE_SCHEDULERS + DDPM_SCHEDULERS)}")
 
@@ -614,9 +621,10 @@ def load_diffusers(
         path: a pipeline folder (``model_index.json``, ``unet/``, ``scheduler/``), a model folder (``config.json`` and
             ``diffusion_pytorch_model.safetensors`` or ``.bin``; a ``scheduler_config.json`` beside them is used),
             or a file in one.
-        sde: the SDE of a folder without a scheduler config (``VESDE``, ``VPSDE``, ``SubVPSDE``).
+        sde: the SDE of a folder without a scheduler config (``VESDE``, ``VPSDE``, ``DiscreteVPSDE``, ``SubVPSDE``).
         continuous: the time convention (:func:`diffusers_config`): default the discrete DDPM chain for DDPM-type
-            schedulers and timestep embeddings, continuous for Score SDE schedulers and Fourier embeddings.
+            schedulers (SDE :class:`~scoresde.sdes.DiscreteVPSDE`, the schedule of ``alphas_cumprod``) and timestep
+            embeddings, continuous for Score SDE schedulers and Fourier embeddings.
         map_location: device of the model.
         dtype: cast the network and build the SDE tables in this dtype (``None``: float32).
 
@@ -742,7 +750,10 @@ def _export_scheduler(model: ScoreModel) -> dict[str, Any] | None:
         snr = float(sampling.snr) if sampling is not None else 0.16  # the run's corrector snr, else Score SDE's
         return {"_class_name": "ScoreSdeVeScheduler", **common, "sigma_min": sde.sigma_min,
                 "sigma_max": sde.sigma_max, "snr": snr, "sampling_eps": 1e-5, "correct_steps": 1}
-    if type(sde) is VPSDE and model.output_type == "eps" and model.label_type == "timestep" and not model.continuous:
+    discrete_labels = model.label_type == "timestep" or (model.label_type == "time" and n == 1000)
+    if (type(sde) is DiscreteVPSDE and model.output_type == "eps" and discrete_labels) or (
+            type(sde) is VPSDE and model.output_type == "eps" and model.label_type == "timestep"
+            and not model.continuous):
         return {"_class_name": "DDPMScheduler", **common, "beta_start": sde.beta_min / n, "beta_end": sde.beta_max / n,
                 "beta_schedule": "linear", "trained_betas": None, "variance_type": "fixed_large", "clip_sample": True,
                 "prediction_type": "epsilon"}

@@ -53,14 +53,14 @@ class SDESpec(NamedTuple):
 SDE_TABLE: dict[str, SDESpec] = {
     "vesde": SDESpec(VESDE, ("sigma_min", "sigma_max")),
     "vpsde": SDESpec(VPSDE, ("beta_min", "beta_max")),
-    # the DDPM table's own schedule (diffusers DDPM folders read in discrete time: scoresde.load_diffusers)
-    "discrete_vpsde": SDESpec(DiscreteVPSDE, ("beta_min", "beta_max")),
     "subvpsde": SDESpec(SubVPSDE, ("beta_min", "beta_max")),
     "psld": SDESpec(PSLD, ("beta_min", "beta_max"), ("nu", "gamma", "kappa", "decomp_mode", "score_matching"),
                     phase_space=True),
     "cld": SDESpec(CLD, ("beta_min", "beta_max"), ("m_inv", "kappa", "gamma", "friction", "decomp_mode",
                                                    "score_matching"),
                    phase_space=True),
+    # the DDPM table's own schedule (diffusers DDPM folders read in discrete time: scoresde.load_diffusers)
+    "discrete_vpsde": SDESpec(DiscreteVPSDE, ("beta_min", "beta_max")),
 }
 
 #: phase-space SDEs and the ``model`` keys that parameterise them (besides beta_min, beta_max, num_scales)
