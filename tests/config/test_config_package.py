@@ -88,7 +88,8 @@ def test_factory_takes_every_kind_of_source(tmp_path: Path) -> None:
 
 
 def test_choices_come_from_their_owners() -> None:
-    assert schema_module.SDES == tuple(SDE_TABLE) == ("vesde", "vpsde", "subvpsde", "psld", "cld")
+    assert schema_module.SDES == tuple(SDE_TABLE) == ("vesde", "vpsde", "subvpsde", "psld", "cld",
+                                                          "discrete_vpsde")
     assert schema_module.FP_MODES is fp_module.MODES and schema_module.FP_WEIGHTINGS is fp_module.WEIGHTINGS
     values = get_preset("toy/two_moons")
     values["training"]["sde"] = "edm"
