@@ -1,0 +1,74 @@
+"""The conditional digits demo end to end on a tiny network (the real one: benchmarks/RESULTS.md), and its measure
+of class agreement on known inputs."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from PIL import Image
+
+from scoresde.cli import main
+from scoresde.cli.conditional_demo import class_agreement, run_conditional_demo
+from scoresde.cli.digits_demo import digit_classifier
+from scoresde.data import load_digits16, preprocess
+
+TINY = ("model.nf=8", "model.ch_mult=[1]", "model.attn_resolutions=[]", "model.num_scales=30",
+        "training.n_iters=2", "training.snapshot_freq=2", "training.eval_freq=0", "training.batch_size=8",
+        "training.snapshot_sampling=false", "training.log_freq=1", "training.snapshot_freq_for_preemption=2")
+TINY_CLASSIFIER = ("classifier.nf=8", "classifier.ch_mult=[1]", "classifier.batch_size=4", "classifier.eval_num=4",
+                   "classifier.eval_bins=1", "classifier.warmup=0")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_class_agreement_on_real_digits_and_on_wrong_requests() -> None:
+    clf, _ = digit_classifier()
+    test = load_digits16("test")
+    x, y = preprocess(test.images[:200]), test.labels[:200].long()
+    right = class_agreement(x, y, clf)
+    assert right["fraction"] > 0.93 and right["n"] == 200
+    wrong = class_agreement(x, (y + 1) % 10, clf)
+    assert wrong["fraction"] < 0.05  # the same images requested as the next digit
+    assert right["entropy_bits_per_class"] == wrong["entropy_bits_per_class"][1:] + wrong["entropy_bits_per_class"][:1]
+    one = class_agreement(x[:4], torch.zeros(4, dtype=torch.long), clf)
+    assert one["entropy_bits_per_class"][1:] == [None] * 9  # classes never requested
+    predicted = clf.predict_proba(x[:4].flatten(1).numpy()).argmax(1)
+    counts = torch.bincount(torch.from_numpy(predicted), minlength=10).double() / 4
+    assert math.isclose(one["mean_entropy_bits"], -sum(p * math.log2(p) for p in counts.tolist() if p > 0))
+
+
+def test_conditional_demo_writes_grids_and_metrics(tmp_path) -> None:
+    metrics = run_conditional_demo(tmp_path, overrides=TINY, classifier_steps=1, classifier_overrides=TINY_CLASSIFIER,
+                                   per_class=2, sampler_steps=2, cfg_scales=(0.0, 1.0), classifier_scales=(1.0,),
+                                   num_inpaint=12, inpaint_steps=21, frames=3, ode_tol=1e-2, progress=False)
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["steps"] == 2 and saved["noise_conditional_classifier"]["step"] == 1
+    assert [(r["guidance"], r["scale"]) for r in saved["guidance"]] == [("cfg", 0.0), ("cfg", 1.0), ("classifier", 1.0)]
+    for row in saved["guidance"]:
+        assert 0 <= row["fraction"] <= 1 and row["n"] == 20 and len(row["entropy_bits_per_class"]) == 10
+        assert all(0 <= e <= 1 for e in row["entropy_bits_per_class"])  # 2 samples per class: at most 1 bit
+    assert all(row["nfe"] == 2 for row in saved["guidance"])  # guided evaluations of DPM-Solver++(2M), 2 steps
+    assert saved["best_cfg_scale"] in (0.0, 1.0)
+    ip = saved["inpainting"]
+    assert ip["n"] == 12 and 0 <= ip["agreement_with_true_label"] <= 1 and ip["nfe"] == 42  # 21 steps, P + C
+    assert saved["interpolation"]["frames"] == 3 and metrics["interpolation"]["encode_nfe"] > 0
+    size = lambda name: Image.open(tmp_path / name).size  # noqa: E731 (16 px images enlarged 4x, padding 4)
+    assert size("grid.png") == (2 * 64 + 3 * 4, 10 * 64 + 11 * 4)  # one row per digit
+    assert size("inpainting.png")[1] == 3 * 64 + 4 * 4  # originals, top halves given, completions
+    assert size("interpolation.png") == (3 * 64 + 4 * 4, 64 + 2 * 4)
+
+
+def test_demo_conditional_option_errors(tmp_path, capsys) -> None:
+    assert main(["demo", "--toy", "--conditional", "--out", str(tmp_path)]) == 2
+    assert "two different demos" in capsys.readouterr().err
+    assert main(["demo", "--classifier", "x", "--out", str(tmp_path)]) == 2
+    assert "add --conditional" in capsys.readouterr().err
