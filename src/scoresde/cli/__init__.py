@@ -176,7 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--steps", type=_positive_int, default=None,
                       help="training steps (default: the preset's, 1000 for digits, 5000 for the toy)")
     demo.add_argument("--num-samples", type=_positive_int, default=None,
-                      help="samples drawn (default: 64 digits, 2000 toy points)")
+                      help="samples drawn (default: 64 digits, 2000 toy points; --conditional: per digit and guidance "
+                           "setting, 20)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(func=_cmd_demo)
