@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 
-import pytest
 import torch
 from PIL import Image
 
@@ -20,14 +19,6 @@ TINY = ("model.nf=8", "model.ch_mult=[1]", "model.attn_resolutions=[]", "model.n
         "training.snapshot_sampling=false", "training.log_freq=1", "training.snapshot_freq_for_preemption=2")
 TINY_CLASSIFIER = ("classifier.nf=8", "classifier.ch_mult=[1]", "classifier.batch_size=4", "classifier.eval_num=4",
                    "classifier.eval_bins=1", "classifier.warmup=0")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_class_agreement_on_real_digits_and_on_wrong_requests() -> None:

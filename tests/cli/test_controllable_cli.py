@@ -24,14 +24,6 @@ TINY_CLASSIFIER = ["classifier.steps=1", "classifier.nf=8", "classifier.ch_mult=
                    "classifier.eval_num=4", "classifier.eval_bins=1", "classifier.warmup=0"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _train(path, preset: str, extra: tuple[str, ...] = ()) -> str:
     Trainer(load_config(preset, [*TINY, *extra]), path, progress=False).train()
     return str(path)
@@ -43,7 +35,6 @@ def runs(tmp_path_factory):
     from scoresde.training.classifier import train_classifier
 
     root = tmp_path_factory.mktemp("controllable")
-    torch.set_num_threads(1)
     images = load_digits16("test").images[:3].numpy()
     np.save(root / "three.npy", images)
     for i, name in enumerate(("a.png", "b.png")):
