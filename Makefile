@@ -11,7 +11,7 @@ TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 DEMO_OUT ?= demo_out
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo demo-conditional test lint bench clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,9 @@ install: $(VENV)/.installed
 
 demo: install
 	$(PY) -m scoresde demo --out $(DEMO_OUT)
+
+demo-conditional: install
+	$(PY) -m scoresde demo --conditional --out $(DEMO_OUT)_conditional
 
 test: install
 	$(PY) -m ruff check src tests benchmarks
