@@ -167,6 +167,26 @@ def test_ddim_on_it_is_ddim_on_the_ddpm_table():
     torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-12)
 
 
+def test_a_discrete_model_on_it_converts_with_the_schedule():
+    """``ScoreModel(continuous=False)`` on DiscreteVPSDE: the network sees ``t (N - 1)``; the conversions use the table
+    at the timesteps and its interpolation between them (where a floor index would jump a whole step)."""
+    sde = _sde64()
+    model = scoresde.models.ScoreModel(lambda x, labels: x * 0 + labels[:, None], sde, continuous=False)
+    assert (model.label_type, model.output_type) == ("timestep", "eps")
+    k = torch.tensor([0, 1, 500, 999])
+    alpha, sigma = model.alpha_sigma(k.double() / (N - 1))
+    torch.testing.assert_close(alpha, sde.sqrt_alphas_cumprod[k], rtol=1e-14, atol=0)
+    torch.testing.assert_close(sigma, sde.sqrt_1m_alphas_cumprod[k], rtol=1e-12, atol=0)
+    t = torch.tensor([0.5 / (N - 1), 0.001], dtype=torch.float64)  # between timesteps 0 and 1
+    alpha, sigma = model.alpha_sigma(t)
+    ref = np.interp(t.numpy(), T_K, _table64())
+    np.testing.assert_allclose(sigma.numpy(), np.sqrt(-np.expm1(2 * ref)), rtol=1e-10)
+    # at the label t (N - 1) = 0.999: sigma 0.01482 (almost timestep 1's 0.01483), not timestep 0's 0.01
+    assert float(sigma[1]) == pytest.approx(0.014825, rel=1e-4)
+    x = torch.zeros(2, 3, dtype=torch.float64)
+    torch.testing.assert_close(model.score(x, t), -(t * (N - 1))[:, None].expand(2, 3) / sigma[:, None])
+
+
 def test_bad_input():
     with pytest.raises(ValueError, match=r"beta_max / N < 1 .* got 20.0 / 10"):
         DiscreteVPSDE(0.1, 20.0, N=10)

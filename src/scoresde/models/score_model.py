@@ -26,7 +26,9 @@ The label conventions of the original ``models/utils.get_score_fn`` (reference R
 
 With ``continuous=False`` the ``sigma_t``/``alpha_t`` of the conversions come from the discrete tables at the
 index the network sees (``sqrt_1m_alphas_cumprod[int(t (N - 1))]`` for DDPM, the flipped ``discrete_sigmas`` for
-SMLD), as in the original; with ``continuous=True`` from ``sde.sigma(t)`` and ``sde.alpha(t)``.
+SMLD), as in the original; with ``continuous=True``, or an SDE whose schedule is its table
+(:class:`~scoresde.sdes.DiscreteVPSDE`: the table at the timesteps, interpolated between), from ``sde.sigma(t)`` and
+``sde.alpha(t)``.
 """
 
 from __future__ import annotations
@@ -206,12 +208,13 @@ class ScoreModel(nn.Module, DiffusionModel):
     def alpha_sigma(self, t: Tensor) -> tuple[Tensor, Tensor]:
         """``(alpha_t, sigma_t)`` of ``x_t = alpha_t x_0 + sigma_t eps`` used to convert outputs, shape ``(B,)``.
 
-        Continuous models use ``sde.alpha(t)``, ``sde.sigma(t)``. Discrete ones use the table entry at the index
-        the network sees: DDPM ``sqrt_alphas_cumprod[i]``, ``sqrt_1m_alphas_cumprod[i]`` with
+        Continuous models, and discrete ones on an SDE whose schedule is its table (``sde.table_schedule``:
+        :class:`~scoresde.sdes.DiscreteVPSDE`), use ``sde.alpha(t)``, ``sde.sigma(t)``. Other discrete ones use the
+        table entry at the index the network sees: DDPM ``sqrt_alphas_cumprod[i]``, ``sqrt_1m_alphas_cumprod[i]`` with
         ``i = int(t (N - 1))``; SMLD ``1`` and the descending sigma table at ``round((T - t)(N - 1))``.
         """
         sde = self.sde
-        if self.continuous:
+        if self.continuous or getattr(sde, "table_schedule", False):  # DiscreteVPSDE: its schedule is its table
             return sde.alpha(t), sde.sigma(t)
         if self.label_type == "sigma_index":
             sigmas = torch.flip(sde.discrete_sigmas, dims=(0,)).to(t.device)

@@ -443,6 +443,10 @@ class DiscreteVPSDE(VPSDE):
     * Unlike the continuous VP, ``t = 0`` is timestep 0, which already carries the chain's first noise:
       ``alpha(0)^2 = 1 - beta_0`` and ``sigma(0) = sqrt(beta_0)`` (the data is one chain step before the grid).
       ``marginal_prob`` is the kernel from the data for every ``t``.
+    * A discrete-time :class:`~scoresde.models.ScoreModel` on it converts between noise, score and data predictions
+      with ``alpha(t)``, ``sigma(t)`` (``table_schedule``): the table entry at a timestep, the interpolation between
+      (where the network is fed a fractional label ``t (N - 1)``, as on DPM-Solver's logSNR grid), so conversions and
+      solver steps use one kernel.
     * ``discretize``, ``ancestral_step`` and ``langevin_alpha`` are :class:`VPSDE`'s DDPM rules on the discrete
       tables. The schedule keeps its ``N``-entry table whatever the step count: ``with_steps(n)`` (fixed-step
       samplers) rebuilds the tables as the chain of this schedule at ``n`` equally spaced times (``alphas_cumprod[i]
@@ -458,6 +462,10 @@ class DiscreteVPSDE(VPSDE):
         T: end time (timestep ``N - 1``).
         prior_mean: see :class:`ScalarSDE`.
     """
+
+    #: the schedule *is* the discrete table (equal at the timesteps, interpolated between): discrete-time models
+    #: (:meth:`scoresde.models.ScoreModel.alpha_sigma`) convert their outputs with ``alpha(t)``, ``sigma(t)``
+    table_schedule = True
 
     def __init__(
         self,
