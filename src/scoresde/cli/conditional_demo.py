@@ -131,6 +131,14 @@ def _interpolation(model: Any, frames: int, tol: float, seed: int, out: Path) ->
             "round_trip_max_abs_error_pixels": float((ends - inverse_data_scaler(x, True)).abs().max())}
 
 
+def _logged_loss(run: Path) -> float | None:
+    """The last ``train/loss`` of a run's ``metrics.jsonl`` (a resumed run that trains no further step logs none)."""
+    path = run / "metrics.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+    losses = [r["train/loss"] for r in rows if "train/loss" in r]
+    return losses[-1] if losses else None
+
+
 def run_conditional_demo(out_dir: str | Path, *, overrides: Sequence[str] = (),
                          classifier_path: str | Path | None = None, classifier_steps: int = 300,
                          classifier_overrides: Sequence[str] = (), per_class: int = 20,
@@ -183,7 +191,8 @@ def run_conditional_demo(out_dir: str | Path, *, overrides: Sequence[str] = (),
     grid = save_grid(grids[best["scale"]][keep], out / "grid.png", nrow=min(per_class, NUM_CLASSES))
     metrics = {
         "preset": PRESET, "overrides": list(overrides), "steps": trainer.step, "train_seconds_this_run": train_s,
-        "final_train_loss": last.get("train/loss"), "digit_classifier_test_accuracy": accuracy,
+        "final_train_loss": last.get("train/loss", _logged_loss(out / "run")),
+        "digit_classifier_test_accuracy": accuracy,
         "sampler": f"dpm_solver (DPM-Solver++(2M), {sampler_steps} steps)", "per_class": per_class,
         "guidance": settings, "best_cfg_scale": best["scale"], "best_cfg_fraction": best["fraction"],
         "best_fraction": max(r["fraction"] for r in settings),
@@ -201,8 +210,9 @@ def run_conditional_demo(out_dir: str | Path, *, overrides: Sequence[str] = (),
 
 def format_conditional_summary(m: dict[str, Any]) -> str:
     """A short report of :func:`run_conditional_demo`'s metrics."""
+    loss = "n/a" if m["final_train_loss"] is None else f"{m['final_train_loss']:.4f}"
     lines = [f"trained {m['preset']} to step {m['steps']} ({m['train_seconds_this_run']:.0f}s in this run), final "
-             f"loss {m['final_train_loss']:.4f}; digit classifier test accuracy "
+             f"loss {loss}; digit classifier test accuracy "
              f"{m['digit_classifier_test_accuracy']:.3f}", f"class-conditional samples ({m['sampler']}, "
              f"{m['per_class']} per digit): fraction assigned to the requested digit, mean class entropy"]
     for r in m["guidance"]:
