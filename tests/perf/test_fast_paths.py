@@ -183,3 +183,19 @@ def test_loader_with_workers_yields_the_same_batches() -> None:
     assert not torch.equal(plain[0], plain[1])  # a real shuffle: different batches per step
     with pytest.raises(ValueError, match="num_workers must be >= 0"):
         make_loader(ds, StepBatchSampler(20, 4, 3, 0, 0, 1, 1, 6), -1)
+
+
+@pytest.mark.slow  # inductor start-up: tens of seconds on a loaded 2-core machine
+def test_regional_compilation_keeps_outputs_and_keys() -> None:
+    from scoresde.nets.layers import compile_blocks
+
+    torch.manual_seed(0)
+    net = _perturbed(NETWORKS["ncsnpp-fir"](dropout=0.0)).eval()
+    keys = list(net.state_dict())
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        eager = net(x, _labels("ncsnpp-fir"))
+        assert compile_blocks(net) == 13  # every residual (incl. up/down) and attention block
+        compiled = net(x, _labels("ncsnpp-fir"))
+    assert list(net.state_dict()) == keys
+    torch.testing.assert_close(compiled, eager, rtol=0, atol=1e-4 * float(eager.abs().max()))

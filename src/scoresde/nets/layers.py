@@ -43,6 +43,7 @@ __all__ = [
     "build_class_embedding",
     "call_block",
     "class_options",
+    "compile_blocks",
     "conv1x1",
     "conv3x3",
     "default_init",
@@ -604,6 +605,22 @@ class ResnetBlockBigGAN(nn.Module):
         if self.skip_rescale:
             return (x + h) / _SQRT2
         return x + h
+
+
+def compile_blocks(net: nn.Module, **options: Any) -> int:
+    """Regional compilation: ``torch.compile`` each residual and attention block of ``net`` in place
+    (``nn.Module.compile``, state-dict keys unchanged); returns the number of blocks compiled.
+
+    Blocks of one class share their traced code (dynamo inlines built-in modules), so a U-Net with dozens of blocks
+    compiles a handful of graphs: a much shorter start than compiling the whole network (``training.compile``),
+    for most of its speed. Use it for sampling and for long runs where the whole-model compile start is the cost;
+    ``options`` go to ``torch.compile`` (e.g. ``mode='max-autotune'``). Outputs equal the eager ones to float
+    rounding.
+    """
+    blocks = [m for m in net.modules() if isinstance(m, (ResnetBlockBigGAN, ResnetBlockDDPM, AttnBlock))]
+    for block in blocks:
+        block.compile(**options)
+    return len(blocks)
 
 
 COMBINE_METHODS = ("cat", "sum")
