@@ -58,7 +58,7 @@ def class_agreement(images: Tensor, requested: Tensor, clf: Any, num_classes: in
             entropies.append(None)
             continue
         p = torch.bincount(got, minlength=num_classes).double() / len(got)
-        entropies.append(float(-sum(q * math.log2(q) for q in p.tolist() if q > 0)))
+        entropies.append(float(sum(-q * math.log2(q) for q in p.tolist() if q > 0)))  # sum from +0: no -0.0
     present = [e for e in entropies if e is not None]
     return {"fraction": float((predicted == requested).double().mean()), "entropy_bits_per_class": entropies,
             "mean_entropy_bits": float(np.mean(present)) if present else float("nan"), "n": len(requested)}
