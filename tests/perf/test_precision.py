@@ -60,3 +60,16 @@ def test_low_precision_network_call_is_close_and_returns_the_input_dtype(monkeyp
     err = float((out - ref).abs().max()) / scale
     assert 0 < err < tol  # really computed in low precision, and close
     torch.testing.assert_close(score, score_ref, rtol=0, atol=tol * float(score_ref.abs().max()))
+
+
+def test_cli_precision_option(monkeypatch) -> None:
+    from scoresde.cli.commands import with_precision
+
+    monkeypatch.setattr(sm, "native_low_precision", lambda dtype, device: False)
+    model = _model()
+    assert with_precision(model, "fp32", "cpu") is model
+    assert with_precision(model, "auto", "cpu").precision == "auto"
+    with pytest.raises(ValueError, match="precision 'bf16' is not supported natively on cpu"):
+        with_precision(model, "bf16", "cpu")
+    with pytest.raises(ValueError, match="Linear models have no precision option"):
+        with_precision(torch.nn.Linear(2, 2), "auto", "cpu")

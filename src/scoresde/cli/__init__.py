@@ -118,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sampler(smp)
     smp.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     smp.add_argument("--no-ema", action="store_true", help="use the online weights instead of the EMA")
+    smp.add_argument("--precision", choices=("fp32", "bf16", "fp16", "auto"), default="fp32",
+                     help="network arithmetic: float32, bf16/fp16 autocast (refused where the device lacks it), or "
+                          "auto = bf16 where native, else float32 (default: %(default)s)")
     _add_common(smp)
     from .controllable_commands import add_class_options, add_controllable_commands
 

@@ -146,6 +146,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def with_precision(model, precision: str, device: str):
+    """``model`` computing its network in ``precision`` (``ScoreModel.with_precision``); checked on ``device`` now, so
+    that an unsupported choice is one error before any sampling. ``ValueError`` for a model without the option."""
+    if precision == "fp32":
+        return model
+    if not hasattr(model, "with_precision"):
+        raise ValueError(f"--precision {precision}: {type(model).__name__} models have no precision option (only "
+                         "ScoreModel); use --precision fp32")
+    from ..models.score_model import autocast_dtype
+
+    autocast_dtype(precision, torch.device(device))  # refuses bf16/fp16 where the device lacks them
+    return model.with_precision(precision)
+
+
 def _load_model(workdir: Path, step: int | None, use_ema: bool, device: str):
     from ..checkpoint import load_checkpoint
 
@@ -210,6 +224,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     cfg, name, options = resolve_sampler(_saved_config(workdir), args, "sample")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, step, path = _load_model(workdir, args.checkpoint, not args.no_ema, device)
+    model = with_precision(model, args.precision, device)
     toy = cfg.model["name"] == "toy_mlp"
     shape_one = (2,) if toy else (cfg.data.num_channels, cfg.data.image_size, cfg.data.image_size)
     bar = {"progress": not args.quiet} if "progress" in SAMPLERS[name].options() else {}
