@@ -13,13 +13,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 #: the --sde names of a diffusers model folder without a scheduler config
-FOLDER_SDES = ("vesde", "vpsde", "subvpsde")
+FOLDER_SDES = ("vesde", "vpsde", "subvpsde", "discrete_vpsde")
 
 
 def _default_sde(name: str):
-    from ..sdes import VESDE, VPSDE, SubVPSDE
+    from ..sdes import VESDE, VPSDE, DiscreteVPSDE, SubVPSDE
 
-    return {"vesde": VESDE, "vpsde": VPSDE, "subvpsde": SubVPSDE}[name]()
+    return {"vesde": VESDE, "vpsde": VPSDE, "subvpsde": SubVPSDE, "discrete_vpsde": DiscreteVPSDE}[name]()
 
 
 def cmd_import_diffusers(args: argparse.Namespace) -> int:

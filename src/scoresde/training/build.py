@@ -11,7 +11,7 @@ from ..config import Config, SamplingConfig, build_score_model
 from ..models import DiffusionModel, ScoreModel
 from ..objectives import ddpm_loss, sde_loss, smld_loss
 from ..objectives.fp import fp_loss
-from ..sdes import VESDE, VPSDE
+from ..sdes import VESDE, VPSDE, DiscreteVPSDE
 
 
 def build_model(cfg: Config) -> ScoreModel:
@@ -55,12 +55,13 @@ def check_objective(cfg: Config, model: DiffusionModel) -> None:
     if t.likelihood_weighting:
         raise ValueError("training.likelihood_weighting needs training.continuous=true (as in the original)")
     if type(model.sde) not in DISCRETE_LOSSES:
-        raise ValueError(f"discrete training (training.continuous=false) is defined for vesde and vpsde, "
+        raise ValueError(f"discrete training (training.continuous=false) is defined for vesde, vpsde and "
+                         f"discrete_vpsde, "
                          f"not {t.sde}")
 
 
 #: the discrete-time losses of the original, by SDE class (exact class: sub-VP has none)
-DISCRETE_LOSSES = {VESDE: smld_loss, VPSDE: ddpm_loss}
+DISCRETE_LOSSES = {VESDE: smld_loss, VPSDE: ddpm_loss, DiscreteVPSDE: ddpm_loss}
 
 
 def compute_loss(cfg: Config, model: DiffusionModel, x: Tensor, cond: dict[str, Any] | None = None,
