@@ -164,9 +164,15 @@ def test_grids(sde) -> None:
     torch.testing.assert_close(tq.sqrt(), torch.linspace(sde.T**0.5, eps**0.5, n + 1, dtype=F64), rtol=1e-12, atol=0)
 
 
-def test_lambda_grids_need_a_scalar_schedule() -> None:
-    with pytest.raises(ValueError, match="grid 'logSNR' needs a scalar noise schedule"):
-        time_steps(PSLD(), 4, grid="logSNR")
+def test_lambda_grids_need_a_noise_schedule() -> None:
+    """PSLD/CLD have one (their matrix half log-SNR); an SDE without ``lambda_t`` is refused by name."""
+    assert time_steps(PSLD(), 4, grid="logSNR").shape == (5,)
+
+    class NoSchedule:
+        T, N = 1.0, 10
+
+    with pytest.raises(ValueError, match=r"grid 'logSNR' needs a noise schedule .*NoSchedule has none"):
+        time_steps(NoSchedule(), 4, grid="logSNR")
 
 
 def test_sscs_still_takes_the_deprecated_n_steps() -> None:

@@ -8,7 +8,7 @@ convention). Which to pick:
 * ``"time_quadratic"``: ``t_i = (sqrt(T) + i/n (sqrt(eps) - sqrt(T)))^2``; DPM-Solver's ``time_quadratic``
   (recommended there for high-resolution pixel models).
 * ``"logSNR"``: uniform in the half log-SNR ``lambda = log(alpha/sigma)``; DPM-Solver's ``logSNR``, its default and the
-  best choice for few-step solvers on scalar SDEs (VE/VP/sub-VP; needs ``sde.lambda_t``).
+  best choice for few-step solvers (needs ``sde.lambda_t``: VE/VP/sub-VP, and PSLD/CLD's matrix half log-SNR).
 * ``"karras"``: the EDM grid (Karras et al. 2022, eq. 5) in ``sigma/alpha = exp(-lambda)``:
   ``s_i = (s_max^(1/rho) + i/n (s_min^(1/rho) - s_max^(1/rho)))^rho`` from ``s(T)`` to ``s(eps)``, mapped back to
   times with ``sde.t_from_lambda``; ``rho = 7`` by default. k-diffusion's ``get_sigmas_karras`` appends a final
@@ -47,7 +47,7 @@ def _time_quadratic(sde: SDE, steps: int, eps: float, rho: float) -> Tensor:
 
 def _lambdas(sde: SDE, eps: float, name: str) -> tuple[Tensor, Tensor]:
     if not callable(getattr(sde, "lambda_t", None)):
-        raise ValueError(f"grid {name!r} needs a scalar noise schedule (lambda_t, t_from_lambda); "
+        raise ValueError(f"grid {name!r} needs a noise schedule (lambda_t, t_from_lambda); "
                          f"{type(sde).__name__} has none (use 'uniform' or 'quadratic')")
     ends = torch.tensor([sde.T, eps], dtype=torch.float64)
     lam = sde.lambda_t(ends)
