@@ -20,19 +20,12 @@ from scoresde.sdes import CLD, PSLD, VPSDE
 from scoresde.sdes.phase_space import RecipeSDE, apply_blocks
 from scoresde.toy import GaussianMixture
 from scoresde.toy.phase_space import PhaseSpaceMixture
+from tests.metrics.conftest import _one_thread  # noqa: F401 (autouse: batches of 2x2 matrices, one thread)
 from tests.sampling.test_samplers_exact_score import N_SAMPLES, oracle  # noqa: F401 (shared fixture)
 from tests.sampling.test_samplers_exact_score import _check as check_samples
 
 F64 = torch.float64
 SDES = {"psld": PSLD, "cld": CLD}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _t(v: float) -> torch.Tensor:
