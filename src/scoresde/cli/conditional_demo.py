@@ -34,9 +34,8 @@ from ..data import inverse_data_scaler, load_digits16, preprocess
 from ..guidance import classifier, classifier_free, inpaint
 from ..sampling import sample
 from ..sampling.latent import encode, interpolate
-from ..training import Trainer, load_config
 from .controllable_commands import half_mask, save_grid
-from .digits_demo import digit_classifier
+from .digits_demo import digit_classifier, train_or_resume
 
 __all__ = ["PRESET", "class_agreement", "cmd_conditional_demo", "format_conditional_summary",
            "run_conditional_demo"]
@@ -162,12 +161,7 @@ def run_conditional_demo(out_dir: str | Path, *, overrides: Sequence[str] = (),
         batch_size: samples per sampler call.
     """
     out = Path(out_dir)
-    cfg = load_config(PRESET, list(overrides))
-    trainer = Trainer(cfg, out / "run", progress=progress)
-    trainer.resume()
-    tic = time.perf_counter()
-    last = trainer.train()
-    train_s = time.perf_counter() - tic
+    cfg, trainer, last, train_s = train_or_resume(PRESET, overrides, out / "run", progress)
     model = trainer.ema_model()
     clf, accuracy = digit_classifier(cfg.seed)
     labels = torch.arange(NUM_CLASSES).repeat_interleave(per_class)

@@ -44,17 +44,24 @@ def digit_quality(samples: torch.Tensor, clf) -> dict[str, float]:
             "class_entropy_bits": entropy}
 
 
+def train_or_resume(preset: str, overrides: tuple[str, ...], run_dir: Path,
+                    progress: bool) -> tuple[Any, Trainer, dict[str, float], float]:
+    """Train ``preset`` (with ``overrides``) in ``run_dir``, resuming from its newest checkpoint; returns the config,
+    the trainer, the last logged scalars and the seconds spent training in this call."""
+    cfg = load_config(preset, list(overrides))
+    trainer = Trainer(cfg, run_dir, progress=progress)
+    trainer.resume()
+    tic = time.perf_counter()
+    last = trainer.train()
+    return cfg, trainer, last, time.perf_counter() - tic
+
+
 def run_digits_demo(out_dir: str | Path, *, overrides: tuple[str, ...] = (), num_samples: int = 64,
                     num_bpd: int = 64, progress: bool = True) -> dict[str, Any]:
     """Train (or resume) ``digits/vp_ddpmpp`` in ``out_dir/run``, then write ``out_dir/digits.png`` and
     ``out_dir/metrics.json``; returns the metrics."""
     out = Path(out_dir)
-    cfg = load_config(PRESET, list(overrides))
-    trainer = Trainer(cfg, out / "run", progress=progress)
-    trainer.resume()
-    tic = time.perf_counter()
-    last = trainer.train()
-    train_s = time.perf_counter() - tic
+    cfg, trainer, last, train_s = train_or_resume(PRESET, overrides, out / "run", progress)
     if trainer.last_snapshot is not None and trainer.last_snapshot[0] == trainer.step \
             and len(trainer.last_snapshot[1]) == num_samples:
         samples = trainer.last_snapshot[1]  # the run's final snapshot grid: no need to sample twice
