@@ -28,7 +28,9 @@ def test_peak_memory_growth_sees_a_large_temporary() -> None:
         x.add_(1)
         del x
 
-    grown = peak_memory_growth(make, "cpu")
+    # the CPU figure is the resident-set high-water mark: other activity of the process (the test runner's own
+    # allocations and frees) can hide one measurement, so the largest of three is checked
+    grown = max(peak_memory_growth(make, "cpu") for _ in range(3))
     assert 48 * 2**20 < grown < 160 * 2**20
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 from pathlib import Path
@@ -46,11 +47,12 @@ def peak_memory_growth(fn, device: torch.device | str) -> int:
         fn()
         torch.cuda.synchronize(device)
         return torch.cuda.max_memory_allocated(device) - before
+    gc.collect()  # free earlier garbage now, not inside fn (the resident set would shrink under the measurement)
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # VmHWM := VmRSS
     before = _status_bytes("VmRSS")
     fn()
-    return _status_bytes("VmHWM") - before
+    return max(0, _status_bytes("VmHWM") - before)
 
 
 def free_memory(device: torch.device | str) -> int:
