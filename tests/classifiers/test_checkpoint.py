@@ -8,6 +8,7 @@ import json
 import pytest
 import torch
 
+import scoresde
 from scoresde.checkpoint import save_checkpoint
 from scoresde.sdes import PSLD, VPSDE, same_sde
 from scoresde.toy import GaussianMixture
@@ -57,6 +58,9 @@ def test_round_trip_ema_and_online(tmp_path):
             torch.testing.assert_close(loaded(z, t), expected(z, t), rtol=0, atol=0)
     meta = json.loads((path / "checkpoint.json").read_text())
     assert meta["config"]["kind"] == "noise-conditional-classifier"
+    with pytest.raises(ValueError, match=r"holds a 'noise-conditional-classifier' checkpoint, not a score model: "
+                                         r"load a classifier with scoresde\.training\.classifier\.load_classifier"):
+        scoresde.load_checkpoint(path)  # one clear line, not a missing-section error
     assert meta["config"]["classifier"]["network"] == "mlp" and meta["config"]["sde"]["training"]["sde"] == "psld"
 
 

@@ -47,6 +47,11 @@ def test_ddpm_pipeline_outputs_sde_and_conventions(tmp_path):
         std = torch.sqrt(1.0 - torch.cumprod(1.0 - betas, 0)[k])[:, None, None, None]
         assert relative(model.score(x, k / 999.0), -ref / std) < FLOAT32_EMBEDDING
     assert model.step == 0 and model.config.model["name"] == "ddpm" and model.config.training.continuous is False
+    # scoresde.load_checkpoint recognises the folder and loads it the same way
+    same = scoresde.load_checkpoint(tmp_path, dtype=torch.float64)
+    assert type(same.sde) is DiscreteVPSDE
+    with torch.no_grad():
+        assert torch.equal(same.eps(x, k / 999.0), eps)
 
 
 def test_float32_outputs_within_1e5(tmp_path):

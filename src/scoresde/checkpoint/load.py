@@ -8,6 +8,7 @@ import torch
 
 from ..config import ConfigLike
 from ..models import DiffusionModel
+from .diffusers import is_diffusers_folder, load_diffusers
 from .errors import IncompatibleCheckpointError
 from .files import load_weights_only
 from .native import load_checkpoint_directory
@@ -37,7 +38,9 @@ def load_checkpoint(
     * an original Score SDE ``.pth`` file (:func:`~scoresde.checkpoint.load_score_sde_checkpoint`), which needs
       ``config``;
     * a PSLD PyTorch Lightning ``.ckpt`` file (:func:`~scoresde.checkpoint.load_psld_checkpoint`), which needs
-      ``config``.
+      ``config``;
+    * a local diffusers pipeline or model folder (:func:`scoresde.load_diffusers` with its defaults; call that
+      function for its ``sde``/``continuous`` options).
 
     Files are read with ``torch.load(weights_only=True)``: nothing in them is executed. ``config`` is anything
     :func:`scoresde.config.resolve_config` takes (a preset name, a ``.json``/original ``.py`` file, a dict, a
@@ -64,6 +67,8 @@ def load_checkpoint(
         if config is not None:
             raise ValueError(f"{path} is a directory, which carries its own config: pass config= only for a Score "
                              "SDE .pth or PSLD .ckpt file")
+        if is_diffusers_folder(path):  # a local Hugging Face diffusers pipeline or model folder
+            return load_diffusers(path, map_location=map_location, dtype=dtype)
 
         def load(directory: Path) -> DiffusionModel:
             return load_checkpoint_directory(directory, use_ema=use_ema, map_location=map_location, dtype=dtype)

@@ -256,6 +256,10 @@ def load_checkpoint_directory(
     directory = Path(directory)
     meta = _read_meta(directory)
     step, files = int(meta["step"]), meta.get("files", {})
+    kind = meta.get("config", {}).get("kind") if isinstance(meta.get("config"), dict) else None
+    if kind is not None:  # a checkpoint of another kind of model (e.g. a noise-conditional classifier)
+        raise IncompatibleCheckpointError(f"{directory} holds a {kind!r} checkpoint, not a score model: load a "
+                                          "classifier with scoresde.training.classifier.load_classifier")
     if use_ema and "ema" not in files:
         raise IncompatibleCheckpointError(f"{directory} was saved without EMA weights; pass use_ema=False")
     for name in [files.get("model", _MODEL), *([files["ema"]] if "ema" in files else [])]:
