@@ -16,7 +16,7 @@ from scoresde.config import load_config
 from scoresde.data import LABELLED_TOY_2D, TOY_2D, ImageFolderDataset, sample_toy_2d
 from scoresde.data.toy2d import gaussian_mixture
 from scoresde.toy import GaussianMixture
-from scoresde.training.data import PointDataset, build_dataset, check_class_labels, dataset_labels
+from scoresde.training.data import PointDataset, build_dataset, check_dataset_labels, dataset_labels
 
 
 def test_mixture_labels_are_the_components() -> None:
@@ -56,14 +56,14 @@ def test_toy_datasets_of_a_run() -> None:
     assert torch.equal(ds.points, ref_points) and torch.equal(dataset_labels(ds), ref_labels)
     point, label = ds[7]
     assert torch.equal(point, ref_points[7]) and label == int(ref_labels[7])
-    check_class_labels(ds, 3, "gaussian_mixture")
+    check_dataset_labels(ds, 3, "gaussian_mixture")
     with pytest.raises(ValueError, match=r"dataset gaussian_mixture has labels up to 2 but model.num_classes=2"):
-        check_class_labels(ds, 2, "gaussian_mixture")
+        check_dataset_labels(ds, 2, "gaussian_mixture")
     board = build_dataset(load_config("toy/checkerboard").data, "train", seed=5, toy_size=50)
     assert dataset_labels(board) is None and board[0][1] == -1
     with pytest.raises(ValueError, match=r"model.num_classes=3 trains a class-conditional model, but dataset "
                                          r"checkerboard has no class labels"):
-        check_class_labels(board, 3, "checkerboard")
+        check_dataset_labels(board, 3, "checkerboard")
     with pytest.raises(ValueError, match=r"labels must have shape \(4,\), got \(3,\)"):
         PointDataset(torch.zeros(4, 2), torch.zeros(3, dtype=torch.int64))
 
@@ -95,9 +95,9 @@ def test_image_folder_reads_edm_dataset_json(tmp_path: Path) -> None:
         assert [y for _, y in got] == labels
         assert [int(img[0, 0, 0]) for img, _ in got] == [40 * i for i in range(6)]  # each image keeps its label
         assert torch.equal(dataset_labels(ds), torch.tensor(labels))
-        check_class_labels(ds, 10, "folder")
+        check_dataset_labels(ds, 10, "folder")
         with pytest.raises(ValueError, match=r"has labels up to 9 but model.num_classes=5"):
-            check_class_labels(ds, 5, "folder")
+            check_dataset_labels(ds, 5, "folder")
 
 
 def test_image_folder_without_labels(tmp_path: Path) -> None:
@@ -105,7 +105,7 @@ def test_image_folder_without_labels(tmp_path: Path) -> None:
     ds = ImageFolderDataset(tmp_path / "nolabels")
     assert all(ds[i][1] == -1 for i in range(len(ds))) and dataset_labels(ds) is None
     with pytest.raises(ValueError, match="has no class labels"):
-        check_class_labels(ds, 10, "folder")
+        check_dataset_labels(ds, 10, "folder")
     names = _write_edm_folder(tmp_path / "partial", [1] * 6)
     meta = json.loads((tmp_path / "partial" / "dataset.json").read_text())
     meta["labels"] = [entry for entry in meta["labels"] if entry[0] != names[2]]
@@ -113,5 +113,5 @@ def test_image_folder_without_labels(tmp_path: Path) -> None:
     ds = ImageFolderDataset(tmp_path / "partial")
     assert [ds[i][1] for i in range(6)] == [1, 1, -1, 1, 1, 1]
     with pytest.raises(ValueError, match=r"dataset folder: 1 of 6 examples have no label"):
-        check_class_labels(ds, 10, "folder")
+        check_dataset_labels(ds, 10, "folder")
 

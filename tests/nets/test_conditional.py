@@ -171,7 +171,7 @@ def test_conditional_net_backward_reaches_the_table() -> None:
 @pytest.mark.parametrize("case", list(CASES))
 def test_bad_class_labels(case: str, labels, message: str) -> None:
     net, x, t = _build(case, num_classes=3)
-    with pytest.raises(ValueError, match=rf"^class_labels must be an int64 tensor of shape \(4,\) with entries in "
+    with pytest.raises(ValueError, match=rf"^class_labels must be an integer tensor of shape \(4,\) with entries in "
                                          rf"\[-1, 3\).*{message}"):
         net(x, t, labels)
 

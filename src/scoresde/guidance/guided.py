@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from ..models.adapter import DiffusionModel
+from ..numerics.checks import check_class_labels
 from ..sdes.base import same_sde
 
 __all__ = ["GuidedModel", "classifier", "classifier_free"]
@@ -28,13 +29,7 @@ def _labels(cond: dict[str, Any], batch: int, num_classes: int | None, what: str
     if y is None:
         raise ValueError(f"{what} needs the requested classes: pass cond={{'class_labels': y}} (int64, shape "
                          f"({batch},)); class_labels=None asks for no class")
-    if not isinstance(y, Tensor) or y.dtype.is_floating_point or y.dtype == torch.bool or y.shape != (batch,):
-        raise ValueError(f"class_labels must be an integer tensor of shape ({batch},), got "
-                         f"{getattr(y, 'dtype', type(y).__name__)} of shape {tuple(getattr(y, 'shape', ()))}")
-    if num_classes is not None and y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
-        raise ValueError(f"class_labels must lie in [0, {num_classes}) for {what}; got entries in "
-                         f"[{int(y.min())}, {int(y.max())}]")
-    return y
+    return check_class_labels(y, batch, num_classes)
 
 
 def _check_scale(name: str, scale: float) -> float:

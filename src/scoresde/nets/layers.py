@@ -23,6 +23,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
 from scoresde.nets import upfirdn
+from scoresde.numerics.checks import check_class_labels
 
 __all__ = [
     "ACTIVATIONS",
@@ -295,19 +296,8 @@ class ClassEmbedding(nn.Module):
         floating/bool dtype, a shape other than ``(batch_size,)`` or an entry outside ``[-1, num_classes)``."""
         if class_labels is None:
             return None
-        allowed = f"int64 tensor of shape ({batch_size},) with entries in [-1, {self.num_classes})"
-        if not isinstance(class_labels, torch.Tensor):
-            raise ValueError(f"class_labels must be an {allowed}, got {type(class_labels).__name__}")
-        if class_labels.dtype not in (torch.int64, torch.int32, torch.int16, torch.int8):
-            raise ValueError(f"class_labels must be an {allowed}, got dtype {class_labels.dtype}")
-        if tuple(class_labels.shape) != (batch_size,):
-            raise ValueError(f"class_labels must be an {allowed}, got shape {tuple(class_labels.shape)}")
-        if batch_size:
-            lo, hi = int(class_labels.min()), int(class_labels.max())
-            if lo < NULL_LABEL or hi >= self.num_classes:
-                bad = lo if lo < NULL_LABEL else hi
-                raise ValueError(f"class_labels must be an {allowed} (-1 = null label), got label {bad}")
-        return class_labels.to(device=self.weight.device, dtype=torch.int64)
+        labels = check_class_labels(class_labels, batch_size, self.num_classes, allow_null=True)
+        return labels.to(device=self.weight.device)
 
     def forward(self, class_labels: torch.Tensor | None, batch_size: int) -> torch.Tensor:
         """``(batch_size, dim)`` embeddings of ``class_labels`` (``None``: every row null); see the class doc."""

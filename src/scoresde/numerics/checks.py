@@ -22,21 +22,22 @@ def check_count(name: str, value: Any) -> int:
     return value
 
 
-def check_class_labels(labels: Any, batch_size: int, num_classes: int, *, allow_null: bool = False) -> Any:
+def check_class_labels(labels: Any, batch_size: int, num_classes: int | None, *, allow_null: bool = False) -> Any:
     """``labels`` as int64 if it is an integer tensor of shape ``(batch_size,)`` with entries in ``[0, num_classes)``
-    (``[-1, num_classes)`` with ``allow_null``: ``-1`` is classifier-free guidance's null label), else one
-    ``ValueError`` naming the bad dtype, shape or label. The one check of class labels for classifiers, conditional
-    networks, guidance and the mixture oracle."""
+    (``[-1, num_classes)`` with ``allow_null``: ``-1`` is classifier-free guidance's null label; no upper bound for
+    ``num_classes=None``), else one ``ValueError`` naming the bad dtype, shape or label. The one check of class labels
+    for classifiers, conditional networks, guidance and the mixture oracle."""
     low = -1 if allow_null else 0
-    allowed = f"an integer tensor of shape ({batch_size},) with entries in [{low}, {num_classes})"
-    if not isinstance(labels, torch.Tensor) or labels.is_floating_point() or labels.is_complex() \
-            or labels.dtype == torch.bool:
-        kind = labels.dtype if isinstance(labels, torch.Tensor) else type(labels).__name__
-        raise ValueError(f"class_labels must be {allowed}, got {kind}")
+    high = "" if num_classes is None else f", {num_classes})"
+    allowed = f"an integer tensor of shape ({batch_size},) with entries in [{low}{high or ', ...)'}"
+    if not isinstance(labels, torch.Tensor):
+        raise ValueError(f"class_labels must be {allowed}, got {type(labels).__name__}")
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise ValueError(f"class_labels must be {allowed}, got dtype {labels.dtype}")
     if tuple(labels.shape) != (batch_size,):
         raise ValueError(f"class_labels must be {allowed}, got shape {tuple(labels.shape)}")
     if batch_size:
         lo, hi = int(labels.min()), int(labels.max())
-        if lo < low or hi >= num_classes:
+        if lo < low or (num_classes is not None and hi >= num_classes):
             raise ValueError(f"class_labels must be {allowed}, got label {lo if lo < low else hi}")
     return labels.long()

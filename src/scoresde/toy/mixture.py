@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from ..numerics.checks import check_class_labels
 from ..sdes.scalar import ScalarSDE
 
 
@@ -215,13 +216,7 @@ class GaussianMixture:
         return (-prec_resid[rows, labels.to(prec_resid.device)]).reshape(x.shape).to(x.dtype)
 
     def _check_labels(self, labels: Tensor, batch: int) -> Tensor:
-        if not isinstance(labels, Tensor) or labels.dtype.is_floating_point or labels.shape != (batch,):
-            raise ValueError(f"labels must be an integer tensor of shape ({batch},), got "
-                             f"{getattr(labels, 'dtype', type(labels).__name__)} {tuple(getattr(labels, 'shape', ()))}")
-        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.num_components):
-            raise ValueError(f"labels must lie in [0, {self.num_components}) (the components); got entries in "
-                             f"[{int(labels.min())}, {int(labels.max())}]")
-        return labels.long()
+        return check_class_labels(labels, batch, self.num_components)
 
     def conditional_score_fn(self, sde: ScalarSDE):
         """The exact score of a class-conditional model: ``score_fn(x, t, class_labels=None)`` returns the class score

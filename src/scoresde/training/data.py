@@ -47,7 +47,7 @@ def dataset_labels(ds: Dataset) -> Tensor | None:
     return torch.as_tensor(labels, dtype=torch.int64)
 
 
-def check_class_labels(ds: Dataset, num_classes: int, what: str) -> None:
+def check_dataset_labels(ds: Dataset, num_classes: int, what: str) -> None:
     """Refuse to train a class-conditional model (``num_classes`` > 0) on ``ds`` unless every example has a label in
     ``[0, num_classes)`` (``what`` names the dataset in the error)."""
     labels = dataset_labels(ds)

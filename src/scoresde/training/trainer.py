@@ -38,7 +38,7 @@ from ..nets import NULL_LABEL
 from ..numerics.times import draw_times
 from ..sampling import sample
 from .build import build_model, build_optimizer, check_objective, compute_loss
-from .data import StepBatchSampler, build_dataset, check_class_labels, global_batch_indices, make_loader
+from .data import StepBatchSampler, build_dataset, check_dataset_labels, global_batch_indices, make_loader
 from .distributed import DistEnv, init_distributed
 from .ema import EMA
 from .plots import scatter_panels
@@ -86,9 +86,9 @@ class Trainer:
         #: number of classes of a class-conditional model (0: unconditional, the labels are not used)
         self.num_classes = int(cfg.model.get("num_classes", 0) or 0)
         if self.num_classes:
-            check_class_labels(self.train_set, self.num_classes, f"{cfg.data.dataset} (train)")
+            check_dataset_labels(self.train_set, self.num_classes, f"{cfg.data.dataset} (train)")
             if self.eval_set is not None:
-                check_class_labels(self.eval_set, self.num_classes, f"{cfg.data.dataset} ({cfg.data.eval_split})")
+                check_dataset_labels(self.eval_set, self.num_classes, f"{cfg.data.dataset} ({cfg.data.eval_split})")
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         self.model: ScoreModel = build_model(cfg).to(self.env.device)
         check_objective(cfg, self.model)
