@@ -19,25 +19,12 @@ from scoresde.toy import GaussianMixture
 from scoresde.training import Trainer, load_config
 from scoresde.training.build import compute_loss
 from scoresde.training.trainer import apply_label_dropout
-
-SMALL = ["model.hidden=32", "model.depth=1", "training.batch_size=64", "training.n_iters=20",
-         "training.snapshot_freq=10", "training.snapshot_freq_for_preemption=5", "training.eval_freq=0",
-         "training.snapshot_sampling=false", "training.log_freq=5", "optim.warmup=4"]
+from tests.training.test_trainer import SMALL, _assert_same, _params
 
 
 def _cfg(*extra: str):
     """The conditional mixture preset (3 classes, label dropout 0.1 unless overridden), small."""
     return load_config("toy/gaussian_mixture_conditional", [*SMALL, *extra])
-
-
-def _params(trainer: Trainer) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in trainer.model.net.state_dict().items()}
-
-
-def _assert_same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], atol: float = 0.0) -> None:
-    assert a.keys() == b.keys()
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=0, atol=atol, msg=lambda m, k=k: f"{k}: {m}")
 
 
 # ---- label dropout -----------------------------------------------------------------------------------------
