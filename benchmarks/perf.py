@@ -49,6 +49,7 @@ from typing import Any
 
 import torch
 
+from scoresde.cli.commands import peak_memory_growth
 from scoresde.config import build_score_model, load_config
 from scoresde.sampling import sample
 from scoresde.training.build import build_optimizer, compute_loss
@@ -144,15 +145,6 @@ def _timed(fn: Callable[[], Any], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def _vm(key: str) -> int:
-    """A ``/proc/self/status`` entry in bytes (Linux)."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"{key} not in /proc/self/status")
-
-
 def peak_train_memory(preset: str, overrides: list[str], option: str, batch: int, device: torch.device,
                       warmup: bool = True) -> int:
     """Peak memory of one training step (after one warm-up step unless ``warmup=False``) in bytes: CUDA max allocated
@@ -161,18 +153,7 @@ def peak_train_memory(preset: str, overrides: list[str], option: str, batch: int
     setup = Setup(preset, overrides, option, batch, device, 1)
     if warmup:
         setup.train_step()
-    if device.type == "cuda":
-        _sync(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        before = torch.cuda.memory_allocated(device)
-        setup.train_step()
-        _sync(device)
-        return torch.cuda.max_memory_allocated(device) - before
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # reset VmHWM to the current RSS
-    before = _vm("VmRSS")
-    setup.train_step()
-    return _vm("VmHWM") - before
+    return peak_memory_growth(setup.train_step, device)  # the probe of `--batch-size auto`
 
 
 def _memory_in_subprocess(args: argparse.Namespace, preset: str, overrides: list[str], option: str,
