@@ -57,8 +57,8 @@ marginal kept; the probability-flow ODE for scalar kernels) with ``A`` and ``B p
 :meth:`scoresde.sdes.RecipeSDE.exp_integrator` (``lambda`` is then ``(1/k) log |det(L^-1 Phi)|``): order 1 is the
 phase-space DDIM step (``flow="kernel"``), orders 2 and 3 converge at their order to the flow, multistep, singlestep
 and adaptive alike; SDE-DPM-Solver++ needs a scalar schedule. Measured with the exact score of the 2-D mixture
-(benchmarks/RESULTS.md): PSLD and CLD reach the two-sample noise floor at 10 NFE with DPM-Solver-2M/3M (noise
-prediction, ``time_quadratic``), where DDIM needs more than 50 and SSCS about 100.
+(benchmarks/RESULTS.md): PSLD reaches the two-sample noise floor at 10 NFE with DPM-Solver-2M/3M (noise prediction,
+``time_quadratic``), where the kernel DDIM and SSCS need 50 and the probability-flow DDIM 100.
 """
 
 from __future__ import annotations
@@ -190,12 +190,22 @@ class _MatrixSolver(_Solver):
     """The same updates for a matrix kernel (PSLD, CLD, any recipe SDE): ``A`` and the ``phi`` terms become the
     ``k x k`` coefficients of :meth:`scoresde.sdes.RecipeSDE.exp_integrator`, applied per coordinate."""
 
+    _last: tuple[tuple[float, float], tuple[Tensor, list[Tensor]]] | None = None
+
     def point(self, t: Tensor) -> _Point:
         return _Point(t, self.sde.lambda_t(t))
 
+    def coefficients(self, s: _Point, t: _Point, order: int) -> tuple[Tensor, list[Tensor]]:
+        """``exp_integrator(s, t)`` with at least ``order`` coefficients; the last pair is kept, since the adaptive
+        solver's lower- and higher-order updates share it."""
+        key = (float(s.t), float(t.t))
+        if self._last is None or self._last[0] != key or len(self._last[1][1]) < order:
+            self._last = key, self.sde.exp_integrator(s.t, t.t, order, "x0" if self.data else "eps")
+        return self._last[1]
+
     def update(self, x: Tensor, s: _Point, t: _Point, terms: list[tuple[int, Any, Tensor]]) -> Tensor:
         """``A x + sum C_k w D`` (the matrix ``C_k`` carry the sign of ``-B phi_k``)."""
-        A, C = self.sde.exp_integrator(s.t, t.t, max(k for k, _, _ in terms), "x0" if self.data else "eps")
+        A, C = self.coefficients(s, t, max(k for k, _, _ in terms))
         out = apply_blocks(A, x)
         for k, w, d in terms:
             out = out + apply_blocks(C[k - 1] * w, d)
