@@ -5,8 +5,8 @@ reduced``: nf=64, 2 residual blocks per resolution, 32x32, batch 8: the settings
 original code) or at paper size (``--size paper``: nf=128, 4 blocks), it times
 
 * ``forward``: one network call in eval mode under ``torch.no_grad()``;
-* ``train step``: the preset's loss (continuous DSM, ``training.build.compute_loss``), backward, Adam
-  (``build_optimizer``) and the EMA update, dropout on;
+* ``train step``: the preset's loss (continuous DSM, ``training.build.compute_loss``), backward, gradient clipping
+  at ``optim.grad_clip`` (as the trainer), Adam (``build_optimizer``) and the EMA update, dropout on;
 * ``per NFE``: the preset's PC sampler (reverse diffusion + Langevin) over ``--sample-steps`` steps, divided by the
   NFE it counted;
 
@@ -117,6 +117,8 @@ class Setup:
         with torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
             loss = compute_loss(self.cfg, self.model, self.x)
         loss.backward()
+        if self.cfg.optim.grad_clip >= 0:  # as the trainer (and the original's optimization_manager) do
+            torch.nn.utils.clip_grad_norm_(self.model.net.parameters(), max_norm=self.cfg.optim.grad_clip)
         self.optimizer.step()
         self.ema.update(self.model.net)
 
