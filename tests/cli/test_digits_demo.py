@@ -28,6 +28,8 @@ def test_digits_demo_runs_and_resumes(tmp_path) -> None:
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["steps"] == 4 and (tmp_path / "digits.png").exists()
     assert 0 < saved["test_bits_per_dim"] < 20 and saved["bpd_nfe"] > 0
+    assert saved["overrides"] == list(TINY)  # every phase is timed
+    assert 0 < saved["seconds"]["train"] < saved["seconds"]["total"] and saved["seconds"]["bits_per_dim"] > 0
     assert metrics["samples"]["class_entropy_bits"] >= 0
     longer = (*(o for o in TINY if not o.startswith("training.n_iters")), "training.n_iters=6")
     again = run_digits_demo(tmp_path, overrides=longer, num_samples=8, num_bpd=4, progress=False)

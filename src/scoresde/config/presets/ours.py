@@ -39,7 +39,7 @@ def toy(dataset: str) -> dict[str, Any]:
 def digits() -> dict[str, Any]:
     """DDPM++ (NCSN++ with positional embedding) on 16x16 digits, continuous VP, sized for 2 CPU cores."""
     base = original_preset("vp/cifar10_ddpmpp_continuous")
-    base["training"].update(batch_size=64, n_iters=1000, snapshot_freq=500, snapshot_freq_for_preemption=100,
+    base["training"].update(batch_size=64, n_iters=1000, snapshot_freq=1000, snapshot_freq_for_preemption=100,
                             log_freq=50, eval_freq=250, reduce_mean=True, num_snapshot_samples=64)
     base["sampling"].update(method="pc", predictor="reverse_diffusion", corrector="none")
     base["data"] = {"dataset": "digits", "image_size": 16, "num_channels": 1, "random_flip": False,
