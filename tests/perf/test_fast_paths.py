@@ -165,6 +165,47 @@ def test_channels_last_keeps_the_outputs_and_gradients(name: str) -> None:
             torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-5 * float(p.grad.abs().max()) + 1e-8)
 
 
+DIGITS_SMALL = ["model.nf=16", "model.ch_mult=[1, 2]", "model.num_res_blocks=1", "model.attn_resolutions=[8]",
+                "model.dropout=0.0"]
+
+
+def test_channels_last_is_a_config_field_that_keeps_the_scores(tmp_path) -> None:
+    from scoresde.checkpoint import load_checkpoint, save_checkpoint
+    from scoresde.training.trainer import check_workdir_config, prepare_workdir
+
+    torch.manual_seed(0)
+    plain = _perturbed(build_score_model(load_config("digits/vp_ddpmpp", DIGITS_SMALL).to_dict()).net)
+    cfg_cl = load_config("digits/vp_ddpmpp", [*DIGITS_SMALL, "model.channels_last=true"])
+    torch.manual_seed(0)
+    model = build_score_model(cfg_cl.to_dict())
+    _perturbed(model.net)
+    convs = [p for p in model.net.parameters() if p.dim() == 4]
+    assert convs and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
+    assert all(not p.is_contiguous() for p in convs if p.shape[1] > 1 and p.shape[-1] > 1)  # (else both orders agree)
+    x, t = torch.randn(3, 1, 16, 16, generator=torch.Generator().manual_seed(1)), torch.tensor([0.1, 0.5, 0.9])
+    with torch.no_grad():
+        ref = model.with_net(plain).score(x, t)
+    assert float(ref.abs().max()) > 1e-2
+    with torch.no_grad():
+        torch.testing.assert_close(model.score(x, t), ref, rtol=0, atol=1e-5 * float(ref.abs().max()))
+    # a checkpoint of the NHWC network loads (safetensors needs contiguous tensors) into an NHWC network again
+    save_checkpoint(tmp_path / "ckpt", model.net, cfg_cl.to_dict())
+    loaded = load_checkpoint(tmp_path / "ckpt", use_ema=False)
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in loaded.net.parameters() if p.dim() == 4)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.score(x, t), model.score(x, t), rtol=0, atol=0)
+    # a layout change does not make a run folder "another config"
+    prepare_workdir(tmp_path / "run", load_config("digits/vp_ddpmpp", DIGITS_SMALL))
+    check_workdir_config(tmp_path / "run", cfg_cl)
+
+
+def test_channels_last_refuses_non_bools_and_networks_without_convolutions() -> None:
+    with pytest.raises(ValueError, match=r"model\.channels_last must be true or false, got 'yes'"):
+        build_score_model(load_config("digits/vp_ddpmpp", [*DIGITS_SMALL, "model.channels_last=yes"]).to_dict())
+    with pytest.raises(ValueError, match=r"ToyMLP .*'toy_mlp'.* has no convolution"):
+        build_score_model(load_config("toy/gaussian_mixture", ["model.channels_last=true"]).to_dict())
+
+
 @pytest.mark.slow  # worker start-up: ~15 s on a loaded 2-core machine
 def test_loader_with_workers_yields_the_same_batches() -> None:
     from scoresde.training.data import PointDataset, StepBatchSampler, make_loader

@@ -402,7 +402,8 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 #: Keys a resumed run may change: they schedule the run but do not change what a step computes.
 RESUMABLE_CHANGES = frozenset({"training.n_iters", "training.log_freq", "training.eval_freq", "training.snapshot_freq",
                                "training.snapshot_freq_for_preemption", "training.snapshot_sampling",
-                               "training.num_workers", "training.num_snapshot_samples", "model.checkpointing"})
+                               "training.num_workers", "training.num_snapshot_samples", "model.checkpointing",
+                               "model.channels_last"})
 
 
 def prepare_workdir(workdir: str | Path, cfg: Config) -> None:
