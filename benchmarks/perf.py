@@ -19,7 +19,7 @@ Options (``--options``, default all that apply to the device):
 
 * ``baseline``      -- float32, contiguous, eager, multi-tensor Adam and EMA (this repository's defaults);
 * ``loop_optim``    -- the pre-change per-parameter Adam (``foreach=False``) and EMA loop, for contrast;
-* ``channels_last`` -- network and inputs in NHWC memory format;
+* ``channels_last`` -- ``model.channels_last`` (the network's convolutions in NHWC order) and NHWC inputs;
 * ``checkpointing`` -- ``model.checkpointing`` (activation checkpointing per U-Net block);
 * ``compile``       -- ``torch.compile`` of the network (slow to start: the first call is excluded from the times);
 * ``bf16``          -- bf16 autocast of the network (``ScoreModel(precision='bf16')``, training under autocast);
@@ -78,8 +78,8 @@ class Setup:
 
     def __init__(self, preset: str, overrides: list[str], option: str, batch: int, device: torch.device,
                  sample_steps: int) -> None:
-        checkpointing = ["model.checkpointing=true"] if option == "checkpointing" else []
-        self.cfg = load_config(preset, [*overrides, *checkpointing])
+        runtime = {"checkpointing": ["model.checkpointing=true"], "channels_last": ["model.channels_last=true"]}
+        self.cfg = load_config(preset, [*overrides, *runtime.get(option, [])])
         torch.manual_seed(0)
         self.model = build_score_model(self.cfg).to(device)
         self.device, self.option, self.sample_steps = device, option, sample_steps
@@ -88,8 +88,7 @@ class Setup:
         self.x = torch.rand(batch, channels, size, size, generator=g).to(device)  # data in [0, 1]
         self.t = torch.rand(batch, generator=g).to(device) * (1 - 1e-3) + 1e-3
         self.amp = None
-        if option == "channels_last":
-            self.model.net.to(memory_format=torch.channels_last)
+        if option == "channels_last":  # (the network is NHWC through the config; NHWC inputs save the first copy)
             self.x = self.x.contiguous(memory_format=torch.channels_last)
         if option == "bf16":
             self.model = self.model.with_precision("bf16")
