@@ -24,7 +24,6 @@ from ..training import Trainer, load_config, save_samples_png
 PRESET = "digits/vp_ddpmpp"
 
 
-
 def digit_classifier(seed: int = 0):
     """A multinomial logistic regression on the 16×16 training digits (pixels in ``[0, 1]``), with its test accuracy."""
     from sklearn.linear_model import LogisticRegression
@@ -89,8 +88,7 @@ def run_digits_demo(out_dir: str | Path, *, overrides: tuple[str, ...] = (), num
     bpd_s = time.perf_counter() - tic
     real = preprocess(test.images[:num_samples])
     metrics = {
-        "preset": PRESET, "overrides": list(overrides), "steps": trainer.step,
-        "train_seconds_this_run": train_s,
+        "preset": PRESET, "overrides": list(overrides), "steps": trainer.step, "train_seconds_this_run": train_s,
         "final_train_loss": last.get("train/loss"), "eval_loss_ema": trainer.eval_loss() if trainer.eval_set else None,
         "test_bits_per_dim": float(bpd.mean()), "bpd_stderr_over_images": float(bpd.std() / math.sqrt(len(bpd))),
         "bpd_nfe": info.nfe, "classifier_test_accuracy": accuracy,
