@@ -16,7 +16,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from scoresde.training import NonFiniteLossError, Trainer, find_resumable, list_checkpoints, load_config
+from scoresde.training import CompileError, NonFiniteLossError, Trainer, find_resumable, list_checkpoints, load_config
 from scoresde.training import trainer as trainer_module
 
 SMALL = ["model.hidden=32", "model.depth=1", "training.batch_size=64", "training.n_iters=20",
@@ -113,6 +113,26 @@ def test_nonfinite_loss_stops_naming_the_step_or_is_skipped(tmp_path, monkeypatc
     tr.train()
     assert tr.step == 20 and tr.skipped_steps == 1
     assert all(torch.isfinite(p).all() for p in tr.model.net.parameters())
+
+
+def test_compile_failure_is_one_line_and_writes_no_checkpoint(tmp_path, monkeypatch) -> None:
+    def broken_backend(graph, example_inputs):
+        raise RuntimeError("no C++ compiler found\nsecond line of the backend's message")
+
+    real_compile = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda net, **kw: real_compile(net, backend=broken_backend))
+    tr = Trainer(_cfg("training.compile=true"), tmp_path / "run")
+    with pytest.raises(CompileError) as info:
+        tr.train()
+    message = str(info.value)
+    assert message.startswith("training.compile=true: torch.compile failed on cpu (backend='broken_backend' raised: "
+                              "RuntimeError: no C++ compiler found); set training.compile=false")
+    assert "\n" not in message and isinstance(info.value, ValueError)  # the CLI prints ValueErrors as one line
+    assert list_checkpoints(tmp_path / "run") == [] and tr.step == 0
+    # an error of the model itself is not reported as a compile failure
+    monkeypatch.setattr(trainer_module, "compute_loss", lambda *a, **k: (_ for _ in ()).throw(KeyError("model bug")))
+    with pytest.raises(KeyError, match="model bug"):
+        Trainer(_cfg("training.compile=true"), tmp_path / "other").train()
 
 
 def test_bf16_autocast_trains(tmp_path) -> None:

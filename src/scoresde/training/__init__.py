@@ -4,10 +4,11 @@ from ..config import Config, ConfigError, apply_overrides, config_from_dict, loa
 from .ema import EMA
 from .presets import list_all_presets, resolve_preset  # deprecated names, kept for callers
 from .state import find_resumable, list_checkpoints, save_training_checkpoint
-from .trainer import NonFiniteLossError, Trainer, save_samples_png
+from .trainer import CompileError, NonFiniteLossError, Trainer, save_samples_png
 
 __all__ = [
     "EMA",
+    "CompileError",
     "Config",
     "ConfigError",
     "NonFiniteLossError",

@@ -49,6 +49,17 @@ class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite."""
 
 
+class CompileError(ValueError):
+    """``training.compile=true`` and ``torch.compile`` could not compile the network on this machine (a missing C++
+    compiler or Triton, an unsupported operation). Raised at the first training step, where compilation happens,
+    with the backend's first line; the run is left as it was (nothing is written before the first step ends)."""
+
+
+def _compile_failure(err: BaseException) -> bool:
+    """Whether ``err`` is torch.compile's own failure (dynamo or the backend), not an error of the model."""
+    return isinstance(err, torch._dynamo.exc.TorchDynamoException)
+
+
 def apply_label_dropout(labels: Tensor, p: float, uniforms: Tensor) -> Tensor:
     """Label dropout for classifier-free guidance training (Ho & Salimans 2022, Algorithm 1): each label becomes
     :data:`~scoresde.nets.NULL_LABEL` where its uniform draw ``uniforms`` (same shape, in ``[0, 1)``) is ``< p``, so
@@ -213,11 +224,12 @@ class Trainer:
             x = self._prepare(batch, {k: (v[sl] if v is not None else None) for k, v in prep_draws.items()})
             sync = i == len(micro_batches) - 1 or self.env.world_size == 1
             no_sync = contextlib.nullcontext() if sync else self.train_model.net.no_sync()
-            with no_sync, torch.autocast(self.env.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                draws = {k: v[sl].to(self.env.device) for k, v in loss_draws.items()}
-                cond = None if conds is None else self._training_cond(conds[i], drop_draws, sl)
-                loss = compute_loss(self.cfg, self.train_model, x, cond=cond, **draws) * (batch.shape[0] / per_rank)
-            self.scaler.scale(loss).backward()
+            with self._compile_errors():
+                with no_sync, torch.autocast(self.env.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                    draws = {k: v[sl].to(self.env.device) for k, v in loss_draws.items()}
+                    cond = None if conds is None else self._training_cond(conds[i], drop_draws, sl)
+                    loss = compute_loss(self.cfg, self.train_model, x, cond=cond, **draws) * (batch.shape[0] / per_rank)
+                self.scaler.scale(loss).backward()
             total += loss.detach().float()
         mean_loss = float(self.env.mean(total))
         if not math.isfinite(mean_loss):
@@ -230,6 +242,19 @@ class Trainer:
         self.ema.update(self.model.net)
         self.step += 1
         return mean_loss
+
+    @contextlib.contextmanager
+    def _compile_errors(self):
+        """torch.compile's failures (with ``training.compile=true``) as one :class:`CompileError` line."""
+        try:
+            yield
+        except Exception as err:
+            if not (self.cfg.training.compile and _compile_failure(err)):
+                raise
+            lines = [line.strip() for line in str(err).splitlines() if line.strip()][:2]  # "backend=... raised:", why
+            raise CompileError(f"training.compile=true: torch.compile failed on {self.env.device} "
+                               f"({' '.join(lines) or type(err).__name__}); set training.compile=false to train "
+                               "without it") from None
 
     def _training_cond(self, cond: dict[str, Tensor], drop_draws: Tensor | None, sl: slice) -> dict[str, Tensor]:
         """One micro-batch's conditioning on the device, its ``class_labels`` after label dropout (the global
