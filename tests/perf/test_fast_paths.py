@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from scoresde.config import build_score_model, load_config
+from scoresde.config import build_network, build_score_model, load_config
 from scoresde.nets import DDPM, NCSNpp
 from scoresde.nets.upfirdn import naive_downsample_2d
 from scoresde.training.build import build_optimizer
@@ -182,6 +182,8 @@ def test_channels_last_is_a_config_field_that_keeps_the_scores(tmp_path) -> None
     convs = [p for p in model.net.parameters() if p.dim() == 4]
     assert convs and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
     assert all(not p.is_contiguous() for p in convs if p.shape[1] > 1 and p.shape[-1] > 1)  # (else both orders agree)
+    for net in (build_network(cfg_cl.to_dict()), build_score_model(cfg_cl.to_dict(), dtype=torch.float64).net):
+        assert all(not p.is_contiguous() for p in net.parameters() if p.dim() == 4 and p.shape[1] > 1 < p.shape[-1])
     x, t = torch.randn(3, 1, 16, 16, generator=torch.Generator().manual_seed(1)), torch.tensor([0.1, 0.5, 0.9])
     with torch.no_grad():
         ref = model.with_net(plain).score(x, t)

@@ -93,9 +93,14 @@ def build_network(config: ConfigLike) -> nn.Module:
     randomly initialised from the ``model`` section and the network's part of the ``data`` section.
 
     Only :data:`NETWORK_DATA_KEYS` of ``data`` reach the network: the rest of that section (dataset name, file
-    locations, augmentation) belongs to the data pipeline.
+    locations, augmentation) belongs to the data pipeline. ``model.channels_last`` is not a constructor option: it
+    lays the built network out in NHWC order (:func:`_memory_format`).
     """
     config = resolve_config(config)
+    return _memory_format(_network(config), _section(config, "model"))
+
+
+def _network(config: Mapping[str, Any]) -> nn.Module:
     model = {k: v for k, v in _section(config, "model").items() if k != "channels_last"}  # a layout, not an option
     data = {k: v for k, v in _section(config, "data").items() if k in NETWORK_DATA_KEYS}
     name = model.get("name")
@@ -190,8 +195,7 @@ def build_score_model(config: ConfigLike, *, dtype: torch.dtype | None = None
     continuous = bool(_section(config, "training").get("continuous", True))
     continuous = continuous and model_section.get("name") not in _NCSN_NAMES
     if dtype is not None:
-        net = net.to(dtype)
-    net = _memory_format(net, model_section)
+        net = net.to(dtype)  # (keeps the memory format)
     if SDE_TABLE[_sde_name(config)].phase_space:  # noise prediction of the full state, raw t (PSLD's convention)
         var = model_section.get("mixed_data_var")
         return PhaseSpaceScoreModel(net, sde, blocks=str(model_section.get("blocks", "all")),
