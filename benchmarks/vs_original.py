@@ -50,6 +50,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from perf import SIZES, Setup, _timed
 from scoresde.checkpoint.state_dict import load_original_state_dict
+from scoresde.config import apply_overrides
 from scoresde.config.pyfile import parse_config_file
 
 CONFIGS = {"ncsnpp": "configs/ve/cifar10_ncsnpp_continuous.py", "ddpmpp": "configs/vp/cifar10_ddpmpp_continuous.py"}
@@ -149,12 +150,8 @@ class Original:
 
 def _config(root: Path, model: str, size: str, batch: int) -> tuple[AttrDict, list[str]]:
     """The original's config as an attribute dict and the same changes as scoresde overrides."""
-    raw = parse_config_file(root / CONFIGS[model])
     overrides = [*SIZES[size], f"training.batch_size={batch}"]
-    for item in overrides:
-        key, value = item.split("=")
-        section, name = key.split(".")
-        raw[section][name] = int(value)
+    raw = apply_overrides(parse_config_file(root / CONFIGS[model]), overrides)
     raw["device"] = "cpu"
     return AttrDict.deep(raw), overrides
 
