@@ -55,9 +55,8 @@ def check_objective(cfg: Config, model: DiffusionModel) -> None:
     if t.likelihood_weighting:
         raise ValueError("training.likelihood_weighting needs training.continuous=true (as in the original)")
     if type(model.sde) not in DISCRETE_LOSSES:
-        raise ValueError(f"discrete training (training.continuous=false) is defined for vesde, vpsde and "
-                         f"discrete_vpsde, "
-                         f"not {t.sde}")
+        raise ValueError("discrete training (training.continuous=false) is defined for vesde, vpsde and "
+                         f"discrete_vpsde, not {t.sde}")
 
 
 #: the discrete-time losses of the original, by SDE class (exact class: sub-VP has none)

@@ -52,7 +52,8 @@ class NonFiniteLossError(FloatingPointError):
 class CompileError(ValueError):
     """``training.compile=true`` and ``torch.compile`` could not compile the network on this machine (a missing C++
     compiler or Triton, an unsupported operation). Raised at the first training step, where compilation happens,
-    with the backend's first line; the run is left as it was (nothing is written before the first step ends)."""
+    naming the backend's reason (the first two lines of its message); nothing is written before the first
+    step ends, so the run folder is left as it was."""
 
 
 def _compile_failure(err: BaseException) -> bool:
