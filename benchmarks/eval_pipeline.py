@@ -29,11 +29,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from scoresde.config import load_config
 from scoresde.evaluation import generate_images
 from scoresde.metrics import frechet_distance
 from scoresde.metrics.inception import load_inception, write_random_inception_weights
 from scoresde.training.build import build_model, sampler_options
-from scoresde.training.config import load_config
 
 
 def _sync(device: torch.device) -> None:

@@ -35,9 +35,8 @@ import time
 
 import torch
 
-from scoresde.losses import sde_loss
-from scoresde.objectives.fp import fp_loss
-from scoresde.training import load_config
+from scoresde.config import load_config
+from scoresde.losses import fp_loss, sde_loss
 from scoresde.training.build import build_model
 
 ROWS = {

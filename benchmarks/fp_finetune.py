@@ -11,7 +11,7 @@ for the same number of steps with
 
 all at the same learning rate and EMA rate. Every model (EMA weights) is then measured on held-out data:
 
-* FPE residual: :func:`scoresde.objectives.fp.fpe_residual`, mean squared vector residual per dimension on
+* FPE residual: :func:`scoresde.losses.fpe.fpe_residual`, mean squared vector residual per dimension on
   perturbed test data over 16 times from 0.01 to 1 (same points and probes for every model; exact divergence in
   2-D, the unbiased two-probe-set Hutchinson estimate on the digits);
 * NLL: toy: exact-trace ODE log-likelihood in nats/dim (and the true mixture's); digits: bits/dim with one fixed
@@ -34,10 +34,11 @@ from typing import Any
 import torch
 
 from scoresde import sample
+from scoresde.config import load_config
 from scoresde.likelihood import bits_per_dim, log_likelihood
-from scoresde.objectives.fp import fpe_residual
+from scoresde.losses.fpe import fpe_residual
 from scoresde.toy import GaussianMixture, energy_distance
-from scoresde.training import Trainer, load_config
+from scoresde.training import Trainer
 from scoresde.training.build import sampler_options
 
 FPE_EPS = 0.01  # first time of the residual's grid: below it the residual grows like sigma^-6 and swamps the mean

@@ -59,12 +59,11 @@ import torch
 from samplers import markdown_table
 from scoresde import sample
 from scoresde.cli.digits_demo import digit_classifier
-from scoresde.config import build_sde
+from scoresde.config import build_sde, load_config, resolve_config
 from scoresde.data import inverse_data_scaler, load_digits16
 from scoresde.metrics import frechet_distance
 from scoresde.toy import energy_distance
-from scoresde.training import Trainer, load_config, save_samples_png
-from scoresde.training.presets import resolve_preset
+from scoresde.training import Trainer, save_samples_png
 
 SDE_NAMES = ("VP", "PSLD", "CLD")
 SAMPLERS = {"VP": ("EM", "EM quadratic", "RD"), "PSLD": ("EM", "EM quadratic", "SSCS uniform", "SSCS quadratic"),
@@ -97,7 +96,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def model_config(sde_name: str, steps: int):
     """The validated run config of one model: the digits presets, ``steps`` optimizer steps, no snapshot grids."""
-    values = resolve_preset("digits/vp_ddpmpp" if sde_name == "VP" else "digits/psld_ddpmpp")
+    values = resolve_config("digits/vp_ddpmpp" if sde_name == "VP" else "digits/psld_ddpmpp")
     if sde_name == "CLD":  # CLD's parameters (Dockhorn et al. 2022) in place of PSLD's
         values["training"]["sde"] = "cld"
         model = values["model"]

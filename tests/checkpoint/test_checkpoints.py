@@ -146,8 +146,9 @@ def test_conversion_round_trip(tmp_path: Path, name: str) -> None:
     assert sorted(os.listdir(out)) == ["checkpoint.json", "ema.safetensors", "model.safetensors", "optimizer.pt"]
     x, t = _inputs()
     for use_ema in (True, False):
-        original, step, _ = load_score_sde_checkpoint(_ckpt(name), _config(name), use_ema=use_ema)
-        ours, our_step, config = load_checkpoint(out, use_ema=use_ema)  # still unpacks as the old record
+        original = load_score_sde_checkpoint(_ckpt(name), _config(name), use_ema=use_ema)
+        ours = load_checkpoint(out, use_ema=use_ema)
+        step, our_step, config = original.step, ours.step, ours.config
         assert our_step == step == 3 and config == config_from_dict(_config(name)) and ours.config is config
         for (key, a), (key_b, b) in zip(original.net.state_dict().items(), ours.net.state_dict().items(),
                                         strict=True):

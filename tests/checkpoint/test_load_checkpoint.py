@@ -88,8 +88,6 @@ def test_run_folder_gives_the_newest_valid_checkpoint(run_folder) -> None:
     with pytest.warns(UserWarning, match=r"preempt_30"):  # torn in its EMA file: refused for the online weights too
         online = scoresde.load_checkpoint(str(run), use_ema=False)
     _assert_same_outputs(online, _reference(TOY, nets[20][0]), (4, 2))
-    loaded, step, config = model  # still usable as the old (model, step, config) record
-    assert loaded is model and loaded.model is model and step == 20 and config is model.config
 
 
 def test_checkpoint_directory_and_the_old_metadata_name(run_folder) -> None:

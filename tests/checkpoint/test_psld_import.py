@@ -181,8 +181,8 @@ def test_round_trip_ema_and_online_weights(variant: str, tmp_path: Path) -> None
         net.load_state_dict({**net.state_dict(), **{key_map[k]: sd[prefix + k] for k in _their_keys(variant)}})
         reference = PhaseSpaceScoreModel(net, build_sde(cfg), blocks=VARIANTS[variant][4])
         with torch.no_grad():
-            score = model.score_fn(z, t)
-            assert torch.equal(score, reference.score_fn(z, t))
+            score = model.score(z, t)
+            assert torch.equal(score, reference.score(z, t))
             assert torch.isfinite(score).all() and score.shape == z.shape
     assert isinstance(model.sde, PSLD)
 
@@ -190,10 +190,10 @@ def test_round_trip_ema_and_online_weights(variant: str, tmp_path: Path) -> None
 def test_ema_and_online_weights_differ_and_float64_loads(tmp_path: Path) -> None:
     cfg = _config("fourier")
     path = _save(tmp_path, _lightning_ckpt(_their_keys("fourier")))
-    ema, _, _ = load_psld_checkpoint(path, cfg)
-    online, _, _ = load_psld_checkpoint(path, cfg, use_ema=False)
+    ema = load_psld_checkpoint(path, cfg)
+    online = load_psld_checkpoint(path, cfg, use_ema=False)
     assert not torch.equal(ema.net.conv_in.weight, online.net.conv_in.weight)
-    double, _, _ = load_psld_checkpoint(path, cfg, dtype=torch.float64)
+    double = load_psld_checkpoint(path, cfg, dtype=torch.float64)
     assert double.net.conv_in.weight.dtype == torch.float64
     assert torch.equal(double.net.conv_in.weight.float(), ema.net.conv_in.weight)
 
@@ -241,7 +241,7 @@ def test_other_modules_and_missing_ema_are_refused(tmp_path: Path) -> None:
     path = _save(tmp_path, _lightning_ckpt(_their_keys("fourier"), ema=False), "no_ema.ckpt")
     with pytest.raises(IncompatibleCheckpointError, match=r"no 'ema_score_fn\.\*' weights; pass use_ema=False"):
         load_psld_checkpoint(path, _config("fourier"))
-    model, _, _ = load_psld_checkpoint(path, _config("fourier"), use_ema=False)
+    model = load_psld_checkpoint(path, _config("fourier"), use_ema=False)
     assert isinstance(model, PhaseSpaceScoreModel)
 
 

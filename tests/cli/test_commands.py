@@ -92,10 +92,11 @@ def test_import_of_an_original_checkpoint(tmp_path, capsys) -> None:
 
     from scoresde import load_checkpoint
 
-    model, step, _ = load_checkpoint(run / "checkpoints" / "checkpoint_3")
+    model = load_checkpoint(run / "checkpoints" / "checkpoint_3")
+    step = model.step
     io = torch.load(ref / "ddpmpp_vp.io.pt", weights_only=True)
     with torch.no_grad():
-        score = model.score_fn(io["x"], io["t"])
+        score = model.score(io["x"], io["t"])
     scale = io["score_ema"].flatten(1).abs().amax(1).clamp_min(1)
     assert step == 3 and ((score - io["score_ema"]).flatten(1).abs().amax(1) / scale).max() < 1e-4
     assert main(["import", "--score-sde", str(ref / "ddpmpp_vp.ckpt.pt"), "--config", "vp/cifar10_ddpmpp",

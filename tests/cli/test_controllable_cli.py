@@ -13,8 +13,9 @@ from PIL import Image
 
 from scoresde.cli import main
 from scoresde.cli.controllable_commands import class_labels, half_mask, read_mask
+from scoresde.config import load_config
 from scoresde.data import load_digits16
-from scoresde.training import Trainer, load_config
+from scoresde.training import Trainer
 
 TINY = ["model.nf=8", "model.ch_mult=[1]", "model.attn_resolutions=[]", "model.num_scales=30",
         "training.n_iters=1", "training.snapshot_freq=1", "training.eval_freq=0", "training.batch_size=4",

@@ -1,5 +1,5 @@
 """The one config package: one preset registry behind one resolver, the factory, choices from their owners, the
-deprecated import paths, and the layering (config imports no upper layer)."""
+old import paths gone, and the layering (config imports no upper layer)."""
 
 from __future__ import annotations
 
@@ -19,14 +19,13 @@ from scoresde.config import (
     build_sde,
     config_from_dict,
     get_preset,
-    list_original_presets,
     list_presets,
     load_config,
     resolve_config,
 )
 from scoresde.config import schema as schema_module
+from scoresde.losses import fp_core as fp_module
 from scoresde.models import PhaseSpaceScoreModel, ScoreModel
-from scoresde.objectives import fp as fp_module
 from scoresde.sdes import PSLD, VPSDE
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "scoresde"
@@ -97,32 +96,15 @@ def test_choices_come_from_their_owners() -> None:
         config_from_dict(values)
 
 
-def test_deprecated_import_paths_still_work() -> None:
-    import scoresde.checkpoint.build as old_build
-    import scoresde.config as new
-    import scoresde.configs as old_configs
-    import scoresde.configs.original as old_original
-    import scoresde.configs.pyfile as old_pyfile
-    import scoresde.training.config as old_schema
-    import scoresde.training.presets as old_presets
-    import scoresde.training.presets_phase_space as old_phase_space
-    from scoresde.config.presets.phase_space import PHASE_SPACE_PRESETS
+def test_the_old_import_paths_are_gone() -> None:
+    """The compatibility layer was removed in 0.2.0 (CHANGELOG.md lists old -> new paths)."""
+    import importlib
 
-    assert old_configs.list_presets() == old_original.list_presets() == list_original_presets()
-    assert len(old_configs.list_presets()) == 39
-    assert old_configs.get_preset("ve/ncsn/cifar10") == get_preset("ve/ncsn/cifar10")
-    with pytest.raises(ValueError):  # the old function covers the original presets only, as before
-        old_configs.get_preset("toy/two_moons")
-    assert old_configs.parse_config_file is old_pyfile.parse_config_file is new.parse_config_file
-    assert old_schema.Config is new.Config and old_schema.load_config is new.load_config
-    assert old_schema.ConfigError is new.ConfigError and old_schema.SamplingConfig is new.SamplingConfig
-    assert old_presets.list_all_presets() == list_presets()
-    assert old_presets.resolve_preset is resolve_config
-    assert set(old_presets.OUR_PRESETS) == set(list_presets()) - set(list_original_presets())
-    assert "fp/digits/vp_ddpmpp" in old_presets.OUR_PRESETS and "vp/cifar10_ddpmpp_continuous" in old_presets.FP_BASES
-    assert old_phase_space.PHASE_SPACE_PRESETS is PHASE_SPACE_PRESETS
-    assert old_build.build_score_model is new.build_score_model and old_build.resolve_config is resolve_config
-    assert old_build.PHASE_SPACE_SDES == {"psld": SDE_TABLE["psld"].optional, "cld": SDE_TABLE["cld"].optional}
+    for old in ("scoresde.configs", "scoresde.training.config", "scoresde.training.presets",
+                "scoresde.training.presets_phase_space", "scoresde.checkpoint.build", "scoresde.checkpoint.legacy",
+                "scoresde.sampling.grids", "scoresde.sampling.odeint", "scoresde.cli.plots", "scoresde.objectives"):
+        with pytest.raises(ModuleNotFoundError):
+            importlib.import_module(old)
 
 
 def _imports(path: Path) -> list[str]:

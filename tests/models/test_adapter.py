@@ -1,5 +1,5 @@
 """The model adapter: every prediction from every network output type, plain score functions, conditioning, the
-phase-space model, and the loaders' old record form."""
+and the phase-space model."""
 
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ def test_plain_score_function_conversions_are_the_kernel_formulas() -> None:
 
 def test_as_model_unwraps_adapters_and_their_bound_methods_and_checks_the_sde() -> None:
     model = ScoreModel(nn.Identity(), VPSDE(), label_type="time", output_type="eps")
-    assert as_model(None, model) is model and as_model(VPSDE(), model.score_fn) is model
+    assert as_model(None, model) is model and as_model(VPSDE(), model.score) is model
     assert as_model(model.sde, model.score) is model
     with pytest.raises(ValueError, match="differs from the SDE passed"):
         as_model(VPSDE(beta_max=10.0), model)
@@ -107,10 +107,3 @@ def test_phase_space_model_eps_is_the_kernel_conversion_of_its_score(blocks: str
     torch.testing.assert_close(sde.eps_to_score(z, t, model.eps(z, t)), score, rtol=1e-9, atol=1e-9)
     if blocks == "all" and not mixed:
         torch.testing.assert_close(model.eps(z, t), net(z), rtol=0, atol=0)
-
-
-def test_adapter_still_unpacks_as_the_loaders_old_record() -> None:
-    model = ScoreModel(nn.Identity(), VPSDE(), label_type="time", output_type="eps")
-    model.step, model.config = 7, {"seed": 1}
-    m, step, config = model
-    assert m is model and step == 7 and config == {"seed": 1} and model.model is model

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
+from scoresde.losses import sde_loss
 from scoresde.models import PhaseSpaceScoreModel
 from scoresde.models.phase_space import reference_score
-from scoresde.objectives import sde_loss
 from scoresde.sdes import CLD, PSLD
 from scoresde.toy import GaussianMixture
 from scoresde.toy.phase_space import PhaseSpaceMixture
@@ -63,7 +63,7 @@ def test_mixed_score_needs_no_training_for_gaussian_data(blocks: str, channels: 
 def test_mixed_score_options_are_validated_and_built_from_the_config() -> None:
     with pytest.raises(ValueError, match="mixed_data_var must be"):
         PhaseSpaceScoreModel(Zero(4), CLD(), mixed_score=True, mixed_data_var=0.0)
-    from scoresde.training import load_config
+    from scoresde.config import load_config
     from scoresde.training.build import build_model
 
     model = build_model(load_config("toy/gaussian_mixture_cld", ["model.mixed_score=true", "model.blocks=momentum"]))

@@ -26,7 +26,7 @@ def _model(name: str, weights: str, dtype: torch.dtype) -> ScoreModel:
     loaded = load_score_sde_checkpoint(require_reference(f"{name}.ckpt.pt"), config, use_ema=weights == "ema",
                                        dtype=None if dtype == torch.float32 else dtype)
     assert loaded.step == 3
-    return loaded.model
+    return loaded
 
 
 @functools.cache
@@ -39,7 +39,7 @@ def _io(name: str) -> dict:
 def test_score_float32(name: str, weights: str) -> None:
     io = _io(name)
     with torch.no_grad():
-        score = _model(name, weights, torch.float32).score_fn(io["x"], io["t"])
+        score = _model(name, weights, torch.float32).score(io["x"], io["t"])
     assert score.dtype == torch.float32 and score.shape == io["x"].shape
     ok, ratio = per_sample_close(score, io[f"score_{weights}"], rel=F32_REL)
     assert ok, f"{name}/{weights}: per-sample error ratio {ratio:.3g} > {F32_REL}"
@@ -50,7 +50,7 @@ def test_score_float32(name: str, weights: str) -> None:
 def test_score_float64(name: str, weights: str) -> None:
     io = _io(name)
     with torch.no_grad():
-        score = _model(name, weights, torch.float64).score_fn(io["x"].double(), io["t"].double())
+        score = _model(name, weights, torch.float64).score(io["x"].double(), io["t"].double())
     assert score.dtype == torch.float64
     torch.testing.assert_close(score, io[f"score_{weights}_f64"], rtol=F64_RTOL, atol=F64_ATOL)
 

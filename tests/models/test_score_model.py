@@ -60,13 +60,13 @@ def test_converters_match_closed_forms(sde_name: str, output_type: str) -> None:
     x = torch.randn(5, 7, generator=gen, dtype=torch.float64)
     t = torch.tensor([0.01, 0.2, 0.5, 0.8, 1.0], dtype=torch.float64)
     expected = _closed_forms(sde, x, t)
-    torch.testing.assert_close(model.score_fn(x, t), expected["score"], rtol=1e-9, atol=1e-10)
-    torch.testing.assert_close(model.eps_fn(x, t), expected["eps"], rtol=1e-9, atol=1e-10)
-    torch.testing.assert_close(model.x0_fn(x, t), expected["x0"], rtol=1e-9, atol=1e-10)
-    torch.testing.assert_close(model(x, t), model.score_fn(x, t), rtol=0, atol=0)
+    torch.testing.assert_close(model.score(x, t), expected["score"], rtol=1e-9, atol=1e-10)
+    torch.testing.assert_close(model.eps(x, t), expected["eps"], rtol=1e-9, atol=1e-10)
+    torch.testing.assert_close(model.x0(x, t), expected["x0"], rtol=1e-9, atol=1e-10)
+    torch.testing.assert_close(model(x, t), model.score(x, t), rtol=0, atol=0)
     # The identities of the module docstring, for arbitrary (non-oracle) values too.
     sigma = sde.sigma(t)[:, None]
-    torch.testing.assert_close(model.eps_fn(x, t), -sigma * model.score_fn(x, t), rtol=1e-9, atol=1e-10)
+    torch.testing.assert_close(model.eps(x, t), -sigma * model.score(x, t), rtol=1e-9, atol=1e-10)
 
 
 def test_original_conventions() -> None:
@@ -95,13 +95,13 @@ def test_discrete_conversions_use_the_tables() -> None:
     out = torch.randn(4, 3)
     model = ScoreModel(lambda x, labels: out, vp, continuous=False)  # type: ignore[arg-type]
     std = vp.sqrt_1m_alphas_cumprod[(t * 999).long()]
-    torch.testing.assert_close(model.score_fn(torch.zeros(4, 3), t), -out / std[:, None], rtol=0, atol=0)
+    torch.testing.assert_close(model.score(torch.zeros(4, 3), t), -out / std[:, None], rtol=0, atol=0)
     ve = VESDE(N=10)
     smld = ScoreModel(lambda x, labels: out, ve, continuous=False)  # type: ignore[arg-type]
     alpha, sigma = smld.alpha_sigma(t)
     assert torch.equal(alpha, torch.ones(4))
     torch.testing.assert_close(sigma, torch.flip(ve.discrete_sigmas, (0,))[smld.labels(t)])
-    torch.testing.assert_close(smld.eps_fn(torch.zeros(4, 3), t), -sigma[:, None] * out)
+    torch.testing.assert_close(smld.eps(torch.zeros(4, 3), t), -sigma[:, None] * out)
 
 
 def test_invalid_choices() -> None:

@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from scoresde.checkpoint.state_dict import load_original_state_dict, to_original_state_dict
 from scoresde.nets.ddpm import DDPM
-from scoresde.nets.layers import load_original_state_dict, to_original_state_dict
 from tests.nets.test_ncsnpp import check_against_reference, check_ema_names, check_key_roundtrip, load_fixture
 
 SMALL = dict(image_size=16, nf=32, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(8,), dropout=0.0)

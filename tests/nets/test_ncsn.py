@@ -11,12 +11,11 @@ import json
 import pytest
 import torch
 
+from scoresde.checkpoint.state_dict import load_original_ema, load_original_state_dict
 from scoresde.nets.ncsn import (
     NCSN,
     NCSNV2_VARIANTS,
     NCSNv2,
-    load_original_ema,
-    load_original_state_dict,
     ncsn_from_config,
 )
 from tests.reference import assert_ulp_close, per_sample_close, require_reference

@@ -13,14 +13,14 @@ import json
 import pytest
 import torch
 
-from scoresde.nets.ddpm import DDPM
-from scoresde.nets.layers import (
-    IncompatibleCheckpointError,
+from scoresde.checkpoint.errors import IncompatibleCheckpointError
+from scoresde.checkpoint.state_dict import (
     load_original_checkpoint,
     load_original_state_dict,
     original_ema_state_dict,
     to_original_state_dict,
 )
+from scoresde.nets.ddpm import DDPM
 from scoresde.nets.ncsnpp import NCSNpp
 from tests.reference import assert_ulp_close, per_sample_close, require_reference
 
@@ -267,7 +267,7 @@ def test_checkpoint_shape_mismatch_is_named() -> None:
     cfg, ckpt, _ = load_fixture("ncsnpp_ve")
     net = NCSNpp.from_config(dict(cfg["model"], nf=32), cfg["data"])
     with pytest.raises(IncompatibleCheckpointError,
-                       match=r"shape mismatches .*all_modules\.1\.weight: checkpoint \(64, 32\) vs network"):
+                       match=r"shape mismatches .*all_modules\.1\.weight \(64, 32\) vs \(32, 32\) expected"):
         load_original_state_dict(net, ckpt["model"])
 
 

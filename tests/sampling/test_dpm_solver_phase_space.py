@@ -15,7 +15,7 @@ import torch
 from scipy.integrate import solve_ivp
 
 from scoresde import sample
-from scoresde.sampling.grids import time_steps
+from scoresde.numerics.grids import time_steps
 from scoresde.sdes import CLD, PSLD, VPSDE
 from scoresde.sdes.phase_space import RecipeSDE, apply_blocks
 from scoresde.toy import GaussianMixture

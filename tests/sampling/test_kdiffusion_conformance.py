@@ -123,7 +123,7 @@ def test_karras_grid_is_get_sigmas_karras(ks) -> None:
     To 1e-10, not 1e-12: the grid maps the levels to times and back (sde.t_from_lambda, then lambda_t), and sub-VP's
     inverse loses ~6e-12 relative at its smallest level sigma_hat(eps) = 1.1e-4 (log alpha ~ -1e-4 is computed as a
     difference of O(10) terms). VE and VP agree to 1e-13."""
-    from scoresde.sampling import time_steps
+    from scoresde.numerics.grids import time_steps
 
     for name in SDES:
         sde = SDES[name]()

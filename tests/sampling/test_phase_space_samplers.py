@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from scoresde import sample
-from scoresde.sampling.phase_space import TIME_GRIDS, time_grid
+from scoresde.numerics.grids import time_grid
+from scoresde.sampling.phase_space import TIME_GRIDS
 from scoresde.sdes import CLD, PSLD, VPSDE
 from scoresde.sdes.phase_space import apply_blocks
 from scoresde.toy import GaussianMixture

@@ -8,7 +8,8 @@ import torch
 
 from scoresde import sample
 from scoresde.models import ScoreModel
-from scoresde.sampling import GRIDS, SAMPLERS, time_steps
+from scoresde.numerics.grids import GRIDS, time_steps
+from scoresde.sampling import SAMPLERS
 from scoresde.sdes import PSLD, VESDE, VPSDE, SubVPSDE
 from scoresde.toy import GaussianMixture
 
@@ -104,13 +105,6 @@ def test_a_model_with_another_sde_is_refused() -> None:
     sample(VPSDE(), model, (2, 2), "ddim", steps=2)  # an equal SDE object is fine
 
 
-def test_positional_generator_still_works_but_is_deprecated() -> None:
-    with pytest.warns(DeprecationWarning, match="generator=..."):
-        a = sample(VPSDE(N=40), _score, (2, 2), "pc", torch.Generator().manual_seed(0))
-    b = sample(VPSDE(N=40), _score, (2, 2), "pc", generator=torch.Generator().manual_seed(0))
-    torch.testing.assert_close(a, b, rtol=0, atol=0)
-
-
 @pytest.mark.parametrize("shape", [4, "4x2", (4, 0), ()])
 def test_a_bad_shape_is_one_clear_error(shape) -> None:
     with pytest.raises(ValueError, match="shape must be"):
@@ -184,14 +178,14 @@ def test_sscs_still_takes_the_deprecated_n_steps() -> None:
 
 
 def test_an_sde_with_another_N_still_sets_the_step_count_of_a_model() -> None:
-    """The old way to sample a model with 50 steps, sample(VPSDE(N=50), model.score_fn, ...), keeps working: the
+    """The old way to sample a model with 50 steps, sample(VPSDE(N=50), model.score, ...), keeps working: the
     model keeps its SDE (and labels), the passed N becomes steps."""
     model = ScoreModel(_HalfNet(), VPSDE(N=1000), output_type="eps", label_type="time")
-    _, info = sample(VPSDE(N=50), model.score_fn, (2, 2), "pc", corrector="none", return_info=True,
+    _, info = sample(VPSDE(N=50), model.score, (2, 2), "pc", corrector="none", return_info=True,
                      generator=torch.Generator().manual_seed(0))
     assert info.nfe == 50
     with pytest.raises(ValueError, match="differs from the SDE passed"):
-        sample(VPSDE(N=50, beta_max=10.0), model.score_fn, (2, 2))
+        sample(VPSDE(N=50, beta_max=10.0), model.score, (2, 2))
 
 
 

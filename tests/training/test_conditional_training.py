@@ -13,10 +13,11 @@ import torch
 import torch.multiprocessing as mp
 
 import scoresde
+from scoresde.config import load_config
+from scoresde.losses import sde_loss
 from scoresde.nets import NULL_LABEL
-from scoresde.objectives import sde_loss
 from scoresde.toy import GaussianMixture
-from scoresde.training import Trainer, load_config
+from scoresde.training import Trainer
 from scoresde.training.build import compute_loss
 from scoresde.training.trainer import apply_label_dropout
 from tests.training.test_trainer import SMALL, _assert_same, _params

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import torch
 
-from scoresde.objectives import ddpm_loss
+from scoresde.config import load_config
+from scoresde.losses import ddpm_loss
 from scoresde.sdes import DiscreteVPSDE
-from scoresde.training import Trainer, load_config
+from scoresde.training import Trainer
 from scoresde.training.build import compute_loss
 
 

@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 
 from scoresde.cli import main
-from scoresde.configs import get_preset
-from scoresde.training import load_config
-from scoresde.training.presets import FP_BASES, list_all_presets
+from scoresde.config import load_config
+from scoresde.config.presets import FP_BASES, list_presets
+from scoresde.config.presets.original import original_preset
 
 
 @pytest.mark.parametrize("base", FP_BASES)
 def test_fp_presets_keep_the_base_network_and_use_the_papers_objective(base: str) -> None:
     cfg = load_config(f"fp/{base}")
-    original = get_preset(base)
+    original = original_preset(base)
     assert cfg.model == original["model"]  # so that --init-from the base checkpoint loads
     assert cfg.training.sde == original["training"]["sde"] and cfg.data.dataset == "CIFAR10"
     t = cfg.training
@@ -24,7 +24,7 @@ def test_fp_presets_keep_the_base_network_and_use_the_papers_objective(base: str
 
 
 def test_every_fp_preset_is_listed() -> None:
-    listed = [p for p in list_all_presets() if p.startswith("fp/")]
+    listed = [p for p in list_presets() if p.startswith("fp/")]
     assert sorted(listed) == sorted([f"fp/{b}" for b in FP_BASES] + ["fp/digits/vp_ddpmpp"])
 
 

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from scoresde.cli import main
-from scoresde.training import Trainer, load_config
+from scoresde.config import load_config
+from scoresde.training import Trainer
 from scoresde.training.state import read_init_weights
 
 TINY = ["--set", "model.hidden=16", "--set", "model.depth=1", "--set", "training.batch_size=32",
@@ -72,13 +73,13 @@ def test_an_original_score_sde_checkpoint_initialises_the_network(tmp_path) -> N
     if not (REF / "ddpmpp_vp.ckpt.pt").exists():
         pytest.skip("../shared/reference is absent")
     from scoresde import load_score_sde_checkpoint
-    from scoresde.checkpoint.build import build_network, resolve_config
+    from scoresde.config import build_network, resolve_config
 
     config = resolve_config(REF / "ddpmpp_vp.config.json")
     init = read_init_weights(REF / "ddpmpp_vp.ckpt.pt", build_network(config))
     assert init.step == 3 and init.ema_num_updates > 0
     for use_ema, state in ((True, init.ema_state), (False, init.model_state)):
-        model, _, _ = load_score_sde_checkpoint(REF / "ddpmpp_vp.ckpt.pt", config, use_ema=use_ema)
+        model = load_score_sde_checkpoint(REF / "ddpmpp_vp.ckpt.pt", config, use_ema=use_ema)
         for k, v in model.net.state_dict().items():
             torch.testing.assert_close(state[k], v, rtol=0, atol=0)
     with pytest.raises(ValueError, match=r"missing keys|unexpected keys"):

@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from scoresde.cli import main
+from scoresde.config import load_config
 from scoresde.models import PhaseSpaceScoreModel
 from scoresde.toy import GaussianMixture, energy_distance
-from scoresde.training import Trainer, load_config
+from scoresde.training import Trainer
 
 
 @pytest.mark.parametrize("preset", ["toy/gaussian_mixture_psld",
@@ -91,7 +92,7 @@ def test_dsm_momentum_is_a_global_step_seeded_draw(tmp_path) -> None:
 
 
 def test_a_run_folder_from_before_a_new_option_still_resumes(tmp_path) -> None:
-    from scoresde.training import ConfigError
+    from scoresde.config import ConfigError
     from scoresde.training.trainer import check_workdir_config
 
     over = ["training.n_iters=2", "training.snapshot_sampling=false", "training.eval_freq=0",

@@ -16,7 +16,9 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from scoresde.training import CompileError, NonFiniteLossError, Trainer, find_resumable, list_checkpoints, load_config
+from scoresde.checkpoint import list_checkpoints
+from scoresde.config import load_config
+from scoresde.training import CompileError, NonFiniteLossError, Trainer, find_resumable
 from scoresde.training import trainer as trainer_module
 
 SMALL = ["model.hidden=32", "model.depth=1", "training.batch_size=64", "training.n_iters=20",

@@ -13,15 +13,12 @@
   :mod:`.files`: reading ``torch.save`` files with ``weights_only=True`` and one clear error per failure
   (:mod:`.errors`).
 
-Configs are resolved by :func:`scoresde.config.resolve_config`; ``build_network``/``build_sde``/
-``build_score_model``/``resolve_config`` are re-exported here from :mod:`scoresde.config` for older code.
+Configs are resolved and built by :mod:`scoresde.config` (``resolve_config``, ``build_score_model``).
 """
 
-from ..config import build_network, build_score_model, build_sde, resolve_config
 from .errors import CorruptCheckpointError, IncompatibleCheckpointError, NotACheckpointError, UnsafeCheckpointError
 from .files import load_weights_only
 from .load import load_checkpoint
-from .loaded import LoadedCheckpoint
 from .native import (
     TrainingState,
     convert_original_checkpoint,
@@ -46,13 +43,9 @@ __all__ = [
     "CorruptCheckpointError",
     "IncompatibleCheckpointError",
     "KeyReport",
-    "LoadedCheckpoint",
     "NotACheckpointError",
     "TrainingState",
     "UnsafeCheckpointError",
-    "build_network",
-    "build_score_model",
-    "build_sde",
     "convert_original_checkpoint",
     "guess_architecture",
     "is_lightning_checkpoint",
@@ -71,7 +64,6 @@ __all__ = [
     "read_psld_checkpoint",
     "read_psld_training_state",
     "remap_optimizer_state",
-    "resolve_config",
     "save_checkpoint",
     "save_training_checkpoint",
 ]

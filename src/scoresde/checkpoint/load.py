@@ -49,8 +49,7 @@ def load_checkpoint(
     Returns:
         the model adapter (a :class:`~scoresde.models.ScoreModel` or
         :class:`~scoresde.models.PhaseSpaceScoreModel`) in eval mode, with ``model.step`` (the training step) and
-        ``model.config`` (the typed :class:`~scoresde.config.Config`). It still unpacks as the old
-        ``(model, step, config)`` record.
+        ``model.config`` (the typed :class:`~scoresde.config.Config`).
 
     Raises:
         ValueError: a checkpoint file without ``config``, or a ``config`` for a directory (which carries its own).

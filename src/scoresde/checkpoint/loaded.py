@@ -3,23 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
 from ..config import config_from_dict
 
-__all__ = ["LoadedCheckpoint", "loaded_model"]
+__all__ = ["loaded_model"]
 
 M = TypeVar("M")
-
-
-class LoadedCheckpoint(NamedTuple):
-    """Deprecated: the ``(model, step, config)`` record the loaders used to return. They now return the model
-    itself, which still unpacks as ``model, step, config = loaded`` and has ``loaded.model`` (the model adapter's
-    compatibility), with ``config`` the typed :class:`~scoresde.config.Config`."""
-
-    model: Any
-    step: int
-    config: dict[str, Any]
 
 
 def loaded_model(model: M, step: int, config: Mapping[str, Any]) -> M:

@@ -125,7 +125,7 @@ def load_score_sde_checkpoint(
         a :class:`~scoresde.models.ScoreModel` in eval mode with the original conventions (README §4: VE feeds
         sigma(t), VP/sub-VP 999 t and returns ``-out / std``, discrete models use the discrete labels), on the
         device of ``map_location``, with ``model.step`` (the checkpoint's ``step``) and ``model.config`` (the typed
-        :class:`~scoresde.config.Config`). It still unpacks as the old ``(model, step, config)`` record.
+        :class:`~scoresde.config.Config`).
 
     Raises:
         IncompatibleCheckpointError: the checkpoint's keys or shapes do not match the network the config builds

@@ -57,7 +57,6 @@ __all__ = [
     "check_psld_config",
     "is_lightning_checkpoint",
     "load_psld_checkpoint",
-    "load_weights_only",
     "psld_model",
     "psld_state_dicts",
     "read_psld_checkpoint",
@@ -236,8 +235,8 @@ def load_psld_checkpoint(
 
     Returns:
         the :class:`~scoresde.models.PhaseSpaceScoreModel` with ``model.step`` Lightning's ``global_step`` and
-        ``model.config`` the typed :class:`~scoresde.config.Config`; ``model.score_fn(z, t) = -L_t^-T
-        eps_theta(z, t)`` on the state ``z = [x, m]``. It still unpacks as the old ``(model, step, config)`` record.
+        ``model.config`` the typed :class:`~scoresde.config.Config`; ``model.score(z, t) = -L_t^-T
+        eps_theta(z, t)`` on the state ``z = [x, m]``.
 
     Raises:
         IncompatibleCheckpointError: not a Lightning checkpoint, truncated, refused by ``weights_only``, or keys /

@@ -27,7 +27,6 @@ from .errors import IncompatibleCheckpointError
 
 __all__ = [
     "LAYOUTS",
-    "IncompatibleCheckpointError",
     "KeyReport",
     "checkpoint_key_map",
     "ema_state_dict",

@@ -107,7 +107,7 @@ def _saved_config(workdir: Path) -> Config:
 
 
 def _checkpoint_path(workdir: Path, step: int | None) -> Path:
-    from ..training.state import list_checkpoints
+    from ..checkpoint.run import list_checkpoints
 
     found = list_checkpoints(workdir)
     if not found:
@@ -283,7 +283,7 @@ def cmd_likelihood(args: argparse.Namespace) -> int:
         items = range(start, min(num, start + args.batch_size))
         batch = torch.stack([dataset[i][0] for i in items])
         # example i draws from (seed, i), as eval --metrics bpd; phase space: the bound over momentum draws
-        v, se = data_nll(model.sde, model.score_fn, batch.to(device), centered=cfg.data.centered, trace=args.trace,
+        v, se = data_nll(model.sde, model.score, batch.to(device), centered=cfg.data.centered, trace=args.trace,
                          n_probes=args.n_probes, seed=args.seed, indices=items)
         values.append(v.detach().cpu())
         errors.append(se.detach().cpu())
@@ -340,9 +340,9 @@ def _read_import_state(path: Path, fmt: str, sections: dict):
 def cmd_import(args: argparse.Namespace) -> int:
     """``scoresde import``: an original Score SDE checkpoint or a PSLD (Lightning) checkpoint becomes a run folder
     (sample, evaluate, fine-tune)."""
+    from ..checkpoint.run import save_training_checkpoint
     from ..config import build_network, resolve_config
     from ..training.build import build_optimizer
-    from ..training.state import save_training_checkpoint
     from ..training.trainer import prepare_workdir
 
     workdir = Path(args.workdir)

@@ -16,12 +16,13 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from ..config import load_config
 from ..likelihood import log_likelihood
 from ..models import ScoreModel
 from ..sampling import sample
 from ..toy import GaussianMixture, energy_distance
-from ..training import Trainer, load_config
-from .plots import scatter_panels
+from ..training import Trainer
+from ..training.plots import scatter_panels
 
 
 @dataclass
@@ -72,7 +73,7 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig | None = None, progress: bool 
     model, last = _train(cfg, out, progress)
     train_s = time.perf_counter() - t0
     sde = model.sde
-    learned, exact = model.score_fn, gm.score_fn(sde)
+    learned, exact = model.score, gm.score_fn(sde)
 
     metrics: dict = {"config": asdict(cfg), "train_seconds": train_s, "final_loss": last.get("train/loss"),
                      "true_vs_true_energy_distance": baseline, "samplers": {}}

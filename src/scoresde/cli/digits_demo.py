@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..config import load_config
 from ..data import load_digits16, preprocess
 from ..likelihood import bits_per_dim
-from ..training import Trainer, load_config, save_samples_png
+from ..training import Trainer, save_samples_png
 
 PRESET = "digits/vp_ddpmpp"
 
@@ -82,7 +83,7 @@ def run_digits_demo(out_dir: str | Path, *, overrides: tuple[str, ...] = (), num
     test = load_digits16("test")
     x = test.images[:num_bpd]
     tic = time.perf_counter()
-    bpd, info = bits_per_dim(model.sde, model.score_fn, x, data_range=(-1.0, 1.0) if cfg.data.centered else (0, 1),
+    bpd, info = bits_per_dim(model.sde, model.score, x, data_range=(-1.0, 1.0) if cfg.data.centered else (0, 1),
                              generator=torch.Generator().manual_seed(cfg.seed), rtol=bpd_tolerance,
                              atol=bpd_tolerance)
     bpd_s = time.perf_counter() - tic

@@ -26,9 +26,9 @@ def cmd_import_diffusers(args: argparse.Namespace) -> int:
     """``scoresde import --format diffusers``: a diffusers folder becomes a run folder with one checkpoint (step 0:
     the folder's weights as both the online and the EMA weights, a fresh optimizer)."""
     from ..checkpoint.diffusers import diffusers_config, diffusers_network_state, read_diffusers_folder
+    from ..checkpoint.run import save_training_checkpoint
     from ..config import apply_overrides, build_network, config_from_dict
     from ..training.build import build_optimizer
-    from ..training.state import save_training_checkpoint
     from ..training.trainer import prepare_workdir
 
     if args.config is not None:

@@ -11,7 +11,7 @@ dict: its keys depend on the architecture and are validated by the network build
 * :func:`load_config` resolves any config source (:func:`scoresde.config.resolve_config`) and validates it.
 
 Choices are those of their owners: ``training.sde`` the factory's :data:`~scoresde.config.factory.SDE_TABLE`,
-``training.fp_mode``/``fp_weighting`` :data:`scoresde.objectives.fp.MODES`/``WEIGHTINGS``.
+``training.fp_mode``/``fp_weighting`` :data:`scoresde.losses.fp_core.MODES`/``WEIGHTINGS``.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..objectives.fp import MODES as FP_MODES
-from ..objectives.fp import WEIGHTINGS as FP_WEIGHTINGS
-from ..sampling.grids import GRIDS
+from ..losses.fp_core import MODES as FP_MODES
+from ..losses.fp_core import WEIGHTINGS as FP_WEIGHTINGS
+from ..numerics.grids import GRIDS
 from ..sampling.registry import SAMPLERS
 from .factory import CLASS_MODEL_KEYS, RUNTIME_MODEL_KEYS, SDE_TABLE
 from .resolve import ConfigLike, resolve_config
@@ -95,7 +95,7 @@ _SAMPLING_BASE: tuple[tuple[str, Any, Any], ...] = (
     ("rtol", float, 1e-5),                   # ODE tolerances
     ("atol", float, 1e-5),
     ("ode_method", str, "dopri5"),           # the ODE sampler's `method`
-    ("grid", str | None, None),              # time grid (scoresde.sampling.GRIDS); None: the sampler's default
+    ("grid", str | None, None),              # time grid (scoresde.numerics.grids.GRIDS); None: the sampler's default
     ("steps", int | None, None),             # steps of the fixed-step samplers; None: the SDE's N
 )
 #: sampler options that are not config values (per-call inputs)

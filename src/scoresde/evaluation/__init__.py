@@ -2,7 +2,7 @@
 
 from .rounds import check_protocol, gather_rounds, round_ranges, run_rounds
 from .run import METRICS, EvalSettings, evaluate, generate_images, to_uint8
-from .seeding import batch_coupled, per_sample_generators, sample_seed
+from .seeding import batch_coupled, per_sample_generators
 
 __all__ = ["METRICS", "EvalSettings", "batch_coupled", "check_protocol", "evaluate", "gather_rounds",
-           "generate_images", "per_sample_generators", "round_ranges", "run_rounds", "sample_seed", "to_uint8"]
+           "generate_images", "per_sample_generators", "round_ranges", "run_rounds", "to_uint8"]

@@ -5,7 +5,7 @@ generation time, FID / IS / KID against hashed reference statistics, bits/dim on
 Besides the sample metrics: ``bpd`` (bits/dim through the probability-flow ODE; for a phase-space run the
 entropy-corrected augmented bound, an upper bound on bits/dim, over ``bpd_probes`` momentum draws) and ``fpe`` (the
 mean squared score Fokker–Planck residual per dimension on perturbed data of the bpd split,
-:func:`scoresde.objectives.fp.fpe_residual`)."""
+:func:`scoresde.losses.fpe.fpe_residual`)."""
 
 from __future__ import annotations
 
@@ -23,15 +23,16 @@ from torch import Tensor
 from .. import __version__
 from ..data import inverse_data_scaler, preprocess
 from ..likelihood import data_nll
+from ..losses.fpe import fpe_residual
 from ..metrics import FeatureStats, frechet_distance, inception_score, kernel_inception_distance, load_reference_stats
 from ..metrics.inception import load_inception
-from ..objectives.fp import fpe_residual
+from ..numerics.seeding import sample_seed
 from ..sampling import sample, sampler_options
 from ..sdes.base import SDE, ScoreFn
 from ..training.data import build_dataset
 from ..training.distributed import DistEnv
 from .rounds import check_protocol, gather_rounds, run_rounds
-from .seeding import batch_coupled, per_sample_generators, sample_seed
+from .seeding import batch_coupled, per_sample_generators
 
 METRICS = ("fid", "is", "kid", "bpd", "fpe")
 FPE_DTYPES = ("float64", "float32")
@@ -178,7 +179,7 @@ def _generate_and_extract(model, cfg, directory: Path, settings: EvalSettings, e
     shape = (cfg.data.num_channels, cfg.data.image_size, cfg.data.image_size)
 
     def compute(items: range) -> dict[str, np.ndarray]:
-        images, nfes = generate_images(model.sde, model.score_fn, shape, items, seed=settings.seed, sampler=sampler,
+        images, nfes = generate_images(model.sde, model.score, shape, items, seed=settings.seed, sampler=sampler,
                                        options=options, batch_size=settings.batch_size, centered=cfg.data.centered,
                                        device=env.device)
         feats = extractor.extract(images.split(settings.batch_size))
@@ -231,7 +232,7 @@ def _bits_per_dim(model, cfg, directory: Path, settings: EvalSettings, env: Dist
 
     def compute(items: range) -> dict[str, np.ndarray]:
         batch = torch.stack([dataset[i][0] for i in items]).to(env.device)
-        v, se = data_nll(model.sde, model.score_fn, batch, centered=cfg.data.centered, trace=settings.bpd_trace,
+        v, se = data_nll(model.sde, model.score, batch, centered=cfg.data.centered, trace=settings.bpd_trace,
                          n_probes=settings.bpd_probes, seed=settings.seed, indices=items)
         return {"value": v.detach().cpu().double().numpy(), "probe_stderr": se.detach().cpu().double().numpy()}
 
@@ -251,7 +252,7 @@ def _bits_per_dim(model, cfg, directory: Path, settings: EvalSettings, env: Dist
 
 
 def _fpe_residual(model, cfg, settings: EvalSettings, env: DistEnv) -> dict[str, Any]:
-    """:func:`~scoresde.objectives.fp.fpe_residual` of the model on the first ``fpe_num`` (default ``bpd_num``)
+    """:func:`~scoresde.losses.fpe.fpe_residual` of the model on the first ``fpe_num`` (default ``bpd_num``)
     examples of the bpd split, in the model's data range (``k / 255``, centred when the run is; no
     dequantisation), with the model in ``fpe_dtype``. Draws come from one generator on the device seeded from
     ``(seed, 0)``, so the value does not depend on the batch size."""
@@ -282,7 +283,7 @@ def _fpe_residual(model, cfg, settings: EvalSettings, env: DistEnv) -> dict[str,
 def fpe_first_time(eps: float | None, sde) -> float:
     """The first time of the fpe grid: ``eps`` if given, else ``1e-3`` (the samplers' end time) for scalar SDEs and
     ``1e-2`` for phase-space ones, whose finite-difference error at ``t = 1e-3`` is ~1e4 even for the exact score
-    (see :func:`scoresde.objectives.fp.fpe_residual`)."""
+    (see :func:`scoresde.losses.fpe.fpe_residual`)."""
     if eps is not None:
         return float(eps)
     return sde.fd_min_time

@@ -16,12 +16,12 @@ from typing import Any
 import torch
 from torch.overrides import TorchFunctionMode
 
-from ..numerics.seeding import example_generators, sample_seed  # sample_seed lives in numerics (the likelihood uses it)
+from ..numerics.seeding import example_generators  # sample_seed lives in numerics (the likelihood uses it)
 from ..sampling.registry import SAMPLERS
 
 _PER_ROW = (torch.randn, torch.rand)
 
-__all__ = ["batch_coupled", "per_sample_generators", "sample_seed"]
+__all__ = ["batch_coupled", "per_sample_generators"]
 
 
 class _PerSampleNoise(TorchFunctionMode):

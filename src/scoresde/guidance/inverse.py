@@ -37,9 +37,9 @@ from tqdm.auto import tqdm
 
 from ..models.adapter import DiffusionModel, as_model, check_cond, slice_cond
 from ..numerics.checks import check_count
+from ..numerics.grids import time_steps
 from ..numerics.times import check_eps
 from ..sampling.common import counting
-from ..sampling.grids import time_steps
 from ..sampling.steps import CORRECTORS, PREDICTORS, lookup
 from ..sdes.base import SDE
 from ..sdes.phase_space import apply_blocks
@@ -449,7 +449,7 @@ def inpaint(
       Fastest; biased toward the unconditional component weights.
     * ``"repaint"``: RePaint's resampling; options ``steps`` (default ``sde.N``), ``jump_length=10``,
       ``resamplings=10`` (RePaint's ``r`` and ``n``; NFE about ``steps * resamplings``), ``grid=None`` (a name of
-      :data:`scoresde.sampling.grids.GRIDS`; by default ``logSNR`` for VE/VP/sub-VP, ``quadratic`` for CLD/PSLD),
+      :data:`scoresde.numerics.grids.GRIDS`; by default ``logSNR`` for VE/VP/sub-VP, ``quadratic`` for CLD/PSLD),
       ``eps=1e-3``,
       ``denoise=True``. Not exact (barely better than replacement on the benchmark mixture).
     * ``"smc"``: the asymptotically exact particle filter; options ``steps`` (default ``sde.N``),

@@ -22,7 +22,7 @@ calls.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -31,7 +31,7 @@ from torch import Tensor
 from ..sdes.base import SDE, batch_broadcast, same_sde
 
 __all__ = ["PREDICTIONS", "CountingModel", "DiffusionModel", "ScoreFunctionModel", "as_model", "check_cond",
-           "slice_cond"]
+           "model_and_arguments", "slice_cond"]
 
 PREDICTIONS = ("score", "eps", "x0", "v")
 
@@ -72,9 +72,7 @@ class DiffusionModel:
     """The model-adapter interface (module docstring). Subclasses set ``sde`` and ``prediction`` and implement
     :meth:`score` (and the native prediction); the other predictions are derived here through the SDE's kernel.
 
-    ``step`` and ``config`` are set by the checkpoint loaders (``None`` otherwise). For code written against the
-    loaders' old ``(model, step, config)`` record an adapter still unpacks as ``model, step, config = loaded`` and
-    has ``loaded.model`` (itself); both are deprecated.
+    ``step`` and ``config`` are set by the checkpoint loaders (``None`` otherwise).
     """
 
     sde: SDE
@@ -110,28 +108,6 @@ class DiffusionModel:
                              "prediction)")
         return self.sde.alpha(t), self.sde.sigma(t)
 
-    # ---- compatibility aliases ---------------------------------------------------------------------------------
-    def score_fn(self, x: Tensor, t: Tensor, **cond: Any) -> Tensor:
-        """Alias of :meth:`score`."""
-        return self.score(x, t, **cond)
-
-    def eps_fn(self, x: Tensor, t: Tensor, **cond: Any) -> Tensor:
-        """Alias of :meth:`eps`."""
-        return self.eps(x, t, **cond)
-
-    def x0_fn(self, x: Tensor, t: Tensor, **cond: Any) -> Tensor:
-        """Alias of :meth:`x0`."""
-        return self.x0(x, t, **cond)
-
-    @property
-    def model(self) -> DiffusionModel:
-        """Deprecated: the adapter itself (what ``loaded.model`` of the loaders' old record was)."""
-        return self
-
-    def __iter__(self) -> Iterator[Any]:
-        """Deprecated: unpack as the loaders' old ``(model, step, config)`` record."""
-        return iter((self, self.step, self.config))
-
 
 class ScoreFunctionModel(DiffusionModel):
     """A plain score function ``score_fn(x, t)`` (or ``score_fn(x, t, **cond)``) of the SDE ``sde`` as an adapter;
@@ -164,7 +140,7 @@ def as_model(sde: SDE | None, score_fn: Any) -> DiffusionModel:
     error: perturbing with one SDE and converting the network output with another gives wrong numbers silently.
     """
     owner = getattr(score_fn, "__self__", None)
-    if isinstance(owner, DiffusionModel) and getattr(score_fn, "__name__", "") in ("score", "score_fn", "forward"):
+    if isinstance(owner, DiffusionModel) and getattr(score_fn, "__name__", "") in ("score", "forward"):
         score_fn = owner
     if isinstance(score_fn, DiffusionModel):
         if sde is not None and not same_sde(sde, score_fn.sde):
@@ -176,6 +152,36 @@ def as_model(sde: SDE | None, score_fn: Any) -> DiffusionModel:
     if sde is None:
         raise TypeError("a plain score function needs its SDE: pass sde=... (or a model adapter, which carries it)")
     return ScoreFunctionModel(sde, score_fn)
+
+
+def model_and_arguments(sde: SDE | DiffusionModel | None, score_fn: Any, *args: Any,
+                        last_default: Any = None) -> tuple[DiffusionModel, tuple[Any, ...]]:
+    """The one normaliser of the two call forms of every entry point ``f(sde, score_fn, a_1, ..., a_k, ...)``
+    (:func:`scoresde.sample`, :func:`scoresde.log_likelihood`, :func:`scoresde.bits_per_dim`, :func:`scoresde.inpaint`,
+    :func:`scoresde.colorize`, :func:`scoresde.encode`); returns ``(model, (a_1, ..., a_k))``.
+
+    * sde-first, ``f(sde, score_fn, a_1, ...)``: ``score_fn`` is a plain ``score_fn(x, t)`` or an adapter; the model is
+      :func:`as_model` ``(sde, score_fn)`` (an adapter's SDE must equal ``sde``).
+    * model-first, ``f(model, a_1, ...)``: Python binds ``a_1`` to ``score_fn`` and ``a_i`` to the slot of
+      ``a_(i-1)``; this shifts them back. The last slot ``a_k`` keeps its keyword value when ``a_k`` was not given
+      positionally; given both ways it is a ``TypeError``. ``f(model, a_1=...)`` (everything by keyword) works too.
+
+    ``args`` are the values bound to the slots ``a_1 .. a_k`` and ``last_default`` the default of ``a_k`` (to tell a
+    keyword value from the default).
+    """
+    if isinstance(sde, DiffusionModel) and score_fn is None:
+        return sde, args
+    if isinstance(sde, DiffusionModel) and not callable(score_fn):
+        if not args:
+            raise TypeError("the model-first form takes no second positional argument here")
+        shifted = (score_fn, *args[:-1])
+        if shifted[-1] is None:
+            shifted = (*shifted[:-1], args[-1])
+        elif args[-1] is not last_default and args[-1] != last_default:
+            raise TypeError(f"an argument was given twice: positionally ({shifted[-1]!r}) and by keyword "
+                            f"({args[-1]!r}); the model-first form is f(model, {', '.join(['...'] * len(args))})")
+        return sde, shifted
+    return as_model(sde, score_fn), args
 
 
 def _sde_text(sde: SDE) -> str:

@@ -659,18 +659,3 @@ class OriginalCheckpointMixin:
         if unmapped:  # a construction bug, not a user error
             raise RuntimeError(f"tensors without an original key: {unmapped}")
         return mapping
-
-
-#: deprecated names of this module: checkpoint loading moved to :mod:`scoresde.checkpoint.state_dict`
-_MOVED_TO_CHECKPOINT = frozenset({"IncompatibleCheckpointError", "load_original_checkpoint", "load_original_state_dict",
-                                  "original_ema_state_dict", "to_original_state_dict"})
-
-
-def __getattr__(name: str) -> Any:
-    """The deprecated names of :data:`_MOVED_TO_CHECKPOINT`, resolved on first use from
-    :mod:`scoresde.checkpoint.legacy` (``scoresde.checkpoint`` sits above this package: no import of it here)."""
-    if name not in _MOVED_TO_CHECKPOINT:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    return importlib.import_module("scoresde.checkpoint.legacy").NETS_LAYERS[name]

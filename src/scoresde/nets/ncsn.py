@@ -417,19 +417,3 @@ def ncsn_from_config(
     raise ValueError(f"model.name {name!r} is not an NCSN network; allowed: {allowed}")
 
 
-# ----------------------------------------------------------------------------------------------------------
-# Original checkpoints: NCSN/NCSNv2 use the original key names (no key map); loading is
-# scoresde.checkpoint.state_dict's.
-# ----------------------------------------------------------------------------------------------------------
-#: deprecated names of this module, now in :mod:`scoresde.checkpoint`
-_MOVED_TO_CHECKPOINT = frozenset({"IncompatibleCheckpointError", "load_original_ema", "load_original_state_dict"})
-
-
-def __getattr__(name: str) -> Any:
-    """The deprecated names of :data:`_MOVED_TO_CHECKPOINT`, resolved on first use from
-    :mod:`scoresde.checkpoint.legacy` (``scoresde.checkpoint`` sits above this package: no import of it here)."""
-    if name not in _MOVED_TO_CHECKPOINT:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    return importlib.import_module("scoresde.checkpoint.legacy").NETS_NCSN[name]

@@ -1,5 +1,5 @@
 """Adaptive ODE integration shared by the probability-flow sampler and the likelihood (moved from
-``scoresde.sampling.odeint``, which re-exports it).
+``scoresde.numerics.odeint``, which re-exports it).
 
 Two back ends: torchdiffeq (the integration stays on the tensor's device) and scipy's ``solve_ivp`` (float64 on
 the CPU, as the Score SDE reference does). Both count function evaluations (NFE).

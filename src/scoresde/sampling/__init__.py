@@ -1,10 +1,9 @@
-"""Sampling: one registry of samplers (predictor–corrector, probability-flow ODE, SSCS, DDIM) behind :func:`sample`,
-and the time grids they share."""
+"""Sampling: one registry of samplers (predictor–corrector, probability-flow ODE, SSCS, DDIM) behind :func:`sample`
+(their time grids are :mod:`scoresde.numerics.grids`)."""
 
 from .api import SampleInfo, sample, sampler_options
 from .ddim import sample_ddim
 from .dpm_solver import sample_dpm_solver
-from .grids import GRIDS, time_steps
 from .heun import sample_heun
 from .phase_space import sample_sscs
 from .registry import SAMPLERS, SamplerRegistry, SamplerSpec
@@ -12,6 +11,6 @@ from .samplers import sample_ode, sample_pc
 from .steps import CORRECTORS, PREDICTORS
 from .unipc import sample_unipc
 
-__all__ = ["CORRECTORS", "GRIDS", "PREDICTORS", "SAMPLERS", "SampleInfo", "SamplerRegistry", "SamplerSpec",
+__all__ = ["CORRECTORS", "PREDICTORS", "SAMPLERS", "SampleInfo", "SamplerRegistry", "SamplerSpec",
            "sample", "sample_ddim", "sample_dpm_solver", "sample_heun", "sample_ode", "sample_pc", "sample_sscs",
-           "sample_unipc", "sampler_options", "time_steps"]
+           "sample_unipc", "sampler_options"]

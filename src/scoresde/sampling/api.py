@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..models.adapter import DiffusionModel, as_model, check_cond
+from ..models.adapter import DiffusionModel, check_cond, model_and_arguments
 from ..sdes.base import SDE, ScoreFn
 from .registry import SAMPLERS
 
@@ -38,37 +37,11 @@ def _check_shape(shape: Any) -> tuple[int, ...]:
     return tuple(shape)
 
 
-def _arguments(sde: Any, score_fn: Any, shape: Any, sampler: Any, legacy: tuple) -> tuple[Any, Any, Any, Any, Any]:
-    """Normalise the two call forms ``sample(sde, score_fn, shape, sampler)`` and ``sample(model, shape, sampler)``;
-    returns ``(sde, score_fn, shape, sampler, positional generator or None)``."""
-    rest = list(legacy)
-    if isinstance(sde, DiffusionModel) and score_fn is not None and not callable(score_fn):  # model-first form
-        model, data_shape = sde, score_fn
-        if isinstance(shape, str):  # sample(model, shape, "ddim"[, generator])
-            if isinstance(sampler, torch.Generator):
-                rest = [sampler, *rest]
-            elif sampler != "pc":
-                raise TypeError(f"sampler given twice ({shape!r} and {sampler!r})")
-            sampler = shape
-        elif shape is not None:
-            raise TypeError("the model-first form is sample(model, shape, sampler=...); got a third positional "
-                            f"argument {shape!r}")
-        sde, score_fn, shape = None, model, data_shape
-    if not rest:
-        return sde, score_fn, shape, sampler, None
-    if len(rest) > 1 or not (rest[0] is None or isinstance(rest[0], torch.Generator)):
-        raise TypeError("sample() takes sde, score_fn, shape and sampler positionally; pass the rest by keyword")
-    warnings.warn("passing the generator positionally to scoresde.sample is deprecated; use generator=...",
-                  DeprecationWarning, stacklevel=3)
-    return sde, score_fn, shape, sampler, rest[0]
-
-
 def sample(
     sde: SDE | DiffusionModel,
     score_fn: ScoreFn | Sequence[int] | None = None,
     shape: Sequence[int] | None = None,
     sampler: str = "pc",
-    *legacy: Any,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
@@ -102,17 +75,13 @@ def sample(
         **options: options of the chosen sampler (``steps``, ``times``, ``callback``, ``eps``, ...); an unknown
             option raises ``ValueError`` naming the valid ones.
     """
-    sde, score_fn, shape, sampler, positional_generator = _arguments(sde, score_fn, shape, sampler, legacy)
-    if positional_generator is not None:
-        if generator is not None:
-            raise TypeError("generator given twice (positionally and as generator=)")
-        generator = positional_generator
+    explicit_sde = None if isinstance(sde, DiffusionModel) else sde
+    model, (shape, sampler) = model_and_arguments(sde, score_fn, shape, sampler, last_default="pc")
     spec = SAMPLERS.get(sampler)
-    model = as_model(sde, score_fn)
     options = spec.resolve_aliases(options)  # before steps is derived from an SDE's N (n_steps is a steps alias)
-    if sde is not None and sde.N != model.sde.N and spec.fixed_steps and "steps" not in options \
+    if explicit_sde is not None and explicit_sde.N != model.sde.N and spec.fixed_steps and "steps" not in options \
             and "times" not in options:
-        options["steps"] = sde.N  # an SDE built with another N (the old way to change the step count) sets steps
+        options["steps"] = explicit_sde.N  # an SDE built with another N (the old way to set the step count)
     sde = model.sde
     callback = options.pop("callback", None)
     if callback is not None and not spec.fixed_steps:

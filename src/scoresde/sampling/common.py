@@ -10,11 +10,10 @@ import torch
 from torch import Tensor
 
 from ..models.adapter import CountingModel, DiffusionModel
-from ..numerics.times import check_eps
+from ..numerics.grids import check_times, time_steps
 from ..sdes.base import SDE
-from .grids import check_times, time_steps
 
-__all__ = ["Callback", "check_eps", "counting", "report", "require_scalar_schedule", "sampler_times"]
+__all__ = ["Callback", "counting", "report", "require_scalar_schedule", "sampler_times"]
 
 #: ``callback(i, t, x, x0_pred)`` after step ``i``: ``t`` the time the step reached (a 0-d tensor), ``x`` the state
 #: there, ``x0_pred`` the data prediction of the step's last model evaluation (no extra network call), or ``None``

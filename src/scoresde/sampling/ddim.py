@@ -27,8 +27,9 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..models.adapter import DiffusionModel
+from ..numerics.times import check_eps
 from ..sdes.base import randn_like
-from .common import Callback, check_eps, counting, report, sampler_times
+from .common import Callback, counting, report, sampler_times
 
 
 def sample_ddim(
@@ -58,7 +59,7 @@ def sample_ddim(
         steps: number of steps (default ``sde.N``) on ``grid``.
         times: explicit decreasing times ``T >= t_0 > ... > t_n > 0`` (override ``steps``, ``grid`` and ``eps``).
         eta: ``0`` deterministic; ``1`` the DDPM posterior variance; in ``[0, 1]``.
-        grid: a name of :data:`scoresde.sampling.grids.GRIDS` (``uniform`` as in DDIM; ``logSNR`` for few steps).
+        grid: a name of :data:`scoresde.numerics.grids.GRIDS` (``uniform`` as in DDIM; ``logSNR`` for few steps).
         rho: exponent of the ``karras`` grid.
         eps: last time.
         denoise: finish with the data prediction at the last time (DPM-Solver's ``denoise_to_zero``).

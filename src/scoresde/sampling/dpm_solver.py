@@ -72,9 +72,10 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..models.adapter import CountingModel, DiffusionModel
+from ..numerics.times import check_eps
 from ..sdes.base import randn_like
 from ..sdes.phase_space import apply_blocks
-from .common import Callback, check_eps, counting, report, require_scalar_schedule, sampler_times
+from .common import Callback, counting, report, require_scalar_schedule, sampler_times
 
 __all__ = ["ALGORITHMS", "LOWER_ORDER_FINAL_BELOW", "METHODS", "sample_dpm_solver"]
 
@@ -281,7 +282,7 @@ def sample_dpm_solver(
         order: 1, 2 or 3 (1 is DDIM; ``adaptive``: 2 or 3; ``sde-dpmsolver++``: 1 or 2).
         algorithm: ``"dpmsolver"`` (noise prediction), ``"dpmsolver++"`` (data prediction) or ``"sde-dpmsolver++"``.
         method: ``"multistep"``, ``"singlestep"`` or ``"adaptive"`` (ignores ``steps`` and ``grid``).
-        grid: a name of :data:`scoresde.sampling.grids.GRIDS` (``logSNR`` as in DPM-Solver).
+        grid: a name of :data:`scoresde.numerics.grids.GRIDS` (``logSNR`` as in DPM-Solver).
         rho: exponent of the ``karras`` grid.
         eps: last time.
         lower_order_final: multistep with fewer than 15 steps: the last steps use orders ``min(order, steps - i)``,

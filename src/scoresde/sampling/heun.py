@@ -42,8 +42,9 @@ from tqdm.auto import tqdm
 
 from ..models.adapter import DiffusionModel
 from ..numerics.checks import check_count
+from ..numerics.times import check_eps
 from ..sdes.base import randn_like
-from .common import Callback, check_eps, counting, report, require_scalar_schedule, sampler_times
+from .common import Callback, counting, report, require_scalar_schedule, sampler_times
 
 
 def _check_options(s_churn: float, s_tmin: float, s_tmax: float, s_noise: float) -> None:
@@ -103,7 +104,7 @@ def sample_heun(
         steps: number of intervals (default ``sde.N``), the last one to ``sigma = 0`` with ``denoise``.
         times: explicit decreasing times of the noise levels ``T >= t_0 > ... > t_n > 0`` (override ``steps``,
             ``grid`` and ``eps``); ``denoise`` appends the step to ``sigma = 0``.
-        grid: a name of :data:`scoresde.sampling.grids.GRIDS`; ``karras`` (EDM's, default) with exponent ``rho``.
+        grid: a name of :data:`scoresde.numerics.grids.GRIDS`; ``karras`` (EDM's, default) with exponent ``rho``.
         rho: exponent of the ``karras`` grid (7 in EDM).
         eps: the last noise level's time.
         s_churn: total stochasticity (EDM's ``S_churn``); ``0`` is the deterministic sampler.

@@ -17,8 +17,9 @@ from torch import Tensor
 
 from ..models.adapter import DiffusionModel, as_model, check_cond
 from ..numerics.odeint import ADAPTIVE_METHODS, integrate
+from ..numerics.times import check_eps
 from ..sdes.base import SDE
-from .common import check_eps, counting
+from .common import counting
 
 __all__ = ["EncodeInfo", "encode", "interpolate"]
 

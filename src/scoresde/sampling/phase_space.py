@@ -21,13 +21,13 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..models.adapter import DiffusionModel
+from ..numerics.times import check_eps
 from ..sdes.base import randn_like
-from .common import Callback, check_eps, counting, report, sampler_times
-from .grids import time_grid
+from .common import Callback, counting, report, sampler_times
 
-__all__ = ["TIME_GRIDS", "sample_sscs", "time_grid"]
+__all__ = ["TIME_GRIDS", "sample_sscs"]
 
-#: the grids of the phase-space samplers' first release (every name of ``scoresde.sampling.grids.GRIDS`` works)
+#: the grids of the phase-space samplers' first release (every name of ``scoresde.numerics.grids.GRIDS`` works)
 TIME_GRIDS = ("uniform", "quadratic")
 
 
@@ -55,7 +55,7 @@ def sample_sscs(
         steps: number of steps (``sde.N`` when ``None``) on ``grid`` (``scoresde.sample`` still accepts the
             deprecated name ``n_steps``).
         times: explicit decreasing times (overrides ``steps``, ``grid`` and ``eps``).
-        grid: time grid (:data:`scoresde.sampling.grids.GRIDS`): ``"uniform"`` or CLD's ``"quadratic"``.
+        grid: time grid (:data:`scoresde.numerics.grids.GRIDS`): ``"uniform"`` or CLD's ``"quadratic"``.
         eps: last time of the grid.
         denoise: finish with Tweedie denoising at the last time (``sde.denoise``, one more network evaluation).
         generator: random generator for the noise of the linear half steps.

@@ -16,9 +16,10 @@ from tqdm.auto import tqdm
 
 from ..models.adapter import DiffusionModel
 from ..numerics.checks import check_count
+from ..numerics.grids import GRIDS, check_times, time_steps
 from ..numerics.odeint import ADAPTIVE_METHODS, integrate
-from .common import Callback, check_eps, counting, report
-from .grids import GRIDS, check_times, time_steps
+from ..numerics.times import check_eps
+from .common import Callback, counting, report
 from .steps import CORRECTORS, PREDICTORS, lookup
 
 
@@ -45,7 +46,7 @@ def sample_pc(
 
     The model is evaluated at ``steps`` times ``T = t_0 > ... > t_{steps-1} = eps`` of ``grid`` (``uniform``:
     Score SDE's ``linspace(T, eps, N)``; ``quadratic``: CLD/PSLD's striding; any name of
-    :data:`scoresde.sampling.grids.GRIDS`), or at the explicit decreasing ``times``. At each ``t_i`` the corrector
+    :data:`scoresde.numerics.grids.GRIDS`), or at the explicit decreasing ``times``. At each ``t_i`` the corrector
     runs ``n_steps_each`` Langevin steps, then the predictor moves to ``t_{i+1}`` (``0`` after the last time, as in
     the reference). With ``denoise=True`` the last step's noise-free mean is returned (the reference's
     ``noise_removal``). With ``steps != sde.N`` the discrete rules (reverse diffusion, the DDPM/SMLD ancestral steps,
@@ -125,7 +126,7 @@ def sample_ode(
 
     Args:
         rtol, atol: tolerances of the adaptive solver (1e-5 in Score SDE).
-        method: see :func:`scoresde.sampling.odeint.integrate` (``dopri5`` is RK45 on the tensor's device).
+        method: see :func:`scoresde.numerics.odeint.integrate` (``dopri5`` is RK45 on the tensor's device).
         eps: end time of the integration.
         denoise: finish with one Tweedie denoising step at ``eps`` (``sde.denoise``).
         generator: unused (the ODE is deterministic); accepted so every sampler has the same signature.

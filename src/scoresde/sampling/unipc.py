@@ -49,7 +49,8 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..models.adapter import DiffusionModel
-from .common import Callback, check_eps, counting, report, require_scalar_schedule, sampler_times
+from ..numerics.times import check_eps
+from .common import Callback, counting, report, require_scalar_schedule, sampler_times
 
 __all__ = ["sample_unipc"]
 
@@ -152,7 +153,7 @@ def sample_unipc(
         variant: ``"bh1"`` (``B(h) = h``) or ``"bh2"`` (``B(h) = e^h - 1``).
         corrector: apply UniC after every step but the last.
         lower_order_final: lower the order of the last steps (``min(order, steps + 1 - i)`` at step ``i``).
-        grid: a name of :data:`scoresde.sampling.grids.GRIDS` (``logSNR``, the default, suits few steps).
+        grid: a name of :data:`scoresde.numerics.grids.GRIDS` (``logSNR``, the default, suits few steps).
         rho: exponent of the ``karras`` grid.
         eps: last time.
         denoise: finish with the data prediction at the last time (DPM-Solver's ``denoise_to_zero``).

@@ -458,7 +458,7 @@ class RecipeSDE(SDE):
 
         For ``k = 1`` it is the scalar ``log(alpha_t / sigma_t)``; it decreases in ``t`` (``det Phi`` shrinks, ``det
         Sigma`` grows), so it serves as the integration variable of :meth:`exp_integrator` and the ``logSNR`` and
-        ``karras`` grids (``scoresde.sampling.grids``) on PSLD/CLD."""
+        ``karras`` grids (``scoresde.numerics.grids``) on PSLD/CLD."""
         t64 = torch.as_tensor(t, dtype=torch.float64)
         flat = t64.reshape(-1)
         logdet_phi = -self.beta_integral(flat) * float(torch.trace(self.A))

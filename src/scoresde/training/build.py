@@ -8,9 +8,8 @@ import torch
 from torch import Tensor
 
 from ..config import Config, SamplingConfig, build_score_model
+from ..losses import ddpm_loss, fp_loss, sde_loss, smld_loss
 from ..models import DiffusionModel, ScoreModel
-from ..objectives import ddpm_loss, sde_loss, smld_loss
-from ..objectives.fp import fp_loss
 from ..sdes import VESDE, VPSDE, DiscreteVPSDE
 
 

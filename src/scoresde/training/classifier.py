@@ -36,10 +36,10 @@ from ..checkpoint.native import load_training_state, save_checkpoint
 from ..config import Config, ConfigError, build_sde, load_config
 from ..config.factory import SDE_TABLE
 from ..data import preprocess
+from ..losses.dsm import check_reduction
 from ..models.classifier import ClassifierModel
 from ..nets.classifier import MLPClassifier, NCSNppClassifier
 from ..numerics.times import check_eps, check_times, draw_times
-from ..objectives.dsm import check_reduction
 from ..sdes.base import SDE, randn_like, same_sde
 from ..sdes.scalar import ScalarSDE
 from .data import build_dataset, global_batch_indices

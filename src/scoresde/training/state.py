@@ -1,8 +1,7 @@
 """Training checkpoints of a run folder: resuming from the newest valid one, and weights to fine-tune from.
 
 The run-folder layout (``checkpoints/checkpoint_<step>/``, ``checkpoints/preempt_<step>/``, written atomically)
-is :mod:`scoresde.checkpoint.run`'s; its :func:`checkpoint_dir`, :func:`list_checkpoints` and
-:func:`save_training_checkpoint` are re-exported here. Each checkpoint is a directory in scoresde's own format
+is :mod:`scoresde.checkpoint.run`'s. Each checkpoint is a directory in scoresde's own format
 (:mod:`scoresde.checkpoint.native`), so ``scoresde sample`` and :func:`scoresde.load_checkpoint` read training
 checkpoints directly. A directory that does not load (truncated or torn files, another format) is reported and
 skipped when resuming.
@@ -20,11 +19,10 @@ from torch import nn
 from ..checkpoint.errors import IncompatibleCheckpointError
 from ..checkpoint.native import TrainingState, load_training_state
 from ..checkpoint.original import original_state_dicts, read_original_checkpoint
-from ..checkpoint.run import checkpoint_dir, list_checkpoints, newest_loadable, save_training_checkpoint
+from ..checkpoint.run import checkpoint_dir, list_checkpoints, newest_loadable
 from ..checkpoint.state_dict import load_state_dict
 
-__all__ = ["InitWeights", "checkpoint_dir", "find_resumable", "list_checkpoints", "read_init_weights",
-           "save_training_checkpoint"]
+__all__ = ["InitWeights", "find_resumable", "read_init_weights"]
 
 
 def _complete_training_state(path: Path, map_location: str | torch.device) -> TrainingState:

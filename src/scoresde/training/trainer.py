@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ..checkpoint.run import checkpoint_dir, list_checkpoints, save_training_checkpoint
 from ..config import Config, ConfigError, config_from_dict
 from ..data import inverse_data_scaler, preprocess
 from ..models import ScoreModel
@@ -42,7 +43,7 @@ from .data import StepBatchSampler, build_dataset, check_dataset_labels, global_
 from .distributed import DistEnv, init_distributed
 from .ema import EMA
 from .plots import scatter_panels
-from .state import checkpoint_dir, find_resumable, list_checkpoints, read_init_weights, save_training_checkpoint
+from .state import find_resumable, read_init_weights
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -311,7 +312,7 @@ class Trainer:
         g = torch.Generator(self.env.device).manual_seed(self.cfg.seed + 1)
         cond = {"class_labels": torch.arange(num, device=self.env.device) % self.num_classes} if self.num_classes \
             else None
-        x = sample(model.sde, model.score_fn, shape, name, generator=g, device=self.env.device, cond=cond, **options)
+        x = sample(model.sde, model.score, shape, name, generator=g, device=self.env.device, cond=cond, **options)
         return x if len(shape) == 2 else inverse_data_scaler(x, self.cfg.data.centered).clamp(0, 1)
 
     def data_shape(self) -> tuple[int, ...]:

@@ -1,6 +1,6 @@
 """The maths of the score Fokker–Planck regulariser of FP-Diffusion (Lai et al., ICML 2023, arXiv 2210.04296):
-the residual and the two terms at given points. The losses that add it are in :mod:`scoresde.objectives.fp`, the
-metric in :mod:`scoresde.objectives.fpe`.
+the residual and the two terms at given points. The losses that add it are in :mod:`scoresde.losses.fp`, the
+metric in :mod:`scoresde.losses.fpe`.
 
 For a forward SDE ``dx = f(x, t) dt + g(t) dW`` the true score ``s = grad_x log p_t`` satisfies the score
 Fokker–Planck equation (Lai et al. 2023, Prop. 3.1)::
@@ -269,7 +269,7 @@ def fp_regularizer(
 ) -> FPTerms:
     """The FP-Diffusion vector residual and scalar term at the points ``x_t`` and times ``t`` (module docstring;
     Lai et al. 2023, Prop. 3.1 and the regulariser of eq. 11). Use it to add the regulariser to a loss of your own
-    (:func:`~scoresde.objectives.fp.fp_loss` adds it to DSM) or to inspect the residual at chosen points.
+    (:func:`~scoresde.losses.fp.fp_loss` adds it to DSM) or to inspect the residual at chosen points.
 
     Args:
         score_fn: a model adapter, ``score_fn(x, t)``, or an object with ``.score_fn``; differentiated twice, so it

@@ -2,7 +2,7 @@
 
 For each fixture we choose clean data so that the loss's perturbed input is exactly the fixture's ``x`` (for the
 given ``t``/labels and noise ``z``); the original loss is then a closed expression of the reference network or score
-output stored in the fixture, written here independently of ``scoresde.objectives``. Float64 weights against the
+output stored in the fixture, written here independently of ``scoresde.losses``. Float64 weights against the
 ``*_f64`` outputs make the comparison tight.
 """
 
@@ -22,7 +22,7 @@ F64 = torch.float64
 
 def _load(name: str):
     cfg = json.loads(require_reference(f"{name}.config.json").read_text())
-    model, _, _ = load_score_sde_checkpoint(require_reference(f"{name}.ckpt.pt"), cfg, use_ema=False, dtype=F64)
+    model = load_score_sde_checkpoint(require_reference(f"{name}.ckpt.pt"), cfg, use_ema=False, dtype=F64)
     return model, cfg, load_reference(f"{name}.io.pt")
 
 

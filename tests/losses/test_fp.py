@@ -11,9 +11,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from scoresde.losses import fp_loss, fp_regularizer, phase_space_loss, sde_loss
-from scoresde.objectives.fp import WEIGHTINGS, _divergence, fpe_residual, phase_space_fp_loss
-from scoresde.objectives.phase_space import initial_state
+from scoresde.losses import fp_loss, fp_regularizer, sde_loss
+from scoresde.losses.fp_core import WEIGHTINGS, _divergence
+from scoresde.losses.fpe import fpe_residual
 from scoresde.sdes import CLD, PSLD, VESDE, VPSDE, RecipeSDE, SubVPSDE
 from scoresde.sdes.phase_space import apply_blocks
 from scoresde.toy import GaussianMixture
@@ -198,9 +198,8 @@ def test_fp_loss_combines_terms_like_the_original():
 
 
 def test_trainer_option_adds_the_regulariser_to_the_training_loss():
-    from scoresde.training import load_config
+    from scoresde.config import ConfigError, load_config
     from scoresde.training.build import build_model, check_objective, compute_loss
-    from scoresde.training.config import ConfigError
 
     small = ["model.hidden=16", "model.depth=1", "training.batch_size=8"]
     cfg = load_config("toy/checkerboard", small)
@@ -305,7 +304,16 @@ def test_phase_space_formula_with_sigma_g2_identity_is_the_scalar_one():
         torch.testing.assert_close(b.scalar, a.scalar, rtol=1e-10, atol=0)
 
 
-@pytest.mark.filterwarnings("ignore:phase_space:DeprecationWarning")  # the deprecated names stay covered
+def _phase_space_loss(model, sde, batch, **kw):
+    """HSM/DSM on phase space as the FP tests use it: every block of the residual unless told."""
+    return sde_loss(model, sde, batch, **{"blocks": "all", **kw})
+
+
+def _phase_space_fp_loss(model, sde, batch, **kw):
+    """fp_loss on phase space with the unweighted HSM/DSM base loss and every block unless told."""
+    return fp_loss(model, sde, batch, **{"blocks": "all", "likelihood_weighting": False, **kw})
+
+
 @pytest.mark.parametrize("score_matching", ["hsm", "dsm"])
 def test_phase_space_fp_loss_adds_the_regulariser_at_the_same_state(score_matching):
     sde = PSLD(score_matching=score_matching)
@@ -313,7 +321,7 @@ def test_phase_space_fp_loss_adds_the_regulariser_at_the_same_state(score_matchi
     batch = GM.sample(16, generator=torch.Generator().manual_seed(0)).double()
     g = torch.Generator().manual_seed(5)
     t = torch.rand(16, generator=g, dtype=batch.dtype) * (1 - 1e-5) + 1e-5
-    z0 = initial_state(sde, batch, None, g)
+    z0 = sde.initial_state(batch, None, g)
     noise = torch.randn(z0.shape, generator=g, dtype=batch.dtype)
     v = torch.randn((1, *z0.shape), generator=g, dtype=batch.dtype)
     draws = dict(t=t, noise=noise, probes=v)
@@ -321,21 +329,21 @@ def test_phase_space_fp_loss_adds_the_regulariser_at_the_same_state(score_matchi
         draws["momentum"] = z0[:, 2:]
     mean, L = sde.marginal_prob(z0, t)
     terms = fp_regularizer(score, sde, mean + apply_blocks(L, noise), t, weighting="ll", probes=v, t_min=1e-5)
-    base = phase_space_loss(score, sde, batch, **{k: draws[k] for k in draws if k != "probes"})
+    base = _phase_space_loss(score, sde, batch, **{k: draws[k] for k in draws if k != "probes"})
     kw = dict(alpha=0.15, beta=0.01, mode="both", weighting="ll", m=2, blocks="all", reduce_mean=False, eps=1e-5)
-    loss = phase_space_fp_loss(score, sde, batch, **kw, **draws)
+    loss = _phase_space_fp_loss(score, sde, batch, **kw, **draws)
     torch.testing.assert_close(loss, base + 0.15 * terms.vector + 0.01 * terms.scalar)
     assert terms.vector > 0 and terms.scalar > 0
     # the generator's draws in the order t, (DSM momentum), noise, probes are the same as replaying them
-    torch.testing.assert_close(phase_space_fp_loss(score, sde, batch, **kw, generator=torch.Generator().manual_seed(5)),
-                               loss)
-    torch.testing.assert_close(phase_space_fp_loss(score, sde, batch, **{**kw, "alpha": 0.0, "beta": 0.0}, **draws),
+    replayed = _phase_space_fp_loss(score, sde, batch, **kw, generator=torch.Generator().manual_seed(5))
+    torch.testing.assert_close(replayed, loss)
+    torch.testing.assert_close(_phase_space_fp_loss(score, sde, batch, **{**kw, "alpha": 0.0, "beta": 0.0}, **draws),
                                base)
     loss.backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
     with pytest.raises(ValueError, match="blocks='all'"):
-        phase_space_fp_loss(score, sde, batch, **{**kw, "blocks": "momentum"}, **draws)
-    # fp_loss covers phase space (HSM/DSM unweighted by default): the deprecated alias is the same computation
+        _phase_space_fp_loss(score, sde, batch, **{**kw, "blocks": "momentum"}, **draws)
+    # fp_loss with its own defaults on phase space (HSM/DSM unweighted by default) is the same computation
     assert torch.equal(fp_loss(score, sde, batch, **{k: v for k, v in kw.items() if k != "blocks"}, **draws), loss)
     with pytest.raises(ValueError, match="likelihood_weighting=True is not defined"):
         fp_loss(score, sde, batch, likelihood_weighting=True, **draws)
@@ -372,10 +380,9 @@ def test_fpe_residual_vanishes_for_the_exact_score_and_not_for_a_dsm_trained_one
         fpe_residual(score, sde, x0, divergence_ad="backward")
 
 
-@pytest.mark.filterwarnings("ignore:phase_space:DeprecationWarning")  # the deprecated names stay covered
 def test_phase_space_fp_loss_takes_the_trainers_draws_for_a_phase_space_preset():
     """What ``compute_loss`` would call for a PSLD run with ``training.fp_alpha``/``fp_beta`` set."""
-    from scoresde.training import load_config
+    from scoresde.config import load_config
     from scoresde.training.build import build_model, compute_loss
 
     cfg = load_config("toy/gaussian_mixture_psld", ["model.hidden=16", "model.depth=1", "training.batch_size=8"])
@@ -385,16 +392,15 @@ def test_phase_space_fp_loss_takes_the_trainers_draws_for_a_phase_space_preset()
     draws = dict(t=torch.rand(8, generator=g) * 0.9 + 0.05, noise=torch.randn(8, 4, generator=g))
     t = cfg.training
     kw = dict(mode="both", weighting="ll", m=2, blocks=model.blocks, reduce_mean=t.reduce_mean, eps=t.eps)
-    torch.testing.assert_close(phase_space_fp_loss(model, model.sde, x, alpha=0.0, beta=0.0, **kw, **draws),
+    torch.testing.assert_close(_phase_space_fp_loss(model, model.sde, x, alpha=0.0, beta=0.0, **kw, **draws),
                                compute_loss(cfg, model, x, **draws))
     torch.manual_seed(3)  # the probes come from the global stream, as the trainer's dropout does
-    loss = phase_space_fp_loss(model, model.sde, x, alpha=0.15, beta=0.01, **kw, **draws)
+    loss = _phase_space_fp_loss(model, model.sde, x, alpha=0.15, beta=0.01, **kw, **draws)
     assert loss > compute_loss(cfg, model, x, **draws)
     loss.backward()
     assert all(torch.isfinite(p.grad).all() for p in model.net.parameters() if p.grad is not None)
 
 
-@pytest.mark.filterwarnings("ignore:phase_space:DeprecationWarning")  # the deprecated names stay covered
 def test_phase_space_fp_loss_min_time_regularises_only_later_times():
     sde = CLD()
     _, score = _ps_mlp_score()
@@ -404,12 +410,12 @@ def test_phase_space_fp_loss_min_time_regularises_only_later_times():
     noise = torch.randn(16, 4, generator=g, dtype=torch.float64)
     v = torch.randn(1, 16, 4, generator=g, dtype=torch.float64)
     kw = dict(alpha=0.15, beta=0.01, mode="both", weighting="ll", m=2, blocks="all", reduce_mean=False, eps=1e-5)
-    base = phase_space_loss(score, sde, batch, t=t, noise=noise)
-    late = phase_space_fp_loss(score, sde, batch[8:], **kw, t=t[8:], noise=noise[8:], probes=v[:, 8:])
-    late_base = phase_space_loss(score, sde, batch[8:], t=t[8:], noise=noise[8:])
-    got = phase_space_fp_loss(score, sde, batch, **kw, t=t, noise=noise, probes=v, min_time=0.01)
+    base = _phase_space_loss(score, sde, batch, t=t, noise=noise)
+    late = _phase_space_fp_loss(score, sde, batch[8:], **kw, t=t[8:], noise=noise[8:], probes=v[:, 8:])
+    late_base = _phase_space_loss(score, sde, batch[8:], t=t[8:], noise=noise[8:])
+    got = _phase_space_fp_loss(score, sde, batch, **kw, t=t, noise=noise, probes=v, min_time=0.01)
     torch.testing.assert_close(got - base, late - late_base)  # the same regulariser, on the late half only
-    early_only = phase_space_fp_loss(score, sde, batch[:8], **kw, t=t[:8], noise=noise[:8], min_time=0.01)
-    torch.testing.assert_close(early_only, phase_space_loss(score, sde, batch[:8], t=t[:8], noise=noise[:8]))
+    early_only = _phase_space_fp_loss(score, sde, batch[:8], **kw, t=t[:8], noise=noise[:8], min_time=0.01)
+    torch.testing.assert_close(early_only, _phase_space_loss(score, sde, batch[:8], t=t[:8], noise=noise[:8]))
     with pytest.raises(ValueError, match="min_time"):
-        phase_space_fp_loss(score, sde, batch, **kw, min_time=-1.0)
+        _phase_space_fp_loss(score, sde, batch, **kw, min_time=-1.0)

@@ -1,6 +1,6 @@
-"""One set of losses for every SDE: fp_loss on phase space (with min_time) is the deprecated phase_space_fp_loss,
-conditioning reaches the model and follows the batch through min_time, a model's SDE must be the loss's (8(q)),
-fp_loss(reduction="none") works (8(d)), and the numbers are those of the code before the change (frozen)."""
+"""One set of losses for every SDE: conditioning reaches the model and follows the batch through min_time, a
+model's SDE must be the loss's (8(q)), fp_loss(reduction="none") works (8(d)), and the numbers are those of the
+code before the change (frozen)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import torch
 
 from scoresde.losses import ddpm_loss, fp_loss, fp_regularizer, sde_loss, smld_loss
 from scoresde.models import ScoreModel
-from scoresde.objectives.fp import phase_space_fp_loss
 from scoresde.sdes import CLD, PSLD, VESDE, VPSDE, SubVPSDE
 
 F64 = torch.float64
@@ -27,20 +26,6 @@ def _mlp(n_in: int, n_out: int, seed: int = 0):
 
 def _data(n: int = 16, seed: int = 0) -> torch.Tensor:
     return torch.randn(n, 2, generator=torch.Generator().manual_seed(seed), dtype=F64)
-
-
-@pytest.mark.parametrize("sde_cls", [PSLD, CLD], ids=["psld", "cld"])
-@pytest.mark.parametrize("mode", ["hsm", "dsm"])
-def test_fp_loss_on_phase_space_with_min_time_is_phase_space_fp_loss(sde_cls, mode: str) -> None:
-    sde = sde_cls(score_matching=mode)
-    _, score = _mlp(4, 4)
-    x = _data()
-    kw = dict(alpha=0.15, beta=0.01, min_time=0.3)
-    new = fp_loss(score, sde, x, **kw, generator=torch.Generator().manual_seed(1))
-    with pytest.warns(DeprecationWarning, match="fp_loss"):
-        old = phase_space_fp_loss(score, sde, x, **kw, generator=torch.Generator().manual_seed(1))
-    assert torch.equal(new, old)
-    assert new > sde_loss(score, sde, x, generator=torch.Generator().manual_seed(1))
 
 
 class _RowCheckingScore:
@@ -117,7 +102,7 @@ def test_a_model_under_another_sde_is_an_error_8q() -> None:
     sde_loss(model, model.sde, x)
     sde_loss(model, VPSDE(), x)  # an equal SDE object is the same diffusion
     for call in (lambda: sde_loss(model, SubVPSDE(), x), lambda: fp_loss(model, SubVPSDE(), x),
-                 lambda: sde_loss(model.score_fn, SubVPSDE(), x),
+                 lambda: sde_loss(model.score, SubVPSDE(), x),
                  lambda: ddpm_loss(model, VPSDE(beta_max=10.0), x),
                  lambda: fp_regularizer(model, SubVPSDE(), x, torch.rand(8))):
         with pytest.raises(ValueError, match="differs from the SDE passed"):

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from scoresde.losses import ddpm_loss, sde_loss, smld_loss
+from scoresde.models import as_model
 from scoresde.sdes import VESDE, VPSDE, SubVPSDE
 
 S = 0.7  # data standard deviation
@@ -114,10 +115,10 @@ def test_ddpm_loss_closed_form() -> None:
 
 
 class _Wrapped:
-    """A stand-in score model exposing ``.net`` and ``.score_fn`` like :class:`scoresde.models.ScoreModel`."""
+    """A stand-in model exposing ``.net`` like :class:`scoresde.models.ScoreModel`."""
 
-    def __init__(self, net, score_fn) -> None:
-        self.net, self.score_fn = net, score_fn
+    def __init__(self, net) -> None:
+        self.net = net
 
 
 def test_model_objects_are_accepted() -> None:
@@ -125,9 +126,9 @@ def test_model_objects_are_accepted() -> None:
     x = _data()[:8]
     net = lambda y, lab: y * 0.1  # noqa: E731
     g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
-    assert torch.equal(ddpm_loss(_Wrapped(net, None), sde, x, generator=g()), ddpm_loss(net, sde, x, generator=g()))
+    assert torch.equal(ddpm_loss(_Wrapped(net), sde, x, generator=g()), ddpm_loss(net, sde, x, generator=g()))
     score = _exact_score(sde)
-    assert torch.equal(sde_loss(_Wrapped(None, score), sde, x, generator=g()), sde_loss(score, sde, x, generator=g()))
+    assert torch.equal(sde_loss(as_model(sde, score), sde, x, generator=g()), sde_loss(score, sde, x, generator=g()))
 
 
 @pytest.mark.parametrize(

@@ -2,13 +2,11 @@
 Fokker–Planck regulariser, for every SDE (VE, VP, sub-VP, and PSLD / CLD on their phase space).
 
 The regulariser's maths (the residual, its two terms, the divergence estimates) is in
-:mod:`scoresde.objectives.fp_core`; the metric :func:`fpe_residual` in :mod:`scoresde.objectives.fpe`. This module
-re-exports both, so ``scoresde.objectives.fp`` keeps every name it had.
+:mod:`scoresde.losses.fp_core`; the metric :func:`~scoresde.losses.fpe.fpe_residual` in :mod:`scoresde.losses.fpe`.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,24 +18,9 @@ from ..numerics.checks import check_choice, check_count
 from ..numerics.times import draw_times
 from ..sdes.base import SDE
 from .dsm import check_reduction, loss_blocks_of, model_of, perturbed_loss
-from .fp_core import (
-    _MOMENTUM_ONLY,
-    DIVERGENCE_ADS,
-    DIVERGENCES,
-    MODES,
-    TIME_DERIVATIVES,
-    WEIGHTINGS,
-    FPTerms,
-    _divergence,
-    _time_derivative_fd,
-    check_divergence,
-    fp_regularizer,
-    probe_sets,
-)
-from .fpe import FPEResidual, fpe_residual
+from .fp_core import _MOMENTUM_ONLY, MODES, WEIGHTINGS, check_divergence, fp_regularizer, probe_sets
 
-__all__ = ["DIVERGENCES", "DIVERGENCE_ADS", "MODES", "TIME_DERIVATIVES", "WEIGHTINGS", "FPEResidual", "FPTerms",
-           "_divergence", "_time_derivative_fd", "fp_loss", "fp_regularizer", "fpe_residual", "phase_space_fp_loss"]
+__all__ = ["fp_loss"]
 
 
 def fp_loss(
@@ -69,8 +52,8 @@ def fp_loss(
 
     ``loss = DSM + alpha · vec + beta · scalar`` for ``mode="both"``, ``DSM + alpha · vec`` for ``"vector"``
     (the original's ``scalar_fp='False'``) and ``DSM + beta · scalar`` for ``"scalar"`` (``'True'``), where DSM is
-    :func:`~scoresde.objectives.dsm.sde_loss` (HSM/DSM on phase space) and ``vec``, ``scalar`` are
-    :func:`~scoresde.objectives.fp_core.fp_regularizer` at the same perturbed points ``x_t`` and times ``t`` (the
+    :func:`~scoresde.losses.dsm.sde_loss` (HSM/DSM on phase space) and ``vec``, ``scalar`` are
+    :func:`~scoresde.losses.fp_core.fp_regularizer` at the same perturbed points ``x_t`` and times ``t`` (the
     original's ``fp_dist='pert'``; on phase space the state ``z_t``, where the regulariser is the phase-space score
     FPE). Draws come in :func:`sde_loss`'s order, times, the DSM initial momentum, noise, then the Hutchinson probes,
     from ``generator``, or are replayed from ``t``, ``momentum``, ``noise``, ``probes``. A zero weight on every term
@@ -147,34 +130,3 @@ def fp_loss(
 def _regularizes(mode: str, alpha: float, beta: float) -> bool:
     """Whether ``mode`` uses a term with a non-zero weight (else the loss is the base loss alone)."""
     return (mode in ("both", "vector") and alpha != 0) or (mode in ("both", "scalar") and beta != 0)
-
-
-def phase_space_fp_loss(
-    model: Any,
-    sde: SDE,
-    batch: Tensor,
-    *,
-    alpha: float = 0.15,
-    beta: float = 0.01,
-    mode: str = "both",
-    weighting: str = "ll",
-    m: float = 2,
-    blocks: str = "all",
-    reduce_mean: bool = False,
-    eps: float = 1e-5,
-    t: Tensor | None = None,
-    noise: Tensor | None = None,
-    momentum: Tensor | None = None,
-    probes: Tensor | None = None,
-    generator: torch.Generator | None = None,
-    min_time: float = 0.0,
-    **regularizer_options: Any,
-) -> Tensor:
-    """Deprecated: :func:`fp_loss` covers the phase-space regulariser (HSM/DSM loss ``+ alpha · vec + beta · scalar``
-    of the phase-space score FPE, Lai et al. 2023 with a matrix diffusion) with the same arguments and draws; this
-    alias gives its numbers (unweighted HSM/DSM, ``blocks="all"`` unless told)."""
-    warnings.warn("phase_space_fp_loss is deprecated: fp_loss covers PSLD/CLD with the same arguments",
-                  DeprecationWarning, stacklevel=2)
-    return fp_loss(model, sde, batch, alpha=alpha, beta=beta, mode=mode, weighting=weighting, m=m, blocks=blocks,
-                   reduce_mean=reduce_mean, likelihood_weighting=False, eps=eps, t=t, noise=noise, momentum=momentum,
-                   probes=probes, generator=generator, min_time=min_time, **regularizer_options)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from scoresde.losses import phase_space_loss, score_from_eps, sde_loss
+from scoresde.losses import score_from_eps, sde_loss
 from scoresde.sdes import CLD, PSLD
 from scoresde.sdes.phase_space import apply_blocks
 from tests.sampling.test_phase_space_samplers import _one_thread  # noqa: F401 (autouse: 2x2 batches, one thread)
@@ -131,20 +131,13 @@ class _Net(torch.nn.Module):
 @pytest.mark.parametrize("name", ["psld", "cld"])
 @pytest.mark.parametrize("mode", ["hsm", "dsm"])
 @pytest.mark.parametrize("blocks", ["all", "momentum"])
-def test_sde_loss_on_phase_space_is_the_deprecated_phase_space_loss_bit_for_bit(name: str, mode: str,
-                                                                                 blocks: str) -> None:
-    """Same generator, same draws (t, then the DSM momentum, then noise): the same loss, bit for bit."""
+def test_sde_loss_on_phase_space_draws_t_then_momentum_then_noise(name: str, mode: str, blocks: str) -> None:
+    """Same generator, same draws (t, then the DSM momentum, then noise): the loss replayed by hand, bit for bit."""
     sde = (PSLD if name == "psld" else CLD)(score_matching=mode)
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(5, 16), torch.nn.Tanh(), torch.nn.Linear(16, 4))
     score = lambda z, t: net(torch.cat([z, t[:, None]], dim=1))  # noqa: E731
     x = torch.randn(32, 2, generator=torch.Generator().manual_seed(1))
-    for reduction in ("mean", "none"):
-        new = sde_loss(score, sde, x, blocks=blocks, reduction=reduction, generator=torch.Generator().manual_seed(2))
-        with pytest.warns(DeprecationWarning, match="sde_loss"):
-            old = phase_space_loss(score, sde, x, blocks=blocks, reduction=reduction,
-                                   generator=torch.Generator().manual_seed(2))
-        assert torch.equal(new, old)
     # the draw order, replayed by hand: t ~ U(eps, T), then (DSM) m_0 ~ N(0, Sigma_0), then the noise
     g = torch.Generator().manual_seed(2)
     t = torch.rand(32, generator=g) * (1 - 1e-5) + 1e-5

@@ -1,5 +1,5 @@
-"""Score matching for phase-space SDEs (PSLD, CLD): the deprecated entry points that :func:`~scoresde.objectives.
-sde_loss` now covers, and the epsilon-to-score conversion of a phase-space network.
+"""The epsilon-to-score conversion of a phase-space network (PSLD, CLD), the form in which
+:func:`~scoresde.losses.sde_loss` matches scores on phase space.
 
 With ``z_t = Phi(t) z_0 + L_t eps`` (``L_t L_t^T`` the kernel covariance of ``sde.marginal_prob``) the conditional
 score is ``-L_t^-T eps``, so score matching in the epsilon form is ``|| L_t^T s(z_t, t) + eps ||^2``
@@ -16,47 +16,10 @@ data block has no diffusion (CLD, PSLD with ``Gamma = 0``; a network with 3 outp
 
 from __future__ import annotations
 
-import warnings
-from typing import Any
-
-import torch
 from torch import Tensor
 
 from ..models.phase_space import BLOCKS, momentum_score
 from ..sdes.base import SDE
-from .dsm import sde_loss
-
-
-def phase_space_loss(
-    model: Any,
-    sde: SDE,
-    batch: Tensor,
-    *,
-    t: Tensor | None = None,
-    noise: Tensor | None = None,
-    momentum: Tensor | None = None,
-    blocks: str = "all",
-    reduce_mean: bool = False,
-    eps: float = 1e-5,
-    generator: torch.Generator | None = None,
-    reduction: str = "mean",
-) -> Tensor:
-    """Deprecated: :func:`~scoresde.objectives.sde_loss` covers HSM/DSM on PSLD/CLD with the same arguments and the
-    same draws (``|| (L_t^T s(z_t, t) + eps)_blocks ||^2``, Dockhorn et al. 2022, §3.2); this alias gives its numbers
-    bit for bit. Unlike ``sde_loss``, ``blocks`` defaults to ``"all"`` whatever the model."""
-    warnings.warn("phase_space_loss is deprecated: sde_loss covers HSM/DSM on PSLD/CLD with the same arguments",
-                  DeprecationWarning, stacklevel=2)
-    return sde_loss(model, sde, batch, t=t, noise=noise, momentum=momentum, blocks=blocks, reduce_mean=reduce_mean,
-                    eps=eps, generator=generator, reduction=reduction)
-
-
-def initial_state(
-    sde: SDE, x: Tensor, momentum: Tensor | None = None, generator: torch.Generator | None = None
-) -> Tensor:
-    """``z_0`` of the training mode (``sde.initial_state``): ``[x, 0]`` for HSM, ``[x, m_0]`` with
-    ``m_0 ~ N(0, Sigma_0)`` (or the given ``momentum``) for DSM (Dockhorn et al. 2022, §3.2); ``x`` for scalar
-    SDEs. Kept for callers of the old module; new code calls the SDE's hook."""
-    return sde.initial_state(x, momentum, generator)
 
 
 def score_from_eps(sde: SDE, eps_pred: Tensor, t: Tensor, blocks: str = "all") -> Tensor:

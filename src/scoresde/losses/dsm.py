@@ -11,7 +11,7 @@ All follow the reference ``losses.py`` op for op, so the same draws give the sam
 
 :func:`sde_loss` reads everything that differs between SDEs from the SDE (``initial_state``, ``marginal_prob``,
 ``apply_std``, ``loss_blocks``), so one function covers VE, VP, sub-VP, PSLD and CLD. ``model`` is a model adapter
-(:class:`~scoresde.models.DiffusionModel`), an object with ``score_fn(x, t)``, or a bare callable ``score_fn(x, t)``;
+(:class:`~scoresde.models.DiffusionModel`) or a bare callable ``score_fn(x, t)``;
 the discrete losses also take a bare network ``net(x, labels)``. Conditioning inputs (``cond``, a dict of batch-first
 tensors such as ``class_labels``) reach the model as keyword arguments.
 """
@@ -36,10 +36,8 @@ REDUCTIONS = ("mean", "none")
 def model_of(sde: SDE, model: Any) -> DiffusionModel:
     """The model adapter every loss evaluates: ``model`` itself if it is one (its SDE must be ``sde``: perturbing
     with one SDE and converting the network output with another gives wrong numbers silently), else the adapter of
-    ``model.score_fn`` or of the callable ``model``."""
-    if isinstance(model, DiffusionModel):
-        return as_model(sde, model)
-    return as_model(sde, getattr(model, "score_fn", model))
+    the callable ``model``."""
+    return as_model(sde, model)
 
 
 def _net_of(model: Any, sde: SDE):
@@ -170,7 +168,7 @@ def sde_loss(
       phase-space SDE raises ``ValueError``).
 
     Args:
-        model: a model adapter, ``score_fn(x, t)`` or an object with ``.score_fn``. An adapter's SDE must be ``sde``.
+        model: a model adapter or a callable ``score_fn(x, t)``. An adapter's SDE must be ``sde``.
         sde: the forward SDE.
         batch: clean data ``x_0``, ``(B, C, ...)`` (for phase space the data, not the state).
         t: times to use (shape ``(B,)``); drawn from ``U(eps, T)`` when ``None``.

@@ -1,5 +1,5 @@
 """The score Fokker–Planck residual as an evaluation metric (Lai et al. 2023, Prop. 3.1): how far a score model is
-from solving the score FPE on perturbed data (the regulariser's maths: :mod:`scoresde.objectives.fp_core`)."""
+from solving the score FPE on perturbed data (the regulariser's maths: :mod:`scoresde.losses.fp_core`)."""
 
 from __future__ import annotations
 
