@@ -1,4 +1,13 @@
-"""Small argument checks shared across the package (one message for one mistake)."""
+"""The argument checks shared by the whole package: one function, one message for each kind of mistake.
+
+* :func:`check_choice`: a value from a fixed set (``unknown <name> <value>; valid values are: a, b``);
+* :func:`check_count`: a positive integer (``<name> must be a positive integer, got ...``);
+* :func:`check_flag`: a bool, never a truthy string (``<name> must be true or false, got ...``);
+* :func:`check_class_labels`: class labels of a batch.
+
+Each takes ``error=``, the exception class to raise (a ``ValueError`` subclass such as the config's ``ConfigError``),
+so that every layer refuses bad input with the same words.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +17,32 @@ from typing import Any
 import torch
 
 
-def check_choice(name: str, value: Any, valid: Sequence[str]) -> Any:
-    """``value`` if it is one of ``valid``, else a ``ValueError`` listing them: ``unknown <name> ...``."""
-    if value not in valid:
-        raise ValueError(f"unknown {name} {value!r}; valid values are: {', '.join(valid)}")
+def check_choice(name: str, value: Any, valid: Sequence[Any], *, ignore_case: bool = False,
+                 error: type[ValueError] = ValueError) -> Any:
+    """``value`` if it is one of ``valid``, else ``error`` listing them: ``unknown <name> <value>; valid values are:
+    a, b``. With ``ignore_case`` a string matching a (lower-case) valid value in any case is accepted and returned
+    lower-cased (the networks' config strings such as ``'GroupNorm'``)."""
+    probe = value.lower() if ignore_case and isinstance(value, str) else value
+    try:
+        ok = probe in valid
+    except TypeError:  # an unhashable value tested against a set
+        ok = False
+    if not ok:
+        raise error(f"unknown {name} {value!r}; valid values are: {', '.join(str(v) for v in valid)}")
+    return probe
+
+
+def check_count(name: str, value: Any, *, error: type[ValueError] = ValueError) -> int:
+    """``value`` if it is a positive integer (not a bool, not a float), else ``error``."""
+    if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        raise error(f"{name} must be a positive integer, got {value!r}")
     return value
 
 
-def check_count(name: str, value: Any) -> int:
-    """``value`` if it is a positive integer (not a bool, not a float), else a ``ValueError``."""
-    if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+def check_flag(name: str, value: Any, *, error: type[ValueError] = ValueError) -> bool:
+    """``value`` if it is a bool, else ``error`` (a string such as ``'False'`` is not silently truthy)."""
+    if not isinstance(value, bool):
+        raise error(f"{name} must be true or false, got {value!r}")
     return value
 
 

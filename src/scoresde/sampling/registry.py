@@ -12,14 +12,14 @@ options with defaults and type hints. Adding a sampler is one new module with su
 from __future__ import annotations
 
 import inspect
-import typing
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from torch import Tensor
 
+from ..numerics.registry import FunctionRegistry, MethodSpec
 from .ddim import sample_ddim
 from .dpm_solver import sample_dpm_solver
 from .heun import sample_heun
@@ -34,42 +34,21 @@ RESERVED = ("cond", "generator", "callback")
 
 
 @dataclass(frozen=True)
-class SamplerSpec:
-    """One sampler: its function and what the rest of the library needs to know about it.
+class SamplerSpec(MethodSpec):
+    """One sampler: its function and what the rest of the library needs to know about it (besides the
+    :class:`~scoresde.numerics.registry.MethodSpec` fields ``name``, ``fn``, ``summary``).
 
     Attributes:
-        name: the name users pass (``sampler="ddim"``, ``--sampler ddim``, ``sampling.method``).
-        fn: the sampler function (module docstring).
         coupled: whether the samples of a batch depend on each other (batch-averaged step sizes or error norms),
             a bool or a function of the resolved options; evaluation records the batch size when they do.
-        summary: one line for ``--help`` and the docs.
         config_names: option name -> the ``sampling`` config field that holds it, where they differ (Score SDE's
             names: ``denoise`` is ``noise_removal``, the ODE ``method`` is ``ode_method``).
         aliases: deprecated option name -> its current name (accepted with a ``DeprecationWarning``).
     """
 
-    name: str
-    fn: Callable[..., tuple[Tensor, int]]
-    coupled: bool | Callable[[Mapping[str, Any]], bool]
-    summary: str
+    coupled: bool | Callable[[Mapping[str, Any]], bool] = False
     config_names: Mapping[str, str] = field(default_factory=dict)
     aliases: Mapping[str, str] = field(default_factory=dict)
-
-    def __call__(self, *args: Any, **kwargs: Any) -> tuple[Tensor, int]:
-        return self.fn(*args, **kwargs)
-
-    def _params(self) -> list[inspect.Parameter]:
-        params = inspect.signature(self.fn).parameters.values()
-        return [p for p in params if p.kind is p.KEYWORD_ONLY and p.name not in RESERVED]
-
-    def options(self) -> dict[str, Any]:
-        """The options with their defaults (``progress`` included; ``cond``, ``generator``, ``callback`` not)."""
-        return {p.name: p.default for p in self._params()}
-
-    def option_types(self) -> dict[str, Any]:
-        """The options' type hints (resolved), for config fields and CLI parsing."""
-        hints = typing.get_type_hints(self.fn)
-        return {p.name: hints.get(p.name, Any) for p in self._params()}
 
     @property
     def fixed_steps(self) -> bool:
@@ -93,50 +72,21 @@ class SamplerSpec:
                 out[new] = out.pop(old)
         return out
 
-    def check_options(self, options: Mapping[str, Any]) -> None:
-        """Refuse options this sampler does not take, naming the valid ones."""
-        valid = self.options()
-        unknown = sorted(set(options) - set(valid))
-        if unknown:
-            raise ValueError(f"unknown option(s) {unknown} for sampler {self.name!r}; valid options are: "
-                             f"{', '.join(sorted(valid))}")
 
-
-class SamplerRegistry(Mapping[str, SamplerSpec]):
+class SamplerRegistry(FunctionRegistry[SamplerSpec]):
     """Name -> :class:`SamplerSpec`, in registration order; an unknown name is a ``ValueError`` listing the valid
     ones."""
 
     def __init__(self) -> None:
-        self._specs: dict[str, SamplerSpec] = {}
+        super().__init__("sampler", RESERVED)
 
     def add(self, name: str, fn: Callable[..., tuple[Tensor, int]], *, coupled: bool | Callable = False,
             summary: str = "", config_names: Mapping[str, str] | None = None,
             aliases: Mapping[str, str] | None = None) -> SamplerSpec:
         """Register ``fn`` under ``name`` (see :class:`SamplerSpec`); a name may be registered once."""
-        if name in self._specs:
-            raise ValueError(f"sampler {name!r} is already registered")
-        spec = SamplerSpec(name, fn, coupled, summary or (inspect.getdoc(fn) or "").split("\n")[0],
-                           dict(config_names or {}), dict(aliases or {}))
-        self._specs[name] = spec
-        return spec
-
-    def get(self, name: str) -> SamplerSpec:  # type: ignore[override]
-        """The spec of ``name``; an unknown name raises ``ValueError`` listing the registered ones."""
-        if name not in self._specs:
-            raise ValueError(f"unknown sampler {name!r}; valid samplers are: {', '.join(self._specs)}")
-        return self._specs[name]
-
-    def __getitem__(self, name: str) -> SamplerSpec:
-        return self.get(name)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._specs
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._specs)
-
-    def __len__(self) -> int:
-        return len(self._specs)
+        spec = SamplerSpec(name, fn, summary or (inspect.getdoc(fn) or "").split("\n")[0], self.reserved, self.kind,
+                           coupled, dict(config_names or {}), dict(aliases or {}))
+        return self._register(spec)
 
 
 def _pc_coupled(options: Mapping[str, Any]) -> bool:
