@@ -7,19 +7,24 @@ import dataclasses
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import Any, ClassVar, Protocol
 
 from .presets import RawConfig, get_preset
 from .pyfile import parse_config_file
 
-if TYPE_CHECKING:  # the schema imports this module (load_config); the type is only named here
-    from .schema import Config
-
 __all__ = ["ConfigLike", "resolve_config"]
+
+
+class DataclassInstance(Protocol):
+    """Any dataclass instance, e.g. the typed :class:`~scoresde.config.Config` (named structurally: the schema
+    imports this module, so this module does not import the schema)."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
 
 #: what :func:`resolve_config` accepts: nested dicts, a typed :class:`~scoresde.config.Config`, a ``.json`` or
 #: original ``configs/**.py`` path, or a preset name
-ConfigLike = Union[Mapping[str, Any], str, Path, "Config"]
+ConfigLike = Mapping[str, Any] | str | Path | DataclassInstance
 
 
 def resolve_config(source: ConfigLike) -> RawConfig:

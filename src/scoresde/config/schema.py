@@ -27,6 +27,7 @@ from typing import Any
 
 from ..losses.fp_core import MODES as FP_MODES
 from ..losses.fp_core import WEIGHTINGS as FP_WEIGHTINGS
+from ..numerics.checks import check_choice
 from ..numerics.grids import GRIDS
 from ..sampling.registry import SAMPLERS
 from .factory import CLASS_MODEL_KEYS, RUNTIME_MODEL_KEYS, SDE_TABLE
@@ -259,11 +260,6 @@ def _section_from_dict(name: str, cls: type, values: Mapping[str, Any]) -> Any:
     return cls(**kwargs)
 
 
-def _choice(path: str, value: str, allowed: Sequence[str]) -> None:
-    if value not in allowed:
-        raise ConfigError(f"config key {path} = {value!r} is not allowed; valid values are: {', '.join(allowed)}")
-
-
 def _check_sampler_fields(s: Any) -> None:
     """A sampling field of ours (not one of Score SDE's, which its configs set for every method) that the chosen
     sampler does not take must keep its default: otherwise it would be silently ignored."""
@@ -295,25 +291,25 @@ def _check_classes(cfg: Config) -> None:
 def validate(cfg: Config) -> Config:
     """Check the values that the types alone do not (choices, ranges); return ``cfg``."""
     t, s, d, o = cfg.training, cfg.sampling, cfg.data, cfg.optim
-    _choice("training.sde", t.sde.lower(), SDES)
+    check_choice("training.sde", t.sde.lower(), SDES, error=ConfigError)
     t.sde = t.sde.lower()
-    _choice("training.amp", t.amp, AMP_MODES)
-    _choice("training.nonfinite", t.nonfinite, NONFINITE_POLICIES)
-    _choice("training.fp_mode", t.fp_mode, FP_MODES)
-    _choice("training.fp_weighting", t.fp_weighting, FP_WEIGHTINGS)
+    check_choice("training.amp", t.amp, AMP_MODES, error=ConfigError)
+    check_choice("training.nonfinite", t.nonfinite, NONFINITE_POLICIES, error=ConfigError)
+    check_choice("training.fp_mode", t.fp_mode, FP_MODES, error=ConfigError)
+    check_choice("training.fp_weighting", t.fp_weighting, FP_WEIGHTINGS, error=ConfigError)
     if not 0 <= t.fp_min_time < 1:
         raise ConfigError(f"training.fp_min_time must lie in [0, 1), got {t.fp_min_time}")
     if t.fp_alpha < 0 or t.fp_beta < 0 or not t.fp_m > 0:
         raise ConfigError(f"training.fp_alpha ({t.fp_alpha}) and training.fp_beta ({t.fp_beta}) must be >= 0 "
                           f"and training.fp_m ({t.fp_m}) positive")
     _check_classes(cfg)
-    _choice("sampling.method", s.method, SAMPLING_METHODS)
+    check_choice("sampling.method", s.method, SAMPLING_METHODS, error=ConfigError)
     _check_sampler_fields(s)
     if s.grid is not None:
-        _choice("sampling.grid", s.grid, tuple(GRIDS))
+        check_choice("sampling.grid", s.grid, tuple(GRIDS), error=ConfigError)
     if s.steps is not None and s.steps < 1:
         raise ConfigError(f"config key sampling.steps must be a positive integer or null, got {s.steps}")
-    _choice("optim.optimizer", o.optimizer, ("Adam",))
+    check_choice("optim.optimizer", o.optimizer, ("Adam",), error=ConfigError)
     for path, value in (("training.batch_size", t.batch_size), ("training.n_iters", t.n_iters),
                         ("training.grad_accum", t.grad_accum), ("training.snapshot_freq", t.snapshot_freq),
                         ("training.snapshot_freq_for_preemption", t.snapshot_freq_for_preemption),
