@@ -98,7 +98,7 @@ def _measure(task: str, trainer: Trainer, test: torch.Tensor, n_eval: int, quick
     out: dict[str, Any] = {"fpe_residual": float(res.mean), "fpe_residual_stderr": float(res.stderr)}
     g = torch.Generator().manual_seed(7)
     if task == "toy":
-        logp, _ = log_likelihood(model.sde, model.score_fn, test[:n_eval],
+        logp = log_likelihood(model.sde, model.score_fn, test[:n_eval],
                                  trace="exact", generator=g)
         nll = -logp / test.shape[1]
         out.update(nll=float(nll.mean()), nll_stderr=float(nll.std() / math.sqrt(len(nll))))
@@ -110,7 +110,7 @@ def _measure(task: str, trainer: Trainer, test: torch.Tensor, n_eval: int, quick
         out["ed_ratio"] = float(energy_distance(x, ref) / floor)
     else:
         data_range = (-1.0, 1.0) if cfg.data.centered else (0.0, 1.0)
-        bpd, _ = bits_per_dim(model.sde, model.score_fn, test[:n_eval], data_range=data_range, generator=g)
+        bpd = bits_per_dim(model.sde, model.score_fn, test[:n_eval], data_range=data_range, generator=g)
         out.update(bpd=float(bpd.mean()), bpd_stderr=float(bpd.std() / math.sqrt(len(bpd))))
         from scoresde.cli.digits_demo import digit_classifier, digit_quality
         from scoresde.data import inverse_data_scaler

@@ -162,7 +162,8 @@ def likelihood_rows(truth: Truth, args: argparse.Namespace) -> list[dict]:
             start = time.perf_counter()
             logp, info = log_likelihood(sde, truth.gm.score_fn(sde), x.to(device=device, dtype=dtype), trace=trace,
                                         n_probes=n_probes, eps=eps,
-                                        generator=torch.Generator(device=device).manual_seed(args.seed))
+                                        generator=torch.Generator(device=device).manual_seed(args.seed),
+                                            return_info=True)
             _sync(device)
             seconds = time.perf_counter() - start
             err = (logp.cpu().double() - exact_logp) / truth.gm.dim

@@ -38,5 +38,5 @@ def test_every_sampler_runs_through_the_old_call_form() -> None:
         shape = (3, 1) if name == "sscs" else (3, 2)
         x = scoresde.sample(sde, f, shape, sampler=name, generator=torch.Generator().manual_seed(0), **opts)
         assert x.shape == shape and torch.isfinite(x).all()
-    logp, info = scoresde.log_likelihood(scoresde.sdes.VPSDE(), f, torch.zeros(2, 2), trace="exact")
+    logp, info = scoresde.log_likelihood(scoresde.sdes.VPSDE(), f, torch.zeros(2, 2), trace="exact", return_info=True)
     assert logp.shape == (2,) and info.nfe > 0

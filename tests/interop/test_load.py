@@ -10,7 +10,8 @@ import pytest
 import torch
 
 import scoresde
-from scoresde.checkpoint.diffusers import diffusers_config, read_diffusers_folder
+from scoresde.checkpoint.diffusers.folder import read_diffusers_folder
+from scoresde.checkpoint.diffusers.translate import diffusers_config
 from scoresde.sdes import VESDE, VPSDE, DiscreteVPSDE
 
 from .conftest import ddpm_unet, diffusers, ncsnpp_unet, relative
@@ -213,7 +214,7 @@ def test_a_loaded_ve_model_runs_every_sampler_the_likelihood_and_inpainting(tmp_
         x = scoresde.sample(model, shape, sampler=name, generator=torch.Generator().manual_seed(0), **kw)
         assert x.shape == shape and torch.isfinite(x).all(), name
     pixels = torch.randint(0, 256, shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
-    bpd, info = scoresde.bits_per_dim(model.sde, model, pixels, method="euler", steps=2)
+    bpd, info = scoresde.bits_per_dim(model.sde, model, pixels, method="euler", steps=2, return_info=True)
     assert torch.isfinite(bpd).all() and info.nfe > 0
     mask = torch.zeros(shape)
     mask[..., :4] = 1.0

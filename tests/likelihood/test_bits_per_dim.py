@@ -45,7 +45,7 @@ def test_bits_per_dim_of_a_closed_form_model(data_range, bits: int, dequantizati
     n_probes = 3 if dequantization == "uniform" else 1
     bpd, info = bits_per_dim(sde, law.score_fn(sde), k, bits=bits, data_range=data_range,
                              dequantization=dequantization, n_probes=n_probes,
-                             generator=torch.Generator().manual_seed(1), **SOLVE)
+                             generator=torch.Generator().manual_seed(1), **SOLVE, return_info=True)
     kf = k.double()
     if dequantization == "midpoint":
         per_draw = expected_bpd(sde, law, (kf + 0.5) / 2**bits, data_range, bits)[None]
@@ -72,7 +72,7 @@ def test_offset_between_bits_and_nats(data_range, bits: int, offset: float) -> N
     sde = VESDE()
     law = GaussianLaw(mean=sum(data_range) / 2, std=(data_range[1] - data_range[0]) / 4)
     bpd, info = bits_per_dim(sde, law.score_fn(sde), levels(bits), bits=bits, data_range=data_range,
-                             dequantization="midpoint", **SOLVE)
+                             dequantization="midpoint", **SOLVE, return_info=True)
     logp = info.prior_logp + info.delta_logp
     torch.testing.assert_close(bpd + logp / (4 * math.log(2)), torch.full_like(bpd, offset), rtol=0, atol=1e-12)
 
@@ -80,7 +80,7 @@ def test_offset_between_bits_and_nats(data_range, bits: int, offset: float) -> N
 @pytest.mark.parametrize("sde_cls", [VESDE, VPSDE, SubVPSDE])
 def test_every_sde_gives_the_closed_form(sde_cls) -> None:
     sde, law, k = sde_cls(), LAWS[(-1.0, 1.0)], levels(8, seed=2)
-    bpd, _ = bits_per_dim(sde, law.score_fn(sde), k, data_range=(-1.0, 1.0), dequantization="midpoint", **SOLVE)
+    bpd = bits_per_dim(sde, law.score_fn(sde), k, data_range=(-1.0, 1.0), dequantization="midpoint", **SOLVE)
     expected = expected_bpd(sde, law, (k.double() + 0.5) / 256, (-1.0, 1.0), 8)
     torch.testing.assert_close(bpd, expected, rtol=0, atol=TOL_BITS)
 
@@ -92,7 +92,7 @@ def test_integer_and_float_inputs_agree(bits: int) -> None:
     inputs = [k, k.double() / (2**bits - 1), k.float() / (2**bits - 1)]
     if bits == 8:
         inputs.append(k.to(torch.uint8))
-    results = [bits_per_dim(sde, law.score_fn(sde), x, bits=bits, dequantization="midpoint", **SOLVE)[0]
+    results = [bits_per_dim(sde, law.score_fn(sde), x, bits=bits, dequantization="midpoint", **SOLVE)
                for x in inputs]
     for r in results[1:]:
         torch.testing.assert_close(r, results[0], rtol=0, atol=1e-12)
@@ -100,7 +100,7 @@ def test_integer_and_float_inputs_agree(bits: int) -> None:
 
 def test_default_float32_model_input_is_close() -> None:
     sde, law, k = VPSDE(), LAWS[(-1.0, 1.0)], levels(8, seed=4)
-    bpd, _ = bits_per_dim(sde, law.score_fn(sde), k, data_range=(-1.0, 1.0), dequantization="midpoint",
+    bpd = bits_per_dim(sde, law.score_fn(sde), k, data_range=(-1.0, 1.0), dequantization="midpoint",
                           trace="exact")
     assert bpd.dtype == torch.float32
     expected = expected_bpd(sde, law, (k.double() + 0.5) / 256, (-1.0, 1.0), 8)
@@ -122,7 +122,8 @@ def test_default_float32_model_input_is_close() -> None:
 def test_stderr_reflects_the_randomness(trace: str, dequantization: str, n_probes: int, kind: str) -> None:
     sde, law = VPSDE(), LAWS[(0.0, 1.0)]
     _, info = bits_per_dim(sde, law.score_fn(sde), levels(8, seed=5), dequantization=dequantization, trace=trace,
-                           n_probes=n_probes, generator=torch.Generator().manual_seed(6), rtol=1e-4, atol=1e-4)
+                           n_probes=n_probes, generator=torch.Generator().manual_seed(6), rtol=1e-4, atol=1e-4,
+                               return_info=True)
     if kind == "zero":
         assert torch.equal(info.stderr, torch.zeros_like(info.stderr))
     elif kind == "nan":
@@ -155,4 +156,4 @@ def test_bad_inputs_are_refused(x, kwargs: dict, match: str) -> None:
     sde, law = VPSDE(), LAWS[(0.0, 1.0)]
     x = torch.tensor([[0, 255]]) if x is None else x
     with pytest.raises(ValueError, match=match):
-        bits_per_dim(sde, law.score_fn(sde), x, **kwargs)
+        bits_per_dim(sde, law.score_fn(sde), x, **kwargs, return_info=True)

@@ -1,6 +1,6 @@
 """``log_likelihood`` and ``bits_per_dim`` take data for every SDE: on phase space they return the entropy-corrected
-augmented bound (the numbers of the deprecated ``augmented_*`` functions, same draws), conditioning reaches the
-model, and ``data_nll``'s per-example seeding gives the same value whatever the batch (fix 8(m))."""
+augmented bound (exact for the exact mixture score), conditioning reaches the model, and ``data_nll``'s per-example
+seeding gives the same value whatever the batch (fix 8(m))."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from scoresde import bits_per_dim, log_likelihood
-from scoresde.likelihood import augmented_bits_per_dim, augmented_log_likelihood, data_nll
+from scoresde.likelihood import data_nll
 from scoresde.likelihood.ode import Draws, repeat_rows
 from scoresde.numerics import example_generators, sample_seed
 from scoresde.sdes import CLD, PSLD, VPSDE
@@ -26,38 +26,37 @@ def _points(n: int, seed: int = 0) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("sde_cls", [PSLD, CLD], ids=["psld", "cld"])
-def test_phase_space_log_likelihood_of_data_is_the_augmented_bound_bit_for_bit(sde_cls) -> None:
+def test_phase_space_log_likelihood_of_data_is_the_augmented_bound(sde_cls) -> None:
     sde = sde_cls()
     pm = PhaseSpaceMixture(GM, sde)
     x = _points(6)
-    logp, info = log_likelihood(sde, pm.score, x, n_probes=2, generator=torch.Generator().manual_seed(1))
-    with pytest.warns(DeprecationWarning, match="log_likelihood"):
-        old, old_info = augmented_log_likelihood(sde, pm.score, x, n_momentum=2,
-                                                 generator=torch.Generator().manual_seed(1))
-    assert torch.equal(logp, old) and torch.equal(info.stderr, old_info.stderr)
-    assert info.bound is True and info.latent.shape == (6, 4)
+    logp, info = log_likelihood(sde, pm.score, x, n_probes=2, generator=torch.Generator().manual_seed(1),
+                                return_info=True)
+    assert info.bound is True and info.latent.shape == (6, 4) and info.stderr.shape == (6,)
     torch.testing.assert_close(logp, info.joint_logp - info.auxiliary_logp)
-    assert torch.equal(info.auxiliary_logp, old_info.momentum_logp)
-    assert old_info.ode.latent.shape == (12, 4)  # the alias keeps its per-row record
+    # the momentum term is log q(m_0) of the draws: replay them (per-row momentum, then probe) from the same seed
+    assert torch.isfinite(info.auxiliary_logp).all() and (info.auxiliary_logp != 0).all()
+    _, single = log_likelihood(sde, pm.score, x[:2], trace="exact", rtol=1e-4, atol=1e-4, return_info=True)
+    assert torch.isnan(single.stderr).all()  # one random momentum draw: no spread to report
     # with the exact trace the bound is log p(x) for the exact score, up to the eps bias and the solver
-    exact, _ = log_likelihood(sde, pm.score, x[:3], trace="exact", n_probes=2, rtol=1e-6, atol=1e-6,
+    exact = log_likelihood(sde, pm.score, x[:3], trace="exact", n_probes=2, rtol=1e-6, atol=1e-6,
                               generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(exact, GM.log_prob(x[:3]), atol=1.5e-2, rtol=0)
 
 
-def test_phase_space_bits_per_dim_takes_data_and_the_deprecated_alias_keeps_its_draws() -> None:
+def test_phase_space_bits_per_dim_takes_data_and_is_the_bound_in_bits() -> None:
     sde = PSLD()
     gm = GaussianMixture([1.0], [[0.5, 0.4]], [0.2])
     pm = PhaseSpaceMixture(gm, sde)
     k = torch.tensor([[120, 100], [140, 90], [128, 128]], dtype=torch.uint8)
     opts = {"trace": "exact", "rtol": 1e-6, "atol": 1e-6, "dtype": F64, "dequantization": "midpoint"}
-    bpd, info = bits_per_dim(sde, pm.score, k, n_probes=2, generator=torch.Generator().manual_seed(0), **opts)
-    with pytest.warns(DeprecationWarning, match="bits_per_dim"):
-        old, _ = augmented_bits_per_dim(sde, pm.score, k, n_momentum=2, generator=torch.Generator().manual_seed(0),
-                                        **opts)
-    torch.testing.assert_close(bpd, old, rtol=0, atol=1e-12)  # midpoint: the same momenta and probes
+    bpd, info = bits_per_dim(sde, pm.score, k, n_probes=2, generator=torch.Generator().manual_seed(0), **opts,
+                             return_info=True)
     assert info.bound is True and torch.isfinite(info.stderr).all()
     y = (k.double() + 0.5) / 256
+    bound = log_likelihood(sde, pm.score, y, n_probes=2, generator=torch.Generator().manual_seed(0),
+                           **{key: v for key, v in opts.items() if key not in ("dtype", "dequantization")})
+    torch.testing.assert_close(bpd, -bound / (2 * torch.log(torch.tensor(2.0, dtype=F64))) + 8)  # same draws
     torch.testing.assert_close(bpd, -gm.log_prob(y) / (2 * torch.log(torch.tensor(2.0, dtype=F64))) + 8,
                                atol=2e-2, rtol=0)
 
@@ -65,33 +64,34 @@ def test_phase_space_bits_per_dim_takes_data_and_the_deprecated_alias_keeps_its_
 def test_scalar_sde_info_is_an_exact_likelihood() -> None:
     sde = VPSDE()
     x = _points(8)
-    logp, info = log_likelihood(sde, GM.score_fn(sde), x, trace="exact")
+    logp, info = log_likelihood(sde, GM.score_fn(sde), x, trace="exact", return_info=True)
     assert info.bound is False and torch.equal(info.joint_logp, logp)
     assert torch.equal(info.auxiliary_logp, torch.zeros(8, dtype=F64))
     # x_is_state is a no-op where the state is the data
-    assert torch.equal(log_likelihood(sde, GM.score_fn(sde), x, trace="exact", x_is_state=True)[0], logp)
+    assert torch.equal(log_likelihood(sde, GM.score_fn(sde), x, trace="exact", x_is_state=True), logp)
 
 
 def test_states_need_x_is_state_and_then_get_their_exact_likelihood() -> None:
     sde = PSLD()
     pm = PhaseSpaceMixture(GM, sde)
     z = sde.augment(_points(6), torch.Generator().manual_seed(2))
-    logp, info = log_likelihood(sde, pm.score, z, trace="exact", x_is_state=True, rtol=1e-6, atol=1e-6)
+    logp, info = log_likelihood(sde, pm.score, z, trace="exact", x_is_state=True, rtol=1e-6, atol=1e-6,
+                                return_info=True)
     assert info.bound is False and info.latent.shape == z.shape
     torch.testing.assert_close(logp, pm.log_prob(z, 1e-5), atol=5e-3, rtol=0)
     with pytest.raises(ValueError, match="pass x_is_state=True"):
-        log_likelihood(sde, pm.score, z, trace="exact")
+        log_likelihood(sde, pm.score, z, trace="exact", return_info=True)
 
 
 def test_forward_mode_divergence_gives_the_same_likelihood() -> None:
     sde = VPSDE()
     x = _points(16)
-    rev, _ = log_likelihood(sde, GM.score_fn(sde), x, generator=torch.Generator().manual_seed(3))
-    fwd, _ = log_likelihood(sde, GM.score_fn(sde), x, divergence_ad="forward",
+    rev = log_likelihood(sde, GM.score_fn(sde), x, generator=torch.Generator().manual_seed(3))
+    fwd = log_likelihood(sde, GM.score_fn(sde), x, divergence_ad="forward",
                             generator=torch.Generator().manual_seed(3))
     torch.testing.assert_close(fwd, rev, rtol=1e-9, atol=1e-9)
     with pytest.raises(ValueError, match="reverse, forward"):
-        log_likelihood(sde, GM.score_fn(sde), x, divergence_ad="backward")
+        log_likelihood(sde, GM.score_fn(sde), x, divergence_ad="backward", return_info=True)
 
 
 @pytest.mark.parametrize("sde_cls", [VPSDE, PSLD], ids=["vp", "psld"])
@@ -108,13 +108,13 @@ def test_cond_reaches_the_model_row_by_row(sde_cls) -> None:
         seen.append(class_labels.clone())
         return exact(z, t)
 
-    logp, _ = log_likelihood(sde, score, x, n_probes=2, cond={"class_labels": labels},
+    logp = log_likelihood(sde, score, x, n_probes=2, cond={"class_labels": labels},
                              generator=torch.Generator().manual_seed(4))
     assert seen and all(torch.equal(s, labels.repeat(2)) for s in seen)  # row p B + b carries label b
-    plain, _ = log_likelihood(sde, exact, x, n_probes=2, generator=torch.Generator().manual_seed(4))
+    plain = log_likelihood(sde, exact, x, n_probes=2, generator=torch.Generator().manual_seed(4))
     assert torch.equal(logp, plain)
     with pytest.raises(ValueError, match=r"cond\['class_labels'\] has 4 rows but the batch has 5"):
-        log_likelihood(sde, score, x, cond={"class_labels": labels[:4]})
+        log_likelihood(sde, score, x, cond={"class_labels": labels[:4]}, return_info=True)
 
 
 # ---- the per-example seeding convention (fix 8(m)) ---------------------------------------------------------------

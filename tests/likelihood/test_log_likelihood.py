@@ -38,7 +38,8 @@ def exact_run(oracle: dict, sde_name: str) -> tuple[torch.Tensor, object]:
     """Exact-trace likelihood of the oracle batch (cached: several tests compare against it)."""
     if sde_name not in oracle["exact"]:
         sde = SDES[sde_name]()
-        oracle["exact"][sde_name] = log_likelihood(sde, oracle["gm"].score_fn(sde), oracle["x"], trace="exact")
+        oracle["exact"][sde_name] = log_likelihood(sde, oracle["gm"].score_fn(sde), oracle["x"], trace="exact",
+                                                   return_info=True)
     return oracle["exact"][sde_name]
 
 
@@ -68,7 +69,7 @@ def test_gaussian_model_density_in_closed_form(sde_name: str) -> None:
     """Prior mismatch included, the returned density is the closed-form pull-back of the prior (tight)."""
     sde, law = SDES[sde_name](), GaussianLaw(mean=0.5, std=0.3)
     y = 0.5 + 0.4 * torch.randn(64, 1, 2, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    logp, _ = log_likelihood(sde, law.score_fn(sde), y, trace="exact", rtol=1e-7, atol=1e-7, eps=EPS)
+    logp = log_likelihood(sde, law.score_fn(sde), y, trace="exact", rtol=1e-7, atol=1e-7, eps=EPS)
     torch.testing.assert_close(logp, law.model_log_prob(sde, y, EPS), rtol=0, atol=1e-5)
 
 
@@ -80,7 +81,7 @@ def test_nfe_is_the_number_of_score_evaluations(oracle: dict) -> None:
         calls.append(t.shape[0])
         return score(x, t)
 
-    _, info = log_likelihood(sde, counting_score, oracle["x"][:32], trace="exact")
+    _, info = log_likelihood(sde, counting_score, oracle["x"][:32], trace="exact", return_info=True)
     assert info.nfe == len(calls) > 10
 
 
@@ -90,7 +91,7 @@ def test_hutchinson_is_unbiased_with_honest_stderr(oracle: dict, sde_name: str, 
     sde, gm, x = SDES[sde_name](), oracle["gm"], oracle["x"]
     exact, _ = exact_run(oracle, sde_name)
     logp, info = log_likelihood(sde, gm.score_fn(sde), x, trace=trace, n_probes=4,
-                                generator=torch.Generator().manual_seed(2))
+                                generator=torch.Generator().manual_seed(2), return_info=True)
     err = logp - exact
     spread = float(err.std())
     assert spread > 0 and torch.isfinite(info.stderr).all() and (info.stderr > 0).any()
@@ -106,7 +107,7 @@ def test_rademacher_probes_have_less_variance_than_gaussian(oracle: dict) -> Non
     sde, gm, x = VPSDE(), oracle["gm"], oracle["x"]
     spreads = {}
     for trace in ("hutchinson-rademacher", "hutchinson-gaussian"):
-        logp, _ = log_likelihood(sde, gm.score_fn(sde), x, trace=trace, generator=torch.Generator().manual_seed(3))
+        logp = log_likelihood(sde, gm.score_fn(sde), x, trace=trace, generator=torch.Generator().manual_seed(3))
         spreads[trace] = float((logp - exact_run(oracle, "vp")[0]).std())
     assert spreads["hutchinson-rademacher"] < 0.7 * spreads["hutchinson-gaussian"], spreads
 
@@ -116,14 +117,15 @@ def test_more_probes_shrink_the_stderr(oracle: dict) -> None:
     rms = {}
     for n in (2, 8):
         _, info = log_likelihood(sde, gm.score_fn(sde), x, trace="hutchinson-gaussian", n_probes=n,
-                                 generator=torch.Generator().manual_seed(4))
+                                 generator=torch.Generator().manual_seed(4), return_info=True)
         rms[n] = float(info.stderr.square().mean().sqrt())
     assert 0.35 <= rms[8] / rms[2] <= 0.7, rms  # 1/sqrt(4) = 0.5
 
 
 def test_one_probe_has_no_stderr_and_generator_reproduces(oracle: dict) -> None:
     sde, gm, x = VPSDE(), oracle["gm"], oracle["x"][:16]
-    runs = [log_likelihood(sde, gm.score_fn(sde), x, generator=torch.Generator().manual_seed(s)) for s in (5, 5, 6)]
+    runs = [log_likelihood(sde, gm.score_fn(sde), x, generator=torch.Generator().manual_seed(s),
+                           return_info=True) for s in (5, 5, 6)]
     assert torch.isnan(runs[0][1].stderr).all()
     assert torch.equal(runs[0][0], runs[1][0])
     assert not torch.equal(runs[0][0], runs[2][0])
@@ -132,8 +134,8 @@ def test_one_probe_has_no_stderr_and_generator_reproduces(oracle: dict) -> None:
 @pytest.mark.parametrize("sde_name", sorted(SDES))
 def test_dopri5_and_scipy_rk45_agree(oracle: dict, sde_name: str) -> None:
     sde, gm, x = SDES[sde_name](), oracle["gm"], oracle["x"][:100]
-    dopri, info_d = log_likelihood(sde, gm.score_fn(sde), x, trace="exact", method="dopri5")
-    rk45, info_s = log_likelihood(sde, gm.score_fn(sde), x, trace="exact", method="scipy-RK45")
+    dopri, info_d = log_likelihood(sde, gm.score_fn(sde), x, trace="exact", method="dopri5", return_info=True)
+    rk45, info_s = log_likelihood(sde, gm.score_fn(sde), x, trace="exact", method="scipy-RK45", return_info=True)
     assert info_d.nfe > 0 and info_s.nfe > 0
     diff = (dopri - rk45).abs()
     assert float(diff.mean()) <= SOLVER_MEAN_TOL and float(diff.max()) <= SOLVER_MAX_TOL
@@ -142,11 +144,11 @@ def test_dopri5_and_scipy_rk45_agree(oracle: dict, sde_name: str) -> None:
 
 def test_float32_and_image_shaped_inputs(oracle: dict) -> None:
     sde, gm, x = SubVPSDE(), oracle["gm"], oracle["x"][:64]
-    ref, _ = log_likelihood(sde, gm.score_fn(sde), x, trace="exact")
-    img, info = log_likelihood(sde, gm.score_fn(sde), x.reshape(64, 1, 1, 2), trace="exact")
+    ref = log_likelihood(sde, gm.score_fn(sde), x, trace="exact")
+    img, info = log_likelihood(sde, gm.score_fn(sde), x.reshape(64, 1, 1, 2), trace="exact", return_info=True)
     assert info.latent.shape == (64, 1, 1, 2)
     torch.testing.assert_close(img, ref, rtol=0, atol=1e-9)
-    f32, _ = log_likelihood(sde, gm.score_fn(sde), x.float(), trace="exact")
+    f32 = log_likelihood(sde, gm.score_fn(sde), x.float(), trace="exact")
     assert f32.dtype == torch.float32
     diff = (f32.double() - ref).abs()
     assert float(diff.mean()) <= SOLVER_MEAN_TOL and float(diff.max()) <= SOLVER_MAX_TOL
@@ -164,7 +166,7 @@ def test_wrong_score_gives_a_wrong_likelihood(oracle: dict) -> None:
     """Negative control: the score of the same components with other weights is clearly detected."""
     gm, x, sde = oracle["gm"], oracle["x"][:100], VPSDE()
     wrong = GaussianMixture([0.2, 0.3, 0.5], gm.means, gm.covs)
-    logp, _ = log_likelihood(sde, wrong.score_fn(sde), x, trace="exact")
+    logp = log_likelihood(sde, wrong.score_fn(sde), x, trace="exact")
     mae = float((logp - gm.log_prob(x, EPS, sde)).abs().mean()) / gm.dim
     assert mae > 10 * MAE_PER_DIM, f"wrong score gives only {mae:.3g} nats/dim of error"
     # ... and the likelihood it returns is that of the wrong mixture (the method does what it says).
@@ -187,4 +189,4 @@ def test_wrong_score_gives_a_wrong_likelihood(oracle: dict) -> None:
 def test_bad_arguments_are_refused(kwargs: dict, match: str) -> None:
     gm, sde = GaussianMixture.example_2d(), VPSDE()
     with pytest.raises(ValueError, match=match):
-        log_likelihood(sde, gm.score_fn(sde), torch.zeros(2, 2, dtype=torch.float64), **kwargs)
+        log_likelihood(sde, gm.score_fn(sde), torch.zeros(2, 2, dtype=torch.float64), **kwargs, return_info=True)

@@ -135,8 +135,8 @@ def test_fp_loss_reduction_none_gives_per_example_losses_8d(sde, min_time: float
 
 def test_the_numbers_are_those_of_the_code_before_the_change() -> None:
     """Losses and likelihoods with fixed draws against values frozen from the code before the losses and the
-    likelihood took phase space through the SDE (commit e04693a); ``tests/objectives/frozen_numbers.json``."""
-    from scoresde.likelihood import augmented_bits_per_dim, augmented_log_likelihood, bits_per_dim, log_likelihood
+    likelihood took phase space through the SDE (commit e04693a); ``tests/losses/frozen_numbers.json``."""
+    from scoresde.likelihood import bits_per_dim, log_likelihood
     from scoresde.toy import GaussianMixture
     from scoresde.toy.phase_space import PhaseSpaceMixture
 
@@ -159,17 +159,12 @@ def test_the_numbers_are_those_of_the_code_before_the_change() -> None:
                                                 generator=torch.Generator().manual_seed(4)))
         check(f"fp/{name}", fp_loss(s, sde, x, generator=torch.Generator().manual_seed(5)))
     gm, vp = GaussianMixture.example_2d(), VPSDE()
-    check("ll/vp", log_likelihood(vp, gm.score_fn(vp), x, n_probes=2, generator=torch.Generator().manual_seed(6))[0])
+    check("ll/vp", log_likelihood(vp, gm.score_fn(vp), x, n_probes=2, generator=torch.Generator().manual_seed(6)))
     k = torch.randint(0, 256, (5, 2), generator=torch.Generator().manual_seed(7), dtype=torch.int64)
     check("bpd/vp", bits_per_dim(vp, gm.score_fn(vp), k, n_probes=2, dtype=F64,
-                                 generator=torch.Generator().manual_seed(8))[0])
+                                 generator=torch.Generator().manual_seed(8)))
     for name, cls in (("psld", PSLD), ("cld", CLD)):
         sde = cls()
         pm = PhaseSpaceMixture(gm, sde)
         check(f"aug/{name}", log_likelihood(sde, pm.score, x[:6], n_probes=2,
-                                            generator=torch.Generator().manual_seed(9))[0])
-        with pytest.warns(DeprecationWarning):
-            check(f"aug/{name}", augmented_log_likelihood(sde, pm.score, x[:6], n_momentum=2,
-                                                          generator=torch.Generator().manual_seed(9))[0])
-            check(f"augbpd/{name}", augmented_bits_per_dim(sde, pm.score, k, n_momentum=2, dtype=F64,
-                                                           generator=torch.Generator().manual_seed(10))[0])
+                                            generator=torch.Generator().manual_seed(9)))

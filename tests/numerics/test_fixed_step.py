@@ -51,11 +51,12 @@ def test_fixed_step_likelihood_converges_to_the_exact_log_density() -> None:
     exact = gm.log_prob(x, 1e-5, sde)
     errors = {}
     for steps in (10, 40):
-        logp, info = log_likelihood(sde, gm.score_fn(sde), x, trace="exact", method="rk4", steps=steps)
+        logp, info = log_likelihood(sde, gm.score_fn(sde), x, trace="exact", method="rk4", steps=steps,
+                                    return_info=True)
         assert info.nfe == 4 * steps
         errors[steps] = float((logp - exact).abs().mean())
     assert errors[40] < 0.2 * errors[10] and errors[40] < 5e-3, errors
     with pytest.raises(ValueError, match="'rk4' needs steps"):
-        log_likelihood(sde, gm.score_fn(sde), x, method="rk4")
+        log_likelihood(sde, gm.score_fn(sde), x, method="rk4", return_info=True)
     with pytest.raises(ValueError, match="steps=10 is for the fixed-step methods"):
-        log_likelihood(sde, gm.score_fn(sde), x, steps=10)
+        log_likelihood(sde, gm.score_fn(sde), x, steps=10, return_info=True)

@@ -11,7 +11,7 @@ from scipy.integrate import solve_ivp
 from scipy.stats import multivariate_normal
 
 from scoresde import log_likelihood
-from scoresde.likelihood.phase_space import augmented_bits_per_dim, augmented_log_likelihood
+from scoresde.likelihood import bits_per_dim
 from scoresde.sdes import CLD, PSLD, VPSDE, RecipeSDE
 from scoresde.sdes.phase_space import apply_blocks
 from scoresde.toy import GaussianMixture
@@ -232,7 +232,8 @@ def test_augmented_likelihood_bound_is_exact_for_the_mixture(name: str) -> None:
     z = sde.augment(x, g)
     eps = 1e-5
     exact = pm.log_prob(z, eps)
-    logp, info = log_likelihood(sde, pm.score, z, trace="exact", eps=eps, rtol=1e-6, atol=1e-6, x_is_state=True)
+    logp, info = log_likelihood(sde, pm.score, z, trace="exact", eps=eps, rtol=1e-6, atol=1e-6, x_is_state=True,
+                                return_info=True)
     # The ODE part alone, closed with the exact log p_T instead of the prior: measured 3.4e-5 at rtol = atol = 1e-6.
     T = torch.full((z.shape[0],), sde.T, dtype=F64)
     torch.testing.assert_close(info.delta_logp + pm.log_prob(info.latent, T), exact, atol=2e-4, rtol=0)
@@ -246,23 +247,21 @@ def test_augmented_likelihood_bound_is_exact_for_the_mixture(name: str) -> None:
     assert info.latent.shape == z.shape
 
 
-def test_augmented_log_likelihood_helper() -> None:
-    """The helper's bound equals ``log p(x)`` up to the eps bias for every momentum draw; its stderr is the spread
-    over the draws (here only the ODE error and the eps bias, which depends on the draw)."""
+def test_augmented_log_likelihood_of_data() -> None:
+    """The bound equals ``log p(x)`` up to the eps bias for every momentum draw; its stderr is the spread over the
+    draws (here only the ODE error and the eps bias, which depends on the draw)."""
     sde = CLD()
     gm = GaussianMixture.example_2d()
     pm = PhaseSpaceMixture(gm, sde)
     x = gm.sample(6, torch.Generator().manual_seed(2))
-    bound, info = augmented_log_likelihood(sde, pm.score, x, n_momentum=4, trace="exact", rtol=1e-6, atol=1e-6,
-                                           generator=torch.Generator().manual_seed(3))
-    assert bound.shape == info.stderr.shape == (6,) and info.ode.latent.shape == (24, 4)
+    bound, info = log_likelihood(sde, pm.score, x, n_probes=4, trace="exact", rtol=1e-6, atol=1e-6,
+                                 generator=torch.Generator().manual_seed(3), return_info=True)
+    assert bound.shape == info.stderr.shape == (6,) and info.latent.shape == (6, 4)
     torch.testing.assert_close(bound, gm.log_prob(x), atol=1.5e-2, rtol=0)
     assert float(info.stderr.max()) < 2e-2  # measured 9e-3: the eps bias depends on the momentum draw
-    torch.testing.assert_close(bound, info.joint_logp - info.momentum_logp)
-    _, single = augmented_log_likelihood(sde, pm.score, x[:2], trace="exact", rtol=1e-4, atol=1e-4)
-    assert torch.isnan(single.stderr).all()
-    with pytest.raises(ValueError, match="n_momentum"):
-        augmented_log_likelihood(sde, pm.score, x, n_momentum=0)
+    torch.testing.assert_close(bound, info.joint_logp - info.auxiliary_logp)
+    with pytest.raises(ValueError, match="n_probes"):
+        log_likelihood(sde, pm.score, x, n_probes=0)
 
 
 def test_augmented_bits_per_dim() -> None:
@@ -271,18 +270,15 @@ def test_augmented_bits_per_dim() -> None:
     gm = GaussianMixture([1.0], [[0.5, 0.4]], [0.2])
     pm = PhaseSpaceMixture(gm, sde)
     k = torch.tensor([[120, 100], [140, 90], [128, 128]], dtype=torch.uint8)
-    opts = {"trace": "exact", "rtol": 1e-6, "atol": 1e-6, "dtype": F64}
-    bpd, info = augmented_bits_per_dim(sde, pm.score, k, dequantization="midpoint", n_momentum=2,
-                                       generator=torch.Generator().manual_seed(0), **opts)
+    opts = {"trace": "exact", "rtol": 1e-6, "atol": 1e-6}
+    bpd, info = bits_per_dim(sde, pm.score, k, dequantization="midpoint", n_probes=2, dtype=torch.float64,
+                             generator=torch.Generator().manual_seed(0), return_info=True, **opts)
     y = (k.double() + 0.5) / 256
-    bound, _ = augmented_log_likelihood(sde, pm.score, y, n_momentum=2, generator=torch.Generator().manual_seed(0),
-                                        **{k_: v for k_, v in opts.items() if k_ != "dtype"})
+    bound = log_likelihood(sde, pm.score, y, n_probes=2, generator=torch.Generator().manual_seed(0), **opts)
     torch.testing.assert_close(bpd, -bound / (2 * math.log(2)) + 8)
     # The bound is tight for the exact score: bpd = -log2 p(y) / D + 8 up to the eps bias.
     torch.testing.assert_close(bpd, -gm.log_prob(y) / (2 * math.log(2)) + 8, atol=2e-2, rtol=0)
     assert info.stderr.shape == (3,)
-    with pytest.raises(ValueError, match="uniform, midpoint"):
-        augmented_bits_per_dim(sde, pm.score, k, dequantization="none")
 
 
 def test_gamma_means_position_damping_on_both_phase_space_sdes() -> None:

@@ -94,7 +94,8 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig | None = None, progress: bool 
             metrics["samplers"][f"{name}/{sampler}"] = entry
             if name == "learned":
                 panels.append((f"learned score, {sampler} (NFE {info.nfe})", x))
-        logp, info = log_likelihood(sde, score_fn, x_test.to(torch.float32), generator=torch.Generator().manual_seed(3))
+        logp, info = log_likelihood(sde, score_fn, x_test.to(torch.float32), generator=torch.Generator().manual_seed(3),
+                                    return_info=True)
         logp = logp.detach()
         metrics["likelihood"][f"{name}_nll_per_dim"] = float(-logp.mean()) / gm.dim
         metrics["likelihood"][f"{name}_nfe"] = info.nfe

@@ -85,7 +85,7 @@ def run_digits_demo(out_dir: str | Path, *, overrides: tuple[str, ...] = (), num
     tic = time.perf_counter()
     bpd, info = bits_per_dim(model.sde, model.score, x, data_range=(-1.0, 1.0) if cfg.data.centered else (0, 1),
                              generator=torch.Generator().manual_seed(cfg.seed), rtol=bpd_tolerance,
-                             atol=bpd_tolerance)
+                             atol=bpd_tolerance, return_info=True)
     bpd_s = time.perf_counter() - tic
     real = preprocess(test.images[:num_samples])
     metrics = {

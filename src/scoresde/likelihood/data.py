@@ -56,8 +56,9 @@ def data_nll(
         raise ValueError("indices select per-example streams of a seed: pass seed=... too")
     opts = {"trace": trace, "n_probes": n_probes, "generator": generator, "cond": cond}
     if batch.dtype == torch.uint8:
-        v, info = bits_per_dim(sde, score_fn, batch, data_range=(-1.0, 1.0) if centered else (0.0, 1.0), **opts)
+        v, info = bits_per_dim(sde, score_fn, batch, data_range=(-1.0, 1.0) if centered else (0.0, 1.0), **opts,
+                               return_info=True)
         return v, info.stderr
-    logp, info = log_likelihood(sde, score_fn, batch.float(), **opts)
+    logp, info = log_likelihood(sde, score_fn, batch.float(), **opts, return_info=True)
     dims = batch[0].numel()
     return -logp / dims, info.stderr / dims

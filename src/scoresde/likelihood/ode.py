@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from ..models.adapter import DiffusionModel, as_model, check_cond
+from ..models.adapter import DiffusionModel, check_cond, model_and_arguments
 from ..numerics.checks import check_count
 from ..numerics.divergence import check_ad, divergence, draw_probes, estimator_name
 from ..numerics.grids import time_steps
@@ -176,9 +176,9 @@ def summary(res: Solve, stderr: Tensor, augment: bool) -> LikelihoodInfo:
 
 
 def log_likelihood(
-    sde: SDE,
-    score_fn: ScoreFn,
-    x: Tensor,
+    sde: SDE | DiffusionModel,
+    score_fn: ScoreFn | Tensor | None = None,
+    x: Tensor | None = None,
     *,
     trace: str = "hutchinson-rademacher",
     n_probes: int = 1,
@@ -192,15 +192,19 @@ def log_likelihood(
     divergence_ad: str = "reverse",
     steps: int | None = None,
     grid: str = "uniform",
-) -> tuple[Tensor, LikelihoodInfo]:
+    return_info: bool = False,
+) -> Tensor | tuple[Tensor, LikelihoodInfo]:
     """Log-likelihood ``log p_eps(x)`` (nats, per example) of data ``x`` by the instantaneous change of variables
     (Song et al. 2021, App. D.2, eqs. 39–40; Chen et al. 2018, Thm. 1); for an SDE with auxiliary variables (PSLD,
     CLD) the entropy-corrected augmented bound ``E_{m_0}[log p(x, m_0) - log q(m_0)] <= log p(x)`` (Dockhorn et al.
     2022, App. B.4; ``info.bound`` is then ``True``). Use it for the likelihood of continuous data; for discrete
     data (images) use :func:`bits_per_dim`.
 
+    Two call forms, as :func:`scoresde.sample`: ``log_likelihood(sde, score_fn, x)`` with a plain ``score_fn(x, t)``
+    (or an adapter) and ``log_likelihood(model, x)`` with a model adapter, which carries its SDE.
+
     Args:
-        sde: the forward SDE.
+        sde: the forward SDE, or a model adapter (then the second argument is ``x``).
         score_fn: a model adapter or ``score_fn(x, t)`` of the state (an adapter's SDE must be ``sde``).
         x: batch of data at time ``eps``, ``(B, ...)``; a batch of states with ``x_is_state=True``.
         trace: ``"hutchinson-rademacher"`` or ``"hutchinson-gaussian"`` (unbiased single-probe estimates of the
@@ -230,23 +234,34 @@ def log_likelihood(
             no momentum drawn, no correction (what this function computed for phase-space SDEs before it took data).
             Without it, a state passed as data fails with a message that names this option.
         divergence_ad: ``"reverse"`` or ``"forward"``-mode Jacobian products (same value).
+        return_info: also return a :class:`LikelihoodInfo` (NFE, standard error, prior and change-of-variables
+            terms, the latent).
 
     Returns:
-        ``(logp, info)`` with ``logp`` of shape ``(B,)`` and a :class:`LikelihoodInfo`.
+        ``logp`` of shape ``(B,)``; ``(logp, info)`` with ``return_info=True``.
     """
+    model, (x,) = model_and_arguments(sde, score_fn, x)
+    sde = model.sde
+    x = _check_data(x)
     estimator = _check_trace(trace, n_probes)
     augment = sde.has_auxiliary and not x_is_state
     if estimator == "exact" and n_probes != 1 and not augment:
         raise ValueError(f"the exact trace is deterministic: n_probes must be 1, got {n_probes}")
     check_eps(eps, sde)
     check_ad(divergence_ad)
-    model = as_model(sde, score_fn)
     B = x.shape[0]
     times = solver_grid(sde, method, steps, grid, eps)
     res = solve(sde, model, repeat_rows(x.detach(), n_probes), n_probes, Draws(generator, B), estimator=estimator,
                 augment=augment, cond=check_cond(cond, B), rtol=rtol, atol=atol, eps=eps, method=method,
                 divergence_ad=divergence_ad, times=times)
-    return res.value.mean(0), summary(res, _stderr(res.value, random=res.random), augment)
+    logp = res.value.mean(0)
+    return (logp, summary(res, _stderr(res.value, random=res.random), augment)) if return_info else logp
+
+
+def _check_data(x: Any) -> Tensor:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"x must be a tensor of data (batch first), got {type(x).__name__}")
+    return x
 
 
 def solver_grid(sde: SDE, method: str, steps: int | None, grid: str, eps: float) -> Tensor | None:
@@ -313,9 +328,9 @@ def check_levels_args(bits: int, data_range: tuple[float, float]) -> tuple[float
 
 
 def bits_per_dim(
-    sde: SDE,
-    score_fn: ScoreFn,
-    x: Tensor,
+    sde: SDE | DiffusionModel,
+    score_fn: ScoreFn | Tensor | None = None,
+    x: Tensor | None = None,
     *,
     bits: int = 8,
     data_range: tuple[float, float] = (0.0, 1.0),
@@ -332,7 +347,8 @@ def bits_per_dim(
     divergence_ad: str = "reverse",
     steps: int | None = None,
     grid: str = "uniform",
-) -> tuple[Tensor, LikelihoodInfo]:
+    return_info: bool = False,
+) -> Tensor | tuple[Tensor, LikelihoodInfo]:
     """Bits per dimension of discrete ``bits``-bit data under the model (Song et al. 2021, App. D.2; Theis 2016): use
     it to report image likelihoods; for PSLD/CLD the upper bound from the entropy-corrected augmented bound
     (Dockhorn et al. 2022, App. B.4; ``info.bound``).
@@ -353,20 +369,22 @@ def bits_per_dim(
             ``"midpoint"`` (``delta = 1/2``) or ``"none"`` (``u = k / (2^bits - 1)``, the reference's
             evaluation without dequantisation).
         dtype: dtype of the model input.
-        Other arguments: as for :func:`log_likelihood`. Each of the ``n_probes`` draws of an example gets its own
-            dequantisation, momentum (phase space) and probe, drawn in that order, so ``info.stderr`` (in bits/dim)
-            covers every source of randomness.
+        Other arguments: as for :func:`log_likelihood` (both call forms, ``return_info``). Each of the
+            ``n_probes`` draws of an example gets its own dequantisation, momentum (phase space) and probe, drawn in
+            that order, so ``info.stderr`` (in bits/dim) covers every source of randomness.
 
     Returns:
-        ``(bpd, info)`` with per-example ``bpd`` of shape ``(B,)``.
+        per-example ``bpd`` of shape ``(B,)``; ``(bpd, info)`` with ``return_info=True``.
     """
+    model, (x,) = model_and_arguments(sde, score_fn, x)
+    sde = model.sde
+    x = _check_data(x)
     if dequantization not in DEQUANTIZATIONS:
         raise ValueError(f"unknown dequantization {dequantization!r}; valid values are: {', '.join(DEQUANTIZATIONS)}")
     estimator = _check_trace(trace, n_probes)
     lo, hi = check_levels_args(bits, data_range)
     check_eps(eps, sde)
     check_ad(divergence_ad)
-    model = as_model(sde, score_fn)
     k = _to_integer_levels(x, bits).to(dtype)
     B, D = k.shape[0], k[0].numel()
     draws = Draws(generator, B)
@@ -384,4 +402,4 @@ def bits_per_dim(
                 rtol=rtol, atol=atol, eps=eps, method=method, divergence_ad=divergence_ad, times=times)
     bpd = -res.value / (D * math.log(2)) + (bits - math.log2(hi - lo))
     stderr = _stderr(bpd, random=dequantization == "uniform" or res.random)
-    return bpd.mean(0), summary(res, stderr, augment)
+    return (bpd.mean(0), summary(res, stderr, augment)) if return_info else bpd.mean(0)

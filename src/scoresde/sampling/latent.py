@@ -15,7 +15,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..models.adapter import DiffusionModel, as_model, check_cond
+from ..models.adapter import DiffusionModel, check_cond, model_and_arguments
+from ..numerics.checks import check_choice
 from ..numerics.odeint import ADAPTIVE_METHODS, integrate
 from ..numerics.times import check_eps
 from ..sdes.base import SDE
@@ -72,15 +73,12 @@ def encode(
     Use it for "uniquely identifiable" codes (interpolation, manipulation); for likelihoods use
     :func:`scoresde.log_likelihood`, which integrates the same ODE with the divergence.
     """
-    if isinstance(sde, DiffusionModel) and isinstance(score_fn, Tensor):
-        sde, score_fn, x = None, sde, score_fn
+    model, (x,) = model_and_arguments(sde, score_fn, x)
     if not isinstance(x, Tensor):
         raise TypeError(f"x must be a tensor of data (batch first), got {type(x).__name__}")
-    model = as_model(sde, score_fn)
     sde = model.sde
     check_eps(eps, sde)
-    if method not in ADAPTIVE_METHODS:
-        raise ValueError(f"unknown ODE method {method!r}; valid methods are: {', '.join(ADAPTIVE_METHODS)}")
+    check_choice("ODE method", method, ADAPTIVE_METHODS)
     if sde.has_auxiliary:
         if auxiliary is None:
             z = sde.augment(x, generator)
