@@ -28,7 +28,7 @@ import scoresde
 from scoresde.guidance import classifier, classifier_free
 from scoresde.sdes import CLD, PSLD, VESDE, VPSDE, SubVPSDE
 from scoresde.toy import GaussianMixture, energy_distance
-from scoresde.toy.phase_space import PhaseSpaceMixture
+from scoresde.toy.phase_space_mixture import PhaseSpaceMixture
 
 F64 = torch.float64
 SDES = {"VE": lambda: VESDE(sigma_max=10.0), "VP": VPSDE, "sub-VP": SubVPSDE, "PSLD": PSLD, "CLD": CLD}

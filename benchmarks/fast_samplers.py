@@ -27,7 +27,7 @@ from scoresde import sample
 from scoresde.sampling import SAMPLERS
 from scoresde.sdes import PSLD, VESDE, VPSDE, SubVPSDE
 from scoresde.toy import GaussianMixture, energy_distance
-from scoresde.toy.phase_space import PhaseSpaceMixture
+from scoresde.toy.phase_space_mixture import PhaseSpaceMixture
 
 F64 = torch.float64
 SDES = {"VE": lambda: VESDE(sigma_min=0.01, sigma_max=20.0), "VP": VPSDE, "sub-VP": SubVPSDE, "PSLD": PSLD}

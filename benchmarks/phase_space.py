@@ -2,7 +2,7 @@
 speed-quality claim of Pandey & Mandt 2023 (§5), without any network.
 
 Data: :meth:`scoresde.toy.GaussianMixture.example_2d`; the phase-space scores are exact
-(:class:`scoresde.toy.phase_space.PhaseSpaceMixture`), so every error belongs to the SDE's discretisation.
+(:class:`scoresde.toy.phase_space_mixture.PhaseSpaceMixture`), so every error belongs to the SDE's discretisation.
 
 Samplers at ``NFE`` score evaluations, all from ``T`` to ``eps = 1e-3``:
 
@@ -32,7 +32,7 @@ import torch
 from samplers import Truth, markdown_table
 from scoresde import sample
 from scoresde.sdes import CLD, PSLD, VPSDE
-from scoresde.toy.phase_space import PhaseSpaceMixture
+from scoresde.toy.phase_space_mixture import PhaseSpaceMixture
 
 SDES: dict[str, Callable[[int], object]] = {
     "VP": lambda n: VPSDE(N=n),

@@ -66,7 +66,7 @@ def test_the_oracle_equals_the_mixtures_own_posterior():
         if name == "vp":
             theirs = MIXTURE.log_posterior(z.double(), t, sde)
         else:
-            from scoresde.toy.phase_space import PhaseSpaceMixture
+            from scoresde.toy.phase_space_mixture import PhaseSpaceMixture
 
             theirs = PhaseSpaceMixture(MIXTURE, sde).log_posterior(z.double(), t)
         torch.testing.assert_close(ours, theirs, atol=1e-8, rtol=1e-8)
@@ -123,7 +123,7 @@ def test_guidance_with_the_trained_classifier_samples_the_requested_component(tr
     classifier gives 1.0)."""
     import scoresde
     from scoresde.guidance import classifier as classifier_guidance
-    from scoresde.toy.phase_space import PhaseSpaceMixture
+    from scoresde.toy.phase_space_mixture import PhaseSpaceMixture
 
     name, sde, classifier, _ = trained
     score = MIXTURE.score_fn(sde) if name == "vp" else PhaseSpaceMixture(MIXTURE, sde).score_fn()

@@ -18,7 +18,7 @@ from scoresde.models import ScoreFunctionModel
 from scoresde.sampling import SAMPLERS
 from scoresde.sdes import CLD, PSLD, VESDE, VPSDE, SubVPSDE
 from scoresde.toy import GaussianMixture
-from scoresde.toy.phase_space import PhaseSpaceMixture
+from scoresde.toy.phase_space_mixture import PhaseSpaceMixture
 
 SCALAR = {"ve": lambda: VESDE(sigma_max=10.0, N=50), "vp": lambda: VPSDE(N=50), "subvp": lambda: SubVPSDE(N=50)}
 PHASE = {"psld": lambda: PSLD(N=50), "cld": lambda: CLD(N=50)}

@@ -16,11 +16,11 @@ import pytest
 import torch
 
 import scoresde
-from scoresde.guidance import LinearKernel, decoupling_matrix
-from scoresde.guidance.inverse import _repaint_schedule
+from scoresde.inverse import LinearKernel, decoupling_matrix
+from scoresde.inverse.repaint import _repaint_schedule
 from scoresde.sdes import CLD, PSLD, VESDE, VPSDE, SubVPSDE
 from scoresde.toy import GaussianMixture
-from scoresde.toy.phase_space import PhaseSpaceMixture
+from scoresde.toy.phase_space_mixture import PhaseSpaceMixture
 
 
 def gaussian_data_score(sde):
@@ -215,7 +215,7 @@ def test_bad_input_is_one_clear_error() -> None:
         scoresde.inpaint(sde, score, x, torch.ones(3))
     with pytest.raises(ValueError, match="only 0"):
         scoresde.inpaint(sde, score, x, torch.full((2,), 0.5))
-    with pytest.raises(ValueError, match="unknown inpainting method 'magic'"):
+    with pytest.raises(ValueError, match="unknown inverse-problem method 'magic'"):
         scoresde.inpaint(sde, score, x, torch.ones(2), method="magic")
     with pytest.raises(ValueError, match=r"unknown option\(s\) \['num_particles'\]"):
         scoresde.inpaint(sde, score, x, torch.ones(2), num_particles=3)

@@ -12,7 +12,7 @@ import torch
 import scoresde
 from scoresde.sdes import PSLD, VESDE, VPSDE
 from scoresde.toy import GaussianMixture
-from scoresde.toy.phase_space import PhaseSpaceMixture
+from scoresde.toy.phase_space_mixture import PhaseSpaceMixture
 
 
 @pytest.mark.parametrize("sde", [VPSDE(), VESDE(sigma_max=20.0)], ids=["vp", "ve"])

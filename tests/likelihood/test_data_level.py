@@ -15,7 +15,7 @@ from scoresde.likelihood.ode import Draws, repeat_rows
 from scoresde.numerics import example_generators, sample_seed
 from scoresde.sdes import CLD, PSLD, VPSDE
 from scoresde.toy import GaussianMixture
-from scoresde.toy.phase_space import PhaseSpaceMixture
+from scoresde.toy.phase_space_mixture import PhaseSpaceMixture
 
 GM = GaussianMixture.example_2d()
 F64 = torch.float64

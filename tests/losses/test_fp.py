@@ -17,7 +17,7 @@ from scoresde.losses.fpe import fpe_residual
 from scoresde.sdes import CLD, PSLD, VESDE, VPSDE, RecipeSDE, SubVPSDE
 from scoresde.sdes.phase_space import apply_blocks
 from scoresde.toy import GaussianMixture
-from scoresde.toy.phase_space import PhaseSpaceMixture
+from scoresde.toy.phase_space_mixture import PhaseSpaceMixture
 
 GM = GaussianMixture.example_2d()
 SDES = {"ve": VESDE(), "vp": VPSDE(), "subvp": SubVPSDE()}

@@ -138,7 +138,7 @@ def test_the_numbers_are_those_of_the_code_before_the_change() -> None:
     likelihood took phase space through the SDE (commit e04693a); ``tests/losses/frozen_numbers.json``."""
     from scoresde.likelihood import bits_per_dim, log_likelihood
     from scoresde.toy import GaussianMixture
-    from scoresde.toy.phase_space import PhaseSpaceMixture
+    from scoresde.toy.phase_space_mixture import PhaseSpaceMixture
 
     def check(key, value):
         expected = torch.tensor(FROZEN[key], dtype=F64)

@@ -11,7 +11,7 @@ from scoresde.models import PhaseSpaceScoreModel
 from scoresde.models.phase_space import reference_score
 from scoresde.sdes import CLD, PSLD
 from scoresde.toy import GaussianMixture
-from scoresde.toy.phase_space import PhaseSpaceMixture
+from scoresde.toy.phase_space_mixture import PhaseSpaceMixture
 
 
 class Zero(nn.Module):

@@ -11,7 +11,7 @@ import torch
 from scoresde import sample
 from scoresde.sdes import CLD, PSLD, VESDE, VPSDE, SubVPSDE
 from scoresde.toy import GaussianMixture, energy_distance
-from scoresde.toy.phase_space import PhaseSpaceMixture
+from scoresde.toy.phase_space_mixture import PhaseSpaceMixture
 
 F64 = torch.float64
 SDES = {"ve": lambda: VESDE(sigma_min=0.01, sigma_max=10.0, N=1000), "vp": lambda: VPSDE(N=1000),

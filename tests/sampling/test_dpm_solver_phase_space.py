@@ -19,7 +19,7 @@ from scoresde.numerics.grids import time_steps
 from scoresde.sdes import CLD, PSLD, VPSDE
 from scoresde.sdes.phase_space import RecipeSDE, apply_blocks
 from scoresde.toy import GaussianMixture
-from scoresde.toy.phase_space import PhaseSpaceMixture
+from scoresde.toy.phase_space_mixture import PhaseSpaceMixture
 from tests.metrics.conftest import _one_thread  # noqa: F401 (autouse: batches of 2x2 matrices, one thread)
 from tests.sampling.test_samplers_exact_score import N_SAMPLES, oracle  # noqa: F401 (shared fixture)
 from tests.sampling.test_samplers_exact_score import _check as check_samples

@@ -13,11 +13,11 @@ import torch
 
 from scoresde import sample
 from scoresde.numerics.grids import time_grid
-from scoresde.sampling.phase_space import TIME_GRIDS
+from scoresde.sampling.sscs import TIME_GRIDS
 from scoresde.sdes import CLD, PSLD, VPSDE
 from scoresde.sdes.phase_space import apply_blocks
 from scoresde.toy import GaussianMixture
-from scoresde.toy.phase_space import PhaseSpaceMixture
+from scoresde.toy.phase_space_mixture import PhaseSpaceMixture
 from tests.sampling.test_samplers_exact_score import N_SAMPLES, oracle  # noqa: F401 (shared fixture)
 from tests.sampling.test_samplers_exact_score import _check as check_samples
 

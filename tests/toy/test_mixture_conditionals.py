@@ -16,7 +16,7 @@ from torch.distributions import MultivariateNormal
 
 from scoresde.sdes import CLD, PSLD, VESDE, VPSDE, SubVPSDE
 from scoresde.toy import GaussianMixture
-from scoresde.toy.phase_space import PhaseSpaceMixture
+from scoresde.toy.phase_space_mixture import PhaseSpaceMixture
 
 SDES = {"ve": lambda: VESDE(sigma_max=5.0), "vp": VPSDE, "subvp": SubVPSDE}
 

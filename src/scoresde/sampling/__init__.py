@@ -5,9 +5,9 @@ from .api import SampleInfo, sample, sampler_options
 from .ddim import sample_ddim
 from .dpm_solver import sample_dpm_solver
 from .heun import sample_heun
-from .phase_space import sample_sscs
 from .registry import SAMPLERS, SamplerRegistry, SamplerSpec
 from .samplers import sample_ode, sample_pc
+from .sscs import sample_sscs
 from .steps import CORRECTORS, PREDICTORS
 from .unipc import sample_unipc
 

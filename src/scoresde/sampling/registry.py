@@ -23,8 +23,8 @@ from ..numerics.registry import FunctionRegistry, MethodSpec
 from .ddim import sample_ddim
 from .dpm_solver import sample_dpm_solver
 from .heun import sample_heun
-from .phase_space import sample_sscs
 from .samplers import sample_ode, sample_pc
+from .sscs import sample_sscs
 from .unipc import sample_unipc
 
 __all__ = ["RESERVED", "SAMPLERS", "SamplerRegistry", "SamplerSpec"]

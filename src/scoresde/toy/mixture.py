@@ -175,7 +175,7 @@ class GaussianMixture:
         """The exact ``score_fn(x, t)`` of the perturbed marginals under ``sde``, for samplers and likelihoods.
 
         ``x`` may have any shape ``(B, ...)`` with ``prod(...) = d``; the score is returned in ``x``'s dtype. Scalar
-        SDEs only (VE, VP, sub-VP); for PSLD/CLD use :class:`scoresde.toy.phase_space.PhaseSpaceMixture`.
+        SDEs only (VE, VP, sub-VP); for PSLD/CLD use :class:`scoresde.toy.phase_space_mixture.PhaseSpaceMixture`.
         """
         _check_scalar(sde)
 
@@ -324,7 +324,8 @@ def _check_scalar(sde: object) -> None:
     """The mixture's closed forms need a scalar kernel ``x_t = alpha_t x_0 + sigma_t eps``."""
     if not (callable(getattr(sde, "alpha", None)) and callable(getattr(sde, "sigma", None))):
         raise ValueError(f"GaussianMixture needs a scalar SDE (VE, VP, sub-VP: x_t = alpha_t x_0 + sigma_t eps); "
-                         f"{type(sde).__name__} has a matrix kernel: use scoresde.toy.phase_space.PhaseSpaceMixture")
+                         f"{type(sde).__name__} has a matrix kernel: use "
+                         "scoresde.toy.phase_space_mixture.PhaseSpaceMixture")
 
 
 def _conditional_score(score, class_score, num_classes: int, sde: object):

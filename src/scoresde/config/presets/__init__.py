@@ -7,7 +7,7 @@ A preset is a function returning a fresh config as nested plain dicts in the ori
 
 * ``ve/...``, ``vp/...``, ``subvp/...``: the files of the original ``configs/`` tree (:mod:`.original`);
 * ``toy/...``, ``digits/...``: scoresde's own (:mod:`.ours`);
-* ``psld/...``, ``cld/...``: the phase-space papers' image configs (:mod:`.phase_space`);
+* ``psld/...``, ``cld/...``: the phase-space papers' image configs (:mod:`.psld_cld`);
 * ``fp/<base>``: FP-Diffusion fine-tuning of ``<base>`` (:mod:`.fp`).
 """
 
@@ -27,7 +27,7 @@ from .original import (
     unknown_preset_error,
 )
 from .ours import OUR_PRESETS
-from .phase_space import PHASE_SPACE_PRESETS
+from .psld_cld import PHASE_SPACE_PRESETS
 
 __all__ = ["DEFAULTS", "FP_BASES", "FP_FINETUNE_ITERS", "PRESETS", "RawConfig", "get_preset", "list_original_presets",
            "list_presets", "merge_config", "original_preset"]
