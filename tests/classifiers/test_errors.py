@@ -88,8 +88,9 @@ def test_config_overrides():
     cfg = apply_classifier_overrides(ClassifierConfig(), ["classifier.steps=7", "classifier.ch_mult=[1,2]",
                                                           "classifier.network=mlp", "classifier.num_classes=null"])
     assert (cfg.steps, cfg.ch_mult, cfg.network, cfg.num_classes) == (7, (1, 2), "mlp", None)
-    for bad, match in (("classifier.stepz=3", "unknown classifier config keys"),
-                       ("classifier.steps=1.5", "must be of type int"), ("classifier.network=unet", "not allowed"),
+    for bad, match in (("classifier.stepz=3", "unknown config key classifier.stepz; did you mean steps"),
+                       ("classifier.steps=1.5", "must be of type int"),
+                       ("classifier.network=unet", "unknown classifier.network 'unet'; valid values are: ncsnpp, mlp"),
                        ("classifier.lr=0", "lr"), ("steps=3", "classifier.KEY=VALUE"),
                        ("classifier.ch_mult=[1,2.5]", "must be of type tuple")):
         with pytest.raises(ValueError, match=match):

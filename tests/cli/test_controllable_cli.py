@@ -33,7 +33,7 @@ def _train(path, preset: str, extra: tuple[str, ...] = ()) -> str:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """A class-conditional and an unconditional tiny digits run, two digit files and classifiers for VP / sub-VP."""
-    from scoresde.training.classifier import train_classifier
+    from scoresde.cli.classifier_commands import train_classifier
 
     root = tmp_path_factory.mktemp("controllable")
     images = load_digits16("test").images[:3].numpy()

@@ -80,7 +80,8 @@ def _load_or_train_classifier(path: str | Path | None, out: Path, steps: int, ov
                               progress: bool) -> tuple[Any, str, float]:
     """A noise-conditional digits classifier (VP, the preset's SDE): loaded from ``path`` or trained in
     ``out/classifier`` for ``steps`` (resumed there). Returns ``(classifier, where, training seconds)``."""
-    from ..training.classifier import load_classifier, train_classifier
+    from ..training.classifier import load_classifier
+    from .classifier_commands import train_classifier
 
     tic = time.perf_counter()
     if path is None:
