@@ -10,6 +10,7 @@ mean squared score Fokker–Planck residual per dimension on perturbed data of t
 from __future__ import annotations
 
 import copy
+import importlib.metadata
 import json
 import math
 from dataclasses import asdict, dataclass
@@ -20,7 +21,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .. import __version__
 from ..data import inverse_data_scaler, preprocess
 from ..likelihood import data_nll
 from ..losses.fpe import fpe_residual
@@ -33,6 +33,9 @@ from ..training.data import build_dataset
 from ..training.distributed import DistEnv
 from .rounds import check_protocol, gather_rounds, run_rounds
 from .seeding import batch_coupled, per_sample_generators
+
+#: the installed scoresde version, recorded in metrics.json (read from the distribution: no import of the top level)
+CODE_VERSION = importlib.metadata.version("scoresde")
 
 METRICS = ("fid", "is", "kid", "bpd", "fpe")
 FPE_DTYPES = ("float64", "float32")
@@ -127,7 +130,7 @@ def evaluate(model, cfg, *, step: int, ema: bool, out_dir: Path, settings: EvalS
         options["steps"] = model.sde.N  # record the step count the sampler runs (its default is the SDE's N)
     coupled = batch_coupled(sampler, options)
     record: dict[str, Any] = {
-        "checkpoint": checkpoint, "checkpoint_step": step, "ema": ema, "code_version": __version__, "sampler": sampler,
+        "checkpoint": checkpoint, "checkpoint_step": step, "ema": ema, "code_version": CODE_VERSION, "sampler": sampler,
         "sampler_options": options, "eps": options.get("eps"), "denoise": options.get("denoise"),
         "seed": settings.seed, "world_size": env.world_size, "settings": asdict(settings), "metrics": {},
     }
@@ -224,7 +227,7 @@ def _bits_per_dim(model, cfg, directory: Path, settings: EvalSettings, env: Dist
     dataset = build_dataset(cfg.data, settings.bpd_split, cfg.seed)
     num = len(dataset) if settings.bpd_num is None else min(settings.bpd_num, len(dataset))
     protocol = {"split": settings.bpd_split, "batch_size": settings.bpd_batch_size, "seed": settings.seed,
-                "trace": settings.bpd_trace, "probes": settings.bpd_probes, "code_version": __version__,
+                "trace": settings.bpd_trace, "probes": settings.bpd_probes, "code_version": CODE_VERSION,
                 "seeding": "per-example (seed, index)"}
     if phase_space:
         protocol["augmented_bound"] = True
