@@ -1,5 +1,5 @@
-"""Per-coordinate Gaussian transitions of a linear SDE, for samplers that jump between arbitrary times (RePaint's
-forward re-noising, the SMC inpainter's reverse kernel and observation path).
+"""Per-coordinate Gaussian transitions of a linear SDE, for the inverse-problem samplers that jump between arbitrary
+times (RePaint's forward re-noising, the SMC sampler's reverse kernel and observation path), and their default grid.
 
 Every SDE of scoresde has a linear-Gaussian kernel that acts on each coordinate alike: a scalar one (``k = 1``: VE,
 VP, sub-VP, ``x_t = alpha_t x_0 + sigma_t eps``) or a ``k x k`` block on the ``k`` channel blocks of a phase-space
@@ -15,7 +15,7 @@ from torch import Tensor
 from ..sdes.base import SDE
 from ..sdes.phase_space import apply_blocks, sym_sqrt
 
-__all__ = ["LinearKernel"]
+__all__ = ["LinearKernel", "default_grid"]
 
 
 class LinearKernel:
@@ -82,3 +82,12 @@ class LinearKernel:
         cov_s, cov_t = self.cov(s), self.cov(t)
         post = cov_s - cov_s @ psi.T @ torch.linalg.solve(cov_t, psi @ cov_s)
         return torch.linalg.inv(psi), v, 0.5 * (post + post.T)
+
+
+def default_grid(sde: SDE, grid: str | None) -> str:
+    """``grid``, or by default ``logSNR`` for scalar schedules and ``quadratic`` for phase-space SDEs: both put small
+    steps near ``eps``, where the Gaussian reverse kernel :meth:`LinearKernel.reverse` is least accurate (on the
+    0.85/0.15 mixture the SMC weight error at 100 VP steps is 0.16 on the uniform grid, 0.02 on logSNR)."""
+    if grid is not None:
+        return grid
+    return "logSNR" if callable(getattr(sde, "lambda_t", None)) else "quadratic"
