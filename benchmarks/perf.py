@@ -49,7 +49,7 @@ from typing import Any
 
 import torch
 
-from scoresde.cli.commands import peak_memory_growth
+from scoresde.cli.batch_size import peak_memory_growth
 from scoresde.config import build_score_model, load_config
 from scoresde.sampling import sample
 from scoresde.training.build import build_optimizer, compute_loss

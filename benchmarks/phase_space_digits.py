@@ -61,9 +61,10 @@ from scoresde import sample
 from scoresde.cli.digits_demo import digit_classifier
 from scoresde.config import build_sde, load_config, resolve_config
 from scoresde.data import inverse_data_scaler, load_digits16
+from scoresde.data.image_grid import save_image_grid
 from scoresde.metrics import frechet_distance
 from scoresde.toy import energy_distance
-from scoresde.training import Trainer, save_samples_png
+from scoresde.training import Trainer
 
 SDE_NAMES = ("VP", "PSLD", "CLD")
 SAMPLERS = {"VP": ("EM", "EM quadratic", "RD"), "PSLD": ("EM", "EM quadratic", "SSCS uniform", "SSCS quadratic"),
@@ -219,8 +220,8 @@ def evaluate(models: dict[str, dict[str, Any]], ref: Reference, args: argparse.N
                 else:
                     res = {"nfe": used, **ref.metrics(x), "s": time.perf_counter() - tic}
                     cache[key] = res
-                    save_samples_png(x[:64].float(), args.out / "samples" / f"{sde_name}_{sampler.replace(' ', '_')}"
-                                     f"_nfe{nfe}.png")
+                    save_image_grid(x[:64].float(), args.out / "samples" / f"{sde_name}_{sampler.replace(' ', '_')}"
+                                    f"_nfe{nfe}.png")
                     print(f"{sde_name:4s} {sampler:14s} NFE {used:4d}: ED {res['ed']:.4f}  FD {res['fd']:.3f}  "
                           f"conf {res['conf']:.3f}  H {res['entropy']:.3f}  ({res['s']:.0f} s)", flush=True)
                 cache_path.write_text(json.dumps(cache, indent=2))

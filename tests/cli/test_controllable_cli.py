@@ -12,7 +12,8 @@ import torch
 from PIL import Image
 
 from scoresde.cli import main
-from scoresde.cli.controllable_commands import class_labels, half_mask, read_mask
+from scoresde.cli.common import class_labels
+from scoresde.cli.image_files import half_mask, read_mask
 from scoresde.config import load_config
 from scoresde.data import load_digits16
 from scoresde.training import Trainer

@@ -7,8 +7,8 @@ import argparse
 import pytest
 import torch
 
-from scoresde.cli import commands
-from scoresde.cli.commands import autotune_batch_size, batch_size_arg, peak_memory_growth
+from scoresde.cli import batch_size
+from scoresde.cli.batch_size import autotune_batch_size, batch_size_arg, peak_memory_growth
 from scoresde.models.score_model import ScoreModel
 from scoresde.nets import NCSNpp
 from scoresde.sdes import VPSDE
@@ -39,14 +39,14 @@ def test_autotune_divides_the_free_memory_by_the_measured_per_sample_memory(monk
     model = ScoreModel(NCSNpp(image_size=8, nf=16, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,)),
                        VPSDE()).eval()
     calls = []
-    monkeypatch.setattr(commands, "peak_memory_growth", lambda fn, device: (fn(), calls.append(1), 6_000_000)[2])
-    monkeypatch.setattr(commands, "free_memory", lambda device: 900_000_000)
+    monkeypatch.setattr(batch_size, "peak_memory_growth", lambda fn, device: (fn(), calls.append(1), 6_000_000)[2])
+    monkeypatch.setattr(batch_size, "free_memory", lambda device: 900_000_000)
     # probe of 2 samples -> 3e6 bytes each; half of 9e8 free -> 150
     assert autotune_batch_size(model, (3, 8, 8), "cpu", upper=1000) == 150
     assert autotune_batch_size(model, (3, 8, 8), "cpu", upper=64) == 64  # never more than asked for
     assert autotune_batch_size(model, (3, 8, 8), "cpu", upper=1000, memory_fraction=0.1) == 30
     assert len(calls) == 3
-    monkeypatch.setattr(commands, "free_memory", lambda device: 1000)
+    monkeypatch.setattr(batch_size, "free_memory", lambda device: 1000)
     assert autotune_batch_size(model, (3, 8, 8), "cpu", upper=1000) == 1  # at least one sample
     with pytest.raises(ValueError, match="memory_fraction"):
         autotune_batch_size(model, (3, 8, 8), "cpu", upper=10, memory_fraction=1.5)

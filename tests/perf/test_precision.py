@@ -63,7 +63,7 @@ def test_low_precision_network_call_is_close_and_returns_the_input_dtype(monkeyp
 
 
 def test_cli_precision_option(monkeypatch) -> None:
-    from scoresde.cli.commands import with_precision
+    from scoresde.cli.common import with_precision
 
     monkeypatch.setattr(sm, "native_low_precision", lambda dtype, device: False)
     model = _model()

@@ -31,11 +31,15 @@ import torch
 from torch import Tensor
 
 from ..data import inverse_data_scaler, load_digits16, preprocess
-from ..guidance import classifier, classifier_free, inpaint
+from ..data.image_grid import save_image_grid
+from ..guidance import classifier, classifier_free
+from ..inverse import inpaint
 from ..sampling import sample
 from ..sampling.latent import encode, interpolate
-from .controllable_commands import half_mask, save_grid
+from ..training.classifier import load_classifier
+from .classifier_commands import train_classifier
 from .digits_demo import digit_classifier, train_or_resume
+from .image_files import half_mask
 
 __all__ = ["PRESET", "class_agreement", "cmd_conditional_demo", "format_conditional_summary",
            "run_conditional_demo"]
@@ -80,9 +84,6 @@ def _load_or_train_classifier(path: str | Path | None, out: Path, steps: int, ov
                               progress: bool) -> tuple[Any, str, float]:
     """A noise-conditional digits classifier (VP, the preset's SDE): loaded from ``path`` or trained in
     ``out/classifier`` for ``steps`` (resumed there). Returns ``(classifier, where, training seconds)``."""
-    from ..training.classifier import load_classifier
-    from .classifier_commands import train_classifier
-
     tic = time.perf_counter()
     if path is None:
         path = out / "classifier"
@@ -105,7 +106,7 @@ def _inpainting(model: Any, clf: Any, num: int, steps: int, seed: int, out: Path
     pred_done, pred_orig = read(done), read(x)
     picks = [int((y == c).nonzero()[0]) for c in range(NUM_CLASSES) if bool((y == c).any())]
     shown = x[picks] * mask + 0.5 * (1 - mask)
-    save_grid(torch.cat([x[picks], shown, done[picks]]), out / "inpainting.png", nrow=len(picks))
+    save_image_grid(torch.cat([x[picks], shown, done[picks]]), out / "inpainting.png", nrow=len(picks))
     return {"method": "replacement (PC: reverse diffusion + Langevin)", "steps": steps, "n": num, "nfe": info.nfe,
             "observed": "top half", "agreement_with_true_label": float((pred_done == y).double().mean()),
             "agreement_with_classifier_on_original": float((pred_done == pred_orig).double().mean()),
@@ -124,7 +125,7 @@ def _interpolation(model: Any, frames: int, tol: float, seed: int, out: Path) ->
     decoded, dec = sample(model, (frames, 1, 16, 16), "ode", x_T=path, rtol=tol, atol=tol, return_info=True,
                           generator=torch.Generator().manual_seed(seed))
     images = inverse_data_scaler(decoded, True).clamp(0, 1)
-    save_grid(images, out / "interpolation.png", nrow=frames)
+    save_image_grid(images, out / "interpolation.png", nrow=frames)
     ends = torch.stack([images[0], images[-1]])
     return {"frames": frames, "classes": [int(test.labels[0]), int(test.labels[first])], "rtol": tol, "atol": tol,
             "encode_nfe": enc.nfe, "decode_nfe": dec.nfe, "seconds": time.perf_counter() - tic,
@@ -183,7 +184,7 @@ def run_conditional_demo(out_dir: str | Path, *, overrides: Sequence[str] = (),
                          **class_agreement(images, labels, clf)})
     best = max((r for r in settings if r["guidance"] == "cfg"), key=lambda r: r["fraction"])
     keep = torch.arange(len(labels)) % per_class < min(per_class, NUM_CLASSES)
-    grid = save_grid(grids[best["scale"]][keep], out / "grid.png", nrow=min(per_class, NUM_CLASSES))
+    grid = save_image_grid(grids[best["scale"]][keep], out / "grid.png", nrow=min(per_class, NUM_CLASSES))
     metrics = {
         "preset": PRESET, "overrides": list(overrides), "steps": trainer.step, "train_seconds_this_run": train_s,
         "final_train_loss": last.get("train/loss", _logged_loss(out / "run")),

@@ -1,20 +1,91 @@
-"""``scoresde eval`` and ``scoresde fid-stats``: the evaluation protocol of :mod:`scoresde.evaluation` on a run
-folder, and reference Inception statistics of a dataset."""
+"""The evaluation commands of ``scoresde``: ``likelihood`` (bits/dim of a data split under a checkpoint), ``eval``
+(the evaluation protocol of :mod:`scoresde.evaluation` on a run folder: FID / IS / KID / bits/dim / FPE residual) and
+``fid-stats`` (reference Inception statistics of a dataset)."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import math
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
+
+from .. import __version__
+from ..data import load_dataset
+from ..evaluation import METRICS, EvalSettings, evaluate
+from ..likelihood import data_nll
+from ..metrics import StatsAccumulator, save_reference_stats
+from ..metrics.inception import load_inception
+from ..training.data import build_dataset
+from ..training.distributed import init_distributed
+from .batch_size import autotune_batch_size, batch_size_arg
+from .common import (
+    add_common,
+    add_sampler,
+    add_step,
+    load_run_model,
+    positive_int,
+    resolve_device,
+    resolve_sampler,
+    saved_config,
+)
+
+
+def add_likelihood_command(sub: argparse._SubParsersAction) -> None:
+    """Register ``likelihood`` on the sub-parsers ``sub`` of ``scoresde``."""
+    lik = sub.add_parser("likelihood", help="bits/dim of a data split under a checkpoint (probability-flow ODE)")
+    lik.add_argument("--workdir", required=True)
+    add_step(lik)
+    lik.add_argument("--split", default="test", choices=["train", "test"])
+    lik.add_argument("--num", type=positive_int, default=256, help="examples to evaluate (default: %(default)s)")
+    lik.add_argument("--batch-size", type=positive_int, default=64)
+    lik.add_argument("--trace", default="hutchinson-rademacher",
+                     choices=["hutchinson-rademacher", "hutchinson-gaussian", "exact"])
+    lik.add_argument("--n-probes", type=positive_int, default=1,
+                     help="Hutchinson probes per example (momentum draws for PSLD/CLD runs) (default: %(default)s)")
+    lik.add_argument("--seed", type=int, default=0)
+    lik.add_argument("--no-ema", action="store_true")
+    add_common(lik)
+    lik.set_defaults(func=cmd_likelihood)
+
+
+def cmd_likelihood(args: argparse.Namespace) -> int:
+    """``scoresde likelihood``: bits/dim (images) or nats/dim (2-D toys) of a data split under a checkpoint; for
+    phase-space runs the entropy-corrected augmented bound (``--n-probes`` momentum draws per example)."""
+    workdir = Path(args.workdir)
+    cfg = saved_config(workdir)
+    device = resolve_device(args.device)
+    model, step, path = load_run_model(workdir, args.checkpoint, not args.no_ema, device)
+    dataset = build_dataset(cfg.data, args.split, cfg.seed)
+    num = min(args.num, len(dataset))
+    values, errors = [], []
+    for start in range(0, num, args.batch_size):
+        items = range(start, min(num, start + args.batch_size))
+        batch = torch.stack([dataset[i][0] for i in items])
+        # example i draws from (seed, i), as eval --metrics bpd; phase space: the bound over momentum draws
+        v, se = data_nll(model.sde, model.score, batch.to(device), centered=cfg.data.centered, trace=args.trace,
+                         n_probes=args.n_probes, seed=args.seed, indices=items)
+        values.append(v.detach().cpu())
+        errors.append(se.detach().cpu())
+    v, se = torch.cat(values), torch.cat(errors)
+    unit = "bits/dim" if dataset[0][0].dtype == torch.uint8 else "nats/dim"
+    result = {"value": float(v.mean()), "unit": unit, "stderr_over_examples": float(v.std() / math.sqrt(len(v))),
+              "mean_probe_stderr": float(se.nanmean()) if len(se) else float("nan"), "num": len(v),
+              "split": args.split, "checkpoint": str(path), "step": step, "ema": not args.no_ema,
+              "trace": args.trace, "n_probes": args.n_probes}
+    out = workdir / "eval" / f"likelihood_{args.split}_step_{step}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(f"{result['value']:.4f} {unit} ± {result['stderr_over_examples']:.4f} on {len(v)} {args.split} examples "
+          f"(step {step}); wrote {out}")
+    return 0
 
 
 def _metric_list(value: str) -> tuple[str, ...]:
-    from ..evaluation import METRICS
-
     names = tuple(dict.fromkeys(v.strip() for v in value.split(",") if v.strip()))
     bad = [n for n in names if n not in METRICS]
     if bad or not names:
@@ -22,14 +93,8 @@ def _metric_list(value: str) -> tuple[str, ...]:
     return names
 
 
-def add_eval_commands(sub, positive_int: Callable[[str], int],
-                      add_common: Callable[[argparse.ArgumentParser], None],
-                      add_step: Callable[[argparse.ArgumentParser], None],
-                      add_sampler: Callable[..., None]) -> None:
-    """Register ``eval`` and ``fid-stats`` on the sub-parsers ``sub`` of ``scoresde`` (the options shared with
-    ``sample`` come from ``add_common``, ``add_step`` and ``add_sampler``)."""
-    from .commands import batch_size_arg
-
+def add_eval_commands(sub: argparse._SubParsersAction) -> None:
+    """Register ``eval`` and ``fid-stats`` on the sub-parsers ``sub`` of ``scoresde``."""
     ev = sub.add_parser(
         "eval", help="FID / IS / KID / bits-per-dim / FPE residual of a checkpoint, written to eval/metrics.json",
         description="Generate --num-samples samples in resumable rounds (sample i is seeded from (--seed, i), so it "
@@ -50,7 +115,7 @@ def add_eval_commands(sub, positive_int: Callable[[str], int],
                          "samples do not depend on it)")
     ev.add_argument("--round-size", type=positive_int, default=5_000, help="samples per resumable round file")
     ev.add_argument("--seed", type=int, default=0)
-    add_sampler(ev, positive_int)
+    add_sampler(ev)
     ev.add_argument("--ref-stats", default=None, metavar="STATS.npz", help="reference statistics (fid, kid)")
     ev.add_argument("--inception-weights", default=None, metavar="PATH",
                     help="local torch-fidelity Inception weights (.pth) for offline use (default: download)")
@@ -98,12 +163,8 @@ def add_eval_commands(sub, positive_int: Callable[[str], int],
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """``scoresde eval``: run :func:`scoresde.evaluation.evaluate` on a checkpoint of ``--workdir``."""
-    from ..evaluation import EvalSettings, evaluate
-    from ..training.distributed import init_distributed
-    from .commands import _load_model, _saved_config, autotune_batch_size, resolve_sampler
-
     workdir = Path(args.workdir)
-    cfg, name, options = resolve_sampler(_saved_config(workdir), args, "eval")
+    cfg, name, options = resolve_sampler(saved_config(workdir), args, "eval")
     auto = args.batch_size == "auto"  # resolved once the model is loaded
     batch = 1 if auto else args.batch_size
     settings = EvalSettings(metrics=args.metrics, num_samples=args.num_samples, batch_size=batch,
@@ -115,7 +176,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                             fpe_batch_size=args.fpe_batch_size)
     settings.validate()
     env = init_distributed(args.device)
-    model, step, path = _load_model(workdir, args.checkpoint, not args.no_ema, str(env.device))
+    model, step, path = load_run_model(workdir, args.checkpoint, not args.no_ema, str(env.device))
     if auto:
         shape_one = (2,) if cfg.model["name"] == "toy_mlp" else (cfg.data.num_channels, cfg.data.image_size,
                                                                   cfg.data.image_size)
@@ -149,21 +210,10 @@ def _summary(record: dict) -> str:
 
 def cmd_fid_stats(args: argparse.Namespace) -> int:
     """``scoresde fid-stats``: Inception statistics of every image of a split, saved with their content hash."""
-    from tqdm.auto import tqdm
-
-    from .. import __version__
-    from ..metrics import StatsAccumulator, save_reference_stats
-    from ..metrics.inception import load_inception
-
     if args.workdir is not None:
-        from ..training.data import build_dataset
-        from .commands import _saved_config
-
-        cfg = _saved_config(Path(args.workdir))
+        cfg = saved_config(Path(args.workdir))
         dataset, name = build_dataset(cfg.data, args.split, cfg.seed), cfg.data.dataset
     else:
-        from ..data import load_dataset
-
         dataset = load_dataset(args.dataset, split=args.split, root=args.root, resolution=args.resolution)
         name = args.dataset
     if not str(args.out).endswith(".npz"):
@@ -172,7 +222,7 @@ def cmd_fid_stats(args: argparse.Namespace) -> int:
     if num < 2 or dataset[0][0].dtype != torch.uint8:
         raise ValueError(f"fid-stats needs at least 2 uint8 images; {name} {args.split} has {num} "
                          f"of dtype {dataset[0][0].dtype}")
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(args.device)
     extractor = load_inception(args.inception_weights, device)
     acc, feats = StatsAccumulator(), []
     for start in tqdm(range(0, num, args.batch_size), disable=args.quiet, desc="Inception features"):

@@ -6,6 +6,6 @@ Configs are :mod:`scoresde.config`'s (:func:`scoresde.config.load_config`); the 
 
 from .ema import EMA
 from .state import find_resumable
-from .trainer import CompileError, NonFiniteLossError, Trainer, save_samples_png
+from .trainer import CompileError, NonFiniteLossError, Trainer
 
-__all__ = ["EMA", "CompileError", "NonFiniteLossError", "Trainer", "find_resumable", "save_samples_png"]
+__all__ = ["EMA", "CompileError", "NonFiniteLossError", "Trainer", "find_resumable"]

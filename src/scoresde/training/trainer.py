@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from ..checkpoint.run import checkpoint_dir, list_checkpoints, save_training_checkpoint
 from ..config import Config, ConfigError, config_from_dict
 from ..data import inverse_data_scaler, preprocess
+from ..data.image_grid import save_image_grid
 from ..models import ScoreModel
 from ..models.phase_space import MODEL_DEFAULTS as PHASE_SPACE_MODEL_DEFAULTS
 from ..nets import NULL_LABEL
@@ -325,7 +326,10 @@ class Trainer:
         x = self.snapshot_samples().cpu()
         self.last_snapshot = (self.step, x)
         path = self.workdir / "samples" / f"step_{self.step}.png"
-        save_samples_png(x, path)
+        if x.dim() == 2:
+            scatter_panels([(path.stem, x)], path)
+        else:
+            save_image_grid(x, path)
         return path
 
     def save_checkpoint(self, numbered: bool) -> None:
@@ -473,19 +477,3 @@ def check_workdir_config(workdir: str | Path, cfg: Config) -> None:
             raise ConfigError(f"{workdir} holds a run with another config ({shown}); use a new --workdir, or "
                               "resume with the saved config")
 
-
-def save_samples_png(x: Tensor, path: str | Path, min_size: int = 64) -> Path:
-    """Save samples as a PNG: a square-ish grid of images ``(B, C, H, W)`` in ``[0, 1]`` (images narrower than
-    ``min_size`` pixels enlarged by an integer nearest-neighbour factor), or a 2-D scatter plot."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if x.dim() == 2:
-
-        return scatter_panels([(path.stem, x)], path)
-    from torchvision.utils import save_image
-
-    scale = max(1, math.ceil(min_size / x.shape[-1]))  # small images are enlarged (nearest) to be seen
-    if scale > 1:
-        x = torch.nn.functional.interpolate(x, scale_factor=scale, mode="nearest")
-    save_image(x, str(path), nrow=max(1, math.ceil(math.sqrt(x.shape[0]))), padding=scale)
-    return path
