@@ -12,7 +12,6 @@ import torch
 
 from scoresde.config import (
     PRESETS,
-    SDE_TABLE,
     Config,
     build_network,
     build_score_model,
@@ -26,7 +25,7 @@ from scoresde.config import (
 from scoresde.config import schema as schema_module
 from scoresde.losses import fp_core as fp_module
 from scoresde.models import PhaseSpaceScoreModel, ScoreModel
-from scoresde.sdes import PSLD, VPSDE
+from scoresde.sdes import CONFIG_SDES, PSLD, VPSDE
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "scoresde"
 
@@ -40,7 +39,7 @@ def test_every_preset_resolves_through_the_one_resolver() -> None:
         values = resolve_config(name)
         assert values == get_preset(name) == PRESETS[name](), name
         cfg = load_config(name)  # every preset validates as a typed Config
-        assert isinstance(cfg, Config) and cfg.training.sde in SDE_TABLE, name
+        assert isinstance(cfg, Config) and cfg.training.sde in CONFIG_SDES, name
         assert resolve_config(cfg) == cfg.to_dict() and load_config(cfg) == cfg, name
     # an original preset may be named by its file; a fresh copy every time
     assert resolve_config("configs/vp/ddpm/cifar10.py") == get_preset("vp/ddpm/cifar10")
@@ -87,8 +86,8 @@ def test_factory_takes_every_kind_of_source(tmp_path: Path) -> None:
 
 
 def test_choices_come_from_their_owners() -> None:
-    assert schema_module.SDES == tuple(SDE_TABLE) == ("vesde", "vpsde", "subvpsde", "psld", "cld",
-                                                          "discrete_vpsde")
+    assert schema_module.SDES == tuple(CONFIG_SDES) == ("vesde", "vpsde", "subvpsde", "psld", "cld",
+                                                            "discrete_vpsde")
     assert schema_module.FP_MODES is fp_module.MODES and schema_module.FP_WEIGHTINGS is fp_module.WEIGHTINGS
     values = get_preset("toy/two_moons")
     values["training"]["sde"] = "edm"

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 import scoresde
-from scoresde.models import ScoreModel, original_conventions
+from scoresde.models import ScoreModel
 from scoresde.sdes import VESDE, VPSDE, SubVPSDE
 
 
@@ -70,11 +70,11 @@ def test_converters_match_closed_forms(sde_name: str, output_type: str) -> None:
 
 
 def test_original_conventions() -> None:
-    assert original_conventions(VESDE(), True) == ("sigma", "score")
-    assert original_conventions(VESDE(), False) == ("sigma_index", "score")
-    assert original_conventions(VPSDE(), True) == ("time", "eps")
-    assert original_conventions(VPSDE(), False) == ("timestep", "eps")
-    assert original_conventions(SubVPSDE(), False) == ("time", "eps")  # the original ignores `continuous`
+    assert VESDE().original_conventions(True) == ("sigma", "score")
+    assert VESDE().original_conventions(False) == ("sigma_index", "score")
+    assert VPSDE().original_conventions(True) == ("time", "eps")
+    assert VPSDE().original_conventions(False) == ("timestep", "eps")
+    assert SubVPSDE().original_conventions(False) == ("time", "eps")  # the original ignores `continuous`
 
 
 def test_labels_follow_the_original_formulas() -> None:

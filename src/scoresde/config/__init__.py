@@ -14,8 +14,6 @@ This package sits below ``training``, ``checkpoint``, ``evaluation`` and ``cli``
 
 from .factory import (
     NETWORKS,
-    PHASE_SPACE_SDES,
-    SDE_TABLE,
     build_network,
     build_score_model,
     build_sde,
@@ -39,9 +37,7 @@ from .schema import (
 
 __all__ = [
     "NETWORKS",
-    "PHASE_SPACE_SDES",
     "PRESETS",
-    "SDE_TABLE",
     "Config",
     "ConfigError",
     "ConfigLike",

@@ -1,8 +1,9 @@
 """The one config -> model factory: a network, an SDE and a score model from a config.
 
 This is the one place that maps config entries to constructor arguments (``run_lib``/``models.utils`` of the
-original): ``model.name`` picks the network (:data:`NETWORKS`), ``training.sde`` the SDE (:data:`SDE_TABLE`, e.g.
-``VESDE(sigma_min, sigma_max, N=num_scales)``, ``VPSDE``/``SubVPSDE(beta_min, beta_max, N=num_scales)``),
+original): ``model.name`` picks the network (:data:`NETWORKS`), ``training.sde`` the SDE
+(:data:`scoresde.sdes.CONFIG_SDES` and the class's :meth:`~scoresde.sdes.SDE.from_model_config`, e.g.
+``VESDE(sigma_min, sigma_max, N=num_scales)``),
 ``training.continuous`` the label convention. Every builder takes anything :func:`~scoresde.config.resolve_config`
 does: a dict, a typed :class:`~scoresde.config.Config`, a ``.json``/original ``.py`` file or a preset name.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 from torch import nn
@@ -22,13 +23,12 @@ from ..nets import DDPM, NCSNpp, ncsn_from_config
 from ..nets.layers import check_flag
 from ..nets.ncsn import NCSNV2_VARIANTS
 from ..nets.toy import ToyMLP
-from ..sdes import CLD, PSLD, VESDE, VPSDE, DiscreteVPSDE, SubVPSDE
+from ..sdes import CONFIG_SDES
 from ..sdes.base import SDE
 from .resolve import ConfigLike, resolve_config
 
-__all__ = ["CLASS_MODEL_KEYS", "CONDITIONAL_NETWORK_NAMES", "NETWORKS", "NETWORK_DATA_KEYS", "PHASE_SPACE_SDES",
-           "RUNTIME_MODEL_KEYS", "SDE_TABLE", "SDESpec", "build_network", "build_score_model", "build_sde",
-           "default_dtype"]
+__all__ = ["CLASS_MODEL_KEYS", "CONDITIONAL_NETWORK_NAMES", "NETWORKS", "NETWORK_DATA_KEYS", "RUNTIME_MODEL_KEYS",
+           "build_network", "build_score_model", "build_sde", "default_dtype"]
 
 #: ``model.name`` -> builder ``(model_section, data_section) -> nn.Module``.
 NETWORKS: dict[str, Any] = {
@@ -39,33 +39,6 @@ NETWORKS: dict[str, Any] = {
     "toy_mlp": ToyMLP.from_config,
 }
 
-
-class SDESpec(NamedTuple):
-    """How ``training.sde`` becomes an SDE: ``cls(**{k: float(model[k]) for k in required}, N=num_scales,
-    **{k: model[k] for k in optional if k in model})``; ``phase_space``: the state is ``[x, m]``."""
-
-    cls: type[SDE]
-    required: tuple[str, ...]
-    optional: tuple[str, ...] = ()
-    phase_space: bool = False
-
-
-#: ``training.sde`` -> its :class:`SDESpec`: the one table of SDE names (the config schema's choices come from it)
-SDE_TABLE: dict[str, SDESpec] = {
-    "vesde": SDESpec(VESDE, ("sigma_min", "sigma_max")),
-    "vpsde": SDESpec(VPSDE, ("beta_min", "beta_max")),
-    "subvpsde": SDESpec(SubVPSDE, ("beta_min", "beta_max")),
-    "psld": SDESpec(PSLD, ("beta_min", "beta_max"), ("nu", "gamma", "kappa", "decomp_mode", "score_matching"),
-                    phase_space=True),
-    "cld": SDESpec(CLD, ("beta_min", "beta_max"), ("m_inv", "kappa", "gamma", "friction", "decomp_mode",
-                                                   "score_matching"),
-                   phase_space=True),
-    # the DDPM table's own schedule (diffusers DDPM folders read in discrete time: scoresde.load_diffusers)
-    "discrete_vpsde": SDESpec(DiscreteVPSDE, ("beta_min", "beta_max")),
-}
-
-#: phase-space SDEs and the ``model`` keys that parameterise them (besides beta_min, beta_max, num_scales)
-PHASE_SPACE_SDES = {name: spec.optional for name, spec in SDE_TABLE.items() if spec.phase_space}
 
 #: the ``model.name`` values whose networks take ``model.num_classes`` / ``model.null_label`` (class conditioning)
 CONDITIONAL_NETWORK_NAMES = ("ncsnpp", "ddpm", "toy_mlp")
@@ -109,11 +82,11 @@ def _network(config: Mapping[str, Any]) -> nn.Module:
     if name not in CONDITIONAL_NETWORK_NAMES and any(key in model for key in CLASS_MODEL_KEYS):
         raise ValueError(f"model.name {name!r} has no class conditioning (model.num_classes / model.null_label); the "
                          f"class-conditional networks are {', '.join(CONDITIONAL_NETWORK_NAMES)}")
-    sde = str(config.get("training", {}).get("sde", "")).lower()
-    if sde in PHASE_SPACE_SDES and name == "ncsnpp":
+    sde_cls = CONFIG_SDES.get(str(config.get("training", {}).get("sde", "")).lower())
+    if sde_cls is not None and sde_cls.phase_space and name == "ncsnpp":
         # phase space: the network sees [x, m] (2C channels) and predicts the noise of both blocks (2C) or of
         # the momentum only (C, ``model.blocks = 'momentum'``); the SDE keys of `model` are not network options
-        model = {k: v for k, v in model.items() if k not in PHASE_SPACE_SDES[sde] and k not in PHASE_SPACE_MODEL_KEYS}
+        model = {k: v for k, v in model.items() if k not in sde_cls.config_options and k not in PHASE_SPACE_MODEL_KEYS}
         c = int(data.get("num_channels", 3))
         out = c if _section(config, "model").get("blocks", "all") == "momentum" else 2 * c
         return NCSNpp.from_config(model, data, in_channels=2 * c, out_channels=out)
@@ -127,21 +100,18 @@ def _sde_name(config: Mapping[str, Any]) -> str:
     # configs/ve/ncsn/celeba.py sets training.loss = 'vesde' instead of training.sde (an original typo).
     if _section(config, "model").get("name") in _NCSN_NAMES:
         return "vesde"
-    raise ValueError(f"config has no training.sde ({', '.join(repr(n) for n in SDE_TABLE)})")
+    raise ValueError(f"config has no training.sde ({', '.join(repr(n) for n in CONFIG_SDES)})")
 
 
 def build_sde(config: ConfigLike) -> SDE:
-    """The SDE of ``training.sde`` (:data:`SDE_TABLE`) with the ``model`` section's parameters and
-    ``N = model.num_scales``."""
+    """The SDE of ``training.sde`` (:data:`scoresde.sdes.CONFIG_SDES`) with the ``model`` section's parameters and
+    ``N = model.num_scales`` (:meth:`~scoresde.sdes.SDE.from_model_config`)."""
     config = resolve_config(config)
     model = _section(config, "model")
     name = _sde_name(config)
-    if name not in SDE_TABLE:
-        raise ValueError(f"unknown training.sde {name!r}; allowed: {', '.join(repr(n) for n in SDE_TABLE)}")
-    spec = SDE_TABLE[name]
-    kwargs = {k: float(model[k]) for k in spec.required}
-    kwargs.update({k: model[k] for k in spec.optional if k in model})
-    return spec.cls(N=int(model["num_scales"]), **kwargs)
+    if name not in CONFIG_SDES:
+        raise ValueError(f"unknown training.sde {name!r}; allowed: {', '.join(repr(n) for n in CONFIG_SDES)}")
+    return CONFIG_SDES[name].from_model_config(model)
 
 
 @contextlib.contextmanager
@@ -196,7 +166,7 @@ def build_score_model(config: ConfigLike, *, dtype: torch.dtype | None = None
     continuous = continuous and model_section.get("name") not in _NCSN_NAMES
     if dtype is not None:
         net = net.to(dtype)  # (keeps the memory format)
-    if SDE_TABLE[_sde_name(config)].phase_space:  # noise prediction of the full state, raw t (PSLD's convention)
+    if sde.has_auxiliary:  # noise prediction of the full state, raw t (PSLD's convention)
         var = model_section.get("mixed_data_var")
         return PhaseSpaceScoreModel(net, sde, blocks=str(model_section.get("blocks", "all")),
                                     mixed_score=bool(model_section.get("mixed_score", False)),

@@ -10,7 +10,7 @@ dict: its keys depend on the architecture and are validated by the network build
 * :func:`apply_overrides` applies ``--set section.key=value`` strings (values parsed by the field's type).
 * :func:`load_config` resolves any config source (:func:`scoresde.config.resolve_config`) and validates it.
 
-Choices are those of their owners: ``training.sde`` the factory's :data:`~scoresde.config.factory.SDE_TABLE`,
+Choices are those of their owners: ``training.sde`` the SDE classes' :data:`scoresde.sdes.CONFIG_SDES`,
 ``training.fp_mode``/``fp_weighting`` :data:`scoresde.losses.fp_core.MODES`/``WEIGHTINGS``.
 """
 
@@ -30,7 +30,8 @@ from ..losses.fp_core import WEIGHTINGS as FP_WEIGHTINGS
 from ..numerics.checks import check_choice
 from ..numerics.grids import GRIDS
 from ..sampling.registry import SAMPLERS
-from .factory import CLASS_MODEL_KEYS, RUNTIME_MODEL_KEYS, SDE_TABLE
+from ..sdes import CONFIG_SDES
+from .factory import CLASS_MODEL_KEYS, RUNTIME_MODEL_KEYS
 from .resolve import ConfigLike, resolve_config
 
 __all__ = ["AMP_MODES", "FP_MODES", "FP_WEIGHTINGS", "IGNORED_KEYS", "NONFINITE_POLICIES", "SAMPLING_METHODS",
@@ -45,7 +46,7 @@ IGNORED_KEYS = frozenset({
     "data.tfrecords_path",    # TFRecord location of the TF pipeline
 })
 
-SDES = tuple(SDE_TABLE)
+SDES = tuple(CONFIG_SDES)
 AMP_MODES = ("none", "bf16", "fp16")
 NONFINITE_POLICIES = ("stop", "skip")
 SAMPLING_METHODS = tuple(SAMPLERS)  # the registry's names (scoresde.sampling.registry)

@@ -19,9 +19,8 @@ from .score_model import (
     LabelType,
     OutputType,
     ScoreModel,
-    original_conventions,
 )
 
 __all__ = ["LABEL_TYPES", "OUTPUT_TYPES", "PREDICTIONS", "ClassifierModel", "CountingModel", "DiffusionModel",
            "LabelType", "OutputType", "PhaseSpaceScoreModel", "ScoreFunctionModel", "ScoreModel", "as_model",
-           "check_cond", "original_conventions", "slice_cond"]
+           "check_cond", "slice_cond"]

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from ..numerics.checks import check_class_labels
 from ..sdes.base import SDE
 from ..sdes.scalar import ScalarSDE
-from .score_model import LABEL_TYPES, noise_labels, original_conventions
+from .score_model import LABEL_TYPES, noise_labels
 
 __all__ = ["CLASSIFIER_LABEL_TYPES", "ClassifierModel"]
 
@@ -58,7 +58,7 @@ class ClassifierModel(nn.Module):
             raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
         scalar = isinstance(sde, ScalarSDE)
         if label_type is None:
-            label_type = original_conventions(sde, continuous)[0] if scalar else "t"
+            label_type = sde.original_conventions(continuous)[0] if scalar else "t"
         if label_type not in CLASSIFIER_LABEL_TYPES:
             raise ValueError(f"unknown label_type {label_type!r}; allowed: {', '.join(CLASSIFIER_LABEL_TYPES)}")
         if label_type != "t" and not scalar:

@@ -39,32 +39,16 @@ import torch
 from torch import Tensor, nn
 
 from ..sdes.base import batch_broadcast
-from ..sdes.scalar import VESDE, VPSDE, ScalarSDE, SubVPSDE
+from ..sdes.scalar import ScalarSDE
 from .adapter import DiffusionModel
 
 __all__ = ["LABEL_TYPES", "OUTPUT_TYPES", "PRECISIONS", "LabelType", "OutputType", "ScoreModel", "autocast_dtype",
-           "native_low_precision", "noise_labels", "original_conventions"]
+           "native_low_precision", "noise_labels"]
 
 OutputType = Literal["score", "eps", "x0", "v"]
 LabelType = Literal["sigma", "time", "timestep", "sigma_index"]
 OUTPUT_TYPES: tuple[str, ...] = ("score", "eps", "x0", "v")
 LABEL_TYPES: tuple[str, ...] = ("sigma", "time", "timestep", "sigma_index")
-
-
-def original_conventions(sde: ScalarSDE, continuous: bool) -> tuple[LabelType, OutputType]:
-    """``(label_type, output_type)`` that the original ``get_score_fn`` uses for ``sde`` (README §4).
-
-    VE: ``('sigma', 'score')`` continuous, ``('sigma_index', 'score')`` discrete. VP: ``('time', 'eps')``
-    continuous, ``('timestep', 'eps')`` discrete. Sub-VP: always ``('time', 'eps')`` (the original ignores
-    ``continuous`` there). This is the only place that looks at the SDE's family.
-    """
-    if isinstance(sde, VESDE):
-        return ("sigma" if continuous else "sigma_index"), "score"
-    if isinstance(sde, SubVPSDE):
-        return "time", "eps"
-    if isinstance(sde, VPSDE):
-        return ("time" if continuous else "timestep"), "eps"
-    raise ValueError(f"no original Score SDE convention for {type(sde).__name__}; pass label_type and output_type")
 
 
 def noise_labels(sde: ScalarSDE, label_type: str, t: Tensor) -> Tensor:
@@ -135,7 +119,8 @@ class ScoreModel(nn.Module, DiffusionModel):
         sde: the forward SDE (``VESDE``, ``VPSDE``, ``SubVPSDE`` or any :class:`ScalarSDE`).
         continuous: whether the model was trained in continuous time (``training.continuous``); selects the
             default labels and whether ``sigma_t``/``alpha_t`` come from the SDE or its discrete tables.
-        label_type: what the network is fed, see the module docstring; default: the original convention.
+        label_type: what the network is fed, see the module docstring; default: the original convention
+            (:meth:`sde.original_conventions(continuous) <scoresde.sdes.SDE.original_conventions>`).
         output_type: what the network predicts (``'score'``, ``'eps'``, ``'x0'``, ``'v'``); default: the original one.
         precision: the network's arithmetic (:data:`PRECISIONS`, :func:`autocast_dtype`): ``'fp32'`` (default), or
             ``'bf16'``/``'fp16'``/``'auto'`` autocast around the network call only; the conversions to score / eps /
@@ -155,7 +140,7 @@ class ScoreModel(nn.Module, DiffusionModel):
         self.continuous = bool(continuous)
         default_labels, default_output = (None, None)
         if label_type is None or output_type is None:
-            default_labels, default_output = original_conventions(sde, self.continuous)
+            default_labels, default_output = sde.original_conventions(self.continuous)
         self.label_type: LabelType = _check_choice("label_type", label_type or default_labels, LABEL_TYPES)
         self.output_type: OutputType = _check_choice("output_type", output_type or default_output, OUTPUT_TYPES)
         if self.label_type == "sigma_index" and not hasattr(sde, "discrete_sigmas"):

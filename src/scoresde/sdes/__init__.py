@@ -4,8 +4,14 @@ from .base import SDE, ReverseSDE, ScoreFn, batch_broadcast, randn_like, same_sd
 from .phase_space import CLD, PSLD, RecipeSDE
 from .scalar import VESDE, VPSDE, DiscreteVPSDE, ScalarSDE, SubVPSDE
 
+#: ``training.sde`` name -> SDE class (each class's :attr:`~SDE.config_name`): the one table of SDE names; the config
+#: factory builds them with :meth:`SDE.from_model_config`, the config schema takes its choices from it
+CONFIG_SDES: dict[str, type[SDE]] = {cls.config_name: cls for cls in (VESDE, VPSDE, SubVPSDE, PSLD, CLD, DiscreteVPSDE)
+                                     if cls.config_name is not None}
+
 __all__ = [
     "CLD",
+    "CONFIG_SDES",
     "PSLD",
     "SDE",
     "VESDE",

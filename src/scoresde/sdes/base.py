@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import abc
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -95,6 +96,55 @@ class SDE(abc.ABC):
     def _build_discrete_tables(self) -> None:
         """(Re)build the tables that depend on ``N``; none by default."""
         return None
+
+    # ----------------------------------------------------------------------------------------------
+    # The run config: ``training.sde`` names the class, the ``model`` section holds its parameters. A new SDE sets
+    # the class attributes below (and overrides the methods where its attributes differ from the keys); the config
+    # factory, the schema's choices and the checkpoint translators read them.
+    # ----------------------------------------------------------------------------------------------
+    #: the ``training.sde`` name of the class (``None``: a run config cannot name it)
+    config_name: ClassVar[str | None] = None
+    #: ``model`` keys read as floats into the constructor keywords of the same names (``num_scales`` gives ``N``)
+    config_keys: ClassVar[tuple[str, ...]] = ()
+    #: optional ``model`` keys, passed to the constructor as given when present
+    config_options: ClassVar[tuple[str, ...]] = ()
+    #: whether every instance's state is ``[x, m]`` (the class-level :attr:`has_auxiliary`, for code that holds
+    #: only the ``training.sde`` name: a phase-space network sees and predicts both blocks)
+    phase_space: ClassVar[bool] = False
+
+    def model_config(self) -> dict[str, Any]:
+        """The ``model`` config entries that rebuild this SDE with :meth:`from_model_config`: :attr:`config_keys`
+        and :attr:`config_options` read from the attributes of the same names, and ``num_scales = N``.
+
+        ``ValueError`` naming the problem when a run config cannot hold the SDE (no :attr:`config_name`, ``T !=
+        1``; scalar SDEs: a nonzero or tensor ``prior_mean``).
+        """
+        name = type(self).__name__
+        if self.config_name is None:
+            raise ValueError(f"{name} has no training.sde name: a run config cannot hold it")
+        if self.T != 1.0:
+            raise ValueError(f"{name} has T={self.T}: a run config has no place for T other than 1")
+        out = {key: getattr(self, key) for key in (*self.config_keys, *self.config_options)}
+        out["num_scales"] = self.N
+        return out
+
+    @classmethod
+    def from_model_config(cls, model: Mapping[str, Any]) -> SDE:
+        """The SDE of a run config's ``model`` section (the inverse of :meth:`model_config`):
+        ``cls(N=int(model["num_scales"]), **{k: float(model[k]) for k in config_keys}, **{k: model[k] for k in
+        config_options if k in model})``; ``KeyError`` naming a missing key."""
+        if cls.config_name is None:
+            raise ValueError(f"{cls.__name__} has no training.sde name: it cannot be built from a run config")
+        kwargs = {key: float(model[key]) for key in cls.config_keys}
+        kwargs.update({key: model[key] for key in cls.config_options if key in model})
+        return cls(N=int(model["num_scales"]), **kwargs)
+
+    def original_conventions(self, continuous: bool) -> tuple[str, str]:
+        """``(label_type, output_type)`` that the original Score SDE ``get_score_fn`` uses for this SDE (what a
+        :class:`~scoresde.models.ScoreModel` feeds its network and how it reads the output); ``ValueError`` for
+        SDEs that the original code has no convention for."""
+        raise ValueError(f"no original Score SDE convention for {type(self).__name__}; pass label_type and "
+                         "output_type")
 
     # ----------------------------------------------------------------------------------------------
     # Auxiliary variables (phase-space SDEs carry a momentum next to the data). The defaults are those of an

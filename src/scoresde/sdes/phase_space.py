@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -168,6 +169,16 @@ class RecipeSDE(SDE):
         self._stationary_chol = torch.linalg.cholesky(S)
 
     # -- schedule -----------------------------------------------------------------------------------
+    @property
+    def beta_min(self) -> float:
+        """``beta(0)``."""
+        return self.beta_0
+
+    @property
+    def beta_max(self) -> float:
+        """``beta(1)``."""
+        return self.beta_1
+
     def beta(self, t: Tensor) -> Tensor:
         """``beta(t) = beta_min + t (beta_max - beta_min)``."""
         return self.beta_0 + t * (self.beta_1 - self.beta_0)
@@ -613,6 +624,11 @@ class PSLD(RecipeSDE):
         decomp_mode, score_matching, N, T: see :class:`RecipeSDE`.
     """
 
+    config_name = "psld"
+    config_keys = ("beta_min", "beta_max")
+    config_options = ("nu", "gamma", "kappa", "decomp_mode", "score_matching")
+    phase_space = True
+
     def __init__(
         self,
         beta_min: float = 8.0,
@@ -661,6 +677,12 @@ class CLD(RecipeSDE):
     does not have.
     """
 
+    config_name = "cld"
+    config_keys = ("beta_min", "beta_max")
+    #: ``gamma``: the deprecated name of ``kappa``, read from old configs (never written by :meth:`model_config`)
+    config_options = ("m_inv", "kappa", "gamma", "friction", "decomp_mode", "score_matching")
+    phase_space = True
+
     def __init__(
         self,
         m_inv: float = 4.0,
@@ -690,6 +712,12 @@ class CLD(RecipeSDE):
         self.m_inv, self.kappa, self.friction, self.gamma = float(m_inv), float(kappa), friction, 0.0
         super().__init__(**_langevin_recipe(0.0, friction, 1.0, M, kappa), beta_min=beta_min, beta_max=beta_max,
                          score_matching=score_matching, decomp_mode=decomp_mode, N=N, T=T)
+
+    def model_config(self) -> dict[str, Any]:
+        """:meth:`SDE.model_config` without ``gamma`` (``CLD(gamma=...)`` would set ``kappa``)."""
+        out = super().model_config()
+        del out["gamma"]
+        return out
 
     @property
     def M(self) -> float:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import abc
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -48,6 +49,14 @@ class ScalarSDE(SDE):
         elif not (isinstance(prior_mean, (int, float)) and math.isfinite(prior_mean)):
             raise ValueError(f"prior_mean must be a finite float or a tensor, got {prior_mean!r}")
         self.prior_mean = prior_mean
+
+    def model_config(self) -> dict[str, Any]:
+        """:meth:`SDE.model_config`; ``ValueError`` also for a nonzero or tensor ``prior_mean`` (no config key)."""
+        if isinstance(self.prior_mean, Tensor) or self.prior_mean != 0.0:
+            mean = "a tensor" if isinstance(self.prior_mean, Tensor) else self.prior_mean
+            raise ValueError(f"{type(self).__name__} has prior_mean={mean}: a run config has no place for a prior "
+                             "mean other than 0")
+        return super().model_config()
 
     # -- the noise schedule ------------------------------------------------------------------------
     @abc.abstractmethod
@@ -176,6 +185,9 @@ class VESDE(ScalarSDE):
         prior_mean: see :class:`ScalarSDE`.
     """
 
+    config_name = "vesde"
+    config_keys = ("sigma_min", "sigma_max")
+
     def __init__(
         self,
         sigma_min: float = 0.01,
@@ -194,6 +206,10 @@ class VESDE(ScalarSDE):
     def _build_discrete_tables(self) -> None:
         """The SMLD noise levels ``discrete_sigmas`` (geometric, ``N`` of them, ascending)."""
         self.discrete_sigmas = torch.exp(torch.linspace(math.log(self.sigma_min), math.log(self.sigma_max), self.N))
+
+    def original_conventions(self, continuous: bool) -> tuple[str, str]:
+        """``('sigma', 'score')`` continuous, ``('sigma_index', 'score')`` discrete (SMLD's noise index)."""
+        return ("sigma" if continuous else "sigma_index"), "score"
 
     @property
     def prior_std(self) -> float:
@@ -329,6 +345,9 @@ class VPSDE(_BetaLinearSDE):
         prior_mean: see :class:`ScalarSDE`.
     """
 
+    config_name = "vpsde"
+    config_keys = ("beta_min", "beta_max")
+
     def __init__(
         self,
         beta_min: float = 0.1,
@@ -338,6 +357,10 @@ class VPSDE(_BetaLinearSDE):
         prior_mean: float | Tensor = 0.0,
     ) -> None:
         super().__init__(beta_min, beta_max, N, T, prior_mean)
+
+    def original_conventions(self, continuous: bool) -> tuple[str, str]:
+        """``('time', 'eps')`` continuous (``999 t``), ``('timestep', 'eps')`` discrete (DDPM's ``t (N - 1)``)."""
+        return ("time" if continuous else "timestep"), "eps"
 
     def sigma(self, t: Tensor) -> Tensor:
         """``sigma(t) = sqrt(1 - exp(-int_0^t beta))`` (eq. 32)."""
@@ -391,6 +414,9 @@ class SubVPSDE(_BetaLinearSDE):
         prior_mean: see :class:`ScalarSDE`.
     """
 
+    config_name = "subvpsde"
+    config_keys = ("beta_min", "beta_max")
+
     def __init__(
         self,
         beta_min: float = 0.1,
@@ -400,6 +426,10 @@ class SubVPSDE(_BetaLinearSDE):
         prior_mean: float | Tensor = 0.0,
     ) -> None:
         super().__init__(beta_min, beta_max, N, T, prior_mean)
+
+    def original_conventions(self, continuous: bool) -> tuple[str, str]:
+        """``('time', 'eps')`` whatever ``continuous`` (the original ignores it for sub-VP)."""
+        return "time", "eps"
 
     def sde(self, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
         """Drift ``-1/2 beta(t) x`` and diffusion ``sqrt(beta(t) (1 - exp(-2 int_0^t beta)))`` (eq. 33)."""
@@ -466,6 +496,8 @@ class DiscreteVPSDE(VPSDE):
     #: the schedule *is* the discrete table (equal at the timesteps, interpolated between): discrete-time models
     #: (:meth:`scoresde.models.ScoreModel.alpha_sigma`) convert their outputs with ``alpha(t)``, ``sigma(t)``
     table_schedule = True
+    #: the DDPM table's own schedule (diffusers DDPM folders read in discrete time: ``scoresde.load_diffusers``)
+    config_name = "discrete_vpsde"
 
     def __init__(
         self,
@@ -481,6 +513,15 @@ class DiscreteVPSDE(VPSDE):
             raise ValueError(f"DiscreteVPSDE needs beta_max / N < 1 (the last DDPM beta), got {beta_max!r} / {N}")
         self.num_train_timesteps = N
         super().__init__(beta_min, beta_max, N, T, prior_mean)
+
+    def model_config(self) -> dict[str, Any]:
+        """:meth:`SDE.model_config` with ``num_scales`` the table's length; ``ValueError`` for a ``with_steps`` copy
+        (``N != num_train_timesteps``: a config rebuilds the table from ``num_scales`` alone)."""
+        if self.N != self.num_train_timesteps:
+            raise ValueError(f"DiscreteVPSDE with N={self.N} steps on a table of num_train_timesteps="
+                             f"{self.num_train_timesteps}: a run config has no place for both (use the SDE it was "
+                             "copied from by with_steps)")
+        return super().model_config()
 
     def _build_discrete_tables(self) -> None:
         """The DDPM tables: the training chain for ``N = num_train_timesteps`` (the schedule's table, built on the
