@@ -43,4 +43,4 @@ def test_train_classifier_cli_errors(tmp_path, capsys):
     assert "unlabelled" in capsys.readouterr().err
     assert main(["train-classifier", "--config", "digits/vp_ddpmpp", "--workdir", str(tmp_path / "x"), "--quiet",
                  "--set", "classifier.stepz=3"]) == 2
-    assert "unknown classifier config keys" in capsys.readouterr().err
+    assert "unknown config key classifier.stepz" in capsys.readouterr().err

@@ -4,21 +4,35 @@ a run config's labelled data perturbed by its SDE (the pieces are :mod:`scoresde
 * :func:`add_classifier_commands` registers the sub-command, :func:`cmd_train_classifier` runs it;
 * :func:`train_classifier` is the run itself (also called from Python): settings from the run config and
   ``--set classifier.KEY=VALUE``, resume from the output folder, train, then the held-out accuracy per bin of ``t``.
-
-``scoresde --help`` imports this module: torch and the training code are imported inside the functions that need them.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:  # types only (start-up time: these import torch)
-    from ..config import Config
-    from ..training.classifier import ClassifierConfig
+import torch
+
+from ..config import Config, build_sde, load_config
+from ..data import preprocess
+from ..training.classifier import (
+    RUN_CHECKPOINT,
+    RUN_SETTINGS,
+    ClassifierConfig,
+    ClassifierTrainer,
+    accuracy_by_time,
+    apply_classifier_overrides,
+    build_classifier,
+    format_accuracy_table,
+    labelled_tensors,
+    save_classifier,
+    sde_config,
+)
+from ..training.data import build_dataset
+from .common import add_common, positive_int
 
 #: in the output folder: the accuracy table and the training losses (the settings and checkpoint names are
 #: :data:`scoresde.training.classifier.RUN_SETTINGS` / ``RUN_CHECKPOINT``)
@@ -28,10 +42,8 @@ _RESUMABLE = frozenset({"steps", "log_freq", "checkpoint_freq", "eval_bins", "ev
                         "eval_batch_size"})
 
 
-def add_classifier_commands(sub, positive_int: Callable[[str], int],
-                            add_common: Callable[[argparse.ArgumentParser], None]) -> None:
-    """Register ``train-classifier`` on the sub-parsers ``sub`` of ``scoresde`` (``--device``, ``--quiet`` and
-    ``--threads`` come from ``add_common``)."""
+def add_classifier_commands(sub: argparse._SubParsersAction) -> None:
+    """Register ``train-classifier`` on the sub-parsers ``sub`` of ``scoresde``."""
     p = sub.add_parser(
         "train-classifier", help="train a noise-conditional classifier p_t(y | x_t) for classifier guidance",
         description="Train a time-conditional classifier on the labelled data of --config, perturbed by its SDE "
@@ -54,8 +66,6 @@ def add_classifier_commands(sub, positive_int: Callable[[str], int],
 
 def cmd_train_classifier(args: argparse.Namespace) -> int:
     """``scoresde train-classifier``: train (or resume), then print the accuracy-by-noise-level table."""
-    from ..training.classifier import format_accuracy_table  # start-up time: torch only when the command runs
-
     result = train_classifier(args.config, Path(args.workdir), overrides=args.set, max_steps=args.max_steps,
                               device=args.device, progress=not args.quiet)
     print(f"stopped at step {result['step']}: train loss {result['loss']:.4g}; checkpoint in "
@@ -67,10 +77,6 @@ def cmd_train_classifier(args: argparse.Namespace) -> int:
 def _settings(config: Any, workdir: Path, overrides: Sequence[str]) -> tuple[Config, ClassifierConfig]:
     """The run config and classifier config of a ``train-classifier`` run: from ``config`` (or the workdir's saved
     settings when ``None``) with ``overrides`` (``classifier.*`` keys to the classifier, others to the run config)."""
-    # start-up time: the config and training packages import torch, needed only when the command runs
-    from ..config import load_config
-    from ..training.classifier import RUN_SETTINGS, ClassifierConfig, apply_classifier_overrides, sde_config
-
     clf_over = [o for o in overrides if o.partition("=")[0].startswith("classifier.")]
     run_over = [o for o in overrides if o not in clf_over]
     saved_path = workdir / RUN_SETTINGS
@@ -110,23 +116,6 @@ def train_classifier(config: Any, workdir: str | Path, *, overrides: Sequence[st
 
     Returns ``{"step", "loss", "accuracy_by_time"}`` (the table's rows).
     """
-    # start-up time: torch and the training code are imported only when the command runs
-    import torch
-
-    from ..config import build_sde
-    from ..data import preprocess
-    from ..training.classifier import (
-        RUN_CHECKPOINT,
-        RUN_SETTINGS,
-        ClassifierTrainer,
-        accuracy_by_time,
-        build_classifier,
-        labelled_tensors,
-        save_classifier,
-        sde_config,
-    )
-    from ..training.data import build_dataset
-
     workdir = Path(workdir)
     run, cfg = _settings(config, workdir, overrides)
     sde = build_sde(run.to_dict())
