@@ -16,6 +16,7 @@ Choices are those of their owners: ``training.sde`` the SDE classes' :data:`scor
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import json
@@ -36,7 +37,7 @@ from .resolve import ConfigLike, resolve_config
 
 __all__ = ["AMP_MODES", "FP_MODES", "FP_WEIGHTINGS", "IGNORED_KEYS", "NONFINITE_POLICIES", "SAMPLING_METHODS",
            "SDES", "SECTIONS", "Config", "ConfigError", "DataConfig", "EvalConfig", "OptimConfig", "SamplingConfig",
-           "TrainingConfig", "apply_overrides", "config_from_dict", "load_config", "validate"]
+           "TrainingConfig", "apply_overrides", "config_from_dict", "load_config", "section_from_dict", "validate"]
 
 # Keys of original configs that the original code never reads (typos and leftovers), accepted and dropped.
 IGNORED_KEYS = frozenset({
@@ -240,13 +241,20 @@ def _check_type(path: str, value: Any, hint: Any) -> Any:
     elif origin is dict or hint is dict:
         if isinstance(value, Mapping):
             return dict(value)
+    elif origin is tuple:  # tuple[X, ...] from a JSON list
+        if isinstance(value, (list, tuple)):
+            with contextlib.suppress(ConfigError):  # a bad item: the error below names the whole key
+                return tuple(_check_type(path, item, typing.get_args(hint)[0]) for item in value)
     else:  # pragma: no cover - every field type is listed above
         raise TypeError(f"unsupported config type {hint} for {path}")
-    name = getattr(hint, "__name__", str(hint))
+    name = str(hint) if origin is tuple else getattr(hint, "__name__", str(hint))
     raise ConfigError(f"config key {path} must be of type {name}, got {value!r} ({type(value).__name__})")
 
 
-def _section_from_dict(name: str, cls: type, values: Mapping[str, Any]) -> Any:
+def section_from_dict(name: str, cls: type, values: Mapping[str, Any]) -> Any:
+    """The dataclass section ``cls`` called ``name`` from plain values, each converted to its field's type; an unknown
+    key is a :class:`ConfigError` listing the closest valid ones. Used for the run config's sections and for other
+    typed option sections (``scoresde train-classifier``'s ``classifier``); range checks are the caller's."""
     if not isinstance(values, Mapping):
         raise ConfigError(f"config section {name!r} must be a mapping, got {type(values).__name__}")
     hints = typing.get_type_hints(cls)
@@ -342,7 +350,7 @@ def config_from_dict(values: Mapping[str, Any]) -> Config:
         if key in IGNORED_KEYS:
             continue
         if key in SECTIONS:
-            kwargs[key] = _section_from_dict(key, SECTIONS[key], value)
+            kwargs[key] = section_from_dict(key, SECTIONS[key], value)
         elif key == "model":
             kwargs[key] = _check_type("model", value, dict)
         elif key == "seed":
@@ -373,32 +381,40 @@ def _parse_value(text: str, hint: Any = None) -> Any:
     return value
 
 
-def apply_overrides(values: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+def apply_overrides(values: Mapping[str, Any], overrides: Sequence[str], *,
+                    sections: Mapping[str, type] | None = None) -> dict[str, Any]:
     """Apply ``section.key=value`` overrides to a nested dict (values parsed by the field's type, :func:`_parse_value`).
 
     Keys must exist already (in the section's schema, or in ``model`` for architecture keys; ``model.num_classes``
     and ``model.null_label`` may always be set); an unknown key is an error listing the closest valid ones.
+    ``sections`` replaces the run config's sections (and its ``model`` and ``seed``) by other dataclass sections, e.g.
+    ``{"classifier": ClassifierConfig}`` for ``scoresde train-classifier``'s ``classifier.KEY=VALUE``.
     """
+    run_config = sections is None
+    sections = SECTIONS if sections is None else sections
     out = json.loads(json.dumps(values))
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like section.key=value")
         path, text = item.split("=", 1)
         parts = path.strip().split(".")
-        if len(parts) == 1 and parts[0] == "seed":
+        if run_config and len(parts) == 1 and parts[0] == "seed":
             out["seed"] = _parse_value(text, int)
             continue
         if len(parts) != 2:
-            raise ConfigError(f"override key {path!r} must be section.key (e.g. training.batch_size) or seed")
+            raise ConfigError(f"override key {path!r} must be section.key (e.g. training.batch_size) or seed"
+                              if run_config else f"override {item!r} must look like "
+                              f"{' or '.join(f'{name}.KEY=VALUE' for name in sections)}")
         section, key = parts
         hints: dict[str, Any] = {}
-        if section == "model":  # the architecture's keys, and the class options every conditional network takes
+        if run_config and section == "model":  # the architecture's keys and the class options of conditional networks
             valid = list(dict.fromkeys([*out.get("model", {}), *CLASS_MODEL_KEYS, *RUNTIME_MODEL_KEYS]))
-        elif section in SECTIONS:
-            valid = [f.name for f in dataclasses.fields(SECTIONS[section])]
-            hints = typing.get_type_hints(SECTIONS[section])
+        elif section in sections:
+            valid = [f.name for f in dataclasses.fields(sections[section])]
+            hints = typing.get_type_hints(sections[section])
         else:
-            raise ConfigError(f"unknown config section {section}{_closest(section, [*SECTIONS, 'model', 'seed'])}")
+            known = [*SECTIONS, "model", "seed"] if run_config else list(sections)
+            raise ConfigError(f"unknown config section {section}{_closest(section, known)}")
         if key not in valid:
             raise ConfigError(f"unknown config key {section}.{key}{_closest(key, valid)}")
         out.setdefault(section, {})[key] = _parse_value(text, hints.get(key))  # parsed by the field's type
