@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import scoresde
-from scoresde.checkpoint.diffusers import timestep_times
+from scoresde.checkpoint.diffusers.translate import timestep_times
 
 from .conftest import ddpm_unet, diffusers, relative
 

@@ -8,13 +8,13 @@ import torch
 
 from ..config import ConfigLike
 from ..models import DiffusionModel
-from .diffusers import is_diffusers_folder, load_diffusers
+from .diffusers.folder import is_diffusers_folder
+from .diffusers.load import load_diffusers
 from .errors import IncompatibleCheckpointError
 from .files import load_weights_only
-from .native import load_checkpoint_directory
 from .original import is_original_checkpoint, score_sde_model
 from .psld import is_lightning_checkpoint, psld_model
-from .run import is_run_folder, list_checkpoints, newest_loadable
+from .run import load_directory
 
 __all__ = ["load_checkpoint"]
 
@@ -68,20 +68,7 @@ def load_checkpoint(
                              "SDE .pth or PSLD .ckpt file")
         if is_diffusers_folder(path):  # a local Hugging Face diffusers pipeline or model folder
             return load_diffusers(path, map_location=map_location, dtype=dtype)
-
-        def load(directory: Path) -> DiffusionModel:
-            return load_checkpoint_directory(directory, use_ema=use_ema, map_location=map_location, dtype=dtype)
-
-        if not is_run_folder(path):
-            return load(path)
-        if not list_checkpoints(path):
-            raise FileNotFoundError(f"run folder {path} has no checkpoints yet (checkpoints/checkpoint_<step>/ or "
-                                    "preempt_<step>/)")
-        model = newest_loadable(path, load)
-        if model is None:
-            raise IncompatibleCheckpointError(f"none of the checkpoints of run folder {path} loads (see the "
-                                              "warnings above)")
-        return model
+        return load_directory(path, use_ema=use_ema, map_location=map_location, dtype=dtype)
     ckpt = load_weights_only(path, map_location)
     if is_lightning_checkpoint(ckpt):
         kind, build = "PSLD Lightning", psld_model

@@ -26,9 +26,12 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
-from .native import save_checkpoint
+from ..models import DiffusionModel
+from .errors import IncompatibleCheckpointError
+from .native import load_checkpoint_directory, save_checkpoint
 
-__all__ = ["checkpoint_dir", "is_run_folder", "list_checkpoints", "newest_loadable", "save_training_checkpoint"]
+__all__ = ["checkpoint_dir", "is_run_folder", "list_checkpoints", "load_directory", "newest_loadable",
+           "save_training_checkpoint"]
 
 _NAME = re.compile(r"(checkpoint|preempt)_(\d+)")
 T = TypeVar("T")
@@ -67,6 +70,39 @@ def newest_loadable(workdir: str | Path, load: Callable[[Path], T]) -> T | None:
         except Exception as err:  # truncated safetensors, torn step metadata, foreign or partial directory
             warnings.warn(f"skipping unusable checkpoint {path}: {type(err).__name__}: {err}", stacklevel=3)
     return None
+
+
+def load_directory(
+    path: str | Path,
+    *,
+    use_ema: bool = True,
+    map_location: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+) -> DiffusionModel:
+    """A run folder (its newest checkpoint that loads) or one scoresde checkpoint directory as a ready model.
+
+    The directory part of :func:`scoresde.load_checkpoint`, which also reads diffusers folders and checkpoint files;
+    arguments and the returned model as there.
+
+    Raises:
+        FileNotFoundError: a run folder without checkpoints.
+        IncompatibleCheckpointError: a run folder none of whose checkpoints loads, or a directory that does not load.
+    """
+    path = Path(path)
+
+    def load(directory: Path) -> DiffusionModel:
+        return load_checkpoint_directory(directory, use_ema=use_ema, map_location=map_location, dtype=dtype)
+
+    if not is_run_folder(path):
+        return load(path)
+    if not list_checkpoints(path):
+        raise FileNotFoundError(f"run folder {path} has no checkpoints yet (checkpoints/checkpoint_<step>/ or "
+                                "preempt_<step>/)")
+    model = newest_loadable(path, load)
+    if model is None:
+        raise IncompatibleCheckpointError(f"none of the checkpoints of run folder {path} loads (see the "
+                                          "warnings above)")
+    return model
 
 
 def save_training_checkpoint(
