@@ -15,7 +15,7 @@ from scoresde.losses import fp_loss, fp_regularizer, sde_loss
 from scoresde.losses.fp_core import WEIGHTINGS, _divergence
 from scoresde.losses.fpe import fpe_residual
 from scoresde.sdes import CLD, PSLD, VESDE, VPSDE, RecipeSDE, SubVPSDE
-from scoresde.sdes.phase_space import apply_blocks
+from scoresde.sdes.linalg import apply_blocks
 from scoresde.toy import GaussianMixture
 from scoresde.toy.phase_space_mixture import PhaseSpaceMixture
 

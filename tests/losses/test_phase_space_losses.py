@@ -14,7 +14,7 @@ import torch
 
 from scoresde.losses import score_from_eps, sde_loss
 from scoresde.sdes import CLD, PSLD
-from scoresde.sdes.phase_space import apply_blocks
+from scoresde.sdes.linalg import apply_blocks
 from tests.sampling.test_phase_space_samplers import _one_thread  # noqa: F401 (autouse: 2x2 batches, one thread)
 
 F64 = torch.float64

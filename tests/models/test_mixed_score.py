@@ -8,7 +8,7 @@ from torch import nn
 
 from scoresde.losses import sde_loss
 from scoresde.models import PhaseSpaceScoreModel
-from scoresde.models.phase_space import reference_score
+from scoresde.models.phase_space_model import reference_score
 from scoresde.sdes import CLD, PSLD
 from scoresde.toy import GaussianMixture
 from scoresde.toy.phase_space_mixture import PhaseSpaceMixture

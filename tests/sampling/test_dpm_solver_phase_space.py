@@ -16,8 +16,8 @@ from scipy.integrate import solve_ivp
 
 from scoresde import sample
 from scoresde.numerics.grids import time_steps
-from scoresde.sdes import CLD, PSLD, VPSDE
-from scoresde.sdes.phase_space import RecipeSDE, apply_blocks
+from scoresde.sdes import CLD, PSLD, VPSDE, RecipeSDE
+from scoresde.sdes.linalg import apply_blocks
 from scoresde.toy import GaussianMixture
 from scoresde.toy.phase_space_mixture import PhaseSpaceMixture
 from tests.metrics.conftest import _one_thread  # noqa: F401 (autouse: batches of 2x2 matrices, one thread)

@@ -15,7 +15,7 @@ from scoresde import sample
 from scoresde.numerics.grids import time_grid
 from scoresde.sampling.sscs import TIME_GRIDS
 from scoresde.sdes import CLD, PSLD, VPSDE
-from scoresde.sdes.phase_space import apply_blocks
+from scoresde.sdes.linalg import apply_blocks
 from scoresde.toy import GaussianMixture
 from scoresde.toy.phase_space_mixture import PhaseSpaceMixture
 from tests.sampling.test_samplers_exact_score import N_SAMPLES, oracle  # noqa: F401 (shared fixture)

@@ -13,7 +13,7 @@ from scipy.stats import multivariate_normal
 from scoresde import log_likelihood
 from scoresde.likelihood import bits_per_dim
 from scoresde.sdes import CLD, PSLD, VPSDE, RecipeSDE
-from scoresde.sdes.phase_space import apply_blocks
+from scoresde.sdes.linalg import apply_blocks
 from scoresde.toy import GaussianMixture
 from scoresde.toy.phase_space_mixture import PhaseSpaceMixture
 from tests.sampling.test_phase_space_samplers import _one_thread  # noqa: F401 (autouse: 2x2 batches, one thread)

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..models import PhaseSpaceScoreModel, ScoreModel
-from ..models.phase_space import MODEL_KEYS as PHASE_SPACE_MODEL_KEYS
+from ..models.phase_space_model import MODEL_KEYS as PHASE_SPACE_MODEL_KEYS
 from ..nets import DDPM, NCSNpp, ncsn_from_config
 from ..nets.layers import check_flag
 from ..nets.ncsn import NCSNV2_VARIANTS

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from ..sdes.base import SDE
-from ..sdes.phase_space import apply_blocks, sym_sqrt
+from ..sdes.linalg import apply_blocks, sym_sqrt
 
 __all__ = ["LinearKernel", "default_grid"]
 

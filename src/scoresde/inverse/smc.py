@@ -36,7 +36,7 @@ from ..numerics.checks import check_count
 from ..numerics.grids import time_steps
 from ..numerics.times import check_eps
 from ..sampling.common import counting
-from ..sdes.phase_space import apply_blocks, sym_sqrt
+from ..sdes.linalg import apply_blocks, sym_sqrt
 from .kernels import LinearKernel, default_grid
 from .observation import Observation
 from .resampling import ess, multinomial

@@ -18,14 +18,14 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from ..models.phase_space import BLOCKS, momentum_score
+from ..models.phase_space_model import BLOCKS, momentum_score
 from ..sdes.base import SDE
 
 
 def score_from_eps(sde: SDE, eps_pred: Tensor, t: Tensor, blocks: str = "all") -> Tensor:
     """The score ``-L_t^-T eps`` of a noise-predicting network, with the kernel factor of ``sde``'s training mode
     (Dockhorn et al. 2022, §3.2; Pandey & Mandt 2023, §3): ``sde.eps_to_score`` for ``blocks="all"``,
-    :func:`scoresde.models.phase_space.momentum_score` for ``"momentum"``. Use it to turn a raw network output into
+    :func:`scoresde.models.phase_space_model.momentum_score` for ``"momentum"``. Use it to turn a raw network output into
     the score outside a model adapter.
 
     Using the covariance of the mode the network was trained with matters: PSLD's code converts every network

@@ -12,7 +12,7 @@ from .adapter import (
     slice_cond,
 )
 from .classifier import ClassifierModel
-from .phase_space import PhaseSpaceScoreModel
+from .phase_space_model import PhaseSpaceScoreModel
 from .score_model import (
     LABEL_TYPES,
     OUTPUT_TYPES,

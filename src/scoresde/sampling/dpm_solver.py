@@ -74,7 +74,7 @@ from tqdm.auto import tqdm
 from ..models.adapter import CountingModel, DiffusionModel
 from ..numerics.times import check_eps
 from ..sdes.base import randn_like
-from ..sdes.phase_space import apply_blocks
+from ..sdes.linalg import apply_blocks
 from .common import Callback, counting, report, require_scalar_schedule, sampler_times
 
 __all__ = ["ALGORITHMS", "LOWER_ORDER_FINAL_BELOW", "METHODS", "sample_dpm_solver"]

@@ -1,7 +1,11 @@
-"""Forward SDEs: the interface (:class:`SDE`), the scalar Score SDE families and their noise schedules."""
+"""Forward SDEs: the interface (:class:`SDE`, ``base.py``), the scalar Score SDE families and their noise schedules
+(``scalar.py``), the linear complete-recipe SDE (``recipe.py``, its solver steps in ``recipe_solvers.py``, its matrix
+helpers in ``linalg.py``) and its instances PSLD (``psld.py``) and CLD (``cld.py``)."""
 
 from .base import SDE, ReverseSDE, ScoreFn, batch_broadcast, randn_like, same_sde
-from .phase_space import CLD, PSLD, RecipeSDE
+from .cld import CLD
+from .psld import PSLD
+from .recipe import RecipeSDE
 from .scalar import VESDE, VPSDE, DiscreteVPSDE, ScalarSDE, SubVPSDE
 
 #: ``training.sde`` name -> SDE class (each class's :attr:`~SDE.config_name`): the one table of SDE names; the config

@@ -18,7 +18,8 @@ import math
 import torch
 from torch import Tensor
 
-from ..sdes.phase_space import RecipeSDE, unique_times
+from ..sdes.linalg import unique_times
+from ..sdes.recipe import RecipeSDE
 from .mixture import GaussianMixture, _conditional_score
 
 

@@ -35,7 +35,7 @@ from ..config import Config, ConfigError, config_from_dict
 from ..data import inverse_data_scaler, preprocess
 from ..data.image_grid import save_image_grid
 from ..models import ScoreModel
-from ..models.phase_space import MODEL_DEFAULTS as PHASE_SPACE_MODEL_DEFAULTS
+from ..models.phase_space_model import MODEL_DEFAULTS as PHASE_SPACE_MODEL_DEFAULTS
 from ..nets import NULL_LABEL
 from ..numerics.times import draw_times
 from ..sampling import sample
@@ -476,4 +476,3 @@ def check_workdir_config(workdir: str | Path, cfg: Config) -> None:
             shown = ", ".join(f"{k}: {saved.get(k)!r} -> {new.get(k)!r}" for k in diff[:8])
             raise ConfigError(f"{workdir} holds a run with another config ({shown}); use a new --workdir, or "
                               "resume with the saved config")
-

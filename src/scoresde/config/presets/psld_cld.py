@@ -130,7 +130,7 @@ def cld_cifar10() -> dict[str, Any]:
 
     The network predicts the noise of the velocity block only (``model.blocks = 'momentum'``, a C-channel output)
     with CLD's mixed score (``mixed_score = true``: ``model.mixed_score``, the Gaussian reference score of the
-    velocity added to ``-L_t^-T eps_theta``, :func:`scoresde.models.phase_space.reference_score` with
+    velocity added to ``-L_t^-T eps_theta``, :func:`scoresde.models.phase_space_model.reference_score` with
     ``mixed_data_var = 0`` as CLD's code). Difference from the paper: the unweighted noise-MSE loss stands in for
     CLD's ``reweightedv2`` weighting. CLD's own checkpoint files (not Lightning files) are not importable here.
     """

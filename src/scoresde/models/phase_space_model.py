@@ -7,7 +7,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..sdes.phase_space import RecipeSDE, _blocks, apply_blocks
+from ..sdes.linalg import apply_blocks, state_blocks
+from ..sdes.recipe import RecipeSDE
 from .adapter import DiffusionModel
 
 #: what a phase-space network predicts: the noise of every block, or of the momentum block only
@@ -39,7 +40,7 @@ def reference_score(sde: RecipeSDE, z: Tensor, t: Tensor, blocks: str, data_var:
     """
     cov = reference_cov(sde, t, data_var)
     if blocks == "momentum":
-        zb = _blocks(z, sde.k)
+        zb = state_blocks(z, sde.k)
         scale = (-1.0 / cov[:, -1, -1]).to(z.dtype).reshape(-1, *([1] * (zb.dim() - 2)))
         out = torch.zeros_like(zb)
         out[:, -1] = scale * zb[:, -1]
