@@ -33,7 +33,7 @@ from scoresde.config import load_config
 from scoresde.evaluation import generate_images
 from scoresde.metrics import frechet_distance
 from scoresde.metrics.inception import load_inception, write_random_inception_weights
-from scoresde.training.build import build_model, sampler_options
+from scoresde.training.build import build_model
 
 
 def _sync(device: torch.device) -> None:
@@ -45,7 +45,7 @@ def time_sampling(preset: str, device: torch.device, steps: int, batch_size: int
     """Images/s of per-sample-seeded sampling at ``steps`` steps, and the NFE per sample."""
     cfg = load_config(preset, [f"model.num_scales={steps}"])
     model = build_model(cfg).to(device).eval()
-    name, options = sampler_options(cfg.sampling)
+    name, options = cfg.sampling.sampler_call()
     shape = (cfg.data.num_channels, cfg.data.image_size, cfg.data.image_size)
     run = dict(seed=0, sampler=name, options=options, batch_size=batch_size, centered=cfg.data.centered,
                device=device)

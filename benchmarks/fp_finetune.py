@@ -39,7 +39,6 @@ from scoresde.likelihood import bits_per_dim, log_likelihood
 from scoresde.losses.fpe import fpe_residual
 from scoresde.toy import GaussianMixture, energy_distance
 from scoresde.training import Trainer
-from scoresde.training.build import sampler_options
 
 FPE_EPS = 0.01  # first time of the residual's grid: below it the residual grows like sigma^-6 and swamps the mean
 QUIET = ["training.snapshot_sampling=false", "training.eval_freq=0"]
@@ -77,7 +76,7 @@ def _train(preset: str, overrides: list[str], workdir: Path, init_from: Path | N
 @torch.no_grad()
 def _samples(trainer: Trainer, n: int, seed: int) -> torch.Tensor:
     model = trainer.ema_model()
-    name, options = sampler_options(trainer.cfg.sampling)
+    name, options = trainer.cfg.sampling.sampler_call()
     g = torch.Generator().manual_seed(seed)
     return sample(model.sde, model.score_fn, (n, *trainer.data_shape()), name, generator=g, **options)
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from scoresde import sample
-from scoresde.numerics.grids import time_grid
+from scoresde.numerics.grids import time_steps
 from scoresde.sampling.sscs import TIME_GRIDS
 from scoresde.sdes import CLD, PSLD, VPSDE
 from scoresde.sdes.linalg import apply_blocks
@@ -114,18 +114,19 @@ def test_sscs_keeps_the_stationary_law_exactly() -> None:
 
 
 def test_time_grids() -> None:
-    u = time_grid("uniform", 1.0, 1e-3, 4)
-    q = time_grid("quadratic", 1.0, 1e-3, 4)
+    u = time_steps(PSLD(), 4, grid="uniform", eps=1e-3)
+    q = time_steps(PSLD(), 4, grid="quadratic", eps=1e-3)
     for g in (u, q):
         assert g[0] == 1.0 and g[-1] == pytest.approx(1e-3) and (g.diff() < 0).all()
     torch.testing.assert_close(u.diff(), torch.full((4,), -(1 - 1e-3) / 4, dtype=F64))
     assert -q.diff()[-1] < -u.diff()[-1] < -q.diff()[0]  # quadratic: small steps near eps, large near T
-    with pytest.raises(ValueError, match="uniform, quadratic"):
-        time_grid("cosine", 1.0, 1e-3, 4)
+    torch.testing.assert_close(q, 1e-3 + (1 - 1e-3) * torch.linspace(1, 0, 5, dtype=F64) ** 2)
+    with pytest.raises(ValueError, match="unknown time grid 'cosine'; valid time grids are: uniform"):
+        time_steps(PSLD(), 4, grid="cosine")
     with pytest.raises(ValueError, match="unknown time grid 'logsnr'; valid time grids are: uniform"):
         sample(PSLD(), lambda z, t: z, (2, 1), "sscs", grid="logsnr")
-    with pytest.raises(ValueError, match="n_steps"):
-        time_grid("uniform", 1.0, 1e-3, 0)
+    with pytest.raises(ValueError, match="steps must be a positive integer"):
+        time_steps(PSLD(), 0)
 
 
 def test_sscs_rejects_an_sde_without_a_split() -> None:
@@ -143,7 +144,8 @@ def test_pc_quadratic_grid_steps_through_the_quadratic_times_and_refuses_reverse
         return -x
 
     sample(VPSDE(N=5), score, (3, 2), "pc", predictor="euler_maruyama", corrector="none", grid="quadratic", eps=1e-3)
-    torch.testing.assert_close(torch.tensor(seen, dtype=F64), time_grid("quadratic", 1.0, 1e-3, 4), rtol=1e-6, atol=0)
+    quadratic = time_steps(VPSDE(), 4, grid="quadratic", eps=1e-3)
+    torch.testing.assert_close(torch.tensor(seen, dtype=F64), quadratic, rtol=1e-6, atol=0)
     with pytest.raises(ValueError, match="reverse_diffusion uses the SDE's uniform N-step discretisation"):
         sample(VPSDE(N=5), score, (3, 2), "pc", predictor="reverse_diffusion", grid="quadratic")
     with pytest.raises(ValueError, match="unknown time grid 'cubic'"):

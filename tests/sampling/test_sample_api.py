@@ -169,12 +169,9 @@ def test_lambda_grids_need_a_noise_schedule() -> None:
         time_steps(NoSchedule(), 4, grid="logSNR")
 
 
-def test_sscs_still_takes_the_deprecated_n_steps() -> None:
-    with pytest.warns(DeprecationWarning, match="'n_steps' is deprecated, use 'steps'"):
-        _, info = sample(PSLD(), _score, (2, 1), "sscs", n_steps=4, denoise=False, return_info=True)
-    assert info.nfe == 4
-    with pytest.raises(ValueError, match="pass only steps"):
-        sample(PSLD(), _score, (2, 1), "sscs", n_steps=4, steps=4)
+def test_a_removed_option_name_is_an_unknown_option() -> None:
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['n_steps'\] for sampler 'sscs'"):
+        sample(PSLD(), _score, (2, 1), "sscs", n_steps=4)
 
 
 def test_an_sde_with_another_N_still_sets_the_step_count_of_a_model() -> None:
@@ -186,16 +183,3 @@ def test_an_sde_with_another_N_still_sets_the_step_count_of_a_model() -> None:
     assert info.nfe == 50
     with pytest.raises(ValueError, match="differs from the SDE passed"):
         sample(VPSDE(N=50, beta_max=10.0), model.score, (2, 2))
-
-
-
-def test_the_deprecated_step_name_wins_over_the_N_of_the_sde_passed() -> None:
-    """n_steps is resolved to steps before an SDE's N is turned into steps, so both forms compose."""
-    from scoresde.models import ScoreFunctionModel
-
-    model = ScoreFunctionModel(PSLD(N=1000), lambda z, t: -z)
-    with pytest.warns(DeprecationWarning, match="'n_steps' is deprecated"):
-        _, info = sample(PSLD(N=50), model, (2, 1), "sscs", n_steps=4, denoise=False, return_info=True)
-    assert info.nfe == 4
-    _, info = sample(PSLD(N=50), model, (2, 1), "sscs", denoise=False, return_info=True)
-    assert info.nfe == 50

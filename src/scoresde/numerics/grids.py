@@ -26,7 +26,7 @@ from ..sdes.base import SDE
 from .checks import check_count
 from .times import check_eps
 
-__all__ = ["GRIDS", "check_times", "time_grid", "time_steps"]
+__all__ = ["GRIDS", "check_times", "time_steps"]
 
 
 def _u(steps: int) -> Tensor:
@@ -116,16 +116,3 @@ def check_times(times: Tensor, sde: SDE, *, allow_zero_end: bool = False) -> Ten
     if not (bool(low_ok) and float(times[0]) <= sde.T):
         raise ValueError(f"times must lie in (0, T={sde.T}], got [{float(times[-1])}, {float(times[0])}]")
     return times
-
-
-def time_grid(name: str, T: float, eps: float, n_steps: int, *, dtype: torch.dtype = torch.float64,
-              device: torch.device | str | None = None) -> Tensor:
-    """Deprecated form of :func:`time_steps` for the ``uniform`` and ``quadratic`` grids (``n_steps + 1`` times from
-    ``T`` to ``eps``), kept for existing callers."""
-    if name not in ("uniform", "quadratic"):
-        raise ValueError(f"unknown time grid {name!r}; valid time grids are: uniform, quadratic")
-    if not (isinstance(n_steps, int) and not isinstance(n_steps, bool) and n_steps >= 1):
-        raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}")
-    u = torch.linspace(1.0, 0.0, n_steps + 1, dtype=torch.float64)
-    grid = eps + (T - eps) * (u if name == "uniform" else u**2)
-    return grid.to(dtype=dtype, device=device)

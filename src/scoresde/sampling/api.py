@@ -78,7 +78,7 @@ def sample(
     explicit_sde = None if isinstance(sde, DiffusionModel) else sde
     model, (shape, sampler) = model_and_arguments(sde, score_fn, shape, sampler, last_default="pc")
     spec = SAMPLERS.get(sampler)
-    options = spec.resolve_aliases(options)  # before steps is derived from an SDE's N (n_steps is a steps alias)
+    options = dict(options)
     if explicit_sde is not None and explicit_sde.N != model.sde.N and spec.fixed_steps and "steps" not in options \
             and "times" not in options:
         options["steps"] = explicit_sde.N  # an SDE built with another N (the old way to set the step count)

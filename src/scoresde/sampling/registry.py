@@ -12,7 +12,6 @@ options with defaults and type hints. Adding a sampler is one new module with su
 from __future__ import annotations
 
 import inspect
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,12 +42,10 @@ class SamplerSpec(MethodSpec):
             a bool or a function of the resolved options; evaluation records the batch size when they do.
         config_names: option name -> the ``sampling`` config field that holds it, where they differ (Score SDE's
             names: ``denoise`` is ``noise_removal``, the ODE ``method`` is ``ode_method``).
-        aliases: deprecated option name -> its current name (accepted with a ``DeprecationWarning``).
     """
 
     coupled: bool | Callable[[Mapping[str, Any]], bool] = False
     config_names: Mapping[str, str] = field(default_factory=dict)
-    aliases: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def fixed_steps(self) -> bool:
@@ -60,18 +57,6 @@ class SamplerSpec(MethodSpec):
         resolved = {**self.options(), **options}
         return bool(self.coupled(resolved) if callable(self.coupled) else self.coupled)
 
-    def resolve_aliases(self, options: Mapping[str, Any]) -> dict[str, Any]:
-        """``options`` with deprecated names replaced by their current ones (a warning each; both given: an error)."""
-        out = dict(options)
-        for old, new in self.aliases.items():
-            if old in out:
-                if new in out:
-                    raise ValueError(f"{old} is the deprecated name of {new}; pass only {new}")
-                warnings.warn(f"sampler {self.name!r}: option {old!r} is deprecated, use {new!r}", DeprecationWarning,
-                              stacklevel=4)
-                out[new] = out.pop(old)
-        return out
-
 
 class SamplerRegistry(FunctionRegistry[SamplerSpec]):
     """Name -> :class:`SamplerSpec`, in registration order; an unknown name is a ``ValueError`` listing the valid
@@ -81,11 +66,10 @@ class SamplerRegistry(FunctionRegistry[SamplerSpec]):
         super().__init__("sampler", RESERVED)
 
     def add(self, name: str, fn: Callable[..., tuple[Tensor, int]], *, coupled: bool | Callable = False,
-            summary: str = "", config_names: Mapping[str, str] | None = None,
-            aliases: Mapping[str, str] | None = None) -> SamplerSpec:
+            summary: str = "", config_names: Mapping[str, str] | None = None) -> SamplerSpec:
         """Register ``fn`` under ``name`` (see :class:`SamplerSpec`); a name may be registered once."""
         spec = SamplerSpec(name, fn, summary or (inspect.getdoc(fn) or "").split("\n")[0], self.reserved, self.kind,
-                           coupled, dict(config_names or {}), dict(aliases or {}))
+                           coupled, dict(config_names or {}))
         return self._register(spec)
 
 
@@ -99,7 +83,7 @@ SAMPLERS.add("pc", sample_pc, coupled=_pc_coupled, config_names={"denoise": "noi
                      "predictors, Langevin correctors")
 SAMPLERS.add("ode", sample_ode, coupled=True, config_names={"denoise": "noise_removal", "method": "ode_method"},
              summary="probability-flow ODE with an adaptive solver (one error norm per batch)")
-SAMPLERS.add("sscs", sample_sscs, config_names={"denoise": "noise_removal"}, aliases={"n_steps": "steps"},
+SAMPLERS.add("sscs", sample_sscs, config_names={"denoise": "noise_removal"},
              summary="symmetric splitting sampler of phase-space SDEs (Dockhorn et al. 2022, Alg. 1)")
 SAMPLERS.add("ddim", sample_ddim, config_names={"denoise": "noise_removal"},
              summary="DDIM (Song, Meng & Ermon 2021): deterministic (eta=0) or stochastic (eta>0); VE/VP/sub-VP "

@@ -52,8 +52,7 @@ def sample_sscs(
     independent. Prefer it to Euler–Maruyama on phase-space SDEs: the linear part is integrated exactly.
 
     Args:
-        steps: number of steps (``sde.N`` when ``None``) on ``grid`` (``scoresde.sample`` still accepts the
-            deprecated name ``n_steps``).
+        steps: number of steps (``sde.N`` when ``None``) on ``grid``.
         times: explicit decreasing times (overrides ``steps``, ``grid`` and ``eps``).
         grid: time grid (:data:`scoresde.numerics.grids.GRIDS`): ``"uniform"`` or CLD's ``"quadratic"``.
         eps: last time of the grid.

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..config import Config, SamplingConfig, build_score_model
+from ..config import Config, build_score_model
 from ..losses import ddpm_loss, fp_loss, sde_loss, smld_loss
 from ..models import DiffusionModel, ScoreModel
 from ..sdes import VESDE, VPSDE, DiscreteVPSDE
@@ -79,8 +79,3 @@ def compute_loss(cfg: Config, model: DiffusionModel, x: Tensor, cond: dict[str, 
         return sde_loss(model, model.sde, x, reduce_mean=t.reduce_mean, likelihood_weighting=t.likelihood_weighting,
                         eps=t.eps, cond=cond, **draws)
     return DISCRETE_LOSSES[type(model.sde)](model, model.sde, x, reduce_mean=t.reduce_mean, cond=cond, **draws)
-
-
-def sampler_options(s: SamplingConfig) -> tuple[str, dict[str, Any]]:
-    """Deprecated: ``s.sampler_call()``, the ``(sampler name, options)`` of a ``sampling`` config section."""
-    return s.sampler_call()
