@@ -1,9 +1,8 @@
 """The one config package: one preset registry behind one resolver, the factory, choices from their owners, the
-old import paths gone, and the layering (config imports no upper layer)."""
+old import paths gone (the layering is tests/test_layering.py's)."""
 
 from __future__ import annotations
 
-import ast
 import json
 from pathlib import Path
 
@@ -104,29 +103,3 @@ def test_the_old_import_paths_are_gone() -> None:
                 "scoresde.sampling.grids", "scoresde.sampling.odeint", "scoresde.cli.plots", "scoresde.objectives"):
         with pytest.raises(ModuleNotFoundError):
             importlib.import_module(old)
-
-
-def _imports(path: Path) -> list[str]:
-    """Absolute names of the scoresde modules ``path`` imports (anywhere in the file, functions included)."""
-    package = ".".join(path.relative_to(SRC.parent).with_suffix("").parts[:-1])
-    names = []
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")[: len(package.split(".")) - node.level + 1]
-                names.append(".".join([*base, node.module] if node.module else base))
-            elif node.module:
-                names.append(node.module)
-        elif isinstance(node, ast.Import):
-            names += [alias.name for alias in node.names]
-    return [n for n in names if n.startswith("scoresde")]
-
-
-@pytest.mark.parametrize(("package", "forbidden"), [
-    ("config", ("training", "cli", "evaluation", "checkpoint")),
-    ("checkpoint", ("training", "cli", "evaluation")),
-])
-def test_lower_layers_import_no_upper_ones(package: str, forbidden: tuple[str, ...]) -> None:
-    bad = {f"{path.relative_to(SRC)} imports {name}" for path in (SRC / package).rglob("*.py")
-           for name in _imports(path) if name.split(".")[1:2] and name.split(".")[1] in forbidden}
-    assert not bad, sorted(bad)
