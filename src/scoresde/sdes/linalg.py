@@ -83,4 +83,3 @@ def block_gaussian_logp(zb: Tensor, cov: Tensor) -> Tensor:
     quad = torch.einsum("bin,ij,bjn->b", zb, prec, zb)
     logdet = float(torch.logdet(cov))
     return -0.5 * quad - 0.5 * n * (k * math.log(2 * math.pi) + logdet)
-

@@ -354,4 +354,3 @@ def langevin_recipe(d_x: float, d_m: float, q: float, M: float, init_ratio: floa
     initial covariance ``diag(0, init_ratio M)`` (momentum drawn, data given)."""
     return {"D": [[d_x, 0.0], [0.0, d_m]], "Q": [[0.0, -q], [q, 0.0]], "stationary_cov": [[1.0, 0.0], [0.0, M]],
             "initial_cov": [[0.0, 0.0], [0.0, init_ratio * M]]}
-

@@ -476,3 +476,4 @@ def check_workdir_config(workdir: str | Path, cfg: Config) -> None:
             shown = ", ".join(f"{k}: {saved.get(k)!r} -> {new.get(k)!r}" for k in diff[:8])
             raise ConfigError(f"{workdir} holds a run with another config ({shown}); use a new --workdir, or "
                               "resume with the saved config")
+
