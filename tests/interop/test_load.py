@@ -234,7 +234,9 @@ def test_ncsnpp_below_128_channels_normalises_differently(tmp_path):
 
 def test_sde_argument_must_fit_a_run_config(tmp_path):
     ddpm_unet().save_pretrained(tmp_path)
-    with pytest.raises(ValueError, match=r"sde must have T = 1 and prior_mean = 0 .* got T=2.0"):
+    with pytest.raises(ValueError, match=r"sde cannot be held by a run config: VPSDE has T=2.0"):
         scoresde.load_diffusers(tmp_path, sde=VPSDE(T=2.0))
-    with pytest.raises(ValueError, match="sde must be a VESDE, VPSDE, DiscreteVPSDE or SubVPSDE, got PSLD"):
+    with pytest.raises(ValueError, match=r"sde cannot be held by a run config: VESDE has prior_mean=0.5"):
+        scoresde.load_diffusers(tmp_path, sde=VESDE(prior_mean=0.5))
+    with pytest.raises(ValueError, match="sde must be one of VESDE, VPSDE, SubVPSDE, DiscreteVPSDE, got PSLD"):
         scoresde.load_diffusers(tmp_path, sde=scoresde.sdes.PSLD())

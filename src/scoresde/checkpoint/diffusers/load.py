@@ -43,7 +43,8 @@ def load_diffusers(
         path: a pipeline folder (``model_index.json``, ``unet/``, ``scheduler/``), a model folder (``config.json`` and
             ``diffusion_pytorch_model.safetensors`` or ``.bin``; a ``scheduler_config.json`` beside them is used),
             or a file in one.
-        sde: the SDE of a folder without a scheduler config (``VESDE``, ``VPSDE``, ``DiscreteVPSDE``, ``SubVPSDE``).
+        sde: the SDE of a folder without a scheduler config (``VESDE``, ``VPSDE``, ``SubVPSDE``, ``DiscreteVPSDE``:
+            :data:`~scoresde.checkpoint.diffusers.translate.FOLDER_SDES`).
         continuous: the time convention (:func:`diffusers_config`): default the discrete DDPM chain for DDPM-type
             schedulers (SDE :class:`~scoresde.sdes.DiscreteVPSDE`, the schedule of ``alphas_cumprod``) and timestep
             embeddings, continuous for Score SDE schedulers and Fourier embeddings.

@@ -21,13 +21,14 @@ from torch import Tensor, nn
 
 from ...models import ScoreModel
 from ...nets import DDPM, NCSNpp
-from ...sdes import VESDE, VPSDE, DiscreteVPSDE, SubVPSDE
+from ...sdes import CONFIG_SDES, VESDE, VPSDE, DiscreteVPSDE
 from ...sdes.base import SDE
 from ..errors import IncompatibleCheckpointError
 from .folder import EXPORT_DIFFUSERS_VERSION
 
 __all__ = [
     "DDPM_SCHEDULERS",
+    "FOLDER_SDES",
     "SCORE_SDE_SCHEDULERS",
     "diffusers_config",
     "export_scheduler_config",
@@ -42,6 +43,11 @@ DDPM_SCHEDULERS = ("DDPMScheduler", "DDIMScheduler", "DPMSolverMultistepSchedule
                    "PNDMScheduler", "UniPCMultistepScheduler", "DEISMultistepScheduler", "EulerDiscreteScheduler",
                    "EulerAncestralDiscreteScheduler", "HeunDiscreteScheduler", "LMSDiscreteScheduler")
 SCORE_SDE_SCHEDULERS = ("ScoreSdeVeScheduler", "ScoreSdeVpScheduler")
+
+#: ``training.sde`` name -> class of the SDEs that read a folder without a scheduler config: those a run config names
+#: (:data:`scoresde.sdes.CONFIG_SDES`) whose state is the data, as a ``UNet2DModel``'s input and output are
+FOLDER_SDES: dict[str, type[SDE]] = {name: cls for name, cls in CONFIG_SDES.items() if not cls.phase_space}
+_FOLDER_SDE_NAMES = ", ".join(cls.__name__ for cls in FOLDER_SDES.values())
 
 _DDPM_DOWN, _DDPM_UP = ("DownBlock2D", "AttnDownBlock2D"), ("UpBlock2D", "AttnUpBlock2D")
 _SKIP_DOWN, _SKIP_UP = ("SkipDownBlock2D", "AttnSkipDownBlock2D"), ("SkipUpBlock2D", "AttnSkipUpBlock2D")
@@ -131,8 +137,10 @@ def diffusers_config(unet_config: Mapping[str, Any], scheduler_config: Mapping[s
     Args:
         unet_config: the UNet's ``config.json``.
         scheduler_config: the scheduler's ``scheduler_config.json`` (``None``: none).
-        sde: the forward SDE when there is no scheduler (``VESDE``, ``VPSDE``, ``DiscreteVPSDE``, ``SubVPSDE``); with a
-            scheduler it must be ``None``.
+        sde: the forward SDE when there is no scheduler (one of :data:`FOLDER_SDES`: ``VESDE``, ``VPSDE``,
+            ``SubVPSDE``, ``DiscreteVPSDE``, with ``T = 1`` and a zero prior mean); with a scheduler it must be
+            ``None``. Its ``training.sde`` name and ``model`` entries are its own (``config_name``,
+            ``model_config()``).
         continuous: the time convention. With ``sde``: default ``True`` for a Fourier (noise-level) embedding,
             ``False`` for a timestep embedding. With a DDPM-type scheduler: ``False`` (default) is the discrete DDPM
             chain on its own schedule, :class:`~scoresde.sdes.DiscreteVPSDE` (conversions between noise, score and
@@ -144,7 +152,8 @@ def diffusers_config(unet_config: Mapping[str, Any], scheduler_config: Mapping[s
 
     Raises:
         IncompatibleCheckpointError: config fields without a counterpart (named), an unsupported scheduler.
-        ValueError: ``sde`` missing for a folder without a scheduler, or given with one.
+        ValueError: ``sde`` missing for a folder without a scheduler, given with one, or one a run config cannot
+            hold.
     """
     layout = unet_layout(unet_config)
     nf, ch_mult, attn = _levels(unet_config)
@@ -200,21 +209,15 @@ def _sde_section(scheduler: Mapping[str, Any] | None, sde: SDE | None, continuou
     """``training`` section (SDE name, ``continuous``) and the SDE's entries of ``model`` (updated in place)."""
     if scheduler is None:
         if sde is None:
-            raise ValueError("this diffusers folder has no scheduler config: pass sde= (VESDE, VPSDE, DiscreteVPSDE "
-                             "or SubVPSDE) and, if it differs from the default, continuous=")
-        names = {VESDE: "vesde", VPSDE: "vpsde", DiscreteVPSDE: "discrete_vpsde", SubVPSDE: "subvpsde"}
-        if type(sde) not in names:
-            raise ValueError(f"sde must be a VESDE, VPSDE, DiscreteVPSDE or SubVPSDE, got {type(sde).__name__}")
-        if sde.T != 1.0 or isinstance(sde.prior_mean, Tensor) or sde.prior_mean != 0.0:
-            mean = "a tensor" if isinstance(sde.prior_mean, Tensor) else sde.prior_mean
-            raise ValueError(f"sde must have T = 1 and prior_mean = 0 (a run config has no place for others), got "
-                             f"T={sde.T}, prior_mean={mean}")
-        if isinstance(sde, VESDE):
-            model.update(sigma_min=sde.sigma_min, sigma_max=sde.sigma_max)
-        else:
-            model.update(beta_min=sde.beta_min, beta_max=sde.beta_max)
-        model["num_scales"] = sde.N
-        return {"sde": names[type(sde)], "continuous": fourier if continuous is None else bool(continuous)}
+            raise ValueError(f"this diffusers folder has no scheduler config: pass sde= (one of {_FOLDER_SDE_NAMES}) "
+                             "and, if it differs from the default, continuous=")
+        if FOLDER_SDES.get(type(sde).config_name) is not type(sde):
+            raise ValueError(f"sde must be one of {_FOLDER_SDE_NAMES}, got {type(sde).__name__}")
+        try:
+            model.update(sde.model_config())
+        except ValueError as err:  # T != 1, a nonzero prior mean: the SDE names what a run config cannot hold
+            raise ValueError(f"sde cannot be held by a run config: {err}") from None
+        return {"sde": sde.config_name, "continuous": fourier if continuous is None else bool(continuous)}
     if sde is not None:
         raise ValueError("this diffusers folder has a scheduler config, which fixes the SDE: do not pass sde=")
     cls = scheduler.get("_class_name")
