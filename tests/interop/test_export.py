@@ -100,6 +100,23 @@ def test_cli_import_then_export_round_trip(tmp_path, capsys):
         assert torch.equal(again(x, k).sample, unet(x, k).sample)
 
 
+def test_export_reads_a_run_folder_or_a_diffusers_folder_and_refuses_a_file(tmp_path):
+    unet = ddpm_unet()
+    diffusers.DDPMPipeline(unet=unet, scheduler=diffusers.DDPMScheduler()).save_pretrained(tmp_path / "hub")
+    assert main(["import", "--checkpoint", str(tmp_path / "hub"), "--workdir", str(tmp_path / "run")]) == 0
+    x, k = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0)), torch.tensor([11, 900])
+    for source in ("run", "hub"):
+        out = scoresde.export_diffusers(tmp_path / source, tmp_path / f"out_{source}")
+        again = diffusers.UNet2DModel.from_pretrained(out).eval()
+        with torch.no_grad():
+            assert torch.equal(again(x, k).sample, unet(x, k).sample), source
+    (tmp_path / "x.pth").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"x\.pth is a file: export_diffusers reads a run folder or a checkpoint"):
+        scoresde.export_diffusers(tmp_path / "x.pth", tmp_path / "out")
+    with pytest.raises(FileNotFoundError, match="missing does not exist"):
+        scoresde.export_diffusers(tmp_path / "missing", tmp_path / "out")
+
+
 def test_cli_errors_are_one_line(tmp_path, capsys):
     ddpm_unet().save_pretrained(tmp_path / "bare")
     assert main(["import", "--format", "diffusers", "--checkpoint", str(tmp_path / "bare"),
