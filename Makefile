@@ -1,6 +1,7 @@
 # Two commands set everything up on a fresh machine (see README):
 #   make demo   -- create .venv, install, run the main job end to end on a built-in dataset (no download)
-#   make test   -- create .venv if needed, install with dev extras, run the test suite
+#   make test   -- create .venv if needed, install with dev and docs extras, run the test suite (incl. the strict
+#                  docs build and every README/docs code example: tests/test_docs.py)
 # The install step pins torch/torchvision (a local copy installs in about a minute); pyproject.toml keeps
 # loose ranges for users.
 
@@ -11,13 +12,13 @@ TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 DEMO_OUT ?= demo_out
 PYTEST_ARGS ?=
 
-.PHONY: install demo demo-conditional test lint bench clean
+.PHONY: install demo demo-conditional test lint bench docs clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_PIN)
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev,docs]"
 # k-diffusion is a test-only reference (tests/kdiffusion.py loads its sampling.py); --no-deps: its own
 # dependencies (wandb, clip, kornia, ...) are not needed for that module
 	$(PY) -m pip install --quiet --no-deps k-diffusion==0.1.1.post1
@@ -41,5 +42,9 @@ lint: install
 bench: install
 	$(PY) benchmarks/samplers.py
 
+# the documentation site (also built with --strict by tests/test_docs.py, so `make test` fails on a broken link)
+docs: install
+	$(PY) -m mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(DEMO_OUT) site .pytest_cache .ruff_cache
