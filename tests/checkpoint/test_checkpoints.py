@@ -72,8 +72,8 @@ def test_config_sources_agree(tmp_path: Path) -> None:
 def test_model_and_ema_weights_differ() -> None:
     x, t = _inputs()
     with torch.no_grad():
-        ema = load_score_sde_checkpoint(_ckpt("ddpmpp_vp"), _config("ddpmpp_vp")).model(x, t)
-        online = load_score_sde_checkpoint(_ckpt("ddpmpp_vp"), _config("ddpmpp_vp"), use_ema=False).model(x, t)
+        ema = load_score_sde_checkpoint(_ckpt("ddpmpp_vp"), _config("ddpmpp_vp"))(x, t)
+        online = load_score_sde_checkpoint(_ckpt("ddpmpp_vp"), _config("ddpmpp_vp"), use_ema=False)(x, t)
     assert not torch.allclose(ema, online)
 
 

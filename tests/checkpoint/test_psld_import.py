@@ -305,8 +305,9 @@ def test_cli_import_then_sample(fmt: str, tmp_path: Path, capsys) -> None:
     assert (run / "checkpoints" / "checkpoint_916500").is_dir()
     from scoresde import load_checkpoint
 
-    model, step, _ = load_checkpoint(run / "checkpoints" / "checkpoint_916500")
-    reference, _, _ = load_psld_checkpoint(path, load_config("psld/cifar10", sets).to_dict())
+    model = load_checkpoint(run / "checkpoints" / "checkpoint_916500")
+    step = model.step
+    reference = load_psld_checkpoint(path, load_config("psld/cifar10", sets).to_dict())
     assert step == 916500 and torch.equal(model.net.conv_in.weight, reference.net.conv_in.weight)
     out = tmp_path / "s.npz"
     assert main(["sample", "--workdir", str(run), "--num", "4", "--out", str(out), "--quiet"]) == 0
