@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -36,23 +35,10 @@ def positive_int(value: str) -> int:
     return n
 
 
-class _DeprecatedStepAlias(argparse.Action):
-    """``--checkpoint N`` of ``sample``/``likelihood``/``eval``: the old name of ``--step N`` (``--checkpoint`` is a
-    file in ``import``); works as before, with a one-line note on stderr."""
-
-    def __call__(self, parser, namespace, values, option_string=None) -> None:
-        print(f"{parser.prog}: {option_string} is deprecated here (in `scoresde import` it is a file); "
-              f"use --step {values}", file=sys.stderr)
-        setattr(namespace, self.dest, values)
-
-
 def add_step(p: argparse.ArgumentParser) -> None:
-    """``--step N`` (a numbered checkpoint of the run folder) and its deprecated alias ``--checkpoint N``, hidden
-    from ``--help``; both set ``args.checkpoint``."""
+    """``--step N``: a numbered checkpoint of the run folder (sets ``args.checkpoint``)."""
     p.add_argument("--step", dest="checkpoint", type=int, default=None, metavar="STEP",
                    help="step of a numbered checkpoint (default: newest)")
-    p.add_argument("--checkpoint", dest="checkpoint", type=int, default=None, action=_DeprecatedStepAlias,
-                   help=argparse.SUPPRESS)
 
 
 def add_sampler(p: argparse.ArgumentParser) -> None:
