@@ -1,5 +1,5 @@
 """Class-conditional networks (``num_classes > 0``): NCSN++/DDPM++, DDPM and the toy MLP share one
-:class:`~scoresde.nets.layers.ClassEmbedding` added to the noise embedding.
+:class:`~scoresde.nets.embeddings.ClassEmbedding` added to the noise embedding.
 
 Asserted: ``num_classes=0`` builds exactly the original network (same parameters, same key set, the reference
 fixture checkpoints load strictly and give bit-identical outputs to a network built without the option); a
@@ -17,8 +17,18 @@ import torch
 
 from scoresde.checkpoint.state_dict import load_original_checkpoint, load_original_state_dict, to_original_state_dict
 from scoresde.config import build_network, build_score_model
+from scoresde.config.factory import CONDITIONAL_NETWORK_NAMES
 from scoresde.config.schema import ConfigError, apply_overrides, config_from_dict, load_config
-from scoresde.nets import CONDITIONAL_NETWORKS, DDPM, NCSN, NULL_LABEL, NULL_LABEL_MODES, ClassEmbedding, NCSNpp
+from scoresde.nets import (
+    CONDITIONAL_NETWORKS,
+    DDPM,
+    NCSN,
+    NULL_LABEL,
+    NULL_LABEL_MODES,
+    SCORE_NETWORKS,
+    ClassEmbedding,
+    NCSNpp,
+)
 from scoresde.nets.toy import ToyMLP
 from tests.nets.test_ncsnpp import build_net, load_fixture
 
@@ -182,7 +192,7 @@ def test_bad_options(case: str) -> None:
         _build(case, num_classes=-1)
     with pytest.raises(ValueError, match=r"num_classes must be an integer >= 0 .* got 2.5"):
         _build(case, num_classes=2.5)
-    with pytest.raises(ValueError, match=r"unknown null_label 'none'; allowed values: \['learned', 'zero'\]"):
+    with pytest.raises(ValueError, match=r"unknown null_label 'none'; valid values are: learned, zero"):
         _build(case, num_classes=2, null_label="none")
     with pytest.raises(ValueError, match=r"unknown null_label 'none'"):  # also when unconditional: never ignored
         _build(case, null_label="none")
@@ -201,9 +211,12 @@ def test_unconditional_errors_name_the_conditional_networks() -> None:
         net(x, t, torch.zeros(4, dtype=torch.int64))
     ncsn = NCSN(in_channels=3, nf=4, num_scales=3).eval()
     with pytest.raises(ValueError, match=r"^NCSN was built class-unconditional \(it has no class conditioning; the "
-                                         r"class-conditional networks are NCSNpp, DDPM, ToyMLP .*got class_labels$"):
+                                         r"class-conditional networks are those of scoresde\.nets\.CONDITIONAL_NETWORKS"
+                                         r".*got class_labels$"):
         ncsn(torch.rand(2, 3, 8, 8), torch.tensor([0, 1]), torch.tensor([0, 1]))
-    assert CONDITIONAL_NETWORKS == ("NCSNpp", "DDPM", "ToyMLP")
+    assert CONDITIONAL_NETWORKS == (NCSNpp, DDPM, ToyMLP)
+    assert all(net.class_conditional == (net in CONDITIONAL_NETWORKS) for net in SCORE_NETWORKS)
+    assert CONDITIONAL_NETWORK_NAMES == ("ncsnpp", "ddpm", "toy_mlp")  # the config names, read from the classes
 
 
 # ---- config, factory and the original checkpoint layout ------------------------------------------------------

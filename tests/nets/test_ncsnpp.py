@@ -236,11 +236,11 @@ def test_named_submodules() -> None:
 @pytest.mark.parametrize(
     ("key", "value", "message"),
     [
-        ("progressive", "skip", r"unknown progressive 'skip'; allowed values: \['none', 'output_skip'"),
-        ("progressive_input", "bogus", r"allowed values: \['none', 'input_skip', 'residual'\]"),
-        ("progressive_combine", "mul", r"allowed values: \['sum', 'cat'\]"),
-        ("resblock_type", "wide", r"allowed values: \['biggan', 'ddpm'\]"),
-        ("embedding_type", "learned", r"allowed values: \['fourier', 'positional'\]"),
+        ("progressive", "skip", r"unknown progressive 'skip'; valid values are: none, output_skip"),
+        ("progressive_input", "bogus", r"valid values are: none, input_skip, residual$"),
+        ("progressive_combine", "mul", r"valid values are: sum, cat$"),
+        ("resblock_type", "wide", r"valid values are: biggan, ddpm$"),
+        ("embedding_type", "learned", r"valid values are: fourier, positional$"),
         ("nonlinearity", "gelu", r"unknown nonlinearity 'gelu'"),
         ("conv_size", 5, r"unsupported model.conv_size 5"),
         ("normalization", "InstanceNorm", r"unsupported model.normalization"),

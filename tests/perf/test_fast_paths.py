@@ -230,7 +230,7 @@ def test_loader_with_workers_yields_the_same_batches() -> None:
 
 @pytest.mark.slow  # inductor start-up: tens of seconds on a loaded 2-core machine
 def test_regional_compilation_keeps_outputs_and_keys() -> None:
-    from scoresde.nets.layers import compile_blocks
+    from scoresde.nets.unet_blocks import compile_blocks
 
     torch.manual_seed(0)
     net = _perturbed(NETWORKS["ncsnpp-fir"](dropout=0.0)).eval()

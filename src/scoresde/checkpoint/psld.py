@@ -44,7 +44,7 @@ from torch import Tensor, nn
 
 from ..config import ConfigLike, build_network, build_score_model, resolve_config
 from ..models import DiffusionModel, PhaseSpaceScoreModel
-from ..nets.layers import OriginalCheckpointMixin
+from ..nets.original_keys import OriginalCheckpointMixin
 from .errors import IncompatibleCheckpointError
 from .files import load_weights_only
 from .loaded import loaded_model

@@ -4,8 +4,8 @@ A checkpoint's keys come in one of two layouts (:data:`LAYOUTS`):
 
 * ``'original'``: the keys of the original Score SDE code. NCSN++/DDPM++ and DDPM appended their blocks to an
   ``all_modules`` list (``all_modules.<i>.<...>``); our networks name them, and each records the map from the
-  original keys to its own (:meth:`scoresde.nets.layers.OriginalCheckpointMixin.original_key_map`: the networks own
-  their layout). NCSN and NCSNv2 use the original names themselves.
+  original keys to its own (:meth:`scoresde.nets.original_keys.OriginalCheckpointMixin.original_key_map`: the
+  networks own their layout). NCSN and NCSNv2 use the original names themselves.
 * ``'native'``: the network's own ``state_dict()`` keys (scoresde's checkpoint directories).
 
 A ``module.`` prefix (``DataParallel``) is stripped. :func:`load_state_dict` loads strictly: every key must be
@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 from torch import Tensor, nn
 
-from ..nets.layers import OriginalCheckpointMixin
+from ..nets.original_keys import OriginalCheckpointMixin
 from .errors import IncompatibleCheckpointError
 
 __all__ = [

@@ -19,10 +19,10 @@ from torch import nn
 
 from ..models import PhaseSpaceScoreModel, ScoreModel
 from ..models.phase_space_model import MODEL_KEYS as PHASE_SPACE_MODEL_KEYS
-from ..nets import DDPM, NCSNpp, ncsn_from_config
-from ..nets.layers import check_flag
+from ..nets import CONDITIONAL_NETWORKS, DDPM, NCSNpp, ncsn_from_config
 from ..nets.ncsn import NCSNV2_VARIANTS
 from ..nets.toy import ToyMLP
+from ..numerics.checks import check_flag
 from ..sdes import CONFIG_SDES
 from ..sdes.base import SDE
 from .resolve import ConfigLike, resolve_config
@@ -41,8 +41,8 @@ NETWORKS: dict[str, Any] = {
 
 
 #: the ``model.name`` values whose networks take ``model.num_classes`` / ``model.null_label`` (class conditioning)
-CONDITIONAL_NETWORK_NAMES = ("ncsnpp", "ddpm", "toy_mlp")
-#: the ``model`` keys of class conditioning (:class:`scoresde.nets.layers.ClassEmbedding`)
+CONDITIONAL_NETWORK_NAMES = tuple(name for net in CONDITIONAL_NETWORKS for name in net.config_names)
+#: the ``model`` keys of class conditioning (:class:`scoresde.nets.embeddings.ClassEmbedding`)
 CLASS_MODEL_KEYS = ("num_classes", "null_label")
 #: model keys that change how a network runs, not what it computes (settable on any preset of the U-Nets that take
 #: them: ``model.checkpointing`` = activation checkpointing per block, on NCSNpp and DDPM; ``model.channels_last`` =

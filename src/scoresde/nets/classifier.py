@@ -3,7 +3,7 @@ classifiers ``p_t(y | x_t)`` of Song et al. 2021 (§5, "controllable generation"
 time-conditional Wide-ResNet) and of PSLD (Pandey & Mandt 2023, whose classifier is the encoder of its NCSN++).
 
 * :class:`NCSNppClassifier`: the downsampling half of NCSN++/DDPM++ (:mod:`scoresde.nets.ncsnpp`), built from the same
-  blocks of :mod:`scoresde.nets.layers` (residual blocks fed the time embedding, attention, resamplers), then
+  blocks of :mod:`scoresde.nets.unet_blocks` (residual blocks fed the time embedding, attention, resamplers), then
   GroupNorm, global average pooling and a linear head. Use it for images.
 * :class:`MLPClassifier`: the toy MLP of :mod:`scoresde.nets.toy` with a ``num_classes``-wide output layer. Use it for
   2-D / low-dimensional data.
@@ -21,21 +21,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .layers import (
-    AttnBlock,
-    Downsample,
-    GaussianFourierProjection,
-    ResnetBlockBigGAN,
-    ResnetBlockDDPM,
-    _dense,
-    _group_norm,
-    check_choice,
-    conv3x3,
-    get_act,
-    get_timestep_embedding,
-    res_name,
-)
+from ..numerics.checks import check_choice
+from .activations import get_activation
+from .embeddings import GaussianFourierProjection, get_timestep_embedding
+from .init import conv3x3, dense
 from .toy import ToyMLP
+from .unet_blocks import AttnBlock, Downsample, ResnetBlockBigGAN, ResnetBlockDDPM, group_norm, res_name
 
 __all__ = ["CLASSIFIER_EMBEDDINGS", "MLPClassifier", "NCSNppClassifier"]
 
@@ -86,8 +77,8 @@ class NCSNppClassifier(nn.Module):
                  nonlinearity: str = "swish") -> None:
         super().__init__()
         self.num_classes = _check_classes(num_classes)
-        self.resblock_type = check_choice("resblock_type", resblock_type, _RESBLOCKS)
-        self.embedding_type = check_choice("embedding_type", embedding_type, CLASSIFIER_EMBEDDINGS)
+        self.resblock_type = check_choice("resblock_type", resblock_type, _RESBLOCKS, ignore_case=True)
+        self.embedding_type = check_choice("embedding_type", embedding_type, CLASSIFIER_EMBEDDINGS, ignore_case=True)
         if image_size % 2 ** (len(ch_mult) - 1):
             raise ValueError(f"image_size {image_size} is not divisible by 2**(len(ch_mult)-1) = "
                              f"{2 ** (len(ch_mult) - 1)}")
@@ -96,15 +87,15 @@ class NCSNppClassifier(nn.Module):
                              f"{num_res_blocks}")
         self.in_channels, self.nf = in_channels, nf
         self.resolutions = [image_size // 2**i for i in range(len(ch_mult))]
-        self.act = get_act(nonlinearity)
+        self.act = get_activation(nonlinearity)
         block_kw: dict[str, Any] = dict(act=self.act, dropout=dropout, skip_rescale=skip_rescale, temb_dim=4 * nf)
         if self.resblock_type == "biggan":
             block_kw["fir"] = fir
         block_cls = ResnetBlockBigGAN if self.resblock_type == "biggan" else ResnetBlockDDPM
         if self.embedding_type == "fourier":
             self.fourier_proj = GaussianFourierProjection(embedding_size=nf, scale=fourier_scale)
-        self.temb = nn.Sequential(_dense(2 * nf if self.embedding_type == "fourier" else nf, 4 * nf), get_act(
-            nonlinearity), _dense(4 * nf, 4 * nf))
+        self.temb = nn.Sequential(dense(2 * nf if self.embedding_type == "fourier" else nf, 4 * nf), get_activation(
+            nonlinearity), dense(4 * nf, 4 * nf))
         self.conv_in = conv3x3(in_channels, nf)
         self.blocks = nn.ModuleDict()
         ch = nf
@@ -119,7 +110,7 @@ class NCSNppClassifier(nn.Module):
                 self.blocks[name] = (block_cls(in_ch=ch, down=True, **block_kw) if self.resblock_type == "biggan"
                                      else Downsample(ch, with_conv=True, fir=fir))
         self.blocks["out_block"] = block_cls(in_ch=ch, **block_kw)
-        self.norm_out = _group_norm(ch, None)
+        self.norm_out = group_norm(ch, None)
         self.head = nn.Linear(ch, self.num_classes)
 
     def embed(self, noise_labels: Tensor) -> Tensor:

@@ -2,43 +2,43 @@
 ``ddpm`` model of the Score SDE code (a PyTorch port of ``diffusion_tf/models/unet.py``).
 
 ``forward(x, noise_labels, class_labels=None)`` takes the (discrete or continuous) timestep as ``noise_labels``,
-embedded sinusoidally. With ``num_classes > 0`` a :class:`~scoresde.nets.layers.ClassEmbedding` of ``class_labels``
+embedded sinusoidally. With ``num_classes > 0`` a :class:`~scoresde.nets.embeddings.ClassEmbedding` of ``class_labels``
 is added to that embedding before the embedding MLP (EDM's ``label_dim`` design); with the default 0 (the original)
 ``class_labels`` must be None.
 Original checkpoints (``all_modules.<i>...`` keys) load with
-:func:`scoresde.nets.layers.load_original_state_dict`.
+:func:`scoresde.checkpoint.state_dict.load_original_state_dict`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from scoresde.nets.layers import (
-    AttnBlock,
+from scoresde.nets.activations import get_activation
+from scoresde.nets.config_checks import check_config_keys, check_config_value
+from scoresde.nets.embeddings import (
     ClassEmbedding,
-    Downsample,
-    OriginalCheckpointMixin,
-    ResnetBlockDDPM,
-    Upsample,
-    _dense,
-    _group_norm,
     build_class_embedding,
-    call_block,
-    check_config_keys,
-    check_config_value,
-    check_flag,
     class_options,
-    conv3x3,
-    get_act,
     get_timestep_embedding,
     reject_class_labels,
-    res_name,
     sigma_table,
 )
+from scoresde.nets.init import conv3x3, dense
+from scoresde.nets.original_keys import OriginalCheckpointMixin
+from scoresde.nets.unet_blocks import (
+    AttnBlock,
+    Downsample,
+    ResnetBlockDDPM,
+    Upsample,
+    call_block,
+    group_norm,
+    res_name,
+)
+from scoresde.numerics.checks import check_flag
 
 __all__ = ["DDPM"]
 
@@ -55,12 +55,18 @@ class DDPM(OriginalCheckpointMixin, nn.Module):
     timesteps (int or float). Output (B, out_channels, H, W); divided by ``sigmas[noise_labels]`` when
     ``scale_by_sigma`` (``noise_labels`` must then be integer indices into the σ table). With
     ``num_classes > 0`` (needs ``conditional=True``) ``class_labels`` (B,) selects the class (module
-    ``label_embed``, conventions of :class:`~scoresde.nets.layers.ClassEmbedding`); with ``num_classes=0`` (the
+    ``label_embed``, conventions of :class:`~scoresde.nets.embeddings.ClassEmbedding`); with ``num_classes=0`` (the
     original) ``class_labels`` other than None raise ``ValueError``.
     """
 
     # label_embed.weight (class-conditional networks only) is our extension, exported under its own name
     _original_top_level = ("sigmas", "label_embed.weight")
+
+    #: the ``model.name`` values that build this network
+    config_names: ClassVar[tuple[str, ...]] = ("ddpm",)
+    #: whether it takes ``class_labels`` (when built with ``num_classes > 0``); the one record of it, read by
+    #: :data:`scoresde.nets.catalog.CONDITIONAL_NETWORKS`
+    class_conditional: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -88,7 +94,7 @@ class DDPM(OriginalCheckpointMixin, nn.Module):
                                                     #   diffusers' AttnUpBlock2D) instead of once per resolution
                                                     #   (Score SDE's port, the original checkpoints: False).
         checkpointing: bool = False,                # Activation checkpointing per residual/attention block
-                                                    #   (layers.call_block): less memory, ~1 more forward.
+                                                    #   (unet_blocks.call_block): less memory, ~1 more forward.
     ) -> None:
         super().__init__()
         #: recompute each block's activations in the backward pass (settable after construction)
@@ -102,7 +108,7 @@ class DDPM(OriginalCheckpointMixin, nn.Module):
         self.attn_resolutions = tuple(attn_resolutions)
         self.conditional, self.centered, self.scale_by_sigma = conditional, centered, scale_by_sigma
         self.decoder_attn_per_block = bool(decoder_attn_per_block)
-        self.act = get_act(nonlinearity)
+        self.act = get_activation(nonlinearity)
         self.register_buffer("sigmas", sigma_table(sigma_min, sigma_max, num_scales))
         self._original_order = []
         # Residual blocks get their Dense_0 even when unconditional (as NCSN++ does in the original).
@@ -111,8 +117,8 @@ class DDPM(OriginalCheckpointMixin, nn.Module):
         self._num_groups = num_groups
 
         if conditional:
-            self._add(None, "temb_dense0", _dense(nf, 4 * nf))
-            self._add(None, "temb_dense1", _dense(4 * nf, 4 * nf))
+            self._add(None, "temb_dense0", dense(nf, 4 * nf))
+            self._add(None, "temb_dense1", dense(4 * nf, 4 * nf))
         hs_channels = self._build_encoder(resamp_with_conv)
         self._build_decoder(hs_channels, resamp_with_conv)
         # Last, so that the other weights draw the same random numbers as the unconditional network's.
@@ -176,11 +182,12 @@ class DDPM(OriginalCheckpointMixin, nn.Module):
                 self._add("dec", f"{r_up}_up", Upsample(in_ch, with_conv=resamp_with_conv))
         if hs_channels:
             raise RuntimeError("internal error: unused skip connections")
-        self._add(None, "norm_out", _group_norm(in_ch, self._num_groups))
+        self._add(None, "norm_out", group_norm(in_ch, self._num_groups))
         self._add(None, "conv_out", conv3x3(in_ch, self.out_channels, init_scale=0.0))
 
     def _run(self, module: nn.Module, *args: torch.Tensor | None) -> torch.Tensor:
-        """``module(*args)``, checkpointed per ``self.checkpointing`` (:func:`~scoresde.nets.layers.call_block`)."""
+        """``module(*args)``, checkpointed per ``self.checkpointing``
+        (:func:`~scoresde.nets.unet_blocks.call_block`)."""
         return call_block(module, *args, checkpointing=self.checkpointing)
 
     def forward(self, x: torch.Tensor, noise_labels: torch.Tensor,

@@ -29,21 +29,21 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .layers import reject_class_labels
-from .ncsn_layers import (
+from .activations import get_activation
+from .embeddings import reject_class_labels
+from .ncsn_blocks import (
     ConditionalInstanceNorm2dPlus,
     InstanceNorm2dPlus,
     NormFactory,
     RefineBlock,
     ResidualBlock,
     VarianceNorm2d,
-    get_activation,
 )
 
 __all__ = [
@@ -210,6 +210,12 @@ class NCSN(_RefineNetScoreNet):
         out_channels: output channels, default ``in_channels``.
     """
 
+    #: the ``model.name`` values that build this network
+    config_names: ClassVar[tuple[str, ...]] = ("ncsn",)
+    #: whether it takes ``class_labels`` (when built with ``num_classes > 0``); the one record of it, read by
+    #: :data:`scoresde.nets.catalog.CONDITIONAL_NETWORKS`
+    class_conditional: ClassVar[bool] = False
+
     def __init__(
         self,
         in_channels: int = 3,
@@ -278,6 +284,12 @@ class NCSNv2(_RefineNetScoreNet):
         out_channels: output channels, default ``in_channels``.
         keep_input_dtype: return the output in ``x.dtype`` instead of float64.
     """
+
+    #: the ``model.name`` values that build this network
+    config_names: ClassVar[tuple[str, ...]] = NCSNV2_VARIANTS
+    #: whether it takes ``class_labels`` (when built with ``num_classes > 0``); the one record of it, read by
+    #: :data:`scoresde.nets.catalog.CONDITIONAL_NETWORKS`
+    class_conditional: ClassVar[bool] = False
 
     def __init__(
         self,

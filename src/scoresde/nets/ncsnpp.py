@@ -5,13 +5,13 @@ NCSN++ and DDPM++ are two configurations of :class:`NCSNpp` (see the per-argumen
 :meth:`NCSNpp.from_config` for the original config dictionaries). The network is
 ``forward(x, noise_labels, class_labels=None)``, where ``noise_labels`` is the noise level σ for Fourier
 embeddings (VE models) or the (continuous) timestep for positional embeddings. With ``num_classes > 0`` the network
-is class-conditional: a :class:`~scoresde.nets.layers.ClassEmbedding` of ``class_labels`` (int64 ``(B,)``, ``-1`` or
+is class-conditional: a :class:`~scoresde.nets.embeddings.ClassEmbedding` of ``class_labels`` (int64 ``(B,)``, ``-1`` or
 None = the null label) is added to the noise embedding before the embedding MLP (EDM's ``label_dim`` design); with
 the default ``num_classes=0`` it has no such parameter and ``class_labels`` must be None. SDE-specific input/output
 scalings live outside the network.
 
 Checkpoints of the original code (``all_modules.<i>...`` keys) load with
-:func:`scoresde.nets.layers.load_original_state_dict`; submodules here have descriptive names instead
+:func:`scoresde.checkpoint.state_dict.load_original_state_dict`; submodules here have descriptive names instead
 (``enc['16x16_block0']``, ``dec['8x8_up']``, ...), and the list of those names in the original module order
 provides the key mapping.
 """
@@ -20,37 +20,36 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from scoresde.nets.layers import (
-    AttnBlock,
+from scoresde.nets.activations import get_activation
+from scoresde.nets.config_checks import check_config_keys, check_config_value
+from scoresde.nets.embeddings import (
     ClassEmbedding,
+    GaussianFourierProjection,
+    build_class_embedding,
+    class_options,
+    get_timestep_embedding,
+    reject_class_labels,
+    sigma_table,
+)
+from scoresde.nets.init import conv3x3, dense
+from scoresde.nets.original_keys import OriginalCheckpointMixin
+from scoresde.nets.unet_blocks import (
+    AttnBlock,
     Combine,
     Downsample,
-    GaussianFourierProjection,
-    OriginalCheckpointMixin,
     ResnetBlockBigGAN,
     ResnetBlockDDPM,
     Upsample,
-    _dense,
-    _group_norm,
-    build_class_embedding,
     call_block,
-    check_choice,
-    check_config_keys,
-    check_config_value,
-    check_flag,
-    class_options,
-    conv3x3,
-    get_act,
-    get_timestep_embedding,
-    reject_class_labels,
+    group_norm,
     res_name,
-    sigma_table,
 )
+from scoresde.numerics.checks import check_choice, check_flag
 
 __all__ = ["NCSNpp"]
 
@@ -75,7 +74,7 @@ class NCSNpp(OriginalCheckpointMixin, nn.Module):
     σ for ``embedding_type='fourier'`` (its log is embedded) or the timestep for ``'positional'``. The output is
     (B, out_channels, H, W), divided by σ when ``scale_by_sigma`` (σ = ``noise_labels`` for Fourier embeddings,
     ``sigmas[noise_labels.long()]`` for positional ones). With ``num_classes > 0`` (needs ``conditional=True``),
-    ``class_labels`` selects the class (module ``label_embed``, see :class:`~scoresde.nets.layers.ClassEmbedding`
+    ``class_labels`` selects the class (module ``label_embed``, see :class:`~scoresde.nets.embeddings.ClassEmbedding`
     for the conventions); with ``num_classes=0`` (the original networks) ``class_labels`` other than None raise
     ``ValueError``.
 
@@ -86,6 +85,12 @@ class NCSNpp(OriginalCheckpointMixin, nn.Module):
 
     # label_embed.weight (class-conditional networks only) is our extension, exported under its own name
     _original_top_level = ("sigmas", "label_embed.weight")
+
+    #: the ``model.name`` values that build this network
+    config_names: ClassVar[tuple[str, ...]] = ("ncsnpp",)
+    #: whether it takes ``class_labels`` (when built with ``num_classes > 0``); the one record of it, read by
+    #: :data:`scoresde.nets.catalog.CONDITIONAL_NETWORKS`
+    class_conditional: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -123,17 +128,18 @@ class NCSNpp(OriginalCheckpointMixin, nn.Module):
                                                     #   (the original: no label parameters at all).
         null_label: str = "learned",                # Null label (-1/None): 'learned' row or 'zero' vector.
         checkpointing: bool = False,                # Activation checkpointing per residual/attention block
-                                                    #   (layers.call_block): less memory, ~1 more forward.
+                                                    #   (unet_blocks.call_block): less memory, ~1 more forward.
     ) -> None:
         super().__init__()
         #: recompute each block's activations in the backward pass (settable after construction)
         self.checkpointing = check_flag("checkpointing", checkpointing)
-        self.resblock_type = check_choice("resblock_type", resblock_type, RESBLOCK_TYPES)
-        self.progressive = check_choice("progressive", progressive, PROGRESSIVE)
-        self.progressive_input = check_choice("progressive_input", progressive_input, PROGRESSIVE_INPUT)
-        self.progressive_combine = check_choice("progressive_combine", progressive_combine,
-                                                PROGRESSIVE_COMBINE)
-        self.embedding_type = check_choice("embedding_type", embedding_type, EMBEDDING_TYPES)
+        self.resblock_type = check_choice("resblock_type", resblock_type, RESBLOCK_TYPES, ignore_case=True)
+        self.progressive = check_choice("progressive", progressive, PROGRESSIVE, ignore_case=True)
+        self.progressive_input = check_choice("progressive_input", progressive_input, PROGRESSIVE_INPUT,
+                                              ignore_case=True)
+        self.progressive_combine = check_choice("progressive_combine", progressive_combine, PROGRESSIVE_COMBINE,
+                                                ignore_case=True)
+        self.embedding_type = check_choice("embedding_type", embedding_type, EMBEDDING_TYPES, ignore_case=True)
         num_levels = len(ch_mult)
         if image_size % 2 ** (num_levels - 1):
             raise ValueError(f"image_size {image_size} is not divisible by 2**(len(ch_mult)-1)")
@@ -143,7 +149,7 @@ class NCSNpp(OriginalCheckpointMixin, nn.Module):
         self.attn_resolutions = tuple(attn_resolutions)
         self.conditional, self.skip_rescale = conditional, skip_rescale
         self.scale_by_sigma, self.centered = scale_by_sigma, centered
-        self.act = get_act(nonlinearity)
+        self.act = get_activation(nonlinearity)
         self.register_buffer("sigmas", sigma_table(sigma_min, sigma_max, num_scales))
         self._original_order = []
 
@@ -188,8 +194,8 @@ class NCSNpp(OriginalCheckpointMixin, nn.Module):
         else:
             embed_dim = nf
         if self.conditional:
-            self._add(None, "temb_dense0", _dense(embed_dim, 4 * nf))
-            self._add(None, "temb_dense1", _dense(4 * nf, 4 * nf))
+            self._add(None, "temb_dense0", dense(embed_dim, 4 * nf))
+            self._add(None, "temb_dense1", dense(4 * nf, 4 * nf))
 
     def _build_encoder(self, resamp_with_conv: bool) -> list[int]:
         nf = self.nf
@@ -252,12 +258,12 @@ class NCSNpp(OriginalCheckpointMixin, nn.Module):
                     self._add("dec", f"{r}_pyramid_up",
                               Upsample(pyramid_ch, in_ch, with_conv=True, **self._resample_kw))
                 if self.progressive == "output_skip":
-                    self._add("dec", f"{r}_pyramid_norm", _group_norm(in_ch, None))
+                    self._add("dec", f"{r}_pyramid_norm", group_norm(in_ch, None))
                     pyramid_conv = conv3x3(in_ch, self.out_channels, init_scale=init_scale)
                     self._add("dec", f"{r}_pyramid_conv", pyramid_conv)
                     pyramid_ch = self.out_channels
                 elif level == top:  # 'residual': the pyramid starts from the coarsest decoder features
-                    self._add("dec", f"{r}_pyramid_norm", _group_norm(in_ch, None))
+                    self._add("dec", f"{r}_pyramid_norm", group_norm(in_ch, None))
                     self._add("dec", f"{r}_pyramid_conv", conv3x3(in_ch, in_ch))
                     pyramid_ch = in_ch
                 else:
@@ -272,7 +278,7 @@ class NCSNpp(OriginalCheckpointMixin, nn.Module):
         if hs_channels:
             raise RuntimeError("internal error: unused skip connections")
         if self.progressive != "output_skip":
-            self._add(None, "norm_out", _group_norm(in_ch, None))
+            self._add(None, "norm_out", group_norm(in_ch, None))
             self._add(None, "conv_out", conv3x3(in_ch, self.out_channels, init_scale=init_scale))
 
     # ---- forward -------------------------------------------------------------------------------------------

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from .layers import ClassEmbedding, build_class_embedding, class_options, reject_class_labels
+from .embeddings import ClassEmbedding, build_class_embedding, class_options, reject_class_labels
 
 
 def sinusoidal_time_embedding(noise_labels: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
@@ -32,7 +32,7 @@ class ToyMLP(nn.Module):
     """``net(x, noise_labels, class_labels=None)``: an MLP on ``[x, emb(noise_labels) + emb(class_labels)]`` with SiLU
     activations and a residual hidden stack.
 
-    With ``num_classes > 0`` the class embedding (:class:`~scoresde.nets.layers.ClassEmbedding`, module
+    With ``num_classes > 0`` the class embedding (:class:`~scoresde.nets.embeddings.ClassEmbedding`, module
     ``label_embed``: int64 labels ``(B,)``, ``-1`` or None = null label) is added to the sinusoidal time features
     before the first layer (EDM's ``label_dim`` design); with ``num_classes=0`` there is none and ``class_labels`` not
     None raises ``ValueError``.
@@ -49,6 +49,12 @@ class ToyMLP(nn.Module):
         num_classes: number of classes of a class-conditional network; 0 (default): unconditional.
         null_label: ``'learned'`` (a trained row) or ``'zero'`` (a zero vector) for the null label ``-1``.
     """
+
+    #: the ``model.name`` values that build this network
+    config_names: ClassVar[tuple[str, ...]] = ("toy_mlp",)
+    #: whether it takes ``class_labels`` (when built with ``num_classes > 0``); the one record of it, read by
+    #: :data:`scoresde.nets.catalog.CONDITIONAL_NETWORKS`
+    class_conditional: ClassVar[bool] = True
 
     def __init__(self, dim: int = 2, hidden: int = 128, depth: int = 3, time_embed_dim: int = 32,
                  max_period: float = 10000.0, num_classes: int = 0, null_label: str = "learned") -> None:

@@ -29,7 +29,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = [
-    "ACTIVATIONS",
     "CRPBlock",
     "ConditionalInstanceNorm2dPlus",
     "ConvMeanPool",
@@ -40,35 +39,13 @@ __all__ = [
     "RefineBlock",
     "ResidualBlock",
     "VarianceNorm2d",
-    "get_activation",
     "ncsn_conv3x3",
 ]
 
 NormFactory = Callable[[int], nn.Module]
 """``make_norm(num_features) -> module``: builds one normalisation layer for a given number of channels."""
 
-ACTIVATIONS = ("elu", "relu", "lrelu", "swish")
-"""Values of ``model.nonlinearity`` understood by :func:`get_activation` (compared case-insensitively)."""
-
 _EPS = 1e-5  # variance floor of every normalisation below (the torch.nn.InstanceNorm2d default)
-
-
-def get_activation(name: str) -> nn.Module:
-    """The nonlinearity named by the Score SDE config key ``model.nonlinearity`` (case-insensitive).
-
-    ``elu`` -> ELU (the NCSN/NCSNv2 default), ``relu`` -> ReLU, ``lrelu`` -> LeakyReLU(0.2),
-    ``swish`` -> SiLU. Any other name raises ``ValueError`` listing the allowed ones.
-    """
-    key = str(name).lower()
-    if key == "elu":
-        return nn.ELU()
-    if key == "relu":
-        return nn.ReLU()
-    if key == "lrelu":
-        return nn.LeakyReLU(negative_slope=0.2)
-    if key == "swish":
-        return nn.SiLU()
-    raise ValueError(f"unknown nonlinearity {name!r}; allowed (case-insensitive): {', '.join(ACTIVATIONS)}")
 
 
 def ncsn_conv3x3(in_channels: int, out_channels: int, *, bias: bool = True, dilation: int = 1) -> nn.Conv2d:
