@@ -134,7 +134,7 @@ def test_step_selects_a_checkpoint_and_the_removed_alias_is_refused(vp_run, caps
         assert capsys.readouterr().err == ""
         with pytest.raises(SystemExit) as exit_info:  # argparse's usage line and one error line: the 0.1 alias is gone
             parser.parse_args([command, "--workdir", "w", "--checkpoint", "4"])
-        assert exit_info.value.code == 2 and "unrecognized arguments: --checkpoint 4" in _err(capsys)
+        assert exit_info.value.code == 2 and "unrecognized arguments: --checkpoint 4" in capsys.readouterr().err
         assert "--checkpoint" not in _subcommands(parser)[command].format_help()
     assert main(["sample", "--workdir", str(vp_run), "--step", "2", "--num", "2", "--steps", "25", "--out",
                  str(vp_run / "two.npz"), "--quiet"]) == 0
