@@ -35,7 +35,7 @@ from ..sdes import CONFIG_SDES
 from .factory import CLASS_MODEL_KEYS, RUNTIME_MODEL_KEYS
 from .resolve import ConfigLike, resolve_config
 
-__all__ = ["AMP_MODES", "FP_MODES", "FP_WEIGHTINGS", "IGNORED_KEYS", "NONFINITE_POLICIES", "SAMPLING_METHODS",
+__all__ = ["AMP_MODES", "IGNORED_KEYS", "NONFINITE_POLICIES", "SAMPLING_METHODS",
            "SDES", "SECTIONS", "Config", "ConfigError", "DataConfig", "EvalConfig", "OptimConfig", "SamplingConfig",
            "TrainingConfig", "apply_overrides", "config_from_dict", "load_config", "section_from_dict", "validate"]
 

@@ -75,7 +75,7 @@ def load_digits16(split: str = "train", *, resolution: int = 16, test_fraction: 
     Levels ``0..16`` are mapped to ``round(255 v / 16)`` and bilinearly resized (with antialiasing) to
     ``resolution``. The train/test split is a fixed random permutation (``seed``) holding out ``test_fraction``.
     """
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # deferred: start-up time (scikit-learn is heavy)
 
     digits = load_digits()
     images = torch.from_numpy(digits.images).to(torch.float32)[:, None] * (255.0 / 16.0)
@@ -111,7 +111,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
                 except ImportError:
                     continue
         if module == "_codecs":
-            import codecs
+            import codecs  # only for the one pickle global that needs it
 
             return codecs.encode
         return getattr(np, name)
@@ -144,7 +144,7 @@ def load_cifar10(root: str | Path, split: str = "train", *, download: bool = Fal
         if not download:
             raise FileNotFoundError(f"CIFAR-10 not found under {folder} (expected {', '.join(names)}); pass "
                                     "download=True (--set data.download=true) to fetch it")
-        from torchvision.datasets.utils import download_and_extract_archive
+        from torchvision.datasets.utils import download_and_extract_archive  # deferred: only when downloading
 
         download_and_extract_archive(CIFAR10_URL, str(root), md5=CIFAR10_MD5)
     parts = [read_cifar_batch(folder / n) for n in names]

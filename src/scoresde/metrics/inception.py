@@ -68,6 +68,7 @@ def load_inception(weights: str | Path | None = None, device: torch.device | str
         internal_dtype: ``"float32"`` (standard) or ``"float64"``.
     """
     try:
+        # optional dependency (the 'metrics' extra): imported where the features are needed
         from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
     except ImportError as err:  # pragma: no cover - depends on the environment
         raise ImportError("Inception features need torch-fidelity: pip install 'scoresde[metrics]'") from err
@@ -101,9 +102,9 @@ def write_random_inception_weights(path: str | Path, seed: int = 0) -> Path:
     The layers are built with torch-fidelity's loading switched off only to learn the keys; the file is then
     loaded through the normal path (:func:`load_inception` with ``weights=path``).
     """
-    from unittest import mock
+    from unittest import mock  # only here: patches torch-fidelity's loader while the layers are built
 
-    from torch_fidelity import feature_extractor_inceptionv3 as fidelity
+    from torch_fidelity import feature_extractor_inceptionv3 as fidelity  # optional dependency ('metrics' extra)
 
     cls = fidelity.FeatureExtractorInceptionV3
     with mock.patch.object(fidelity, "load_state_dict_from_url", lambda *a, **k: {}), \

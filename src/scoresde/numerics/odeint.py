@@ -64,7 +64,7 @@ def integrate(
         return fn(t, y)
 
     if method in TORCHDIFFEQ_METHODS:
-        import torchdiffeq
+        import torchdiffeq  # deferred: start-up time (only the torchdiffeq methods need it)
 
         times = torch.tensor([t0, t1], dtype=y0.dtype, device=y0.device)
         # step_t makes the solver land exactly on t1 instead of stepping past it and interpolating back: the
@@ -73,7 +73,7 @@ def integrate(
                                options={"step_t": times[1:]})
         return y[-1], nfe
 
-    from scipy.integrate import solve_ivp
+    from scipy.integrate import solve_ivp  # deferred: start-up time (only the scipy methods need it)
 
     shape, dtype, device = y0.shape, y0.dtype, y0.device
 

@@ -352,7 +352,7 @@ class Trainer:
         with open(self.workdir / "metrics.jsonl", "a") as f:
             f.write(json.dumps({"step": self.step, **scalars}) + "\n")
         if self._writer is None:
-            from torch.utils.tensorboard import SummaryWriter
+            from torch.utils.tensorboard import SummaryWriter  # deferred: start-up time (tensorboard is heavy)
 
             self._writer = SummaryWriter(str(self.workdir / "tb"))
         for key, value in scalars.items():
