@@ -17,8 +17,8 @@ from scoresde.evaluation import (
     per_sample_generators,
     round_ranges,
     run_rounds,
-    sample_seed,
 )
+from scoresde.numerics.seeding import sample_seed
 from scoresde.sampling import SAMPLERS
 from scoresde.sdes import CLD, PSLD, VESDE, VPSDE
 

@@ -267,7 +267,7 @@ def test_checkpoint_shape_mismatch_is_named() -> None:
     cfg, ckpt, _ = load_fixture("ncsnpp_ve")
     net = NCSNpp.from_config(dict(cfg["model"], nf=32), cfg["data"])
     with pytest.raises(IncompatibleCheckpointError,
-                       match=r"shape mismatches .*all_modules\.1\.weight \(64, 32\) vs \(32, 32\) expected"):
+                       match=r"shape mismatches .*all_modules\.1\.weight \(64, 32\) vs \(128, 64\) expected"):
         load_original_state_dict(net, ckpt["model"])
 
 

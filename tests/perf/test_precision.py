@@ -28,7 +28,7 @@ def test_unsupported_precision_is_one_clear_error_and_auto_falls_back(monkeypatc
     cpu = torch.device("cpu")
     with pytest.raises(ValueError, match="precision 'bf16' is not supported natively on cpu"):
         autocast_dtype("bf16", cpu)
-    with pytest.raises(ValueError, match="unknown precision 'float8'; allowed: fp32, bf16, fp16, auto"):
+    with pytest.raises(ValueError, match="unknown precision 'float8'; valid values are: fp32, bf16, fp16, auto"):
         autocast_dtype("float8", cpu)
     assert autocast_dtype("auto", cpu) is None and autocast_dtype("fp32", cpu) is None
     model = _model()

@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 from torch import Tensor, nn
 
 from ..nets.original_keys import OriginalCheckpointMixin
+from ..numerics.checks import check_choice
 from .errors import IncompatibleCheckpointError
 
 __all__ = [
@@ -76,8 +77,7 @@ def _format_keys(keys: Sequence[str], limit: int) -> str:
 
 
 def _check_layout(layout: str) -> None:
-    if layout not in LAYOUTS:
-        raise ValueError(f"unknown checkpoint layout {layout!r}; allowed: {', '.join(LAYOUTS)}")
+    check_choice("checkpoint layout", layout, LAYOUTS)
 
 
 def strip_prefix(state_dict: Mapping[str, Any], prefix: str = "module.") -> dict[str, Any]:

@@ -22,7 +22,7 @@ from ..models.phase_space_model import MODEL_KEYS as PHASE_SPACE_MODEL_KEYS
 from ..nets import CONDITIONAL_NETWORKS, DDPM, NCSNpp, ncsn_from_config
 from ..nets.ncsn import NCSNV2_VARIANTS
 from ..nets.toy import ToyMLP
-from ..numerics.checks import check_flag
+from ..numerics.checks import check_choice, check_flag
 from ..sdes import CONFIG_SDES
 from ..sdes.base import SDE
 from .resolve import ConfigLike, resolve_config
@@ -109,9 +109,7 @@ def build_sde(config: ConfigLike) -> SDE:
     config = resolve_config(config)
     model = _section(config, "model")
     name = _sde_name(config)
-    if name not in CONFIG_SDES:
-        raise ValueError(f"unknown training.sde {name!r}; allowed: {', '.join(repr(n) for n in CONFIG_SDES)}")
-    return CONFIG_SDES[name].from_model_config(model)
+    return CONFIG_SDES[check_choice("training.sde", name, tuple(CONFIG_SDES))].from_model_config(model)
 
 
 @contextlib.contextmanager

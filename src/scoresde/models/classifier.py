@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..numerics.checks import check_class_labels
+from ..numerics.checks import check_choice, check_class_labels
 from ..sdes.base import SDE
 from ..sdes.scalar import ScalarSDE
 from .score_model import LABEL_TYPES, noise_labels
@@ -59,8 +59,7 @@ class ClassifierModel(nn.Module):
         scalar = isinstance(sde, ScalarSDE)
         if label_type is None:
             label_type = sde.original_conventions(continuous)[0] if scalar else "t"
-        if label_type not in CLASSIFIER_LABEL_TYPES:
-            raise ValueError(f"unknown label_type {label_type!r}; allowed: {', '.join(CLASSIFIER_LABEL_TYPES)}")
+        check_choice("label_type", label_type, CLASSIFIER_LABEL_TYPES)
         if label_type != "t" and not scalar:
             raise ValueError(f"label_type {label_type!r} needs a scalar SDE (VE, VP, sub-VP); {type(sde).__name__} "
                              "classifiers are fed the raw time (label_type 't')")

@@ -38,6 +38,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from ..numerics.checks import check_choice
 from ..sdes.base import batch_broadcast
 from ..sdes.scalar import ScalarSDE
 from .adapter import DiffusionModel
@@ -63,7 +64,8 @@ def noise_labels(sde: ScalarSDE, label_type: str, t: Tensor) -> Tensor:
         return t * (sde.N - 1)
     if label_type == "sigma_index":
         return torch.round((sde.T - t) * (sde.N - 1)).long()
-    raise ValueError(f"unknown label_type {label_type!r}; allowed: {', '.join(LABEL_TYPES)}")
+    check_choice("label_type", label_type, LABEL_TYPES)
+    raise AssertionError(f"label_type {label_type!r} is listed but has no labels")
 
 
 #: network precisions of :class:`ScoreModel`: float32, bf16 / fp16 autocast, or bf16 where the device has it natively
@@ -91,8 +93,7 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     native, else float32. Use ``'bf16'`` for sampling on GPUs (same exponent range as float32: no overflow in the
     ``1/sigma`` scalings); ``'fp16'`` only where bf16 is missing.
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; allowed: {', '.join(PRECISIONS)}")
+    check_choice("precision", precision, PRECISIONS)
     if precision == "fp32":
         return None
     if precision == "auto":
@@ -102,12 +103,6 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
         raise ValueError(f"precision {precision!r} is not supported natively on {device} (allowed there: 'fp32', or "
                          f"'auto' to use bf16 only where the device has it)")
     return dtype
-
-
-def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
-    if value not in allowed:
-        raise ValueError(f"unknown {name} {value!r}; allowed: {', '.join(allowed)}")
-    return value
 
 
 class ScoreModel(nn.Module, DiffusionModel):
@@ -134,15 +129,15 @@ class ScoreModel(nn.Module, DiffusionModel):
                  label_type: LabelType | None = None, output_type: OutputType | None = None,
                  precision: str = "fp32") -> None:
         super().__init__()
-        self.precision = _check_choice("precision", precision, PRECISIONS)
+        self.precision = check_choice("precision", precision, PRECISIONS)
         self.net = net
         self.sde = sde
         self.continuous = bool(continuous)
         default_labels, default_output = (None, None)
         if label_type is None or output_type is None:
             default_labels, default_output = sde.original_conventions(self.continuous)
-        self.label_type: LabelType = _check_choice("label_type", label_type or default_labels, LABEL_TYPES)
-        self.output_type: OutputType = _check_choice("output_type", output_type or default_output, OUTPUT_TYPES)
+        self.label_type: LabelType = check_choice("label_type", label_type or default_labels, LABEL_TYPES)
+        self.output_type: OutputType = check_choice("output_type", output_type or default_output, OUTPUT_TYPES)
         if self.label_type == "sigma_index" and not hasattr(sde, "discrete_sigmas"):
             raise ValueError("label_type 'sigma_index' needs an SDE with a discrete sigma table (VESDE)")
         if not self.continuous and self.output_type != "score" and not hasattr(sde, "sqrt_1m_alphas_cumprod") \

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..numerics.checks import check_choice
 from .activations import get_activation
 from .embeddings import reject_class_labels
 from .ncsn_blocks import (
@@ -132,8 +133,7 @@ class _RefineNetScoreNet(nn.Module):
         pool: str,
     ) -> None:
         super().__init__()
-        if layout not in _LAYOUTS:
-            raise ValueError(f"unknown NCSN layout {layout!r}; allowed: {', '.join(NCSNV2_VARIANTS)}")
+        check_choice("NCSN layout", layout, NCSNV2_VARIANTS)
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("nf", nf)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -226,10 +226,7 @@ class NCSN(_RefineNetScoreNet):
         centered: bool = False,
         out_channels: int | None = None,
     ) -> None:
-        if normalization not in NCSN_NORMALIZATIONS:
-            raise ValueError(
-                f"unknown normalization {normalization!r} for NCSN; allowed: {', '.join(NCSN_NORMALIZATIONS)}"
-            )
+        check_choice("NCSN normalization", normalization, NCSN_NORMALIZATIONS)
         if not isinstance(num_scales, int) or isinstance(num_scales, bool) or num_scales < 1:
             raise ValueError(f"num_scales must be a positive integer, got {num_scales!r}")
 
@@ -305,8 +302,7 @@ class NCSNv2(_RefineNetScoreNet):
         out_channels: int | None = None,
         keep_input_dtype: bool = False,
     ) -> None:
-        if variant not in _LAYOUTS:
-            raise ValueError(f"unknown NCSNv2 variant {variant!r}; allowed: {', '.join(NCSNV2_VARIANTS)}")
+        check_choice("NCSNv2 variant", variant, NCSNV2_VARIANTS)
         if not isinstance(num_scales, int) or isinstance(num_scales, bool) or num_scales < 1:
             raise ValueError(f"num_scales must be a positive integer, got {num_scales!r}")
         if not 0 < sigma_min <= sigma_max:
@@ -360,9 +356,8 @@ def _unconditional_norms(normalization: str, num_scales: int) -> tuple[NormFacto
         return nn.InstanceNorm2d, lambda c: nn.InstanceNorm2d(c, eps=float(num_scales))
     if normalization == "VarianceNorm":
         return VarianceNorm2d, VarianceNorm2d
-    raise ValueError(
-        f"unknown normalization {normalization!r} for NCSNv2; allowed: {', '.join(NCSN_V2_NORMALIZATIONS)}"
-    )
+    check_choice("NCSNv2 normalization", normalization, NCSN_V2_NORMALIZATIONS)
+    raise AssertionError(f"normalization {normalization!r} is listed but has no layers")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -375,10 +370,7 @@ def _require(cfg: Mapping[str, Any], key: str, section: str) -> Any:
 
 
 def _check_name(cfg_model: Mapping[str, Any], allowed: tuple[str, ...]) -> str:
-    name = _require(cfg_model, "name", "model")
-    if name not in allowed:
-        raise ValueError(f"model.name {name!r} is not handled here; allowed: {', '.join(allowed)}")
-    return name
+    return check_choice("model.name", _require(cfg_model, "name", "model"), allowed)
 
 
 def _common_config(cfg_model: Mapping[str, Any], cfg_data: Mapping[str, Any], layout: str) -> dict[str, Any]:
@@ -425,7 +417,7 @@ def ncsn_from_config(
         return NCSN.from_config(cfg_model, cfg_data)
     if name in NCSNV2_VARIANTS:
         return NCSNv2.from_config(cfg_model, cfg_data, keep_input_dtype=keep_input_dtype)
-    allowed = ", ".join(("ncsn", *NCSNV2_VARIANTS))
-    raise ValueError(f"model.name {name!r} is not an NCSN network; allowed: {allowed}")
+    check_choice("NCSN model.name", name, ("ncsn", *NCSNV2_VARIANTS))
+    raise AssertionError(f"model.name {name!r} is listed but has no network")
 
 

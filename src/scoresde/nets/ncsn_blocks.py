@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..numerics.checks import check_choice
+
 __all__ = [
     "CRPBlock",
     "ConditionalInstanceNorm2dPlus",
@@ -310,8 +312,7 @@ class CRPBlock(nn.Module):
         pool: str = "max",
     ) -> None:
         super().__init__()
-        if pool not in ("max", "avg"):
-            raise ValueError(f"unknown pool {pool!r}; allowed: 'max', 'avg'")
+        check_choice("pool", pool, ("max", "avg"))
         # Created norm-then-conv per stage (the original's initialisation order), registered convs first.
         convs, norms = [], []
         for _ in range(n_stages):
