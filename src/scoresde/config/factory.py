@@ -19,9 +19,8 @@ from torch import nn
 
 from ..models import PhaseSpaceScoreModel, ScoreModel
 from ..models.phase_space_model import MODEL_KEYS as PHASE_SPACE_MODEL_KEYS
-from ..nets import CONDITIONAL_NETWORKS, DDPM, NCSNpp, ncsn_from_config
+from ..nets import CONDITIONAL_NETWORKS, SCORE_NETWORKS, NCSNpp
 from ..nets.ncsn import NCSNV2_VARIANTS
-from ..nets.toy import ToyMLP
 from ..numerics.checks import check_choice, check_flag
 from ..sdes import CONFIG_SDES
 from ..sdes.base import SDE
@@ -31,13 +30,8 @@ __all__ = ["CLASS_MODEL_KEYS", "CONDITIONAL_NETWORK_NAMES", "NETWORKS", "NETWORK
            "build_network", "build_score_model", "build_sde", "default_dtype"]
 
 #: ``model.name`` -> builder ``(model_section, data_section) -> nn.Module``.
-NETWORKS: dict[str, Any] = {
-    "ncsnpp": NCSNpp.from_config,
-    "ddpm": DDPM.from_config,
-    "ncsn": ncsn_from_config,
-    **dict.fromkeys(NCSNV2_VARIANTS, ncsn_from_config),
-    "toy_mlp": ToyMLP.from_config,
-}
+#: read from each class of :data:`scoresde.nets.catalog.SCORE_NETWORKS` (its ``config_names`` and ``from_config``)
+NETWORKS: dict[str, Any] = {name: net.from_config for net in SCORE_NETWORKS for name in net.config_names}
 
 
 #: the ``model.name`` values whose networks take ``model.num_classes`` / ``model.null_label`` (class conditioning)
@@ -169,6 +163,7 @@ def build_score_model(config: ConfigLike, *, dtype: torch.dtype | None = None
         return PhaseSpaceScoreModel(net, sde, blocks=str(model_section.get("blocks", "all")),
                                     mixed_score=bool(model_section.get("mixed_score", False)),
                                     mixed_data_var=None if var is None else float(var)).eval()
-    if isinstance(net, ToyMLP):  # scoresde's toy network: fed 999 t like the VP networks, predicts the noise
-        return ScoreModel(net, sde, continuous=True, label_type="time", output_type="eps").eval()
+    fixed = getattr(type(net), "adapter_conventions", None)  # the network's own conventions (the toy MLP's)
+    if fixed is not None:
+        return ScoreModel(net, sde, continuous=True, label_type=fixed[0], output_type=fixed[1]).eval()
     return ScoreModel(net, sde, continuous=continuous).eval()

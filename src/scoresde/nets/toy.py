@@ -55,6 +55,9 @@ class ToyMLP(nn.Module):
     #: whether it takes ``class_labels`` (when built with ``num_classes > 0``); the one record of it, read by
     #: :data:`scoresde.nets.catalog.CONDITIONAL_NETWORKS`
     class_conditional: ClassVar[bool] = True
+    #: ``(label_type, output_type)`` its model adapter uses whatever the config says: fed ``999 t`` like the VP
+    #: networks, predicts the noise (``None`` on the Score SDE networks: the SDE's original conventions apply)
+    adapter_conventions: ClassVar[tuple[str, str] | None] = ("time", "eps")
 
     def __init__(self, dim: int = 2, hidden: int = 128, depth: int = 3, time_embed_dim: int = 32,
                  max_period: float = 10000.0, num_classes: int = 0, null_label: str = "learned") -> None:
