@@ -42,11 +42,12 @@ def test_phase_space_is_the_class_level_has_auxiliary() -> None:
         assert cls.phase_space == cls().has_auxiliary, cls
 
 
-def test_cld_writes_kappa_and_reads_the_deprecated_gamma() -> None:
+def test_cld_writes_and_reads_kappa() -> None:
     assert "gamma" not in CLD().model_config()
-    with pytest.warns(DeprecationWarning, match="kappa"):
-        sde = CLD.from_model_config({"beta_min": 4.0, "beta_max": 4.0, "num_scales": 10, "gamma": 0.3})
-    assert sde.kappa == 0.3
+    sde = CLD.from_model_config({"beta_min": 4.0, "beta_max": 4.0, "num_scales": 10, "kappa": 0.3})
+    assert sde.kappa == 0.3 and CLD.from_model_config(CLD(kappa=0.3).model_config()).kappa == 0.3
+    with pytest.raises(ValueError, match=r"model\.gamma = 0\.3 has no meaning for CLD"):  # never silently ignored
+        CLD.from_model_config({"beta_min": 4.0, "beta_max": 4.0, "num_scales": 10, "gamma": 0.3})
 
 
 def test_from_model_config_reads_floats_and_names_a_missing_key() -> None:

@@ -284,6 +284,5 @@ def test_augmented_bits_per_dim() -> None:
 def test_gamma_means_position_damping_on_both_phase_space_sdes() -> None:
     """8(k): CLD's initial velocity variance ratio is kappa, as PSLD's; gamma is the position damping (0 for CLD)."""
     assert CLD().gamma == 0.0 and CLD().kappa == 0.04 and PSLD().gamma == 0.01 and PSLD().kappa == 0.04
-    with pytest.warns(DeprecationWarning, match=r"CLD\(gamma=...\) is deprecated"):
-        old = CLD(gamma=0.1)
-    assert old.kappa == 0.1 and torch.equal(old.initial_cov, CLD(kappa=0.1).initial_cov)
+    with pytest.raises(TypeError, match="gamma"):  # the 0.1 alias of kappa is gone
+        CLD(gamma=0.1)

@@ -4,7 +4,7 @@ Critically-Damped Langevin Diffusion", §3): the position-momentum recipe SDE wi
 from __future__ import annotations
 
 import math
-import warnings
+from collections.abc import Mapping
 from typing import Any
 
 from .recipe import RecipeSDE, langevin_recipe
@@ -24,7 +24,6 @@ class CLD(RecipeSDE):
             ``kappa``, the same quantity, so that ``gamma`` means position damping on both classes).
         friction: ``Gamma``; ``None`` gives critical damping ``Gamma = 2 sqrt(M)``.
         decomp_mode, score_matching, N, T: see :class:`RecipeSDE`.
-        gamma: deprecated name of ``kappa`` (accepted with a ``DeprecationWarning``).
 
     Attributes: ``kappa``, ``friction``, ``m_inv``; ``gamma = 0`` is the position damping (PSLD's ``Gamma``), which CLD
     does not have.
@@ -32,8 +31,7 @@ class CLD(RecipeSDE):
 
     config_name = "cld"
     config_keys = ("beta_min", "beta_max")
-    #: ``gamma``: the deprecated name of ``kappa``, read from old configs (never written by :meth:`model_config`)
-    config_options = ("m_inv", "kappa", "gamma", "friction", "decomp_mode", "score_matching")
+    config_options = ("m_inv", "kappa", "friction", "decomp_mode", "score_matching")
     phase_space = True
 
     def __init__(
@@ -47,13 +45,7 @@ class CLD(RecipeSDE):
         score_matching: str = "hsm",
         N: int = 1000,
         T: float = 1.0,
-        *,
-        gamma: float | None = None,
     ) -> None:
-        if gamma is not None:
-            warnings.warn("CLD(gamma=...) is deprecated: the initial velocity variance ratio is CLD(kappa=...), as in "
-                          "PSLD (whose gamma is the position damping)", DeprecationWarning, stacklevel=2)
-            kappa = gamma
         if not (math.isfinite(m_inv) and m_inv > 0):
             raise ValueError(f"m_inv must be a positive finite number, got {m_inv!r}")
         if not (math.isfinite(kappa) and kappa >= 0):
@@ -66,11 +58,14 @@ class CLD(RecipeSDE):
         super().__init__(**langevin_recipe(0.0, friction, 1.0, M, kappa), beta_min=beta_min, beta_max=beta_max,
                          score_matching=score_matching, decomp_mode=decomp_mode, N=N, T=T)
 
-    def model_config(self) -> dict[str, Any]:
-        """:meth:`SDE.model_config` without ``gamma`` (``CLD(gamma=...)`` would set ``kappa``)."""
-        out = super().model_config()
-        del out["gamma"]
-        return out
+    @classmethod
+    def from_model_config(cls, model: Mapping[str, Any]) -> CLD:
+        """:meth:`SDE.from_model_config`; a ``model.gamma`` (PSLD's position damping, which CLD does not have; CLD's
+        initial velocity variance ratio is ``model.kappa``) is refused rather than ignored."""
+        if "gamma" in model:
+            raise ValueError(f"model.gamma = {model['gamma']!r} has no meaning for CLD (no position damping); its "
+                             "initial velocity variance ratio is model.kappa")
+        return super().from_model_config(model)  # type: ignore[return-value]
 
     @property
     def M(self) -> float:
