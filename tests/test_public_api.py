@@ -19,6 +19,18 @@ def test_subpackages_are_reachable_from_the_top_level_import() -> None:
 
 
 def test_listed_public_names_exist() -> None:
+    """The calls that keep their names and signatures through the 0.2.0 redesign (issue 21's list)."""
+    for name in ("sample", "log_likelihood", "bits_per_dim", "load_checkpoint", "load_score_sde_checkpoint",
+                 "load_diffusers", "export_diffusers", "inpaint", "colorize", "encode", "interpolate", "as_model"):
+        assert callable(getattr(scoresde, name)), name
+    from scoresde.guidance import classifier, classifier_free
+    from scoresde.models import ScoreModel
+    from scoresde.numerics.grids import GRIDS
+    from scoresde.numerics.odeint import FIXED_STEP_METHODS
+
+    assert callable(classifier) and callable(classifier_free) and isinstance(ScoreModel, type)
+    assert "logSNR" in GRIDS and "rk4" in FIXED_STEP_METHODS
+    assert callable(scoresde.losses.fp_loss)
     for name in ("VESDE", "VPSDE", "SubVPSDE", "PSLD", "CLD"):
         assert callable(getattr(scoresde.sdes, name))
     for name in ("sde_loss", "smld_loss", "ddpm_loss", "fp_regularizer"):
