@@ -183,3 +183,8 @@ def test_an_sde_with_another_N_still_sets_the_step_count_of_a_model() -> None:
     assert info.nfe == 50
     with pytest.raises(ValueError, match="differs from the SDE passed"):
         sample(VPSDE(N=50, beta_max=10.0), model.score, (2, 2))
+
+
+def test_the_docstring_of_sample_names_every_registered_sampler() -> None:
+    doc = sample.__doc__ or ""
+    assert all(f'``"{name}"``' in doc for name in SAMPLERS), [n for n in SAMPLERS if f'``"{n}"``' not in doc]

@@ -61,9 +61,14 @@ def sample(
         sde: the forward SDE, or a model adapter (then ``score_fn`` is the shape).
         score_fn: ``score_fn(x, t)`` (``score_fn(x, t, **cond)`` with conditioning), or a model adapter.
         shape: data shape, e.g. ``(64, 3, 32, 32)``; may be omitted with ``x_T``.
-        sampler: a name of :data:`scoresde.sampling.SAMPLERS`: ``"pc"`` (predictor–corrector), ``"ode"``
-            (adaptive probability-flow ODE), ``"sscs"`` (phase-space splitting), ``"ddim"``. Each sampler's
-            docstring says when to choose it.
+        sampler: a name of :data:`scoresde.sampling.SAMPLERS`. For few network calls (10-50) on VE/VP/sub-VP use
+            ``"dpm_solver"`` (DPM-Solver(++), Lu et al. 2022; also PSLD/CLD), ``"unipc"`` (Zhao et al. 2023) or
+            ``"heun"`` (EDM, Karras et al. 2022); ``"ddim"`` (Song, Meng & Ermon 2021; deterministic or with
+            ``eta``, every SDE) for a simple baseline; ``"pc"`` (predictor–corrector, Song et al. 2021, Alg. 1)
+            for the original Score SDE sampling at hundreds of steps; ``"ode"`` (adaptive probability-flow ODE) for
+            a tolerance instead of a step count; ``"sscs"`` (symmetric splitting, Dockhorn et al. 2022) on
+            PSLD/CLD. Each sampler's docstring gives its options and when to choose it; a test checks that this
+            list names every registered sampler.
         generator: random generator for the prior and every noise draw (global RNG when ``None``).
         device, dtype: where and in which precision to sample (``dtype=torch.float64`` runs the whole sampler in
             float64).
