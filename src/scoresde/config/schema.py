@@ -35,7 +35,7 @@ from ..sdes import CONFIG_SDES
 from .factory import CLASS_MODEL_KEYS, RUNTIME_MODEL_KEYS
 from .resolve import ConfigLike, resolve_config
 
-__all__ = ["AMP_MODES", "IGNORED_KEYS", "NONFINITE_POLICIES", "SAMPLING_METHODS",
+__all__ = ["AMP_MODES", "FP_DIFFUSION_KEYS", "IGNORED_KEYS", "NONFINITE_POLICIES", "SAMPLING_METHODS",
            "SDES", "SECTIONS", "Config", "ConfigError", "DataConfig", "EvalConfig", "OptimConfig", "SamplingConfig",
            "TrainingConfig", "apply_overrides", "config_from_dict", "load_config", "section_from_dict", "validate"]
 
@@ -48,6 +48,42 @@ IGNORED_KEYS = frozenset({
 })
 
 SDES = tuple(CONFIG_SDES)
+
+#: FP-Diffusion's own ``training`` keys (Lai et al. 2023, its ``configs/default_*_configs.py`` and README) -> ours, with
+#: the value map of the ones whose values differ (``scalar_fp``: 'True' = the scalar term only, 'False' = the vector
+#: term only, 'both'). Read wherever a whole config is read (:func:`config_from_dict`: ``.py``/JSON/dict configs,
+#: checkpoint loaders, ``scoresde import``, ``train --config file``); not accepted as ``--set`` overrides, which name
+#: our keys.
+FP_DIFFUSION_KEYS: dict[str, tuple[str, dict[Any, str] | None]] = {
+    "alpha": ("fp_alpha", None),
+    "beta": ("fp_beta", None),
+    "m": ("fp_m", None),
+    "scalar_fp": ("fp_mode", {"both": "both", "True": "scalar", "False": "vector", True: "scalar", False: "vector"}),
+    "fp_wgt_type": ("fp_weighting", None),
+}
+
+
+def _fp_diffusion_training(section: Any) -> Any:
+    """``section`` (a ``training`` mapping) with FP-Diffusion's key names replaced by ours (:data:`FP_DIFFUSION_KEYS`);
+    a key given under both names with different values, or a ``scalar_fp`` value outside its three, is a
+    :class:`ConfigError`."""
+    if not isinstance(section, Mapping) or not any(key in section for key in FP_DIFFUSION_KEYS):
+        return section
+    out = dict(section)
+    for theirs, (ours, values) in FP_DIFFUSION_KEYS.items():
+        if theirs not in out:
+            continue
+        value = out.pop(theirs)
+        if values is not None:
+            if not isinstance(value, (str, bool)) or value not in values:
+                raise ConfigError(f"unknown training.{theirs} {value!r}; valid values are: 'both', 'True', 'False'")
+            value = values[value]
+        if ours in out and out[ours] != value:
+            raise ConfigError(f"config keys training.{theirs} (FP-Diffusion's name) = {value!r} and training.{ours} = "
+                              f"{out[ours]!r} disagree; keep one")
+        out[ours] = value
+    return out
+
 AMP_MODES = ("none", "bf16", "fp16")
 NONFINITE_POLICIES = ("stop", "skip")
 SAMPLING_METHODS = tuple(SAMPLERS)  # the registry's names (scoresde.sampling.registry)
@@ -341,7 +377,8 @@ def validate(cfg: Config) -> Config:
 
 
 def config_from_dict(values: Mapping[str, Any]) -> Config:
-    """Build and validate a :class:`Config` from nested dicts in the original layout."""
+    """Build and validate a :class:`Config` from nested dicts in the original layout (Score SDE's, and FP-Diffusion's
+    ``training`` keys: :data:`FP_DIFFUSION_KEYS`)."""
     if not isinstance(values, Mapping):
         raise ConfigError(f"a config must be a mapping of sections, got {type(values).__name__}")
     kwargs: dict[str, Any] = {}
@@ -350,6 +387,8 @@ def config_from_dict(values: Mapping[str, Any]) -> Config:
         if key in IGNORED_KEYS:
             continue
         if key in SECTIONS:
+            if key == "training":
+                value = _fp_diffusion_training(value)
             kwargs[key] = section_from_dict(key, SECTIONS[key], value)
         elif key == "model":
             kwargs[key] = _check_type("model", value, dict)
