@@ -25,8 +25,8 @@ from ..sdes.base import SDE
 def score_from_eps(sde: SDE, eps_pred: Tensor, t: Tensor, blocks: str = "all") -> Tensor:
     """The score ``-L_t^-T eps`` of a noise-predicting network, with the kernel factor of ``sde``'s training mode
     (Dockhorn et al. 2022, §3.2; Pandey & Mandt 2023, §3): ``sde.eps_to_score`` for ``blocks="all"``,
-    :func:`scoresde.models.phase_space_model.momentum_score` for ``"momentum"``. Use it to turn a raw network output into
-    the score outside a model adapter.
+    :func:`scoresde.models.phase_space_model.momentum_score` for ``"momentum"``. Use it to turn a raw network output
+    into the score outside a model adapter.
 
     Using the covariance of the mode the network was trained with matters: PSLD's code converts every network
     with the HSM covariance, which is wrong for DSM-trained ones.
