@@ -375,7 +375,7 @@ def _check_name(cfg_model: Mapping[str, Any], allowed: tuple[str, ...]) -> str:
 
 def _common_config(cfg_model: Mapping[str, Any], cfg_data: Mapping[str, Any], layout: str) -> dict[str, Any]:
     """Constructor arguments shared by NCSN and NCSNv2, with the checks the original leaves to a crash."""
-    if "channels" in cfg_data:
+    if cfg_data.get("channels") is not None:  # a typed config holds channels = None when unset
         channels = int(cfg_data["channels"])
         if "num_channels" in cfg_data and int(cfg_data["num_channels"]) != channels:
             raise ValueError(
@@ -387,9 +387,7 @@ def _common_config(cfg_model: Mapping[str, Any], cfg_data: Mapping[str, Any], la
         channels = int(cfg_data["num_channels"])
     else:
         raise KeyError("config section 'data' lacks both 'channels' and 'num_channels'")
-    interpolation = cfg_model.get("interpolation", "bilinear")
-    if interpolation != "bilinear":
-        raise ValueError(f"model.interpolation {interpolation!r} is not supported; allowed: 'bilinear'")
+    check_choice("model.interpolation", cfg_model.get("interpolation", "bilinear"), ("bilinear",))
     image_size = cfg_data.get("image_size")
     factor = _downsampling_factor(_LAYOUTS[layout])
     if image_size is not None and int(image_size) % factor:
