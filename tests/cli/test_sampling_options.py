@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+import scoresde
 from scoresde.cli import build_parser, main
 from scoresde.config import ConfigError, apply_overrides, load_config
 from scoresde.sampling import SAMPLERS
@@ -155,3 +156,22 @@ def test_set_values_follow_the_field_type():
     assert load_config("toy/two_moons", ["sampling.corrector=none"]).sampling.corrector == "none"
     with pytest.raises(ConfigError, match=r"sampling\.snr must be of type float, got 'none'"):
         load_config("toy/two_moons", ["sampling.snr=none"])
+
+
+@pytest.mark.parametrize(("device", "message"), [
+    ("gpu", "unknown device 'gpu'; use cpu, cuda, cuda:N or mps"),
+    pytest.param("cuda", "device 'cuda': this machine has no CUDA device (use --device cpu)",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")),
+])
+def test_a_device_this_machine_lacks_is_one_error_line_not_a_traceback(device, message, capsys):
+    """Issue 26 item 7(g): --device cuda without a GPU and --device gpu were tracebacks at the first tensor."""
+    for command in ("sample", "likelihood", "eval", "train"):
+        with pytest.raises(SystemExit) as exit_info:
+            build_parser().parse_args([command, "--workdir", "w", "--device", device])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.strip() == f"scoresde {scoresde.__version__}"

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import sys
 from collections.abc import Sequence
 
@@ -28,6 +29,7 @@ from .train_commands import add_configs_command, add_train_command
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``scoresde`` command and its sub-commands."""
     parser = argparse.ArgumentParser(prog="scoresde", description="Score-based diffusion models in PyTorch.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {importlib.metadata.version('scoresde')}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_train_command(sub)
     add_sample_command(sub)

@@ -54,9 +54,30 @@ def add_sampler(p: argparse.ArgumentParser) -> None:
                         "the model and its SDE are the checkpoint's)")
 
 
+def device_arg(text: str) -> str:
+    """``--device``: a torch device this machine has (``cpu``, ``cuda``, ``cuda:N``, ``mps``); anything else is one
+    argparse error line naming the value and what is allowed, never a traceback at the first tensor."""
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"unknown device {text!r}; use cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise argparse.ArgumentTypeError(f"device {text!r}: this machine has no CUDA device (use --device cpu)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise argparse.ArgumentTypeError(f"device {text!r}: this machine has {torch.cuda.device_count()} CUDA "
+                                             "device(s)")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise argparse.ArgumentTypeError(f"device {text!r}: MPS is not available on this machine (use --device cpu)")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise argparse.ArgumentTypeError(f"unsupported device {text!r}; use cpu, cuda, cuda:N or mps")
+    return text
+
+
 def add_common(p: argparse.ArgumentParser) -> None:
     """``--device``, ``--quiet`` and ``--threads`` (applied by :func:`scoresde.cli.main`)."""
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: this rank's GPU if any, else cpu)")
+    p.add_argument("--device", type=device_arg, default=None,
+                   help="cpu, cuda, cuda:1, ... (default: this rank's GPU if any, else cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--threads", type=positive_int, default=None,
                    help="torch CPU threads (default: torch's). On cores shared with other jobs use 1: two processes "
