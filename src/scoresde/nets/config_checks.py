@@ -8,10 +8,12 @@ an unknown key (a typo, an option of another network) or a value the architectur
 
 from __future__ import annotations
 
+import types
+import typing
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["check_config_keys", "check_config_value"]
+__all__ = ["check_attn_resolutions", "check_config_keys", "check_config_types", "check_config_value"]
 
 
 def check_config_value(cfg: Mapping[str, Any], key: str, allowed: Sequence[Any], why: str) -> None:
@@ -25,3 +27,72 @@ def check_config_keys(section: str, cfg: Mapping[str, Any], known: set[str]) -> 
     unknown = sorted(set(cfg) - known)
     if unknown:
         raise ValueError(f"unknown {section} config keys {unknown}; known keys: {sorted(known)}")
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether a config value fits a constructor's type hint (``int`` is not ``bool``; a sequence of ints is a list
+    or tuple of ints, never a string)."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:  # a whole-number float counts (JSON numbers), as in the config schema
+        return (isinstance(value, int) and not isinstance(value, bool)) or (isinstance(value, float)
+                                                                            and value.is_integer())
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin is not None and issubclass(origin, Sequence) and origin is not str:
+        (item,) = typing.get_args(hint)[:1] or (Any,)
+        return isinstance(value, (list, tuple)) and all(_matches(v, item) for v in value)
+    return True
+
+
+def _describe(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return "null"
+    if origin is not None and issubclass(origin, Sequence):
+        items = {bool: "booleans", int: "integers", float: "numbers", str: "strings"}
+        args = typing.get_args(hint)
+        return f"a list of {items.get(args[0], str(args[0]))}" if args else "a list"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(hint, str(hint))
+
+
+def _coerce(value: Any, hint: Any) -> Any:
+    """A whole-number float where an integer belongs, as an ``int`` (lists of them too); anything else unchanged."""
+    if isinstance(value, float) and value.is_integer() and _matches(value, hint) and not _matches(0.5, hint):
+        return int(value)
+    if isinstance(value, (list, tuple)) and typing.get_args(hint):
+        return type(value)(_coerce(v, typing.get_args(hint)[0]) for v in value)
+    return value
+
+
+def check_config_types(section: str, values: Mapping[str, Any], cls: type) -> dict[str, Any]:
+    """``values`` checked against the parameters of ``cls.__init__`` they feed: a value of the wrong type (e.g.
+    ``model.ch_mult = '1,2'``, ``model.nf = 'abc'``) is refused naming the key, the expected type and the value,
+    before the network is built (where such a value fails deep inside torch). Returns the values with whole-number
+    floats made integers where an integer belongs (JSON numbers)."""
+    hints = typing.get_type_hints(cls.__init__)
+    out = dict(values)
+    for key, value in values.items():
+        if key in hints:
+            if not _matches(value, hints[key]):
+                raise ValueError(f"{section}.{key} must be {_describe(hints[key])}, got {value!r}")
+            out[key] = _coerce(value, hints[key])
+    return out
+
+
+def check_attn_resolutions(attn_resolutions: Sequence[int], resolutions: Sequence[int], image_size: int) -> None:
+    """Refuse attention at a resolution the U-Net does not have (it would silently add no attention)."""
+    missing = [r for r in attn_resolutions if r not in resolutions]
+    if missing:
+        raise ValueError(f"model.attn_resolutions {list(attn_resolutions)} names resolution(s) {missing} that this "
+                         f"network does not have; with image_size {image_size} and {len(resolutions)} levels of "
+                         f"ch_mult they are {list(resolutions)}")

@@ -18,7 +18,12 @@ import torch
 from torch import nn
 
 from scoresde.nets.activations import get_activation
-from scoresde.nets.config_checks import check_config_keys, check_config_value
+from scoresde.nets.config_checks import (
+    check_attn_resolutions,
+    check_config_keys,
+    check_config_types,
+    check_config_value,
+)
 from scoresde.nets.embeddings import (
     ClassEmbedding,
     build_class_embedding,
@@ -105,6 +110,7 @@ class DDPM(OriginalCheckpointMixin, nn.Module):
         self.in_channels, self.out_channels = in_channels, out_channels or in_channels
         self.nf, self.ch_mult, self.num_res_blocks = nf, tuple(ch_mult), num_res_blocks
         self.resolutions = [image_size // 2**i for i in range(num_levels)]
+        check_attn_resolutions(attn_resolutions, self.resolutions, image_size)
         self.attn_resolutions = tuple(attn_resolutions)
         self.conditional, self.centered, self.scale_by_sigma = conditional, centered, scale_by_sigma
         self.decoder_attn_per_block = bool(decoder_attn_per_block)
@@ -259,6 +265,7 @@ class DDPM(OriginalCheckpointMixin, nn.Module):
         check_config_keys("model", model, set(names) | _IGNORED_MODEL_KEYS | {"normalization", "conv_size"})
         check_config_keys("data", data, {"image_size", "num_channels", "centered"} | _IGNORED_DATA_KEYS)
         kwargs = {k: model[k] for k in names if k in model}
+        kwargs = check_config_types("model", kwargs, cls)
         for key in ("ch_mult", "attn_resolutions"):
             if key in kwargs:
                 kwargs[key] = tuple(kwargs[key])

@@ -26,7 +26,12 @@ import torch
 from torch import nn
 
 from scoresde.nets.activations import get_activation
-from scoresde.nets.config_checks import check_config_keys, check_config_value
+from scoresde.nets.config_checks import (
+    check_attn_resolutions,
+    check_config_keys,
+    check_config_types,
+    check_config_value,
+)
 from scoresde.nets.embeddings import (
     ClassEmbedding,
     GaussianFourierProjection,
@@ -146,6 +151,7 @@ class NCSNpp(OriginalCheckpointMixin, nn.Module):
         self.in_channels, self.out_channels = in_channels, out_channels or in_channels
         self.nf, self.ch_mult, self.num_res_blocks = nf, tuple(ch_mult), num_res_blocks
         self.resolutions = [image_size // 2**i for i in range(num_levels)]
+        check_attn_resolutions(attn_resolutions, self.resolutions, image_size)
         self.attn_resolutions = tuple(attn_resolutions)
         self.conditional, self.skip_rescale = conditional, skip_rescale
         self.scale_by_sigma, self.centered = scale_by_sigma, centered
@@ -404,6 +410,7 @@ class NCSNpp(OriginalCheckpointMixin, nn.Module):
         check_config_keys("model", model, known)
         check_config_keys("data", data, {"image_size", "num_channels", "centered"} | _IGNORED_DATA_KEYS)
         kwargs = {k: model[k] for k in names if k in model}
+        kwargs = check_config_types("model", kwargs, cls)
         for key in ("ch_mult", "attn_resolutions", "fir_kernel"):
             if key in kwargs:
                 kwargs[key] = tuple(kwargs[key])
