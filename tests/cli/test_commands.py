@@ -63,6 +63,20 @@ def test_existing_workdir_with_another_config_is_refused_untouched(tmp_path, cap
     assert (run / "config.json").read_text() == before
 
 
+def test_a_bad_sampling_option_is_refused_before_training_and_sampling_may_change_on_resume(tmp_path, capsys) -> None:
+    """Issue 26 item 7(b): sampling.predictor=foo was accepted, trained to the first snapshot and stopped there, and
+    the fixed config was then refused on resume."""
+    run = tmp_path / "run"
+    code, _, err = _run(["train", "--config", "toy/two_moons", "--workdir", str(run), *TINY, "--set",
+                         "sampling.predictor=foo"], capsys)
+    assert code == 2 and "unknown sampling.predictor 'foo'; valid values are: euler_maruyama" in err
+    assert not run.exists()
+    assert main(["train", "--config", "toy/two_moons", "--workdir", str(run), "--quiet", *TINY]) == 0
+    assert main(["train", "--config", "toy/two_moons", "--workdir", str(run), "--quiet", *TINY, "--set",
+                 "sampling.predictor=euler_maruyama", "--set", "training.n_iters=12"]) == 0
+    assert json.loads((run / "config.json").read_text())["sampling"]["predictor"] == "euler_maruyama"
+
+
 def test_train_sample_likelihood_and_import_end_to_end(tmp_path, capsys) -> None:
     run = tmp_path / "run"
     assert main(["train", "--config", "toy/two_moons", "--workdir", str(run), "--quiet", *TINY]) == 0

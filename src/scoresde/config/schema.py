@@ -31,6 +31,7 @@ from ..losses.fp_core import WEIGHTINGS as FP_WEIGHTINGS
 from ..numerics.checks import check_choice
 from ..numerics.grids import GRIDS
 from ..sampling.registry import SAMPLERS
+from ..sampling.steps import CORRECTORS, PREDICTORS
 from ..sdes import CONFIG_SDES
 from .factory import CLASS_MODEL_KEYS, RUNTIME_MODEL_KEYS
 from .resolve import ConfigLike, resolve_config
@@ -349,6 +350,8 @@ def validate(cfg: Config) -> Config:
                           f"and training.fp_m ({t.fp_m}) positive")
     _check_classes(cfg)
     check_choice("sampling.method", s.method, SAMPLING_METHODS, error=ConfigError)
+    check_choice("sampling.predictor", s.predictor, tuple(PREDICTORS), error=ConfigError)  # before a run is written
+    check_choice("sampling.corrector", s.corrector, tuple(CORRECTORS), error=ConfigError)
     _check_sampler_fields(s)
     if s.grid is not None:
         check_choice("sampling.grid", s.grid, tuple(GRIDS), error=ConfigError)

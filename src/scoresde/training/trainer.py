@@ -435,12 +435,15 @@ RESUMABLE_CHANGES = frozenset({"training.n_iters", "training.log_freq", "trainin
                                "training.snapshot_freq_for_preemption", "training.snapshot_sampling",
                                "training.num_workers", "training.num_snapshot_samples", "model.checkpointing",
                                "model.channels_last"})
+#: config sections a resumed run may change freely: they choose how snapshots are sampled and how the run is
+#: evaluated, not what is trained
+RESUMABLE_SECTIONS = ("sampling", "eval")
 
 
 def prepare_workdir(workdir: str | Path, cfg: Config) -> None:
     """Create ``workdir`` and write ``config.json``. An existing one must hold the same config except for the
-    scheduling keys of :data:`RESUMABLE_CHANGES` (e.g. a longer ``training.n_iters``); any other difference is
-    refused, naming the keys that differ."""
+    scheduling keys of :data:`RESUMABLE_CHANGES` (e.g. a longer ``training.n_iters``) and the sections of
+    :data:`RESUMABLE_SECTIONS`; any other difference is refused, naming the keys that differ."""
     check_workdir_config(workdir, cfg)
     workdir = Path(workdir)
     path = workdir / "config.json"
@@ -471,7 +474,8 @@ def check_workdir_config(workdir: str | Path, cfg: Config) -> None:
     if path.exists():
         saved = _flatten(_with_defaults(json.loads(path.read_text()), cfg))
         new = _flatten(json.loads(json.dumps(cfg.to_dict())))
-        diff = sorted(k for k in set(saved) | set(new) if saved.get(k) != new.get(k) and k not in RESUMABLE_CHANGES)
+        diff = sorted(k for k in set(saved) | set(new) if saved.get(k) != new.get(k) and k not in RESUMABLE_CHANGES
+                      and k.split(".")[0] not in RESUMABLE_SECTIONS)
         if diff:
             shown = ", ".join(f"{k}: {saved.get(k)!r} -> {new.get(k)!r}" for k in diff[:8])
             raise ConfigError(f"{workdir} holds a run with another config ({shown}); use a new --workdir, or "
