@@ -63,6 +63,25 @@ def test_existing_workdir_with_another_config_is_refused_untouched(tmp_path, cap
     assert (run / "config.json").read_text() == before
 
 
+def test_a_resume_keeps_the_runs_n_iters_and_a_finished_run_says_so_in_one_line(tmp_path, capsys) -> None:
+    """Issue 26 item 7(f): resuming without the original --set training.n_iters continued to the preset's n_iters;
+    n_iters below the current step printed 'resuming at step 10 of 5 ... stopped at step 10: ;'."""
+    run = tmp_path / "run"
+    assert main(["train", "--config", "toy/two_moons", "--workdir", str(run), "--quiet", *TINY]) == 0
+    capsys.readouterr()
+    pairs = [TINY[i:i + 2] for i in range(0, len(TINY), 2)]
+    without_n_iters = [a for pair in pairs if pair[1] != "training.n_iters=10" for a in pair]
+    assert len(without_n_iters) == len(TINY) - 2
+    assert main(["train", "--config", "toy/two_moons", "--workdir", str(run), "--quiet", *without_n_iters]) == 0
+    out = capsys.readouterr().out
+    assert out == f"{run} is at step 10 and training.n_iters is 10: nothing to train (to continue, --set " \
+                  "training.n_iters=N with N > 10)\n"
+    assert main(["train", "--config", "toy/two_moons", "--workdir", str(run), "--quiet", *TINY, "--set",
+                 "training.n_iters=5"]) == 0
+    assert "is at step 10 and training.n_iters is 5: nothing to train" in capsys.readouterr().out
+    assert json.loads((run / "config.json").read_text())["training"]["n_iters"] == 10  # nothing was rewritten
+
+
 def test_a_bad_sampling_option_is_refused_before_training_and_sampling_may_change_on_resume(tmp_path, capsys) -> None:
     """Issue 26 item 7(b): sampling.predictor=foo was accepted, trained to the first snapshot and stopped there, and
     the fixed config was then refused on resume."""

@@ -46,9 +46,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.set:
             cfg = config_from_dict(apply_overrides(cfg.to_dict(), args.set))
     else:
-        cfg = load_config(args.config, args.set)
+        cfg = load_config(args.config, [*args.set, *_kept_schedule(workdir, args.set)])
     trainer = Trainer(cfg, workdir, device=args.device, progress=not args.quiet)  # validates data and model first
     resumed = trainer.resume()
+    if resumed and trainer.step >= cfg.training.n_iters:
+        if trainer.env.is_main:
+            print(f"{workdir} is at step {trainer.step} and training.n_iters is {cfg.training.n_iters}: nothing to "
+                  f"train (to continue, --set training.n_iters=N with N > {trainer.step})")
+        return 0
     loaded = trainer.init_from(args.init_from) if args.init_from and not resumed else None
     if trainer.env.is_main:
         if loaded:
@@ -61,6 +66,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         summary = ", ".join(f"{k}={v:.4g}" for k, v in last.items())
         print(f"stopped at step {trainer.step}: {summary}; checkpoints in {workdir / 'checkpoints'}")
     return 0
+
+
+def _kept_schedule(workdir: Path, overrides: list[str]) -> list[str]:
+    """A resumed run keeps its own ``training.n_iters`` unless ``--set`` changes it: the override that restores the
+    saved value (none for a new run folder). Without it, resuming a run trained with ``--set training.n_iters=100``
+    from its preset would silently continue to the preset's own ``n_iters``."""
+    if not (workdir / "config.json").exists() or any(o.split("=", 1)[0].strip() == "training.n_iters"
+                                                     for o in overrides):
+        return []
+    return [f"training.n_iters={saved_config(workdir).training.n_iters}"]
 
 
 def cmd_configs(args: argparse.Namespace) -> int:
