@@ -41,6 +41,7 @@ def _run(argv: list[str], capsys) -> tuple[int, str, str]:
         (["train", "--config", "vp/cifar10_ddpmpp_continuous", "--set", "data.root=/tmp", "--set",
           "data.image_size=64"], "cifar10 images are 32x32, got resolution=64"),
         (["sample", "--workdir", "{tmp}/nothing"], "is not a scoresde run folder (no config.json)"),
+        (["train"], "holds no run to resume (no config.json): start one with --config PRESET"),
     ],
 )
 def test_bad_input_is_one_error_line_and_writes_nothing(argv, message, tmp_path, capsys) -> None:

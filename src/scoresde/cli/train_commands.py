@@ -42,6 +42,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     """``scoresde train``: validate everything, then train (resuming from the workdir's newest checkpoint)."""
     workdir = Path(args.workdir)
     if args.config is None:
+        if not (workdir / "config.json").is_file():
+            raise FileNotFoundError(f"{workdir} holds no run to resume (no config.json): start one with --config "
+                                    "PRESET (see `scoresde configs`)")
         cfg = saved_config(workdir)
         if args.set:
             cfg = config_from_dict(apply_overrides(cfg.to_dict(), args.set))
