@@ -84,6 +84,18 @@ def test_networks_diffusers_cannot_express_are_refused(config, message, tmp_path
         scoresde.export_diffusers(_model(config), tmp_path)
 
 
+def test_an_ncsn_or_toy_network_is_refused_in_one_line(tmp_path):
+    """Issue 26 item 7(g): exporting an NCSN run was AttributeError: 'NCSN' object has no attribute 'resolutions'."""
+    from scoresde.config import build_score_model, load_config
+
+    for preset, name in (("ve/ncsnv2/cifar10", "NCSNv2"), ("toy/gaussian_mixture", "ToyMLP")):
+        values = load_config(preset).to_dict()
+        if "nf" in values["model"]:
+            values["model"]["nf"] = 8
+        with pytest.raises(ValueError, match=f"{name} networks have no diffusers counterpart"):
+            scoresde.export_diffusers(build_score_model(values), tmp_path / name)
+
+
 def test_cli_import_then_export_round_trip(tmp_path, capsys):
     unet = ddpm_unet()
     diffusers.DDPMPipeline(unet=unet, scheduler=diffusers.DDPMScheduler()).save_pretrained(tmp_path / "hub")

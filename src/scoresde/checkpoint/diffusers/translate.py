@@ -259,6 +259,9 @@ def _sde_section(scheduler: Mapping[str, Any] | None, sde: SDE | None, continuou
 def export_unet_config(net: nn.Module) -> dict[str, Any]:
     """The ``UNet2DModel`` config of ``net``, or an error naming the options diffusers cannot express."""
     name = type(net).__name__
+    if not isinstance(net, (DDPM, NCSNpp)):
+        raise ValueError(f"{name} networks have no diffusers counterpart: export_diffusers writes DDPM and "
+                         "NCSN++/DDPM++ U-Nets (UNet2DModel)")
     if getattr(net, "label_embed", None) is not None:
         raise ValueError(f"{name} is class-conditional: UNet2DModel's class embedding is another design, so "
                          "class-conditional networks are not exported")
