@@ -185,3 +185,19 @@ def test_sigma_max_is_the_largest_pairwise_distance() -> None:
     assert estimate_sigma_max(images) == pytest.approx(2.0)  # sqrt(4 pixels * 1^2)
     with pytest.raises(ValueError, match="non-finite"):
         estimate_sigma_max(torch.tensor([[0.0], [float("nan")]]))
+
+
+def test_an_offline_download_is_one_line_naming_the_url_and_the_folder(tmp_path, monkeypatch) -> None:
+    """Issue 26 item 7(g): data.download=true without a network was urllib's URLError traceback. The download itself
+    is replaced by one that fails as an offline machine does (no request is made)."""
+    import urllib.error
+
+    import torchvision.datasets.utils as tv_utils
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(tv_utils, "download_and_extract_archive", offline)
+    with pytest.raises(FileNotFoundError, match=r"CIFAR-10 could not be downloaded from https://\S+ \(\[Errno -3\] "
+                                                r"Temporary failure in name resolution\); place data_batch_1"):
+        load_cifar10(tmp_path, download=True)

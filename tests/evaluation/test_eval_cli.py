@@ -109,3 +109,17 @@ def test_eval_errors_are_one_line(run, tmp_path, capsys):
         build_parser().parse_args(["eval", "--workdir", "x", "--metrics", "fid,bogus"])
     help_text = build_parser().format_help()
     assert "eval" in help_text and "fid-stats" in help_text
+
+
+def test_a_missing_optional_dependency_is_one_line(tmp_path, monkeypatch, capsys) -> None:
+    """Issue 26 item 7(g): fid-stats / eval --metrics is without torch-fidelity were a 20-line ImportError traceback."""
+    import sys
+
+    for name in [m for m in sys.modules if m == "torch_fidelity" or m.startswith("torch_fidelity.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "torch_fidelity", None)  # import torch_fidelity now raises ImportError
+    monkeypatch.setitem(sys.modules, "torch_fidelity.feature_extractor_inceptionv3", None)
+    code = main(["fid-stats", "--dataset", "digits", "--max-images", "4", "--out", str(tmp_path / "s.npz"),
+                 "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "pip install 'scoresde[metrics]'" in err

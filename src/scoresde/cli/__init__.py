@@ -51,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, FloatingPointError, TypeError) as err:
+    except (ValueError, FileNotFoundError, FloatingPointError, TypeError, ImportError) as err:
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
         print(f"scoresde {args.command}: error: {message}", file=sys.stderr)
         return 3 if isinstance(err, FloatingPointError) else 2

@@ -146,7 +146,12 @@ def load_cifar10(root: str | Path, split: str = "train", *, download: bool = Fal
                                     "download=True (--set data.download=true) to fetch it")
         from torchvision.datasets.utils import download_and_extract_archive  # deferred: only when downloading
 
-        download_and_extract_archive(CIFAR10_URL, str(root), md5=CIFAR10_MD5)
+        try:
+            download_and_extract_archive(CIFAR10_URL, str(root), md5=CIFAR10_MD5)
+        except OSError as err:  # URLError, a refused connection, a full disk: one line, not urllib's traceback
+            reason = str(getattr(err, "reason", err)).splitlines()[0]
+            raise FileNotFoundError(f"CIFAR-10 could not be downloaded from {CIFAR10_URL} ({reason}); place "
+                                    f"{', '.join(names)} under {folder} instead") from None
     parts = [read_cifar_batch(folder / n) for n in names]
     images = torch.cat([p[0] for p in parts])
     labels = torch.cat([p[1] for p in parts])
