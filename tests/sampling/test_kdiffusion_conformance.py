@@ -171,9 +171,10 @@ def test_ddim_equals_kdiffusion_euler_on_ve(ks, denoise: bool) -> None:
     n = 25
     sigmas = _karras(ks, sde, n)
     ref = ks.sample_euler(_denoiser(sde, model), z, sigmas if denoise else sigmas[:-1], disable=True)
-    ours, info = sample(sde, model, None, "ddim", x_T=z, dtype=F64, steps=n - 1, grid="karras", rho=RHO, eps=EPS,
-                        denoise=denoise, return_info=True)
-    assert info.nfe == n - 1 + denoise
+    # steps counts k-diffusion's way on the karras grid with denoise (n levels, the step to 0 included)
+    ours, info = sample(sde, model, None, "ddim", x_T=z, dtype=F64, steps=n if denoise else n - 1, grid="karras",
+                        rho=RHO, eps=EPS, denoise=denoise, return_info=True)
+    assert info.nfe == n - 1 + denoise  # k-diffusion's NFE on the same levels
     _assert_equal(ours, ref, f"ddim/euler denoise={denoise}")
 
 
@@ -189,8 +190,23 @@ def test_dpmpp_2m_equals_kdiffusion(ks, name: str, n: int) -> None:
     sde, model, z = _setup(name)
     x_hat = z / sde.alpha(torch.tensor(sde.T, dtype=F64))
     ref = ks.sample_dpmpp_2m(_denoiser(sde, model), x_hat, _karras(ks, sde, n), disable=True)
-    ours, info = sample(sde, model, None, "dpm_solver", x_T=z, dtype=F64, steps=n - 1, grid="karras", rho=RHO,
+    ours, info = sample(sde, model, None, "dpm_solver", x_T=z, dtype=F64, steps=n, grid="karras", rho=RHO,
                         eps=EPS, algorithm="dpmsolver++", method="multistep", order=2, denoise=True,
                         lower_order_final=False, return_info=True)
     assert info.nfe == n
     _assert_equal(ours, ref, f"dpmpp_2m {name} n={n}")
+
+
+@pytest.mark.parametrize("name", ["vp", "subvp"])
+@pytest.mark.parametrize("n", [1, 2, 15])
+def test_ddim_equals_kdiffusion_euler_in_edm_variables_with_the_same_step_count(ks, name: str, n: int) -> None:
+    """Issue 26 item 2: on the karras grid ``steps=n`` (with ``denoise``) is k-diffusion's ``get_sigmas_karras(n,
+    ...)``: n levels then sigma = 0, NFE n. DDIM (eta = 0) on VP / sub-VP is Euler on x_hat = x / alpha in EDM's
+    variables, so it equals ``sample_euler`` there."""
+    sde, model, z = _setup(name)
+    x_hat = z / sde.alpha(torch.tensor(sde.T, dtype=F64))
+    ref = ks.sample_euler(_denoiser(sde, model), x_hat, _karras(ks, sde, n), disable=True)
+    ours, info = sample(sde, model, None, "ddim", x_T=z, dtype=F64, steps=n, grid="karras", rho=RHO, eps=EPS,
+                        denoise=True, return_info=True)
+    assert info.nfe == n
+    _assert_equal(ours, ref, f"ddim/euler {name} n={n}")

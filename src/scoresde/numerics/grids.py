@@ -12,7 +12,9 @@ convention). Which to pick:
 * ``"karras"``: the EDM grid (Karras et al. 2022, eq. 5) in ``sigma/alpha = exp(-lambda)``:
   ``s_i = (s_max^(1/rho) + i/n (s_min^(1/rho) - s_max^(1/rho)))^rho`` from ``s(T)`` to ``s(eps)``, mapped back to
   times with ``sde.t_from_lambda``; ``rho = 7`` by default. k-diffusion's ``get_sigmas_karras`` appends a final
-  ``sigma = 0``; here that last step is the samplers' ``denoise`` option.
+  ``sigma = 0``; here that last step is the samplers' ``denoise`` option, and a sampler called with ``grid="karras",
+  steps=n, denoise=True`` counts that step among its ``n`` (k-diffusion's ``n`` levels then 0, the same NFE:
+  :func:`scoresde.sampling.common.sampler_times`); this function itself always returns ``steps + 1`` times.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from ..models.adapter import CountingModel, DiffusionModel
+from ..numerics.checks import check_count
 from ..numerics.grids import check_times, time_steps
 from ..sdes.base import SDE
 
@@ -34,15 +35,27 @@ def counting(model: DiffusionModel, cond: dict[str, Any] | None) -> CountingMode
 
 
 def sampler_times(sde: SDE, steps: int | None, times: Tensor | None, *, grid: str, eps: float, rho: float = 7.0,
-                  dtype: torch.dtype, device: torch.device) -> Tensor:
+                  dtype: torch.dtype, device: torch.device, denoise: bool = False) -> Tensor:
     """``steps + 1`` times from ``T`` to ``eps`` on ``grid`` (``steps`` defaults to ``sde.N``), or the explicit
-    decreasing ``times`` (which then override ``steps``, ``grid`` and ``eps``)."""
+    decreasing ``times`` (which then override ``steps``, ``grid`` and ``eps``).
+
+    On the ``karras`` grid with ``denoise`` the count is k-diffusion's: ``steps`` intervals *including* the final step
+    to ``sigma = 0`` that ``denoise`` takes (the data prediction at the last level), i.e. ``steps`` noise levels, those
+    of ``get_sigmas_karras(steps, sigma_hat(eps), sigma_hat(T), rho)`` before its appended zero; so ``steps=n``
+    makes the NFE of k-diffusion's ``sample_euler`` / ``sample_dpmpp_2m`` with ``n``. ``steps=1`` is the one level
+    ``T``. The other grids keep ``steps + 1`` times and ``denoise`` adds one evaluation (DPM-Solver's
+    ``denoise_to_zero``)."""
     if times is not None:
         if steps is not None:
             raise ValueError("pass steps (with grid) or an explicit times grid, not both")
         return check_times(times, sde).to(dtype=dtype, device=device)
-    return time_steps(sde, sde.N if steps is None else steps, grid=grid, eps=eps, rho=rho, dtype=dtype,
-                      device=device)
+    n = sde.N if steps is None else steps
+    if grid == "karras" and denoise:
+        check_count("steps", n)
+        if n == 1:
+            return torch.tensor([sde.T], dtype=dtype, device=device)
+        n -= 1
+    return time_steps(sde, n, grid=grid, eps=eps, rho=rho, dtype=dtype, device=device)
 
 
 def report(callback: Callback | None, i: int, t: Tensor, x: Tensor, model: CountingModel) -> None:

@@ -76,7 +76,8 @@ def sample_ddim(
     if not (isinstance(eta, (int, float)) and 0.0 <= eta <= 1.0):
         raise ValueError(f"eta must lie in [0, 1], got {eta!r}")
     check_eps(eps, sde)
-    ts = sampler_times(sde, steps, times, grid=grid, eps=eps, rho=rho, dtype=torch.float64, device=z.device)
+    ts = sampler_times(sde, steps, times, grid=grid, eps=eps, rho=rho, dtype=torch.float64, device=z.device,
+                       denoise=denoise)
     counted = counting(model, cond)
     B, x = z.shape[0], z
     with torch.no_grad():

@@ -305,7 +305,8 @@ def sample_dpm_solver(
         if method == "adaptive":
             x = _adaptive(solver, z, order, eps, rtol, atol, progress, callback)
         else:
-            ts = sampler_times(sde, steps, times, grid=grid, eps=eps, rho=rho, dtype=torch.float64, device=z.device)
+            ts = sampler_times(sde, steps, times, grid=grid, eps=eps, rho=rho, dtype=torch.float64, device=z.device,
+                               denoise=denoise)
             points = [solver.point(t) for t in ts]
             n, t_last = len(points) - 1, ts[-1]
             if method == "multistep" and n < order:

@@ -163,7 +163,8 @@ def sample_unipc(
     sde = model.sde
     _check_options(sde, order, prediction, variant, corrector, lower_order_final)
     check_eps(eps, sde)
-    ts = sampler_times(sde, steps, times, grid=grid, eps=eps, rho=rho, dtype=torch.float64, device=torch.device("cpu"))
+    ts = sampler_times(sde, steps, times, grid=grid, eps=eps, rho=rho, dtype=torch.float64, device=torch.device("cpu"),
+                       denoise=denoise)
     n = len(ts) - 1
     if n < order:
         raise ValueError(f"unipc of order {order} needs at least {order} steps, got {n}")
