@@ -175,3 +175,16 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as exit_info:
         build_parser().parse_args(["--version"])
     assert exit_info.value.code == 0 and capsys.readouterr().out.strip() == f"scoresde {scoresde.__version__}"
+
+
+@pytest.mark.parametrize(("sampler", "setting"), [
+    ("ddim", "sampling.snr=0.2"), ("dpm_solver", "sampling.corrector=ald"), ("ddim", "sampling.rtol=1e-3"),
+    ("heun", "sampling.n_steps_each=2"),
+])
+def test_a_setting_the_chosen_sampler_does_not_take_is_refused(vp_run, capsys, sampler, setting):
+    """Issue 26 item 7(e): with --sampler ddim/dpm_solver, --set sampling.snr/corrector/rtol/n_steps_each were accepted
+    and ignored (while --sampler pc --set sampling.eta=0.5 was refused)."""
+    assert main(["sample", "--workdir", str(vp_run), "--sampler", sampler, "--set", setting, "--num", "2",
+                 "--quiet"]) == 2
+    key = setting.split("=")[0]
+    assert f"--set {key} does nothing for sampler '{sampler}'; its settings are: " in _err(capsys)

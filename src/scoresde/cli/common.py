@@ -207,6 +207,13 @@ def resolve_sampler(cfg: Config, args: argparse.Namespace, command: str) -> tupl
     if sets:
         cfg = config_from_dict(apply_overrides(cfg.to_dict(), sets))
     name, options = cfg.sampling.sampler_call()
+    spec = SAMPLERS[name]
+    used = {spec.config_names.get(option, option) for option in spec.options()} | {"method"}
+    for item in sets:
+        key = item.split("=", 1)[0].strip().split(".", 1)[-1]
+        if key not in used:  # it would be accepted and silently ignored
+            raise ValueError(f"--set sampling.{key} does nothing for sampler {name!r}; its settings are: "
+                             f"{', '.join(sorted(used - {'method'}))}")
     if args.steps is not None:
         if not SAMPLERS[name].fixed_steps:
             fixed = [n for n, spec in SAMPLERS.items() if spec.fixed_steps]
