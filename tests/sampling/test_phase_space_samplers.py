@@ -130,7 +130,8 @@ def test_time_grids() -> None:
 
 
 def test_sscs_rejects_an_sde_without_a_split() -> None:
-    with pytest.raises(ValueError, match="linear/score split"):
+    with pytest.raises(ValueError, match=r"linear/score split .*: the phase-space SDEs PSLD and CLD .*VPSDE has "
+                                         r"none \(use dpm_solver"):
         sample(VPSDE(), lambda x, t: -x, (2, 1), "sscs")
 
 

@@ -68,7 +68,8 @@ def sample_sscs(
     for method in ("reverse_linear_step", "reverse_score_drift"):
         if not callable(getattr(sde, method, None)):
             raise ValueError(f"the sscs sampler needs an SDE with a linear/score split of its reverse SDE "
-                             f"(method {method}), as every RecipeSDE has; {type(sde).__name__} has none")
+                             f"(method {method}): the phase-space SDEs PSLD and CLD (every RecipeSDE); "
+                             f"{type(sde).__name__} has none (use dpm_solver, ddim, heun, unipc, pc or ode)")
     check_eps(eps, sde)
     ts = sampler_times(sde, steps, times, grid=grid, eps=eps, dtype=z.dtype, device=z.device)
     counted = counting(model, cond)
