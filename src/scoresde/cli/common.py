@@ -208,7 +208,7 @@ def resolve_sampler(cfg: Config, args: argparse.Namespace, command: str) -> tupl
         cfg = config_from_dict(apply_overrides(cfg.to_dict(), sets))
     name, options = cfg.sampling.sampler_call()
     spec = SAMPLERS[name]
-    used = {spec.config_names.get(option, option) for option in spec.options()} | {"method"}
+    used = spec.config_fields() | {"method"}
     for item in sets:
         key = item.split("=", 1)[0].strip().split(".", 1)[-1]
         if key not in used:  # it would be accepted and silently ignored

@@ -310,14 +310,13 @@ def _check_sampler_fields(s: Any) -> None:
     """A sampling field of ours (not one of Score SDE's, which its configs set for every method) that the chosen
     sampler does not take must keep its default: otherwise it would be silently ignored."""
     spec = SAMPLERS.get(s.method)
-    used = {spec.config_names.get(option, option) for option in spec.options()}
+    used = spec.config_fields()
     base = {name for name, _, _ in _SAMPLING_BASE} - {"steps"}
     for f in dataclasses.fields(s):
         if f.name in base or f.name in used or f.name == "method":
             continue
         if getattr(s, f.name) != f.default:
-            takers = [name for name, other in SAMPLERS.items()
-                      if f.name in {other.config_names.get(o, o) for o in other.options()}]
+            takers = [name for name, other in SAMPLERS.items() if f.name in other.config_fields()]
             raise ConfigError(f"config key sampling.{f.name} = {getattr(s, f.name)!r} is not an option of sampler "
                               f"{s.method!r} (it would be ignored); samplers that take it: {', '.join(takers)}")
 

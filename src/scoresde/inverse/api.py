@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from ..models.adapter import DiffusionModel, check_cond, model_and_arguments
+from ..numerics.checks import check_tensor
 from ..numerics.registry import FunctionRegistry, MethodSpec
 from ..sdes.base import SDE
 from .observation import Observation, decoupling_matrix
@@ -74,14 +75,8 @@ def _run(method: str, model: DiffusionModel, x_obs: Tensor, mask: Tensor, rotate
     return x
 
 
-def _check_tensor(name: str, value: Any) -> Tensor:
-    if not isinstance(value, Tensor):
-        raise TypeError(f"{name} must be a tensor, got {type(value).__name__}")
-    return value
-
-
 def _check_mask(mask: Any, x_obs: Tensor) -> Tensor:
-    mask = _check_tensor("mask", mask)
+    mask = check_tensor("mask", mask)
     try:
         shape = torch.broadcast_shapes(mask.shape, x_obs.shape)
     except RuntimeError:
@@ -143,7 +138,7 @@ def inpaint(
         progress: show a progress bar.
     """
     model, (x_obs, mask) = model_and_arguments(sde, score_fn, x_obs, mask)
-    x_obs = _check_tensor("x_obs", x_obs)
+    x_obs = check_tensor("x_obs", x_obs)
     if x_obs.dim() < 2:
         raise ValueError(f"x_obs must have the data shape with the batch first, (B, C, ...), got {tuple(x_obs.shape)}")
     mask = _check_mask(mask, x_obs)
@@ -175,7 +170,7 @@ def colorize(
     channel mean up to rounding (the rotation is applied in floating point).
     """
     model, (gray,) = model_and_arguments(sde, score_fn, gray)
-    gray = _check_tensor("gray", gray)
+    gray = check_tensor("gray", gray)
     if gray.dim() < 2 or gray.shape[1] < 2:
         raise ValueError(f"gray must have shape (B, C, ...) with C >= 2 channels (repeat the grey channel), got "
                          f"{tuple(gray.shape)}")

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from ..models.adapter import DiffusionModel, check_cond, model_and_arguments
-from ..numerics.checks import check_count
+from ..numerics.checks import DATA_TENSOR, check_count, check_tensor
 from ..numerics.divergence import check_ad, divergence, draw_probes, estimator_name
 from ..numerics.grids import time_steps
 from ..numerics.odeint import FIXED_STEP_METHODS, integrate
@@ -242,7 +242,7 @@ def log_likelihood(
     """
     model, (x,) = model_and_arguments(sde, score_fn, x)
     sde = model.sde
-    x = _check_data(x)
+    x = check_tensor("x", x, DATA_TENSOR)
     estimator = _check_trace(trace, n_probes)
     augment = sde.has_auxiliary and not x_is_state
     if estimator == "exact" and n_probes != 1 and not augment:
@@ -256,12 +256,6 @@ def log_likelihood(
                 divergence_ad=divergence_ad, times=times)
     logp = res.value.mean(0)
     return (logp, summary(res, _stderr(res.value, random=res.random), augment)) if return_info else logp
-
-
-def _check_data(x: Any) -> Tensor:
-    if not isinstance(x, Tensor):
-        raise TypeError(f"x must be a tensor of data (batch first), got {type(x).__name__}")
-    return x
 
 
 def solver_grid(sde: SDE, method: str, steps: int | None, grid: str, eps: float) -> Tensor | None:
@@ -378,7 +372,7 @@ def bits_per_dim(
     """
     model, (x,) = model_and_arguments(sde, score_fn, x)
     sde = model.sde
-    x = _check_data(x)
+    x = check_tensor("x", x, DATA_TENSOR)
     if dequantization not in DEQUANTIZATIONS:
         raise ValueError(f"unknown dequantization {dequantization!r}; valid values are: {', '.join(DEQUANTIZATIONS)}")
     estimator = _check_trace(trace, n_probes)

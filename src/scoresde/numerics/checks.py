@@ -46,6 +46,18 @@ def check_flag(name: str, value: Any, *, error: type[ValueError] = ValueError) -
     return value
 
 
+#: what the data argument of the entry points (``log_likelihood``, ``bits_per_dim``, ``encode``) must be
+DATA_TENSOR = "a tensor of data (batch first)"
+
+
+def check_tensor(name: str, value: Any, what: str = "a tensor") -> Any:
+    """``value`` if it is a tensor, else ``TypeError``: ``<name> must be <what>, got <type>`` (the entry points' check
+    of their data arguments, before any shape is read)."""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be {what}, got {type(value).__name__}")
+    return value
+
+
 def check_class_labels(labels: Any, batch_size: int, num_classes: int | None, *, allow_null: bool = False) -> Any:
     """``labels`` as int64 if it is an integer tensor of shape ``(batch_size,)`` with entries in ``[0, num_classes)``
     (``[-1, num_classes)`` with ``allow_null``: ``-1`` is classifier-free guidance's null label; no upper bound for

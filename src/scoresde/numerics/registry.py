@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-__all__ = ["FunctionRegistry", "MethodSpec"]
+__all__ = ["FunctionRegistry", "MethodSpec", "first_doc_line"]
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ class FunctionRegistry(Mapping[str, S], Generic[S]):
     def add(self, name: str, fn: Callable[..., Any], *, summary: str = "") -> S:
         """Register ``fn`` under ``name`` (a name may be registered once); ``summary`` defaults to the first line of
         ``fn``'s docstring."""
-        spec = MethodSpec(name, fn, summary or _first_line(fn), self.reserved, self.kind)
+        spec = MethodSpec(name, fn, summary or first_doc_line(fn), self.reserved, self.kind)
         return self._register(spec)  # type: ignore[arg-type]
 
     def get(self, name: str) -> S:  # type: ignore[override]
@@ -98,6 +98,7 @@ class FunctionRegistry(Mapping[str, S], Generic[S]):
         return len(self._specs)
 
 
-def _first_line(fn: Callable[..., Any]) -> str:
+def first_doc_line(fn: Callable[..., Any]) -> str:
+    """The first line of ``fn``'s docstring (a registered method's default summary)."""
     return (inspect.getdoc(fn) or "").split("\n")[0]
 

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from ..models.adapter import DiffusionModel, check_cond, model_and_arguments
+from ..numerics.checks import check_tensor
 from ..sdes.base import SDE, ScoreFn
 from .registry import SAMPLERS
 
@@ -93,8 +94,7 @@ def sample(
         raise ValueError(f"sampler {sampler!r} takes no callback (it has no fixed steps)")
     spec.check_options(options)
     if x_T is not None:
-        if not isinstance(x_T, Tensor):
-            raise TypeError(f"x_T must be a tensor, got {type(x_T).__name__}")
+        check_tensor("x_T", x_T)
         if shape is not None and tuple(x_T.shape) != sde.state_shape(_check_shape(shape)):
             raise ValueError(f"x_T has shape {tuple(x_T.shape)}, but the state of data shape {tuple(shape)} has "
                              f"shape {sde.state_shape(shape)}")

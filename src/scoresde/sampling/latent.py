@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from ..models.adapter import DiffusionModel, check_cond, model_and_arguments
-from ..numerics.checks import check_choice
+from ..numerics.checks import DATA_TENSOR, check_choice, check_tensor
 from ..numerics.odeint import ADAPTIVE_METHODS, integrate
 from ..numerics.times import check_eps
 from ..sdes.base import SDE
@@ -74,8 +74,7 @@ def encode(
     :func:`scoresde.log_likelihood`, which integrates the same ODE with the divergence.
     """
     model, (x,) = model_and_arguments(sde, score_fn, x)
-    if not isinstance(x, Tensor):
-        raise TypeError(f"x must be a tensor of data (batch first), got {type(x).__name__}")
+    check_tensor("x", x, DATA_TENSOR)
     sde = model.sde
     check_eps(eps, sde)
     check_choice("ODE method", method, ADAPTIVE_METHODS)

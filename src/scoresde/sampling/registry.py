@@ -11,14 +11,13 @@ options with defaults and type hints. Adding a sampler is one new module with su
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from torch import Tensor
 
-from ..numerics.registry import FunctionRegistry, MethodSpec
+from ..numerics.registry import FunctionRegistry, MethodSpec, first_doc_line
 from .ddim import sample_ddim
 from .dpm_solver import sample_dpm_solver
 from .heun import sample_heun
@@ -47,6 +46,10 @@ class SamplerSpec(MethodSpec):
     coupled: bool | Callable[[Mapping[str, Any]], bool] = False
     config_names: Mapping[str, str] = field(default_factory=dict)
 
+    def config_fields(self) -> set[str]:
+        """The ``sampling`` config fields this sampler reads: its options under their config names."""
+        return {self.config_names.get(option, option) for option in self.options()}
+
     @property
     def fixed_steps(self) -> bool:
         """Whether the sampler runs a fixed number of steps (takes ``steps`` and ``times``)."""
@@ -68,7 +71,7 @@ class SamplerRegistry(FunctionRegistry[SamplerSpec]):
     def add(self, name: str, fn: Callable[..., tuple[Tensor, int]], *, coupled: bool | Callable = False,
             summary: str = "", config_names: Mapping[str, str] | None = None) -> SamplerSpec:
         """Register ``fn`` under ``name`` (see :class:`SamplerSpec`); a name may be registered once."""
-        spec = SamplerSpec(name, fn, summary or (inspect.getdoc(fn) or "").split("\n")[0], self.reserved, self.kind,
+        spec = SamplerSpec(name, fn, summary or first_doc_line(fn), self.reserved, self.kind,
                            coupled, dict(config_names or {}))
         return self._register(spec)
 
