@@ -16,7 +16,6 @@ Choices are those of their owners: ``training.sde`` the SDE classes' :data:`scor
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import difflib
 import json
@@ -28,7 +27,7 @@ from typing import Any
 
 from ..losses.fp_core import MODES as FP_MODES
 from ..losses.fp_core import WEIGHTINGS as FP_WEIGHTINGS
-from ..numerics.checks import check_choice
+from ..numerics.checks import HintMismatch, check_choice, convert_to_hint
 from ..numerics.grids import GRIDS
 from ..sampling.registry import SAMPLERS
 from ..sampling.steps import CORRECTORS, PREDICTORS
@@ -253,38 +252,15 @@ def _closest(name: str, valid: Sequence[str]) -> str:
 
 
 def _check_type(path: str, value: Any, hint: Any) -> Any:
-    """Return ``value`` converted to the annotated type ``hint`` (int -> float, list -> tuple) or raise."""
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(hint)
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _check_type(path, value, inner[0])
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-    elif hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-    elif hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif hint is str:
-        if isinstance(value, str):
-            return value
-    elif origin is dict or hint is dict:
-        if isinstance(value, Mapping):
-            return dict(value)
-    elif origin is tuple:  # tuple[X, ...] from a JSON list
-        if isinstance(value, (list, tuple)):
-            with contextlib.suppress(ConfigError):  # a bad item: the error below names the whole key
-                return tuple(_check_type(path, item, typing.get_args(hint)[0]) for item in value)
-    else:  # pragma: no cover - every field type is listed above
-        raise TypeError(f"unsupported config type {hint} for {path}")
-    name = str(hint) if origin is tuple else getattr(hint, "__name__", str(hint))
+    """Return ``value`` converted to the annotated type ``hint`` (:func:`~scoresde.numerics.checks.convert_to_hint`:
+    int -> float, list -> tuple) or raise a :class:`ConfigError` naming the whole key."""
+    try:
+        return convert_to_hint(value, hint)
+    except HintMismatch:
+        pass
+    except TypeError:  # pragma: no cover - every field type is one convert_to_hint reads
+        raise TypeError(f"unsupported config type {hint} for {path}") from None
+    name = str(hint) if typing.get_origin(hint) is tuple else getattr(hint, "__name__", str(hint))
     raise ConfigError(f"config key {path} must be of type {name}, got {value!r} ({type(value).__name__})")
 
 

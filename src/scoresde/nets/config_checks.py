@@ -13,6 +13,8 @@ import typing
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ..numerics.checks import HintMismatch, convert_to_hint
+
 __all__ = ["check_attn_resolutions", "check_config_keys", "check_config_types", "check_config_value"]
 
 
@@ -29,29 +31,6 @@ def check_config_keys(section: str, cfg: Mapping[str, Any], known: set[str]) -> 
         raise ValueError(f"unknown {section} config keys {unknown}; known keys: {sorted(known)}")
 
 
-def _matches(value: Any, hint: Any) -> bool:
-    """Whether a config value fits a constructor's type hint (``int`` is not ``bool``; a sequence of ints is a list
-    or tuple of ints, never a string)."""
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        return any(_matches(value, h) for h in typing.get_args(hint))
-    if hint is type(None):
-        return value is None
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:  # a whole-number float counts (JSON numbers), as in the config schema
-        return (isinstance(value, int) and not isinstance(value, bool)) or (isinstance(value, float)
-                                                                            and value.is_integer())
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is str:
-        return isinstance(value, str)
-    if origin is not None and issubclass(origin, Sequence) and origin is not str:
-        (item,) = typing.get_args(hint)[:1] or (Any,)
-        return isinstance(value, (list, tuple)) and all(_matches(v, item) for v in value)
-    return True
-
-
 def _describe(hint: Any) -> str:
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
@@ -65,27 +44,19 @@ def _describe(hint: Any) -> str:
     return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(hint, str(hint))
 
 
-def _coerce(value: Any, hint: Any) -> Any:
-    """A whole-number float where an integer belongs, as an ``int`` (lists of them too); anything else unchanged."""
-    if isinstance(value, float) and value.is_integer() and _matches(value, hint) and not _matches(0.5, hint):
-        return int(value)
-    if isinstance(value, (list, tuple)) and typing.get_args(hint):
-        return type(value)(_coerce(v, typing.get_args(hint)[0]) for v in value)
-    return value
-
-
 def check_config_types(section: str, values: Mapping[str, Any], cls: type) -> dict[str, Any]:
     """``values`` checked against the parameters of ``cls.__init__`` they feed: a value of the wrong type (e.g.
     ``model.ch_mult = '1,2'``, ``model.nf = 'abc'``) is refused naming the key, the expected type and the value,
-    before the network is built (where such a value fails deep inside torch). Returns the values with whole-number
-    floats made integers where an integer belongs (JSON numbers)."""
+    before the network is built (where such a value fails deep inside torch). Returns the values read as their
+    types (:func:`scoresde.numerics.checks.convert_to_hint`: whole-number floats as integers, lists as tuples)."""
     hints = typing.get_type_hints(cls.__init__)
     out = dict(values)
     for key, value in values.items():
         if key in hints:
-            if not _matches(value, hints[key]):
-                raise ValueError(f"{section}.{key} must be {_describe(hints[key])}, got {value!r}")
-            out[key] = _coerce(value, hints[key])
+            try:
+                out[key] = convert_to_hint(value, hints[key])
+            except HintMismatch:
+                raise ValueError(f"{section}.{key} must be {_describe(hints[key])}, got {value!r}") from None
     return out
 
 

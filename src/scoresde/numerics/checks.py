@@ -3,7 +3,8 @@
 * :func:`check_choice`: a value from a fixed set (``unknown <name> <value>; valid values are: a, b``);
 * :func:`check_count`: a positive integer (``<name> must be a positive integer, got ...``);
 * :func:`check_flag`: a bool, never a truthy string (``<name> must be true or false, got ...``);
-* :func:`check_class_labels`: class labels of a batch.
+* :func:`check_class_labels`: class labels of a batch; :func:`check_tensor`: a tensor argument;
+* :func:`convert_to_hint`: a config value read as its annotated type (the callers word the refusal).
 
 Each takes ``error=``, the exception class to raise (a ``ValueError`` subclass such as the config's ``ConfigError``),
 so that every layer refuses bad input with the same words.
@@ -11,7 +12,10 @@ so that every layer refuses bad input with the same words.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import collections.abc
+import types
+import typing
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -77,3 +81,47 @@ def check_class_labels(labels: Any, batch_size: int, num_classes: int | None, *,
         if lo < low or (num_classes is not None and hi >= num_classes):
             raise ValueError(f"class_labels must be {allowed}, got label {lo if lo < low else hi}")
     return labels.long()
+
+
+class HintMismatch(ValueError):
+    """A value that does not fit a type hint (:func:`convert_to_hint`); the caller words the message."""
+
+
+def convert_to_hint(value: Any, hint: Any) -> Any:
+    """``value`` converted to the annotated type ``hint``: the one reading of typed options from configs (JSON,
+    ``--set``, original ``.py`` files), for the config schema and the networks' ``from_config``.
+
+    An int where a float belongs becomes a float, a whole-number float where an int belongs an int (JSON numbers), a
+    list a tuple for ``tuple[X, ...]`` / ``Sequence[X]`` (each item converted), a mapping a dict; ``X | None`` takes
+    ``None``; a bool is never an int. :class:`HintMismatch` if the value does not fit; ``TypeError`` for a hint
+    outside these."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        return convert_to_hint(value, next(a for a in args if a is not type(None)))
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif hint is str:
+        if isinstance(value, str):
+            return value
+    elif origin is dict or hint is dict:
+        if isinstance(value, Mapping):
+            return dict(value)
+    elif origin in (tuple, collections.abc.Sequence):  # tuple[X, ...] / Sequence[X] from a JSON list
+        if isinstance(value, (list, tuple)):
+            return tuple(convert_to_hint(item, typing.get_args(hint)[0]) for item in value)
+    else:
+        raise TypeError(f"unsupported option type {hint}")
+    raise HintMismatch(f"{value!r} is not of type {hint}")
+
