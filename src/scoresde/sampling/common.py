@@ -14,7 +14,7 @@ from ..numerics.checks import check_count
 from ..numerics.grids import check_times, time_steps
 from ..sdes.base import SDE
 
-__all__ = ["Callback", "counting", "report", "require_scalar_schedule", "sampler_times"]
+__all__ = ["Callback", "counting", "levels_before_zero", "report", "require_scalar_schedule", "sampler_times"]
 
 #: ``callback(i, t, x, x0_pred)`` after step ``i``: ``t`` the time the step reached (a 0-d tensor), ``x`` the state
 #: there, ``x0_pred`` the data prediction of the step's last model evaluation (no extra network call), or ``None``
@@ -51,11 +51,19 @@ def sampler_times(sde: SDE, steps: int | None, times: Tensor | None, *, grid: st
         return check_times(times, sde).to(dtype=dtype, device=device)
     n = sde.N if steps is None else steps
     if grid == "karras" and denoise:
-        check_count("steps", n)
-        if n == 1:
-            return torch.tensor([sde.T], dtype=dtype, device=device)
-        n -= 1
+        return levels_before_zero(sde, n, grid=grid, eps=eps, rho=rho, dtype=dtype, device=device)
     return time_steps(sde, n, grid=grid, eps=eps, rho=rho, dtype=dtype, device=device)
+
+
+def levels_before_zero(sde: SDE, steps: int, *, grid: str, eps: float, rho: float, dtype: torch.dtype,
+                       device: torch.device) -> Tensor:
+    """The ``steps`` times of the noise levels of a schedule whose last of ``steps`` steps goes to ``sigma = 0``
+    (k-diffusion's and EDM's count): ``steps - 1`` intervals from ``T`` to ``eps`` on ``grid``, or ``[T]`` alone for
+    one step."""
+    check_count("steps", steps)
+    if steps == 1:
+        return torch.tensor([sde.T], dtype=dtype, device=device)
+    return time_steps(sde, steps - 1, grid=grid, eps=eps, rho=rho, dtype=dtype, device=device)
 
 
 def report(callback: Callback | None, i: int, t: Tensor, x: Tensor, model: CountingModel) -> None:

@@ -41,10 +41,9 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..models.adapter import DiffusionModel
-from ..numerics.checks import check_count
 from ..numerics.times import check_eps
 from ..sdes.base import randn_like
-from .common import Callback, counting, report, require_scalar_schedule, sampler_times
+from .common import Callback, counting, levels_before_zero, report, require_scalar_schedule, sampler_times
 
 
 def _check_options(s_churn: float, s_tmin: float, s_tmax: float, s_noise: float) -> None:
@@ -64,13 +63,9 @@ def _noise_times(sde: Any, steps: int | None, times: Tensor | None, *, grid: str
                  denoise: bool, device: torch.device) -> tuple[Tensor, int]:
     """The float64 times of the noise levels (first ``T``, or ``times[0]``) and the number of intervals, the step to
     ``sigma = 0`` included."""
-    if times is None and denoise:
+    if times is None and denoise:  # EDM's count on every grid; one step: T then sigma = 0 (get_sigmas_karras(1))
         n = sde.N if steps is None else steps
-        check_count("steps", n)
-        if n == 1:  # one Euler step from T to sigma = 0 (k-diffusion's get_sigmas_karras(1, ...) = [sigma_max, 0])
-            return torch.tensor([sde.T], dtype=torch.float64, device=device), 1
-        ts = sampler_times(sde, n - 1, None, grid=grid, eps=eps, rho=rho, dtype=torch.float64, device=device)
-        return ts, n
+        return levels_before_zero(sde, n, grid=grid, eps=eps, rho=rho, dtype=torch.float64, device=device), n
     ts = sampler_times(sde, steps, times, grid=grid, eps=eps, rho=rho, dtype=torch.float64, device=device)
     return ts, len(ts) - 1 + int(denoise)
 
