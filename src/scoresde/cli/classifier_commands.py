@@ -32,6 +32,7 @@ from ..training.classifier import (
     sde_config,
 )
 from ..training.data import build_dataset
+from .command_table import COMMAND_HELP
 from .common import add_common, positive_int
 
 #: in the output folder: the accuracy table and the training losses (the settings and checkpoint names are
@@ -45,7 +46,7 @@ _RESUMABLE = frozenset({"steps", "log_freq", "checkpoint_freq", "eval_bins", "ev
 def add_classifier_commands(sub: argparse._SubParsersAction) -> None:
     """Register ``train-classifier`` on the sub-parsers ``sub`` of ``scoresde``."""
     p = sub.add_parser(
-        "train-classifier", help="train a noise-conditional classifier p_t(y | x_t) for classifier guidance",
+        "train-classifier", help=COMMAND_HELP["train-classifier"],
         description="Train a time-conditional classifier on the labelled data of --config, perturbed by its SDE "
                     "(training.sde; for PSLD/CLD the classifier sees the whole state [x, m]): cross-entropy at "
                     "t ~ U(eps, T), Adam, optional EMA. Writes DIR/classifier.json (the resolved settings), "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from .command_table import COMMAND_HELP
 from .common import positive_int
 from .conditional_demo import cmd_conditional_demo
 from .demo import DemoConfig, format_summary, run_demo
@@ -14,7 +15,7 @@ from .digits_demo import format_digits_summary, run_digits_demo
 def add_demo_command(sub: argparse._SubParsersAction) -> None:
     """Register ``demo`` on the sub-parsers ``sub`` of ``scoresde``."""
     demo = sub.add_parser(
-        "demo", help="train on the built-in digits (or a 2-D toy), sample, and evaluate",
+        "demo", help=COMMAND_HELP["demo"],
         description="Train DDPM++ on the built-in 16x16 digits (no download) for a few CPU minutes, sample a grid "
                     "(digits.png), and measure test bits/dim and digit-classifier confidence (metrics.json). "
                     "Re-running resumes the run in OUT/run. With --toy: a 2-D Gaussian mixture whose exact score "

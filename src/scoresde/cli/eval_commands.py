@@ -23,6 +23,7 @@ from ..metrics.inception import load_inception
 from ..training.data import build_dataset
 from ..training.distributed import init_distributed
 from .batch_size import autotune_batch_size, batch_size_arg
+from .command_table import COMMAND_HELP
 from .common import (
     add_common,
     add_sampler,
@@ -37,7 +38,7 @@ from .common import (
 
 def add_likelihood_command(sub: argparse._SubParsersAction) -> None:
     """Register ``likelihood`` on the sub-parsers ``sub`` of ``scoresde``."""
-    lik = sub.add_parser("likelihood", help="bits/dim of a data split under a checkpoint (probability-flow ODE)")
+    lik = sub.add_parser("likelihood", help=COMMAND_HELP["likelihood"])
     lik.add_argument("--workdir", required=True)
     add_step(lik)
     lik.add_argument("--split", default="test", choices=["train", "test"])
@@ -96,7 +97,7 @@ def _metric_list(value: str) -> tuple[str, ...]:
 def add_eval_commands(sub: argparse._SubParsersAction) -> None:
     """Register ``eval`` and ``fid-stats`` on the sub-parsers ``sub`` of ``scoresde``."""
     ev = sub.add_parser(
-        "eval", help="FID / IS / KID / bits-per-dim / FPE residual of a checkpoint, written to eval/metrics.json",
+        "eval", help=COMMAND_HELP["eval"],
         description="Generate --num-samples samples in resumable rounds (sample i is seeded from (--seed, i), so it "
                     "is the same whatever the batch size or number of ranks for samplers that treat samples "
                     "independently), extract Inception features (torch-fidelity), and compare with reference "
@@ -143,7 +144,7 @@ def add_eval_commands(sub: argparse._SubParsersAction) -> None:
     ev.set_defaults(func=cmd_eval)
 
     fs = sub.add_parser(
-        "fid-stats", help="reference Inception statistics (and features for KID) of a dataset split",
+        "fid-stats", help=COMMAND_HELP["fid-stats"],
         description="Inception pool features of every image of a split (uint8 path, no dropped last batch): mean, "
                     "covariance (float64) and the features, stored in an .npz with a content hash.")
     src = fs.add_mutually_exclusive_group(required=True)

@@ -26,6 +26,7 @@ from ..config import apply_overrides, build_network, config_from_dict, resolve_c
 from ..sdes import VESDE, VPSDE, DiscreteVPSDE, SubVPSDE
 from ..training.build import build_optimizer
 from ..training.trainer import prepare_workdir
+from .command_table import COMMAND_HELP
 from .common import add_step, checkpoint_path
 
 #: the --sde names of a diffusers model folder without a scheduler config
@@ -36,7 +37,7 @@ IMPORT_FORMATS = ("auto", "score-sde", "psld")
 
 def add_interop_commands(sub: argparse._SubParsersAction) -> None:
     """Register ``import`` and ``export`` on the sub-parsers ``sub`` of ``scoresde``."""
-    imp = sub.add_parser("import", help="turn a Score SDE or PSLD checkpoint into a run folder",
+    imp = sub.add_parser("import", help=COMMAND_HELP["import"],
                          description="Convert an original Score SDE checkpoint (.pth) or a PSLD PyTorch Lightning "
                                      "checkpoint (.ckpt) into a run folder that `sample`, `likelihood` and `train` "
                                      "(fine-tuning) use. Files are read with torch.load(weights_only=True). A local "
@@ -60,7 +61,7 @@ def add_interop_commands(sub: argparse._SubParsersAction) -> None:
                           "continuous for Score SDE schedulers; scoresde.load_diffusers explains both)")
     imp.set_defaults(func=cmd_import)
 
-    exp = sub.add_parser("export", help="write a run's model as a diffusers folder",
+    exp = sub.add_parser("export", help=COMMAND_HELP["export"],
                          description="Write the DDPM or NCSN++ model of a run folder (or of one checkpoint directory) "
                                      "as a Hugging Face diffusers folder: UNet2DModel.from_pretrained(OUT) loads it "
                                      "and gives the network's outputs; a matching scheduler config is written where "

@@ -14,6 +14,7 @@ from torch import Tensor
 
 from ..data import data_scaler, inverse_data_scaler
 from ..inverse import INVERSE_METHODS, colorize, inpaint
+from .command_table import COMMAND_HELP
 from .common import (
     add_common,
     add_run_options,
@@ -49,7 +50,7 @@ def _add_inverse_options(p: argparse.ArgumentParser, observed: str) -> None:
 
 def add_inverse_commands(sub: argparse._SubParsersAction) -> None:
     """Register ``inpaint`` and ``colorize`` on the sub-parsers ``sub`` of ``scoresde``."""
-    inp = sub.add_parser("inpaint", help="fill in the masked pixels of images with a run's model",
+    inp = sub.add_parser("inpaint", help=COMMAND_HELP["inpaint"],
                          description="Sample the unobserved pixels of --image given the observed ones (--mask, 1 = "
                                      "observed) from a run's model (scoresde.inpaint).")
     _add_inverse_options(inp, "the images to complete")
@@ -58,7 +59,7 @@ def add_inverse_commands(sub: argparse._SubParsersAction) -> None:
                           "observed) or a .npy of 0/1 broadcastable to the images")
     inp.set_defaults(func=cmd_inpaint)
 
-    col = sub.add_parser("colorize", help="colour grey images with a run's model (colour runs)",
+    col = sub.add_parser("colorize", help=COMMAND_HELP["colorize"],
                          description="Sample colour images whose channel mean equals the grey value of --image "
                                      "(scoresde.colorize; colour images are turned grey first).")
     _add_inverse_options(col, "the images to colour (their channel mean is kept)")

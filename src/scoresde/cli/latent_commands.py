@@ -14,6 +14,7 @@ from torch import Tensor
 from ..data import data_scaler, inverse_data_scaler
 from ..sampling import sample
 from ..sampling.latent import encode, interpolate
+from .command_table import COMMAND_HELP
 from .common import (
     add_common,
     add_run_options,
@@ -36,7 +37,7 @@ def _add_ode_options(p: argparse.ArgumentParser) -> None:
 
 def add_latent_commands(sub: argparse._SubParsersAction) -> None:
     """Register ``encode`` and ``interpolate`` on the sub-parsers ``sub`` of ``scoresde``."""
-    enc = sub.add_parser("encode", help="latent codes of images (probability-flow ODE to time T)",
+    enc = sub.add_parser("encode", help=COMMAND_HELP["encode"],
                          description="Integrate the probability-flow ODE from images (time eps) to T: the "
                                      "'uniquely identifiable' codes of Song et al. 2021 (scoresde.encode). Phase-space "
                                      "runs (PSLD/CLD) draw the initial momentum from --seed.")
@@ -46,7 +47,7 @@ def add_latent_commands(sub: argparse._SubParsersAction) -> None:
     _add_ode_options(enc)
     enc.set_defaults(func=cmd_encode)
 
-    itp = sub.add_parser("interpolate", help="a strip between two images through their latent codes",
+    itp = sub.add_parser("interpolate", help=COMMAND_HELP["interpolate"],
                          description="Encode two images with the probability-flow ODE, interpolate their codes "
                                      "spherically (slerp) and decode every frame with the ODE into a PNG strip.")
     add_run_options(itp)

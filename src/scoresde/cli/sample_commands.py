@@ -20,6 +20,7 @@ from ..sampling import SAMPLERS, sample
 from ..training.classifier import load_classifier
 from ..training.plots import scatter_panels
 from .batch_size import autotune_batch_size, batch_size_arg
+from .command_table import COMMAND_HELP
 from .common import (
     add_common,
     add_sampler,
@@ -40,7 +41,7 @@ GUIDANCE = ("cfg", "classifier")
 
 def add_sample_command(sub: argparse._SubParsersAction) -> None:
     """Register ``sample`` on the sub-parsers ``sub`` of ``scoresde``."""
-    smp = sub.add_parser("sample", help="draw samples from a checkpoint",
+    smp = sub.add_parser("sample", help=COMMAND_HELP["sample"],
                          description="Sample a run's checkpoint (EMA weights) with its sampling config.")
     smp.add_argument("--workdir", required=True)
     add_step(smp)

@@ -8,12 +8,13 @@ from pathlib import Path
 
 from ..config import apply_overrides, config_from_dict, list_presets, load_config
 from ..training import Trainer
+from .command_table import COMMAND_HELP
 from .common import add_common, positive_int, saved_config
 
 
 def add_train_command(sub: argparse._SubParsersAction) -> None:
     """Register ``train`` on the sub-parsers ``sub`` of ``scoresde``."""
-    train = sub.add_parser("train", help="train a model (resumes from the workdir's newest checkpoint)",
+    train = sub.add_parser("train", help=COMMAND_HELP["train"],
                            description="Train the config in --workdir. Launch with torchrun for DDP on several "
                                        "GPUs/processes; a plain launch is one process. An existing workdir resumes "
                                        "from its newest valid checkpoint (omit --config to reuse its config).")
@@ -33,7 +34,7 @@ def add_train_command(sub: argparse._SubParsersAction) -> None:
 
 def add_configs_command(sub: argparse._SubParsersAction) -> None:
     """Register ``configs`` on the sub-parsers ``sub`` of ``scoresde``."""
-    cfgs = sub.add_parser("configs", help="list the presets (ours and every original Score SDE config)")
+    cfgs = sub.add_parser("configs", help=COMMAND_HELP["configs"])
     cfgs.add_argument("--filter", default=None, help="only names containing this text")
     cfgs.set_defaults(func=cmd_configs)
 
