@@ -228,7 +228,8 @@ def test_a_loaded_ve_model_runs_every_sampler_the_likelihood_and_inpainting(tmp_
 def test_ncsnpp_below_128_channels_normalises_differently(tmp_path):
     # diffusers' skip-block attention uses 32 GroupNorm groups, NCSN++ min(C / 4, 32): 16 at 64 channels
     ncsnpp_unet(block_out_channels=(64, 64)).save_pretrained(tmp_path)
-    with pytest.raises(ValueError, match=r"GroupNorm group counts differ .*enc\.4x4_attn0\.GroupNorm_0 \(32 vs 16\)"):
+    with pytest.raises(ValueError, match=r"GroupNorm group counts differ .*equal from 128 channels\): "
+                                         r"enc\.4x4_attn0\.GroupNorm_0 \(64 channels: 32 vs 16\)"):
         scoresde.load_diffusers(tmp_path, sde=VESDE())
 
 

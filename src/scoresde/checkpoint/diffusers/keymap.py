@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from ..errors import IncompatibleCheckpointError
 from ..state_dict import KeyReport
-from .translate import unet_field, unet_layout
+from .translate import SKIP_ATTENTION_GROUPS, unet_field, unet_layout
 
 __all__ = ["KeyMap", "check_groups", "diffusers_key_map", "map_into"]
 
@@ -104,7 +104,8 @@ def diffusers_key_map(net: nn.Module, unet_config: Mapping[str, Any]) -> KeyMap:
     levels, R = len(ch_mult), net.num_res_blocks
     res = net.resolutions
     ddpm = layout == "ddpm"
-    fixed = 32 if ddpm else None  # DDPM: norm_num_groups (32) everywhere
+    # DDPM layout: norm_num_groups groups in every block; NCSN++ layout: min(C // 4, 32) as ours, except where noted
+    fixed = int(unet_field(unet_config, "norm_num_groups")) if ddpm else None
 
     def groups(c: int) -> int:
         return fixed or _gn(c)
@@ -132,7 +133,8 @@ def diffusers_key_map(net: nn.Module, unet_config: Mapping[str, Any]) -> KeyMap:
                       (groups(in_ch), groups(out_ch)))
             in_ch = out_ch
             if res[level] in net.attn_resolutions:
-                km.attention(f"down_blocks.{level}.attentions.{i}", f"enc.{r}_attn{i}", 32 if not ddpm else fixed)
+                km.attention(f"down_blocks.{level}.attentions.{i}", f"enc.{r}_attn{i}",
+                             fixed or SKIP_ATTENTION_GROUPS)
         if level == levels - 1:
             break
         r_down = f"{res[level + 1]}x{res[level + 1]}"
@@ -160,7 +162,7 @@ def diffusers_key_map(net: nn.Module, unet_config: Mapping[str, Any]) -> KeyMap:
             if ddpm and attn_up:
                 km.attention(f"up_blocks.{j}.attentions.{i}", f"dec.{r}_attn{i}", fixed)
         if not ddpm and attn_up:
-            km.attention(f"up_blocks.{j}.attentions.0", f"dec.{r}_attn", 32)
+            km.attention(f"up_blocks.{j}.attentions.0", f"dec.{r}_attn", SKIP_ATTENTION_GROUPS)
         if not ddpm:
             if level != 0:
                 km.norm(f"up_blocks.{j}.skip_norm", f"dec.{r}_pyramid_norm", _gn(in_ch))
@@ -180,12 +182,14 @@ def diffusers_key_map(net: nn.Module, unet_config: Mapping[str, Any]) -> KeyMap:
 
 def check_groups(net: nn.Module, km: KeyMap) -> None:
     """Refuse ``net`` where a GroupNorm of it has another group count than diffusers uses at that place."""
-    bad = [f"{name} ({km.groups[name]} vs {net.get_submodule(name).num_groups})" for name in km.groups
-           if net.get_submodule(name).num_groups != km.groups[name]]
+    norms = {name: net.get_submodule(name) for name in km.groups}
+    bad = [f"{name} ({norm.num_channels} channels: {km.groups[name]} vs {norm.num_groups})"
+           for name, norm in norms.items() if norm.num_groups != km.groups[name]]
     if bad:
         raise IncompatibleCheckpointError(
-            "GroupNorm group counts differ between diffusers and scoresde (diffusers vs ours; at channel counts "
-            f"below 128 the two layouts normalise differently): {', '.join(bad[:8])}"
+            "GroupNorm group counts differ between diffusers and scoresde (diffusers vs ours; diffusers' skip blocks "
+            f"attend with {SKIP_ATTENTION_GROUPS} groups, NCSN++ with min(C/4, 32), equal from "
+            f"{4 * SKIP_ATTENTION_GROUPS} channels): {', '.join(bad[:8])}"
             + (f", ... ({len(bad) - 8} more)" if len(bad) > 8 else ""))
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "DDPM_SCHEDULERS",
     "FOLDER_SDES",
     "SCORE_SDE_SCHEDULERS",
+    "SKIP_ATTENTION_GROUPS",
     "diffusers_config",
     "export_scheduler_config",
     "export_unet_config",
@@ -52,6 +53,9 @@ _FOLDER_SDE_NAMES = ", ".join(cls.__name__ for cls in FOLDER_SDES.values())
 _DDPM_DOWN, _DDPM_UP = ("DownBlock2D", "AttnDownBlock2D"), ("UpBlock2D", "AttnUpBlock2D")
 _SKIP_DOWN, _SKIP_UP = ("SkipDownBlock2D", "AttnSkipDownBlock2D"), ("SkipUpBlock2D", "AttnSkipUpBlock2D")
 _SQRT2 = math.sqrt(2.0)
+#: GroupNorm groups of the attention blocks of diffusers' AttnSkipDownBlock2D / AttnSkipUpBlock2D (a constant there);
+#: NCSN++ normalises every block with min(C // 4, 32) groups, so the two agree at 4 * 32 = 128 channels and more
+SKIP_ATTENTION_GROUPS = 32
 
 # ---------------------------------------------------------------------------------------------------------------
 # UNet2DModel config -> scoresde config
@@ -288,15 +292,15 @@ def export_unet_config(net: nn.Module) -> dict[str, Any]:
                        "UNet2DModel's AttnUpBlock2D after every block)")
         if net.scale_by_sigma:
             bad.append("scale_by_sigma=True")
-        if first.GroupNorm_0.num_groups != 32:
-            bad.append(f"num_groups={first.GroupNorm_0.num_groups} (diffusers DDPM layout: 32)")
         if len(net.resolutions) > 1 and not hasattr(net.enc[f"{net.resolutions[1]}x{net.resolutions[1]}_down"],
                                                     "Conv_0"):
             bad.append("resamp_with_conv=False")
         config = {**base, "down_block_types": ["AttnDownBlock2D" if a else "DownBlock2D" for a in attn],
                   "up_block_types": ["AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attn)],
                   "time_embedding_type": "positional", "flip_sin_to_cos": False, "freq_shift": 1,
-                  "downsample_padding": 0, "mid_block_scale_factor": 1, "norm_num_groups": 32,
+                  "downsample_padding": 0, "mid_block_scale_factor": 1,
+                  # the DDPM layout normalises every block with norm_num_groups groups, as our DDPM its num_groups
+                  "norm_num_groups": first.GroupNorm_0.num_groups,
                   "dropout": float(first.Dropout_0.p)}
     elif isinstance(net, NCSNpp):
         want = {"resblock_type": "biggan", "progressive": "output_skip", "progressive_input": "input_skip",
@@ -314,6 +318,14 @@ def export_unet_config(net: nn.Module) -> dict[str, Any]:
                        "divides by the noise level exactly for Fourier embeddings)")
         if fourier and net.fourier_proj.W.numel() != net.nf:
             bad.append("a Fourier embedding of another size than nf")
+        narrow = [f"{r}x{r} has {c} channels ({min(c // 4, 32)} groups)"
+                  for r, c in zip(net.resolutions, channels, strict=True)
+                  if r in net.attn_resolutions and min(c // 4, 32) != SKIP_ATTENTION_GROUPS]
+        if narrow:
+            bad.append(f"attention at {', '.join(narrow)}: diffusers' skip blocks normalise attention with "
+                       f"{SKIP_ATTENTION_GROUPS} GroupNorm groups, NCSN++ with min(C/4, 32), so every attention "
+                       f"resolution needs at least {4 * SKIP_ATTENTION_GROUPS} channels (nf * ch_mult; levels "
+                       "without attention may have any width)")
         config = {**base, "down_block_types": ["AttnSkipDownBlock2D" if a else "SkipDownBlock2D" for a in attn],
                   "up_block_types": ["AttnSkipUpBlock2D" if a else "SkipUpBlock2D" for a in reversed(attn)],
                   "time_embedding_type": "fourier" if fourier else "positional", "flip_sin_to_cos": False,
