@@ -37,8 +37,8 @@ def runs(tmp_path_factory):
     from scoresde.cli.classifier_commands import train_classifier
 
     root = tmp_path_factory.mktemp("controllable")
-    images = load_digits16("test").images[:3].numpy()
-    np.save(root / "three.npy", images)
+    images = load_digits16("test").images[:3].numpy()  # (3, 1, 16, 16)
+    np.save(root / "three.npy", images.transpose(0, 2, 3, 1))  # the CLI's layout: channels last
     for i, name in enumerate(("a.png", "b.png")):
         Image.fromarray(images[i, 0]).save(root / name)
     train_classifier("digits/vp_ddpmpp", root / "clf_vp", overrides=TINY_CLASSIFIER)
@@ -116,10 +116,10 @@ def test_inpaint_keeps_the_observed_half_and_writes_grid_and_array(runs, capsys)
                         capsys)
     assert code == 0, err
     done = np.load(root / "inp.npy")
-    assert done.shape == (6, 1, 16, 16)
+    assert done.shape == (6, 16, 16, 1)  # channels last, as it was read
     given = np.repeat(np.load(root / "three.npy"), 2, axis=0) / 255.0
-    assert np.abs(done[:, :, :8] - given[:, :, :8]).max() < 1e-5  # the observed top half is the input's
-    assert np.abs(done[:, :, 8:] - given[:, :, 8:]).max() > 0.1  # the bottom half was sampled
+    assert np.abs(done[:, :8] - given[:, :8]).max() < 1e-5  # the observed top half is the input's
+    assert np.abs(done[:, 8:] - given[:, 8:]).max() > 0.1  # the bottom half was sampled
     code, _, err = _run([*base, "--method", "smc", "--set", "num_particles=2", "--out", str(root / "inp.png")],
                         capsys)
     assert code == 0, err
@@ -127,15 +127,20 @@ def test_inpaint_keeps_the_observed_half_and_writes_grid_and_array(runs, capsys)
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["--mask", "MASK5"], "does not broadcast to the images (3, 1, 16, 16)"),
+    (["--mask", "MASK5"], "shape (5, 5) does not fit this run's images of 16x16 pixels"),
+    (["--mask", "MASK3"], "does not broadcast to the images (3, 1, 16, 16)"),
     (["--mask", "middle"], "expected one of top-half"),
     (["--mask", "top-half", "--method", "smc", "--set", "num_particle=2"], "unknown option(s) ['num_particle']"),
-    (["--mask", "top-half", "--image", "BIG"], "this run's images are (1, 16, 16)"),
+    (["--mask", "top-half", "--image", "BIG"], "shape (1, 20, 20, 1) does not fit this run's images of 16x16"),
+    (["--mask", "top-half", "--image", "NCHW"], "shape (3, 1, 16, 16) is channels first; expected channels last"),
 ])
 def test_bad_inpainting_input_is_one_line(runs, argv, message, tmp_path, capsys) -> None:
     np.save(tmp_path / "m5.npy", np.ones((5, 5)))
-    np.save(tmp_path / "big.npy", np.zeros((1, 1, 20, 20), np.uint8))
-    argv = [a.replace("MASK5", str(tmp_path / "m5.npy")).replace("BIG", str(tmp_path / "big.npy")) for a in argv]
+    np.save(tmp_path / "m3.npy", np.ones((2, 16, 16)))
+    np.save(tmp_path / "big.npy", np.zeros((1, 20, 20, 1), np.uint8))
+    np.save(tmp_path / "nchw.npy", np.zeros((3, 1, 16, 16), np.uint8))
+    files = {"MASK5": "m5.npy", "MASK3": "m3.npy", "BIG": "big.npy", "NCHW": "nchw.npy"}
+    argv = [str(tmp_path / files[a]) if a in files else a for a in argv]
     code, _, err = _run(["inpaint", "--workdir", runs["cond"], "--image", str(runs["root"] / "three.npy"), *argv,
                          "--out", str(tmp_path / "x.png"), "--steps", "2", "--quiet"], capsys)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
@@ -149,13 +154,13 @@ def test_encode_and_interpolate(runs, capsys) -> None:
                            str(root / "z.npy"), *ode], capsys)
     assert code == 0, err
     z = np.load(root / "z.npy")
-    assert z.shape == (3, 1, 16, 16) and np.isfinite(z).all() and "NFE" in out
+    assert z.shape == (3, 1, 16, 16) and np.isfinite(z).all() and "NFE" in out  # the model's state layout
     assert abs(float(z.std()) - float((np.load(root / "three.npy") / 127.5 - 1).std())) > 0.05  # moved to T
     code, _, err = _run(["interpolate", "--workdir", runs["cond"], "--images", str(root / "a.png"),
                          str(root / "b.png"), "--num", "4", "--class", "2", "--out", str(root / "strip.npy"), *ode],
                         capsys)
     assert code == 0, err
-    assert np.load(root / "strip.npy").shape == (4, 1, 16, 16)
+    assert np.load(root / "strip.npy").shape == (4, 16, 16, 1)
     code, _, err = _run(["interpolate", "--workdir", runs["cond"], "--images", str(root / "three.npy"),
                          str(root / "b.png"), "--out", str(root / "s.png"), *ode], capsys)
     assert code == 2 and "holds 3 images" in err
@@ -174,7 +179,7 @@ def test_colorize_keeps_the_grey_value(tmp_path, capsys) -> None:
     assert code == 0, err
     colour = np.load(tmp_path / "c.npy")
     grey = np.asarray(Image.open(folder / "0.png"), dtype=np.float32).mean(-1) / 255.0
-    assert colour.shape == (1, 3, 8, 8) and np.abs(colour[0].mean(0) - grey).max() < 1e-4
+    assert colour.shape == (1, 8, 8, 3) and np.abs(colour[0].mean(-1) - grey).max() < 1e-4
     code, _, err = _run(["colorize", "--workdir", str(tmp_path / "run"), "--image", str(folder / "0.png"),
                          "--out", str(tmp_path / "c.gif"), "--quiet"], capsys)
     assert code == 2 and "--out must end in .png or .npy" in err
@@ -192,3 +197,35 @@ def test_sample_npz_records_no_labels_without_class(runs, capsys, tmp_path) -> N
     assert code == 0, err
     assert "labels" not in np.load(tmp_path / "u.npz").files
     assert json.loads(str(np.load(tmp_path / "u.npz")["options"]))["steps"] == 2
+
+
+def test_sample_output_is_inpaint_input(runs, capsys, tmp_path) -> None:
+    """One layout: the uint8 channels-last samples of `sample --out x.npz` are read back by inpaint (and encode) as
+    the same images, and the observed half of the completions is those pixels."""
+    code, _, err = _run(["sample", "--workdir", runs["uncond"], "--num", "2", "--out", str(tmp_path / "s.npz"),
+                         *FAST], capsys)
+    assert code == 0, err
+    samples = np.load(tmp_path / "s.npz")["samples"]
+    assert samples.shape == (2, 16, 16, 1) and samples.dtype == np.uint8
+    code, _, err = _run(["inpaint", "--workdir", runs["uncond"], "--image", str(tmp_path / "s.npz"), "--mask",
+                         "left-half", "--steps", "3", "--set", "predictor=euler_maruyama", "--set", "corrector=none",
+                         "--out", str(tmp_path / "i.npy"), "--quiet"], capsys)
+    assert code == 0, err
+    done = np.load(tmp_path / "i.npy")
+    assert done.shape == (2, 16, 16, 1)
+    assert np.abs(done[:, :, :8] - samples[:, :, :8] / 255.0).max() < 1e-5
+
+
+def test_too_few_inpainting_steps_name_what_inpaint_offers(runs, capsys, tmp_path) -> None:
+    """VP's discrete chain needs steps > beta_max (20): the error names inpaint's remedies, not the ddim sampler
+    (a `sample` option that inpaint does not have), and the remedies it names run."""
+    base = ["inpaint", "--workdir", runs["uncond"], "--image", str(runs["root"] / "a.png"), "--mask", "top-half",
+            "--out", str(tmp_path / "i.npy"), "--quiet"]
+    code, _, err = _run([*base, "--steps", "20"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "--steps 21 or more" in err and "predictor=euler_maruyama" in err and "ddim" not in err, err
+    for remedy in (["--steps", "21", "--set", "corrector=none"],
+                   ["--steps", "4", "--set", "predictor=euler_maruyama", "--set", "corrector=none"],
+                   ["--steps", "4", "--method", "smc", "--set", "num_particles=2"]):
+        code, _, err = _run([*base, *remedy], capsys)
+        assert code == 0, (remedy, err)

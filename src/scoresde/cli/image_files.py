@@ -1,9 +1,14 @@
 """Image and mask files of the image commands (``inpaint``, ``colorize``, ``encode``, ``interpolate``): reading
-PNG/JPEG/BMP files or ``.npy`` arrays as images ``(B, C, H, W)`` in ``[0, 1]`` checked against the run's shape, the
-inpainting masks of ``--mask`` (a named half or a file), and writing ``--out`` as a PNG grid or a ``.npy`` array.
+PNG/JPEG/BMP files or ``.npy``/``.npz`` arrays as images ``(B, C, H, W)`` in ``[0, 1]`` checked against the run's
+shape, the inpainting masks of ``--mask`` (a named half or a file), and writing ``--out`` as a PNG grid or a ``.npy``
+array.
 
-Pixel values in files are ``0..255`` (``uint8``) or floats in ``[0, 1]``; the run's ``data.centered`` maps them to
-the model's range in the commands.
+One layout for every image array the CLI writes or reads: channels last, ``(N, H, W, C)`` (numpy's, PIL's and the
+field's convention for image files; what ``scoresde sample --out x.npz`` writes), with :data:`ARRAY_LAYOUT` naming
+it in the ``--help`` texts. A stack ``(N, H, W)`` is ``N`` grey images, ``(H, W)`` one grey image and ``(H, W, C)``
+one image; a channels-first array ``(N, C, H, W)`` or ``(C, H, W)`` is refused with one line saying what was expected
+(torch's layout is only inside the library: tensors ``(B, C, H, W)``). Pixel values in files are ``0..255``
+(``uint8``) or floats in ``[0, 1]``; the run's ``data.centered`` maps them to the model's range in the commands.
 """
 
 from __future__ import annotations
@@ -20,6 +25,10 @@ from ..data.image_grid import save_image_grid
 #: the named masks of ``scoresde inpaint --mask``: the half of the image that is *observed* (kept)
 HALF_MASKS = ("top-half", "bottom-half", "left-half", "right-half")
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+_ARRAY_SUFFIXES = (".npy", ".npz")
+
+#: the layout of every image array that the CLI writes or reads, as the ``--help`` texts state it
+ARRAY_LAYOUT = "channels last: (N, H, W, C), (H, W, C), a grey stack (N, H, W) or one grey image (H, W)"
 
 
 def _as_float_images(arr: np.ndarray, source: str) -> Tensor:
@@ -35,10 +44,54 @@ def _as_float_images(arr: np.ndarray, source: str) -> Tensor:
     return x
 
 
+def channels_last_to_first(arr: np.ndarray, shape: tuple[int, int, int], source: str) -> np.ndarray:
+    """An image array of the CLI's layout (:data:`ARRAY_LAYOUT`) as ``(N, C', H, W)`` with ``C'`` the run's ``C`` or 1
+    (grey, broadcast later), for a run of images ``shape = (C, H, W)``. A channels-first array, or one of another size,
+    is a ``ValueError`` naming the expected shape; so is ``(C, H, W)`` with ``C > 1`` images of ``H x W``, which reads
+    both as ``C`` grey images and as one channels-first image (give ``(C, H, W, 1)`` or ``(1, H, W, C)``)."""
+    c, h, w = shape
+    dims = tuple(arr.shape)
+    expected = f"expected channels last (N, {h}, {w}, {c}), ({h}, {w}, {c}), grey (N, {h}, {w}) or ({h}, {w})"
+    if arr.ndim == 2 and dims == (h, w):
+        return arr[None, None]
+    if arr.ndim == 3:
+        if dims[:2] == (h, w) and dims[2] in (1, c):
+            return arr.transpose(2, 0, 1)[None]  # one image (H, W, C)
+        if dims[1:] == (h, w):
+            if dims[0] == c > 1:
+                raise ValueError(f"{source}: shape {dims} is ambiguous: {dims[0]} grey images (N, H, W) or one "
+                                 f"channels-first image; give ({dims[0]}, {h}, {w}, 1) for grey images or "
+                                 f"(1, {h}, {w}, {c}) for one image (the CLI's arrays are channels last)")
+            return arr[:, None]  # a stack of grey images (N, H, W)
+    if arr.ndim == 4 and dims[1:3] == (h, w) and dims[3] in (1, c):
+        return arr.transpose(0, 3, 1, 2)
+    if arr.ndim in (3, 4) and dims[-2:] == (h, w) and dims[-3] in (1, c):
+        raise ValueError(f"{source}: shape {dims} is channels first; {expected} (e.g. numpy's "
+                         f"x.transpose({'0, 2, 3, 1' if arr.ndim == 4 else '1, 2, 0'}))")
+    raise ValueError(f"{source}: shape {dims} does not fit this run's images of {h}x{w} pixels with {c} "
+                     f"channel(s); {expected}")
+
+
+def _load_array(path: Path) -> np.ndarray:
+    """The array of a ``.npy`` file, or of an ``.npz``: its ``samples`` (what ``scoresde sample`` writes) or its only
+    array."""
+    if path.suffix.lower() == ".npy":
+        return np.load(path, allow_pickle=False)
+    with np.load(path, allow_pickle=False) as archive:
+        names = list(archive.files)
+        if "samples" in names:
+            return archive["samples"]
+        if len(names) == 1:
+            return archive[names[0]]
+    raise ValueError(f"{path}: an .npz of images holds an array 'samples' (as `scoresde sample` writes) or a single "
+                     f"array; it has {names}")
+
+
 def read_images(path: str | Path, shape: tuple[int, int, int]) -> Tensor:
     """Images ``(B, C, H, W)`` in ``[0, 1]`` from a PNG/JPEG/BMP file (one image, converted to ``C`` channels) or a
-    ``.npy`` array of shape ``(H, W)``, ``(C, H, W)`` or ``(B, C, H, W)``; ``(C, H, W) = shape`` (the run's) or a
-    ``ValueError`` naming both shapes."""
+    ``.npy``/``.npz`` array in the CLI's layout (:data:`ARRAY_LAYOUT`, see :func:`channels_last_to_first`), for a run
+    of images ``shape = (C, H, W)``; grey images are repeated over ``C`` channels; any other shape is a
+    ``ValueError`` naming what was expected."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image file {path} does not exist")
@@ -49,19 +102,16 @@ def read_images(path: str | Path, shape: tuple[int, int, int]) -> Tensor:
         arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
         if arr.shape[0] != c:  # channels other than 1 and 3: the grey value in every channel
             arr = np.repeat(np.asarray(Image.open(path).convert("L"), dtype=np.uint8)[None], c, axis=0)
+        if tuple(arr.shape[1:]) != (h, w):
+            raise ValueError(f"{path} is an image of {arr.shape[2]}x{arr.shape[1]} pixels; this run's images are "
+                             f"{w}x{h}")
         x = _as_float_images(arr[None], str(path))
-    elif path.suffix.lower() == ".npy":
-        arr = np.load(path, allow_pickle=False)
-        arr = arr[None, None] if arr.ndim == 2 else arr[None] if arr.ndim == 3 else arr
-        if arr.ndim != 4:
-            raise ValueError(f"{path}: expected an array of shape (H, W), (C, H, W) or (B, C, H, W), got "
-                             f"{tuple(np.load(path, allow_pickle=False).shape)}")
-        x = _as_float_images(arr, str(path))
+    elif path.suffix.lower() in _ARRAY_SUFFIXES:
+        x = _as_float_images(np.ascontiguousarray(channels_last_to_first(_load_array(path), shape, str(path))),
+                             str(path))
     else:
-        raise ValueError(f"{path}: unknown image format {path.suffix!r}; use {', '.join(_IMAGE_SUFFIXES)} or .npy")
-    if tuple(x.shape[1:]) != (c, h, w) and not (x.shape[1] == 1 and tuple(x.shape[2:]) == (h, w)):
-        raise ValueError(f"{path} holds images of shape {tuple(x.shape[1:])} (C, H, W); this run's images are "
-                         f"{(c, h, w)}")
+        raise ValueError(f"{path}: unknown image format {path.suffix!r}; use {', '.join(_IMAGE_SUFFIXES)}, .npy "
+                         "or .npz")
     return x.expand(x.shape[0], c, h, w).contiguous()
 
 
@@ -80,9 +130,9 @@ def half_mask(name: str, shape: tuple[int, int, int]) -> Tensor:
 
 
 def read_mask(spec: str, shape: tuple[int, int, int]) -> Tensor:
-    """The inpainting mask of ``--mask spec`` (1 = observed, 0 = to fill in): a name of :data:`HALF_MASKS`, a PNG
-    (pixels > 127 observed, one channel) or a ``.npy`` array of 0/1 (or bool) of shape ``(H, W)``, ``(C, H, W)`` or
-    ``(B, C, H, W)``; its broadcasting to the images is checked by :func:`scoresde.inpaint`."""
+    """The inpainting mask of ``--mask spec`` (1 = observed, 0 = to fill in) as ``(B, C', H, W)``: a name of
+    :data:`HALF_MASKS`, a PNG (pixels > 127 observed, one channel) or a ``.npy`` array of 0/1 (or bool) in the CLI's
+    layout (:data:`ARRAY_LAYOUT`); its broadcasting to the images is checked by :func:`scoresde.inpaint`."""
     if spec in HALF_MASKS:
         return half_mask(spec, shape)
     path = Path(spec)
@@ -91,27 +141,24 @@ def read_mask(spec: str, shape: tuple[int, int, int]) -> Tensor:
     if not path.is_file():
         raise FileNotFoundError(f"mask file {path} does not exist")
     if path.suffix.lower() == ".npy":
-        arr = np.load(path, allow_pickle=False)
-        if arr.ndim not in (2, 3, 4):
-            raise ValueError(f"{path}: a mask has shape (H, W), (C, H, W) or (B, C, H, W), got {arr.shape}")
-        mask = torch.from_numpy(arr.astype(np.float32))
+        arr = channels_last_to_first(np.load(path, allow_pickle=False), shape, f"--mask {path}")
+        mask = torch.from_numpy(np.ascontiguousarray(arr).astype(np.float32))
         if not bool(((mask == 0) | (mask == 1)).all()):
             raise ValueError(f"{path}: a mask holds only 0 (to fill in) and 1 (observed)")
-    else:
-        with Image.open(path) as im:
-            mask = torch.from_numpy((np.asarray(im.convert("L")) > 127).astype(np.float32))
-    return mask.reshape((1,) * (4 - mask.dim()) + tuple(mask.shape))
-
-
+        return mask
+    with Image.open(path) as im:
+        mask = torch.from_numpy((np.asarray(im.convert("L")) > 127).astype(np.float32))
+    return mask.reshape(1, 1, *mask.shape)
 
 
 def save_images(x: Tensor, path: str | Path, nrow: int) -> Path:
     """``--out`` of the image commands: images ``(B, C, H, W)`` in ``[0, 1]`` as a PNG grid of ``nrow`` images per
-    row (:func:`~scoresde.data.image_grid.save_image_grid`), or as a ``.npy`` float32 array (not clipped)."""
+    row (:func:`~scoresde.data.image_grid.save_image_grid`), or as a ``.npy`` float32 array (not clipped) in the CLI's
+    layout, channels last ``(B, H, W, C)`` (:data:`ARRAY_LAYOUT`)."""
     path = Path(path)
     if path.suffix == ".npy":
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(path, x.detach().cpu().float().numpy())
+        np.save(path, x.detach().cpu().float().permute(0, 2, 3, 1).numpy())
         return path
     if path.suffix != ".png":
         raise ValueError(f"--out must end in .png or .npy, got {path.name!r}")

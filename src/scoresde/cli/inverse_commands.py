@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from typing import Any
 
 import torch
@@ -24,14 +25,14 @@ from .common import (
     positive_int,
     run_image_shape,
 )
-from .image_files import HALF_MASKS, read_images, read_mask, save_images
+from .image_files import ARRAY_LAYOUT, HALF_MASKS, read_images, read_mask, save_images
 
 
 def _add_inverse_options(p: argparse.ArgumentParser, observed: str) -> None:
     """The options shared by ``inpaint`` and ``colorize`` (``observed`` describes ``--image``)."""
     add_run_options(p)
-    p.add_argument("--image", required=True, help=f"{observed}: a .png/.jpg file or a .npy array (H, W), (C, H, W) "
-                                                  "or (B, C, H, W), uint8 or float in [0, 1]")
+    p.add_argument("--image", required=True, help=f"{observed}: a .png/.jpg file or a .npy/.npz array, "
+                                                  f"{ARRAY_LAYOUT}, uint8 or float in [0, 1]")
     p.add_argument("--method", choices=list(INVERSE_METHODS), default="replacement",
                    help="replacement: Score SDE's PC inpainter (fast, biased); repaint: RePaint resampling; "
                         "smc: the asymptotically exact particle filter (default: %(default)s)")
@@ -44,7 +45,7 @@ def _add_inverse_options(p: argparse.ArgumentParser, observed: str) -> None:
                    help="completions drawn per input image (default: %(default)s)")
     p.add_argument("--out", required=True,
                    help=".png: one row per image (the observation, then the completions); .npy: the completions "
-                        "(float32, pixels on the [0, 1] scale, not clipped, shape (B * N, C, H, W))")
+                        "(float32, pixels on the [0, 1] scale, not clipped, channels last (B * N, H, W, C))")
     add_common(p)
 
 
@@ -56,7 +57,7 @@ def add_inverse_commands(sub: argparse._SubParsersAction) -> None:
     _add_inverse_options(inp, "the images to complete")
     inp.add_argument("--mask", required=True,
                      help=f"the observed pixels: {', '.join(HALF_MASKS)} (the half that is kept), a .png (white = "
-                          "observed) or a .npy of 0/1 broadcastable to the images")
+                          "observed) or a .npy of 0/1 broadcastable to the images, channels last as --image")
     inp.set_defaults(func=cmd_inpaint)
 
     col = sub.add_parser("colorize", help=COMMAND_HELP["colorize"],
@@ -80,6 +81,25 @@ def _method_options(items: list[str], steps: int | None) -> dict[str, Any]:
     if steps is not None:
         options["steps"] = steps
     return options
+
+
+def _refuse_short_discrete_chain(model: Any, method: str, options: dict[str, Any], err: ValueError) -> None:
+    """Re-raise ``err`` with this command's remedies when it came from a VP run's discrete DDPM chain being undefined
+    at ``--steps`` (``VPSDE.require_discrete_chain``: ``beta_max / steps < 1``, read by the replacement method's
+    ``reverse_diffusion`` predictor and Langevin corrector). The library's message suggests the ddim sampler, which
+    ``inpaint``/``colorize`` do not offer; nothing is raised for any other error."""
+    sde = getattr(model, "sde", None)
+    if method != "replacement" or not hasattr(sde, "require_discrete_chain"):
+        return
+    steps = options.get("steps", sde.N)
+    try:
+        sde.with_steps(steps).require_discrete_chain("the replacement method")
+    except ValueError:
+        beta_max = float(sde.beta_1)
+        raise ValueError(f"--steps {steps}: the replacement method's reverse_diffusion predictor and Langevin "
+                         f"corrector step the discrete DDPM chain of this VP run, which needs more steps than beta_max "
+                         f"= {beta_max:g}; use --steps {math.floor(beta_max) + 1} or more, --set "
+                         "predictor=euler_maruyama --set corrector=none, or --method repaint / smc") from err
 
 
 def _broadcast_mask(mask: Tensor, x: Tensor, source: str) -> Tensor:
@@ -123,10 +143,14 @@ def _inverse(args: argparse.Namespace, colour: bool) -> int:
     obs = data_scaler(xs, cfg.data.centered).to(device)
     call = dict(method=args.method, generator=g, cond=class_cond(args, model, xs.shape[0]), return_info=True,
                 progress=not args.quiet, **options)
-    if colour:
-        y, info = colorize(model, obs, **call)
-    else:
-        y, info = inpaint(model, obs, m.to(device), **call)
+    try:
+        if colour:
+            y, info = colorize(model, obs, **call)
+        else:
+            y, info = inpaint(model, obs, m.to(device), **call)
+    except ValueError as err:
+        _refuse_short_discrete_chain(model, args.method, options, err)
+        raise
     y = inverse_data_scaler(y.cpu(), cfg.data.centered)
     if out.suffix == ".npy":  # not clipped: the observed values (pixels, grey level) are exact
         save_images(y, out, per)

@@ -24,7 +24,7 @@ from .common import (
     positive_int,
     run_image_shape,
 )
-from .image_files import read_images, save_images
+from .image_files import ARRAY_LAYOUT, read_images, save_images
 
 
 def _add_ode_options(p: argparse.ArgumentParser) -> None:
@@ -42,8 +42,10 @@ def add_latent_commands(sub: argparse._SubParsersAction) -> None:
                                      "'uniquely identifiable' codes of Song et al. 2021 (scoresde.encode). Phase-space "
                                      "runs (PSLD/CLD) draw the initial momentum from --seed.")
     add_run_options(enc)
-    enc.add_argument("--image", required=True, help="a .png/.jpg file or a .npy array of images")
-    enc.add_argument("--out", required=True, help="output .npy (float32 codes, the model's state shape)")
+    enc.add_argument("--image", required=True, help=f"a .png/.jpg file or a .npy/.npz array of images, {ARRAY_LAYOUT}")
+    enc.add_argument("--out", required=True,
+                     help="output .npy: float32 codes in the model's state layout (N, C, H, W), channels first as "
+                          "scoresde.sample(..., x_T=codes) takes them (codes are not images)")
     _add_ode_options(enc)
     enc.set_defaults(func=cmd_encode)
 
@@ -51,9 +53,11 @@ def add_latent_commands(sub: argparse._SubParsersAction) -> None:
                          description="Encode two images with the probability-flow ODE, interpolate their codes "
                                      "spherically (slerp) and decode every frame with the ODE into a PNG strip.")
     add_run_options(itp)
-    itp.add_argument("--images", nargs=2, required=True, metavar=("A", "B"), help="the two end images (.png or .npy)")
+    itp.add_argument("--images", nargs=2, required=True, metavar=("A", "B"),
+                     help="the two end images (.png, or .npy/.npz channels last)")
     itp.add_argument("--num", type=positive_int, default=8, help="frames, ends included (default: %(default)s)")
-    itp.add_argument("--out", required=True, help="output .png strip (or .npy of the frames)")
+    itp.add_argument("--out", required=True,
+                     help="output .png strip, or .npy of the frames (float32 in [0, 1], channels last (N, H, W, C))")
     _add_ode_options(itp)
     itp.set_defaults(func=cmd_interpolate)
 

@@ -49,7 +49,9 @@ def add_sample_command(sub: argparse._SubParsersAction) -> None:
     smp.add_argument("--batch-size", type=batch_size_arg, default=256,
                      help="samples per batch, or 'auto': the largest that fits in half the free memory (default: "
                           "%(default)s); the samples depend on it (one generator per batch)")
-    smp.add_argument("--out", default=None, help="output .png (grid / scatter) or .npz (uint8 images or points)")
+    smp.add_argument("--out", default=None,
+                     help="output .png (grid / scatter) or .npz: 'samples' holds uint8 images channels last (N, H, W, "
+                          "C), as inpaint/encode read them, or points (N, 2)")
     add_sampler(smp)
     smp.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     smp.add_argument("--no-ema", action="store_true", help="use the online weights instead of the EMA")
