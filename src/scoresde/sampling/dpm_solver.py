@@ -22,18 +22,19 @@ in ``lambda``:
   points at ``lambda_s + r h``; order 2 with ``r_1 = 1/2``: a first-order step to ``s_1``, then ``D_1 = (m_{s1} -
   m_s) / (2 r_1)``, ``c_1 = phi_1``; order 3 with ``r_1 = 1/3``, ``r_2 = 2/3``: ``x_{s2}`` from ``m_s`` and
   ``r_2/r_1 phi_2(r_2 hh) (m_{s1} - m_s)``, then ``D_1 = (m_{s2} - m_s) / r_2``, ``c_1 = phi_2``.
-* ``method="multistep"`` (DPM-Solver++(2M), Alg. 2, and its third-order form, the authors' ``multistep``): the
-  earlier points' model values, ``r_k = h_k / h`` the previous step sizes over this one. Order 2: ``D_1 = (m_0 -
-  m_1) / (2 r_0)``, ``c_1 = phi_1``. Order 3: ``D1_0 = (m_0 - m_1)/r_0``, ``D1_1 = (m_1 - m_2)/r_1``, ``D_1 = D1_0
-  + r_0/(r_0 + r_1) (D1_0 - D1_1)`` (``~ h m'``), ``c_1 = phi_2``, and ``D_2 = (D1_0 - D1_1)/(r_0 + r_1)`` (``~ h^2
-  m''/2``) with ``c_2 = 2 phi_3``: the Taylor coefficient of ``m''``. (The authors' code, and diffusers', weight
-  ``D_2`` with ``phi_3``, half the Taylor coefficient, which makes their multistep order 3 converge at second order
-  only: observed order 2.1-2.5 against 3.2-4.0 here on Gaussian data, ``tests/sampling/test_dpm_solver.py``. Their
-  damped ``D_2`` is nevertheless the more accurate at 20 steps on the 2-D mixture with data prediction (median path
-  error VP 8.4e-3 against 1.7e-2 here), and the less accurate with noise prediction (6.8e-3 against 5.1e-3).)
-  The first steps use orders ``min(order, i + 1)`` (no earlier values yet), so with order 3 the start-up step is
-  first order: its error, tiny where the model output barely moves in ``lambda``, makes every multistep order 3
-  second order in the limit of many steps.
+* ``method="multistep"`` (DPM-Solver++(2M), Alg. 2, and the official third-order multistep update,
+  ``multistep_dpm_solver_third_update`` of the authors' code): the earlier points' model values, ``r_k = h_k / h``
+  the previous step sizes over this one. Order 2: ``D_1 = (m_0 - m_1) / (2 r_0)``, ``c_1 = phi_1``. Order 3:
+  ``D1_0 = (m_0 - m_1)/r_0``, ``D1_1 = (m_1 - m_2)/r_1``, ``D_1 = D1_0 + r_0/(r_0 + r_1) (D1_0 - D1_1)`` (``~ h
+  m'``), ``c_1 = phi_2``, and ``D_2 = (D1_0 - D1_1)/(r_0 + r_1)`` (``~ h^2 m''/2``) with ``c_2 = phi_3``, as
+  published (equal to the official code to 1e-12 on the VP and sub-VP mixtures, ``tests/sampling/
+  test_dpm_solver_official.py``). The first steps use orders ``min(order, i + 1)`` (no earlier values yet).
+* ``method="multistep_taylor"`` (order 3 only): the same with ``c_2 = 2 phi_3``, the Taylor coefficient of ``m''``
+  (the official weight is half of it, which makes the published 3M converge at second order: observed 2.1-2.5 on
+  Gaussian data against 3.2-4.0 here). Measured advantage (median path error to the exact flow, 2-D mixture,
+  ``benchmarks/dpm_solver_orders.py``): with noise prediction on the logSNR grid 0.64-0.85x the official 3M's at 10
+  and 20 NFE on VP and sub-VP; with data prediction it is worse (2x at 20 NFE) and on ``time_uniform`` grids no
+  better, so ``multistep`` stays the default.
 * ``method="adaptive"`` (DPM-Solver-12 and -23, Lu et al. 2022 Alg. 4 and 5): from ``lambda_T`` with ``h = 0.05`` a
   lower- and a higher-order singlestep update share their model calls (order 2: DPM-Solver-1 and -2 with ``r_1 =
   1/2``; order 3: DPM-Solver-2 and -3 with ``r_1 = 1/3``, ``r_2 = 2/3``); ``E = max_batch RMS((x_high - x_low) /
@@ -72,18 +73,29 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..models.adapter import CountingModel, DiffusionModel
+from ..numerics.checks import check_count
+from ..numerics.grids import time_steps
 from ..numerics.times import check_eps
 from ..sdes.base import randn_like
 from ..sdes.linalg import apply_blocks
-from .common import Callback, counting, report, require_scalar_schedule, sampler_times
+from .common import (
+    Callback,
+    check_budget,
+    counting,
+    interval_calls,
+    report,
+    require_scalar_schedule,
+    sampler_times,
+    steps_for_budget,
+)
 
-__all__ = ["ALGORITHMS", "LOWER_ORDER_FINAL_BELOW", "METHODS", "sample_dpm_solver"]
+__all__ = ["ALGORITHMS", "LOWER_ORDER_FINAL_BELOW", "METHODS", "fast_orders", "sample_dpm_solver"]
 
 ALGORITHMS = ("dpmsolver", "dpmsolver++", "sde-dpmsolver++")
-METHODS = ("singlestep", "multistep", "adaptive")
-#: ``lower_order_final`` lowers the last multistep orders only when there are fewer steps than this (DPM-Solver's
-#: documented rule and diffusers'; the authors' current code uses 10)
-LOWER_ORDER_FINAL_BELOW = 15
+METHODS = ("singlestep", "multistep", "multistep_taylor", "adaptive")
+#: ``lower_order_final`` lowers the last multistep orders only when there are fewer steps than this: the official
+#: DPM-Solver code's rule (``steps < 10``); its docstring and diffusers' ``DPMSolverMultistepScheduler`` say 15
+LOWER_ORDER_FINAL_BELOW = 10
 _H_INIT, _THETA = 0.05, 0.9  # adaptive: first step in lambda, safety factor (Lu et al. 2022, Alg. 4/5)
 _MAX_TRIES = 10_000  # adaptive: attempted steps before giving up (rtol 1e-4 on the 2-D mixture takes ~640)
 
@@ -139,9 +151,10 @@ class _Solver:
 
     # -- singlestep ---------------------------------------------------------------------------------------------
     def single(self, x: Tensor, s: _Point, t: _Point, order: int, m_s: Tensor | None = None,
-               m_s1: Tensor | None = None, r1: float | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
-        """One singlestep DPM-Solver-``order`` update; returns ``(x_t, m_s, m_s1)`` so that the adaptive pair can
-        share model values."""
+               m_s1: Tensor | None = None, r1: Any = None, r2: Any = None) -> tuple[Tensor, Tensor, Tensor | None]:
+        """One singlestep DPM-Solver-``order`` update with intermediate points at ``lambda_s + r h`` (``r1`` default
+        1/2 for order 2, 1/3 for order 3; ``r2`` default 2/3); returns ``(x_t, m_s, m_s1)`` so that the adaptive
+        pair can share model values."""
         if m_s is None:
             m_s = self.model(x, s)
         if order == 1:
@@ -153,15 +166,17 @@ class _Solver:
             m_s1 = self.model(self.update(x, s, s1, [(1, 1.0, m_s)]), s1)
         if order == 2:
             return self.update(x, s, t, [(1, 1.0, m_s), (1, 0.5 / r1, m_s1 - m_s)]), m_s, m_s1
-        r2 = 2.0 / 3.0
+        r2 = 2.0 / 3.0 if r2 is None else r2
         s2 = self.at_lambda(s.lam + r2 * h)
         x_s2 = self.update(x, s, s2, [(1, 1.0, m_s), (2, r2 / r1, m_s1 - m_s)])
         m_s2 = self.model(x_s2, s2)
         return self.update(x, s, t, [(1, 1.0, m_s), (2, 1.0 / r2, m_s2 - m_s)]), m_s, m_s1
 
     # -- multistep ----------------------------------------------------------------------------------------------
-    def multi(self, x: Tensor, ps: list[_Point], ms: list[Tensor], t: _Point, order: int) -> Tensor:
-        """Multistep order-``order`` update from the last of ``ps`` (model values ``ms``) to ``t``."""
+    def multi(self, x: Tensor, ps: list[_Point], ms: list[Tensor], t: _Point, order: int, taylor: bool = False
+              ) -> Tensor:
+        """Multistep order-``order`` update from the last of ``ps`` (model values ``ms``) to ``t``; ``taylor``: the
+        ``D_2`` weight ``2 phi_3`` of ``method="multistep_taylor"`` instead of the official ``phi_3``."""
         p0, m0 = ps[-1], ms[-1]
         if order == 1:
             return self.update(x, p0, t, [(1, 1.0, m0)])
@@ -173,7 +188,8 @@ class _Solver:
         d1_0 = self.cast(1.0 / r0) * (m0 - ms[-2])
         d1_1 = self.cast(1.0 / r1) * (ms[-2] - ms[-3])
         d1 = d1_0 + self.cast(r0 / (r0 + r1)) * (d1_0 - d1_1)
-        return self.update(x, p0, t, [(1, 1.0, m0), (2, 1.0, d1), (3, 2.0 / (r0 + r1), d1_0 - d1_1)])
+        w2 = (2.0 if taylor else 1.0) / (r0 + r1)
+        return self.update(x, p0, t, [(1, 1.0, m0), (2, 1.0, d1), (3, w2, d1_0 - d1_1)])
 
     def sde_multi(self, x: Tensor, ps: list[_Point], ms: list[Tensor], t: _Point, order: int,
                   generator: torch.Generator | None) -> Tensor:
@@ -230,6 +246,9 @@ def _check_options(sde: Any, algorithm: str, method: str, order: Any, rtol: floa
     if algorithm == "sde-dpmsolver++" and not sde_ok:
         raise ValueError(f"algorithm 'sde-dpmsolver++' takes order 1 (SDE-DPM-Solver++(1S)) or order 2 with method "
                          f"'multistep' (SDE-DPM-Solver++(2M)); got order={order}, method={method!r}")
+    if method == "multistep_taylor" and order != 3:
+        raise ValueError(f"method 'multistep_taylor' is a third-order multistep variant: it needs order=3, got "
+                         f"order={order}")
     if method == "adaptive":
         if order == 1:
             raise ValueError("method 'adaptive' needs order 2 (DPM-Solver-12) or 3 (DPM-Solver-23), got order=1")
@@ -243,6 +262,7 @@ def sample_dpm_solver(
     *,
     steps: int | None = None,
     times: Tensor | None = None,
+    nfe: int | None = None,
     order: int = 2,
     algorithm: str = "dpmsolver++",
     method: str = "multistep",
@@ -261,32 +281,43 @@ def sample_dpm_solver(
     """DPM-Solver / DPM-Solver++ sampling (module docstring) from ``z`` at ``T`` down to ``eps``.
 
     NFE (counted, not computed): ``multistep`` ``steps``; ``singlestep`` ``order * steps`` (``steps`` outer steps on
-    ``grid``, as for every sampler, each one DPM-Solver-``order`` step with ``order - 1`` intermediate points: for a
-    budget of ``N`` calls pass ``steps = N // order``; the authors' "DPM-Solver-fast" split of a budget into mixed
-    orders is not used); ``adaptive`` as the error control decides; ``+ 1`` with ``denoise``.
+    ``grid``, each one DPM-Solver-``order`` step with ``order - 1`` intermediate points: the official code's
+    ``singlestep_fixed``); ``adaptive`` as the error control decides; ``+ 1`` with ``denoise``. With ``nfe=N``
+    instead of ``steps`` every fixed-step method spends at most ``N`` calls (``denoise`` included): ``multistep`` runs
+    ``N - denoise`` steps, and ``singlestep`` splits the budget into orders exactly as the official code does
+    ("DPM-Solver-fast", :func:`fast_orders`: ``N`` calls, the official ``DPM_Solver.sample(steps=N,
+    method="singlestep")``; on ``logSNR`` equal ``lambda`` intervals, on other grids steps spanning ``order`` of the
+    grid's ``N`` intervals).
 
     Which to pick: DPM-Solver++(2M) (the defaults: ``algorithm="dpmsolver++"``, ``order=2``, ``method="multistep"``,
-    ``grid="logSNR"``) for guided or conditional sampling and pixel models at 10-20 NFE; ``order=3`` (``singlestep``
-    or ``multistep``) for unconditional sampling at 10-20 NFE; on PSLD/CLD ``algorithm="dpmsolver"`` with
-    ``order=2`` or ``3`` and ``grid="time_quadratic"`` (noise floor at 10 NFE on the 2-D mixture);
-    ``method="adaptive"`` when a tolerance matters more than a fixed budget; ``algorithm="sde-dpmsolver++"`` (order
-    2) for stochastic sampling at a few tens of steps.
-    Measured on the 2-D mixture with its exact score (VP, 20 NFE, logSNR grid, median path error to a tight ODE
-    solve): DDIM 0.12, DPM-Solver++(2M) 0.025, (3M) 0.017, DPM-Solver (noise prediction) 2M 0.011, 3M 0.005; the
-    adaptive DPM-Solver-23 reaches 3e-5 with ``rtol=1e-3, atol=1e-4`` in 172 NFE. Config names: ``sampling.method =
-    dpm_solver`` with ``order``, ``algorithm``, ``dpm_method``, ``dpm_rtol``, ``dpm_atol``, ``lower_order_final``.
+    ``grid="logSNR"``) for guided or conditional sampling and pixel models at 10-20 NFE; ``order=3`` with
+    ``method="singlestep", nfe=N`` (DPM-Solver-fast, the paper's unconditional setting) or ``method="multistep"``
+    for unconditional sampling at 10-20 NFE; ``method="multistep_taylor"`` with ``algorithm="dpmsolver"`` on the
+    logSNR grid (module docstring); on PSLD/CLD ``algorithm="dpmsolver"`` with ``order=2`` or ``3`` and
+    ``grid="time_quadratic"`` (noise floor at 10 NFE on the 2-D mixture); ``method="adaptive"`` when a tolerance
+    matters more than a fixed budget; ``algorithm="sde-dpmsolver++"`` (order 2) for stochastic sampling at a few tens
+    of steps. Measured on the 2-D mixture with its exact score (VP, logSNR grid, median path error to a tight ODE
+    solve, ``benchmarks/dpm_solver_orders.py``) at 10 / 20 NFE: DPM-Solver++ 2M 0.118 / 0.025, 3M 0.035 / 0.0084,
+    3S-fast 0.046 / 0.025; DPM-Solver (noise prediction) 2M 0.037 / 0.011, 3M 0.031 / 0.0068, 3M-taylor 0.021 /
+    0.0051; the adaptive DPM-Solver-23 reaches 3e-5 with ``rtol=1e-3, atol=1e-4`` in 172 NFE. Config names:
+    ``sampling.method = dpm_solver`` with ``order``, ``algorithm``, ``dpm_method``, ``dpm_rtol``, ``dpm_atol``,
+    ``lower_order_final``, ``nfe``.
 
     Args:
         steps: number of grid intervals (default ``sde.N``): multistep steps, or singlestep outer steps.
         times: explicit decreasing times (override ``steps``, ``grid`` and ``eps``; not with ``adaptive``).
+        nfe: a budget of network calls instead of ``steps`` (above; not with ``steps``, ``times`` or ``adaptive``).
         order: 1, 2 or 3 (1 is DDIM; ``adaptive``: 2 or 3; ``sde-dpmsolver++``: 1 or 2).
         algorithm: ``"dpmsolver"`` (noise prediction), ``"dpmsolver++"`` (data prediction) or ``"sde-dpmsolver++"``.
-        method: ``"multistep"``, ``"singlestep"`` or ``"adaptive"`` (ignores ``steps`` and ``grid``).
+        method: ``"multistep"``, ``"multistep_taylor"`` (order 3), ``"singlestep"`` or ``"adaptive"`` (ignores
+            ``steps`` and ``grid``).
         grid: a name of :data:`scoresde.numerics.grids.GRIDS` (``logSNR`` as in DPM-Solver).
         rho: exponent of the ``karras`` grid.
         eps: last time.
-        lower_order_final: multistep with fewer than 15 steps: the last steps use orders ``min(order, steps - i)``,
-            which stabilises very few steps.
+        lower_order_final: multistep with fewer than :data:`LOWER_ORDER_FINAL_BELOW` = 10 steps (the official
+            code's threshold): the last steps use orders ``min(order, steps - i)``, which stabilises very few steps.
+            diffusers' ``DPMSolverMultistepScheduler`` lowers them the same way below 15 steps (and always on its
+            step to ``sigma = 0``, our ``denoise``), so at 10-14 steps its last two steps differ from ours.
         denoise: finish with the data prediction at the last time (``eps``, or the last of ``times``; DPM-Solver's
             ``denoise_to_zero``; one more NFE).
         rtol, atol: tolerances of ``adaptive`` (``atol`` in data units: 0.0078 is 1/128 of images in [-1, 1]).
@@ -296,32 +327,90 @@ def sample_dpm_solver(
     sde = model.sde
     _check_options(sde, algorithm, method, order, rtol, atol)
     check_eps(eps, sde)
+    check_budget(steps, times, nfe)
     if method == "adaptive" and times is not None:
         raise ValueError("method 'adaptive' chooses its own times: pass no times (it also ignores steps and grid)")
+    if method == "adaptive" and nfe is not None:
+        raise ValueError(f"method 'adaptive' spends what its tolerances need: pass rtol/atol, not nfe={nfe} (for a "
+                         "budget of network calls use method 'singlestep' or 'multistep')")
     counted = counting(model, cond)
     solver = (_MatrixSolver if _matrix_kernel(sde) else _Solver)(counted, algorithm, z.shape[0], z.dtype)
     t_last = torch.as_tensor(eps, dtype=torch.float64)
+    multi = method in ("multistep", "multistep_taylor")
     with torch.no_grad():
         if method == "adaptive":
             x = _adaptive(solver, z, order, eps, rtol, atol, progress, callback)
+        elif method == "singlestep" and nfe is not None:  # DPM-Solver-fast: the budget split into orders
+            budget = steps_for_budget(nfe, lambda m: m + int(denoise), sampler="dpm_solver singlestep")
+            plan = _fast_plan(solver, budget, order, grid=grid, eps=eps, rho=rho, device=z.device)
+            x, t_last = _singlestep(solver, z, plan, progress, callback), plan[-1][1].t
         else:
+            if nfe is not None:
+                steps = steps_for_budget(nfe, lambda n: interval_calls(n, grid=grid, denoise=denoise),
+                                         sampler=f"dpm_solver multistep of order {order}",
+                                         minimum=order + int(grid == "karras" and denoise))
             ts = sampler_times(sde, steps, times, grid=grid, eps=eps, rho=rho, dtype=torch.float64, device=z.device,
                                denoise=denoise)
             points = [solver.point(t) for t in ts]
             n, t_last = len(points) - 1, ts[-1]
-            if method == "multistep" and n < order:
+            if multi and n < order:
                 raise ValueError(f"multistep order {order} needs at least {order} steps, got {n}")
             if method == "singlestep":
-                x = z
-                for i in tqdm(range(n), disable=not progress, desc="DPM-Solver sampling"):
-                    x = solver.single(x, points[i], points[i + 1], order)[0]
-                    report(callback, i, points[i + 1].t, x, counted)
+                plan = [(points[i], points[i + 1], order, None, None) for i in range(n)]
+                x = _singlestep(solver, z, plan, progress, callback)
             else:
                 x = _multistep(solver, z, points, order, lower_order_final and n < LOWER_ORDER_FINAL_BELOW,
-                               algorithm == "sde-dpmsolver++", generator, progress, callback)
+                               algorithm == "sde-dpmsolver++", method == "multistep_taylor", generator, progress,
+                               callback)
         if denoise:
             x = counted.x0(x, t_last.to(z.dtype).expand(z.shape[0]))  # at the last time (eps or times[-1])
     return x, counted.calls
+
+
+def fast_orders(nfe: int, order: int) -> list[int]:
+    """The orders of the singlestep steps that spend exactly ``nfe`` model calls with at most ``order`` each:
+    "DPM-Solver-fast" (Lu et al. 2022, §3.4 and App. D; the official code's
+    ``get_orders_and_timesteps_for_singlestep_solver``). Order 1: ``nfe`` DDIM steps; order 2: ``nfe // 2``
+    second-order steps, then one first-order step if ``nfe`` is odd; order 3: third-order steps, then a remainder of
+    ``[2, 1]`` (``nfe % 3 == 0``, one third-order step fewer), ``[1]`` or ``[2]``. Use it to predict the steps of
+    ``sample_dpm_solver(..., method="singlestep", nfe=nfe)``."""
+    check_count("nfe", nfe)
+    if order == 1:
+        return [1] * nfe
+    if order == 2:
+        return [2] * (nfe // 2) + [1] * (nfe % 2)
+    tail = {0: [2, 1], 1: [1], 2: [2]}[nfe % 3]
+    return [3] * ((nfe - sum(tail)) // 3) + tail
+
+
+def _fast_plan(solver: _Solver, budget: int, order: int, *, grid: str, eps: float, rho: float,
+               device: torch.device) -> list[tuple[_Point, _Point, int, Any, Any]]:
+    """``(s, t, order, r1, r2)`` of each DPM-Solver-fast step spending ``budget`` calls (:func:`fast_orders`), with
+    the official code's times: on ``logSNR`` one outer interval per step, equal in ``lambda``, and intermediate
+    points at equal ``lambda`` fractions; on every other grid the ``budget``-interval grid, each step spanning as
+    many of its intervals as its order, the intermediate points on the grid's own points."""
+    orders = fast_orders(budget, order)
+    sde, f64 = solver.sde, torch.float64
+    if grid == "logSNR":
+        outer = [solver.point(t) for t in time_steps(sde, len(orders), grid=grid, eps=eps, rho=rho, dtype=f64,
+                                                     device=device)]
+        return [(outer[j], outer[j + 1], k, None, None) for j, k in enumerate(orders)]
+    fine = [solver.point(t) for t in time_steps(sde, budget, grid=grid, eps=eps, rho=rho, dtype=f64, device=device)]
+    plan, a = [], 0
+    for k in orders:
+        s, t = fine[a], fine[a + k]
+        rs = [(fine[a + j].lam - s.lam) / (t.lam - s.lam) for j in range(1, k)] + [None, None]
+        plan.append((s, t, k, rs[0], rs[1]))
+        a += k
+    return plan
+
+
+def _singlestep(solver: _Solver, x: Tensor, plan: list[tuple[_Point, _Point, int, Any, Any]], progress: bool,
+                callback: Callback | None) -> Tensor:
+    for i, (s, t, order, r1, r2) in enumerate(tqdm(plan, disable=not progress, desc="DPM-Solver sampling")):
+        x = solver.single(x, s, t, order, r1=r1, r2=r2)[0]
+        report(callback, i, t.t, x, solver.counted)
+    return x
 
 
 def _matrix_kernel(sde: Any) -> bool:
@@ -330,7 +419,7 @@ def _matrix_kernel(sde: Any) -> bool:
 
 
 def _multistep(solver: _Solver, x: Tensor, points: list[_Point], order: int, lower_final: bool, stochastic: bool,
-               generator: torch.Generator | None, progress: bool, callback: Callback | None) -> Tensor:
+               taylor: bool, generator: torch.Generator | None, progress: bool, callback: Callback | None) -> Tensor:
     n = len(points) - 1
     ps: list[_Point] = []
     ms: list[Tensor] = []
@@ -340,7 +429,7 @@ def _multistep(solver: _Solver, x: Tensor, points: list[_Point], order: int, low
         if stochastic:
             x = solver.sde_multi(x, ps, ms, points[i + 1], step_order, generator)
         else:
-            x = solver.multi(x, ps, ms, points[i + 1], step_order)
+            x = solver.multi(x, ps, ms, points[i + 1], step_order, taylor)
         report(callback, i, points[i + 1].t, x, solver.counted)
     return x
 
