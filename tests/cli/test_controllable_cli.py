@@ -95,9 +95,13 @@ def test_sample_with_classifier_free_and_classifier_guidance(runs, capsys) -> No
     (["--class", "1", "--guidance", "classifier"], "needs --classifier DIR"),
     (["--class", "1", "--guidance", "classifier", "--classifier", "SUBVP"], "trained for another SDE"),
     (["--class", "x"], "expected a label, a comma list"),
+    (["--class", "1", "--guidance", "classifier", "--classifier", "RUN"],
+     "is a score model's run folder, not a classifier; --guidance classifier needs the --workdir of `scoresde "
+     "train-classifier`"),
+    (["--class", "1", "--guidance", "classifier", "--classifier", "RUN/checkpoints"], "is not a classifier folder"),
 ])
 def test_bad_class_options_are_one_line(runs, argv, message, capsys) -> None:
-    argv = [a.replace("SUBVP", str(runs["root"] / "clf_subvp")) for a in argv]
+    argv = [a.replace("SUBVP", str(runs["root"] / "clf_subvp")).replace("RUN", runs["uncond"]) for a in argv]
     code, _, err = _run(["sample", "--workdir", runs["cond"], "--num", "2", *argv, *FAST], capsys)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
 

@@ -17,7 +17,7 @@ from ..data import inverse_data_scaler
 from ..data.image_grid import save_image_grid
 from ..guidance import classifier, classifier_free
 from ..sampling import SAMPLERS, sample
-from ..training.classifier import load_classifier
+from ..training.classifier import CLASSIFIER_KIND, RUN_CHECKPOINT, RUN_SETTINGS, load_classifier
 from ..training.plots import scatter_panels
 from .batch_size import autotune_batch_size, batch_size_arg
 from .command_table import COMMAND_HELP
@@ -104,7 +104,7 @@ def conditioned_model(args: argparse.Namespace, model: Any, num: int, device: st
     if guidance == "classifier":
         if path is None:
             raise ValueError("--guidance classifier needs --classifier DIR (a `scoresde train-classifier` folder)")
-        clf = load_classifier(path, map_location=device)
+        clf = _load_guidance_classifier(path, device)
         if n_classes and clf.num_classes != n_classes:
             raise ValueError(f"the classifier {path} has {clf.num_classes} classes, the conditional model "
                              f"{n_classes}")
@@ -117,11 +117,36 @@ def conditioned_model(args: argparse.Namespace, model: Any, num: int, device: st
     return (classifier_free(model, scale) if guidance == "cfg" else model), labels
 
 
+def _classifier_meta(path: str) -> dict[str, Any]:
+    """The checkpoint config of ``--classifier path`` (a ``train-classifier`` folder or its ``checkpoint/``), or one
+    error line for what a CLI user may give instead: a path that does not exist, a score model's run folder or
+    checkpoint (the library's own message would suggest a Python call)."""
+    given = Path(path)
+    folder = given / RUN_CHECKPOINT if (given / RUN_SETTINGS).is_file() else given
+    wanted = "--guidance classifier needs the --workdir of `scoresde train-classifier` (same SDE as the run)"
+    if not given.exists():
+        raise FileNotFoundError(f"--classifier {path} does not exist; {wanted}")
+    if (given / "config.json").is_file():
+        raise ValueError(f"--classifier {path} is a score model's run folder, not a classifier; {wanted}, or sample "
+                         "a class-conditional run with --guidance cfg")
+    meta = folder / "checkpoint.json"
+    config = json.loads(meta.read_text()).get("config", {}) if meta.is_file() else {}
+    if config.get("kind") != CLASSIFIER_KIND:
+        what = "a score model's checkpoint" if meta.is_file() else "not a classifier folder"
+        raise ValueError(f"--classifier {path} is {what}; {wanted}")
+    return config
+
+
+def _load_guidance_classifier(path: str, device: str | torch.device) -> Any:
+    """The classifier of ``--classifier path`` on ``device``, checked by :func:`_classifier_meta` first."""
+    _classifier_meta(path)
+    return load_classifier(path, map_location=device)
+
+
 def _check_classifier_shape(path: str, data_shape: tuple[int, ...] | None) -> None:
     """Refuse a classifier trained on data of another shape than the run's (``data_shape`` of its checkpoint's
     config; a ``train-classifier`` folder keeps it in ``checkpoint/checkpoint.json``)."""
-    folder = Path(path) / "checkpoint" if (Path(path) / "classifier.json").is_file() else Path(path)
-    meta = json.loads((folder / "checkpoint.json").read_text()).get("config", {})
+    meta = _classifier_meta(path)
     shape = meta.get("data_shape")
     if data_shape is not None and shape is not None and tuple(shape) != tuple(data_shape):
         raise ValueError(f"the classifier {path} was trained on data of shape {tuple(shape)}, the run's data have "
