@@ -50,7 +50,7 @@ def test_ddim_options_through_a_config_and_overrides() -> None:
     values = apply_overrides(get_preset("digits/vp_ddpmpp"), ["sampling.method=ddim", "sampling.eta=0.3",
                                                               "sampling.steps=20", "sampling.grid=logSNR"])
     cfg = config_from_dict(values)
-    assert cfg.sampling.sampler_call() == ("ddim", {"steps": 20, "eta": 0.3, "grid": "logSNR", "rho": 7.0,
+    assert cfg.sampling.sampler_call() == ("ddim", {"steps": 20, "nfe": None, "eta": 0.3, "grid": "logSNR", "rho": 7.0,
                                                     "eps": 1e-3, "denoise": True, "flow": "kernel"})
     with pytest.raises(ConfigError, match=r"unknown sampling\.method 'nope'; valid values are: pc, ode, sscs"):
         config_from_dict(apply_overrides(values, ["sampling.method=nope"]))

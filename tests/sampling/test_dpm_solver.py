@@ -102,11 +102,11 @@ def test_convergence_order_on_gaussian_data(name: str, method: str) -> None:
 
 
 # -- the 2-D mixture: path error to a tight probability-flow solve --------------------------------------------------
-@pytest.mark.parametrize(("name", "factor_2m", "factor_3m"), [("ve", 0.25, 0.2), ("vp", 0.3, 0.25),
-                                                               ("subvp", 0.45, 0.3)])
+@pytest.mark.parametrize(("name", "factor_2m", "factor_3m"), [("ve", 0.25, 0.09), ("vp", 0.3, 0.14),
+                                                               ("subvp", 0.45, 0.2)])
 def test_second_and_third_order_multistep_beat_ddim_at_20_steps(name: str, factor_2m: float, factor_3m: float) -> None:
     """At 20 NFE on the logSNR grid, DPM-Solver++(2M)'s and (3M)'s median path error is a fraction of DDIM's
-    (measured: VE 0.13 / 0.10, VP 0.20 / 0.14, sub-VP 0.34 / 0.19)."""
+    (measured: VE 0.13 / 0.043, VP 0.20 / 0.069, sub-VP 0.34 / 0.104; 0.1's Taylor-weighted 3M: 0.10, 0.14, 0.19)."""
     sde = SDES[name]()
     score = GaussianMixture.example_2d().score_fn(sde)
     x_T = _start(sde, 64, 3)

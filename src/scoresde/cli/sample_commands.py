@@ -53,6 +53,9 @@ def add_sample_command(sub: argparse._SubParsersAction) -> None:
                      help="output .png (grid / scatter) or .npz: 'samples' holds uint8 images channels last (N, H, W, "
                           "C), as inpaint/encode read them, or points (N, 2)")
     add_sampler(smp)
+    smp.add_argument("--nfe", type=positive_int, default=None, metavar="N",
+                     help="a budget of network calls instead of --steps: a fixed-step sampler spends at most N "
+                          "(dpm_solver singlestep splits it into orders, DPM-Solver-fast)")
     smp.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     smp.add_argument("--no-ema", action="store_true", help="use the online weights instead of the EMA")
     smp.add_argument("--precision", choices=("fp32", "bf16", "fp16", "auto"), default="fp32",
@@ -157,6 +160,11 @@ def cmd_sample(args: argparse.Namespace) -> int:
     """``scoresde sample``: draw ``--num`` samples from a checkpoint and save them as PNG and/or NPZ."""
     workdir = Path(args.workdir)
     cfg, name, options = resolve_sampler(saved_config(workdir), args, "sample")
+    if args.nfe is not None:  # the budget replaces the step count (sampler_call's steps); ode refuses it in sample()
+        if args.steps is not None:
+            raise ValueError(f"pass --steps or --nfe, not both (got --steps {args.steps} --nfe {args.nfe})")
+        options.pop("steps", None)
+        options["nfe"] = args.nfe
     device = resolve_device(args.device)
     model, step, path = load_run_model(workdir, args.checkpoint, not args.no_ema, device)
     model = with_precision(model, args.precision, device)

@@ -79,14 +79,20 @@ def sample(
             comparing two samplers on the same noise.
         return_info: also return a :class:`SampleInfo` with the NFE and the resolved options.
         **options: options of the chosen sampler (``steps``, ``times``, ``callback``, ``eps``, ...); an unknown
-            option raises ``ValueError`` naming the valid ones.
+            option raises ``ValueError`` naming the valid ones. ``nfe=N`` (every fixed-step sampler, instead of
+            ``steps``) is a budget: at most ``N`` network calls (``info.nfe`` counts them); the adaptive ``ode``
+            sampler refuses it (its tolerances set its cost).
     """
     explicit_sde = None if isinstance(sde, DiffusionModel) else sde
     model, (shape, sampler) = model_and_arguments(sde, score_fn, shape, sampler, last_default="pc")
     spec = SAMPLERS.get(sampler)
     options = dict(options)
+    if "nfe" in options and "nfe" not in spec.options():
+        fixed = [name for name, other in SAMPLERS.items() if "nfe" in other.options()]
+        raise ValueError(f"sampler {sampler!r} is adaptive and takes no nfe: its network calls follow from its "
+                         f"tolerances rtol and atol (for a budget use {', '.join(fixed)})")
     if explicit_sde is not None and explicit_sde.N != model.sde.N and spec.fixed_steps and "steps" not in options \
-            and "times" not in options:
+            and "times" not in options and options.get("nfe") is None:
         options["steps"] = explicit_sde.N  # an SDE built with another N (the old way to set the step count)
     sde = model.sde
     callback = options.pop("callback", None)

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from ..models.adapter import DiffusionModel
 from ..numerics.times import check_eps
 from ..sdes.base import randn_like
-from .common import Callback, counting, report, sampler_times
+from .common import Callback, check_budget, counting, interval_calls, report, sampler_times, steps_for_budget
 
 
 def sample_ddim(
@@ -38,6 +38,7 @@ def sample_ddim(
     *,
     steps: int | None = None,
     times: Tensor | None = None,
+    nfe: int | None = None,
     eta: float = 0.0,
     grid: str = "uniform",
     rho: float = 7.0,
@@ -58,6 +59,8 @@ def sample_ddim(
     Args:
         steps: number of steps (default ``sde.N``) on ``grid``.
         times: explicit decreasing times ``T >= t_0 > ... > t_n > 0`` (override ``steps``, ``grid`` and ``eps``).
+        nfe: a budget of network calls instead of ``steps``: the most steps that spend at most ``nfe`` calls
+            (``nfe - 1`` steps with ``denoise``, ``nfe`` on the ``karras`` grid, whose last step is the denoising).
         eta: ``0`` deterministic; ``1`` the DDPM posterior variance; in ``[0, 1]``.
         grid: a name of :data:`scoresde.numerics.grids.GRIDS` (``uniform`` as in DDIM; ``logSNR`` for few steps).
         rho: exponent of the ``karras`` grid.
@@ -76,6 +79,9 @@ def sample_ddim(
     if not (isinstance(eta, (int, float)) and 0.0 <= eta <= 1.0):
         raise ValueError(f"eta must lie in [0, 1], got {eta!r}")
     check_eps(eps, sde)
+    check_budget(steps, times, nfe)
+    if nfe is not None:
+        steps = steps_for_budget(nfe, lambda n: interval_calls(n, grid=grid, denoise=denoise), sampler="ddim")
     ts = sampler_times(sde, steps, times, grid=grid, eps=eps, rho=rho, dtype=torch.float64, device=z.device,
                        denoise=denoise)
     counted = counting(model, cond)

@@ -43,7 +43,16 @@ from tqdm.auto import tqdm
 from ..models.adapter import DiffusionModel
 from ..numerics.times import check_eps
 from ..sdes.base import randn_like
-from .common import Callback, counting, levels_before_zero, report, require_scalar_schedule, sampler_times
+from .common import (
+    Callback,
+    check_budget,
+    counting,
+    levels_before_zero,
+    report,
+    require_scalar_schedule,
+    sampler_times,
+    steps_for_budget,
+)
 
 
 def _check_options(s_churn: float, s_tmin: float, s_tmax: float, s_noise: float) -> None:
@@ -76,6 +85,7 @@ def sample_heun(
     *,
     steps: int | None = None,
     times: Tensor | None = None,
+    nfe: int | None = None,
     grid: str = "karras",
     rho: float = 7.0,
     eps: float = 1e-3,
@@ -99,6 +109,8 @@ def sample_heun(
         steps: number of intervals (default ``sde.N``), the last one to ``sigma = 0`` with ``denoise``.
         times: explicit decreasing times of the noise levels ``T >= t_0 > ... > t_n > 0`` (override ``steps``,
             ``grid`` and ``eps``); ``denoise`` appends the step to ``sigma = 0``.
+        nfe: a budget of network calls instead of ``steps``: ``(nfe + 1) // 2`` steps with ``denoise`` (``2 steps -
+            1`` calls), ``nfe // 2`` without; an even budget leaves one call unspent with ``denoise``.
         grid: a name of :data:`scoresde.numerics.grids.GRIDS`; ``karras`` (EDM's, default) with exponent ``rho``.
         rho: exponent of the ``karras`` grid (7 in EDM).
         eps: the last noise level's time.
@@ -115,6 +127,9 @@ def sample_heun(
     s_tmax = math.inf if s_tmax is None else s_tmax  # None (the default, JSON null in configs): no upper bound
     _check_options(s_churn, s_tmin, s_tmax, s_noise)
     check_eps(eps, sde)
+    check_budget(steps, times, nfe)
+    if nfe is not None:
+        steps = steps_for_budget(nfe, lambda n: 2 * n - int(denoise), sampler="heun")
     ts, n_steps = _noise_times(sde, steps, times, grid=grid, eps=eps, rho=rho, denoise=denoise, device=z.device)
     sigmas = torch.exp(-sde.lambda_t(ts))  # sigma_hat = sigma / alpha at each noise level, float64
     alphas = sde.alpha(ts)

@@ -19,7 +19,7 @@ from ..numerics.checks import check_count
 from ..numerics.grids import GRIDS, check_times, time_steps
 from ..numerics.odeint import ADAPTIVE_METHODS, integrate
 from ..numerics.times import check_eps
-from .common import Callback, counting, report
+from .common import Callback, check_budget, counting, report, steps_for_budget
 from .steps import CORRECTORS, PREDICTORS, lookup
 
 
@@ -29,6 +29,7 @@ def sample_pc(
     *,
     steps: int | None = None,
     times: Tensor | None = None,
+    nfe: int | None = None,
     predictor: str | Callable = "reverse_diffusion",
     corrector: str | Callable = "langevin",
     snr: float = 0.16,
@@ -60,6 +61,8 @@ def sample_pc(
         corrector: ``langevin``, ``ald`` (annealed Langevin) or ``none`` (or a callable).
         snr: signal-to-noise ratio of the corrector steps (0.16 in Score SDE for CIFAR-10 VE).
         n_steps_each: corrector steps per noise level.
+        nfe: a budget of network calls instead of ``steps``: ``nfe // (1 + n_steps_each)`` steps (the predictor's
+            call and the corrector's per level; named predictor and corrector only, whose cost is known).
         probability_flow: predict with the probability-flow ODE instead of the reverse SDE.
         eps: smallest time of the grid; avoids the singular score at ``t = 0``.
         denoise: return the noise-free mean of the last step.
@@ -85,6 +88,14 @@ def sample_pc(
     if not snr > 0:
         raise ValueError(f"snr must be positive, got {snr!r}")
     check_eps(eps, sde)
+    check_budget(steps, times, nfe)
+    if nfe is not None:
+        if callable(predictor) or callable(corrector):
+            raise ValueError("nfe= needs a named predictor and corrector (the network calls of a callable are "
+                             "unknown); pass steps instead")
+        per_level = (int(predictor_fn is not PREDICTORS["none"])
+                     + n_steps_each * int(corrector_fn is not CORRECTORS["none"]))
+        steps = steps_for_budget(nfe, lambda n: n * per_level, sampler="pc")
     if times is not None:
         if steps is not None:
             raise ValueError("pass steps (with grid) or an explicit times grid, not both")

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from ..models.adapter import DiffusionModel
 from ..numerics.times import check_eps
 from ..sdes.base import randn_like
-from .common import Callback, counting, report, sampler_times
+from .common import Callback, check_budget, counting, report, sampler_times, steps_for_budget
 
 __all__ = ["TIME_GRIDS", "sample_sscs"]
 
@@ -37,6 +37,7 @@ def sample_sscs(
     *,
     steps: int | None = None,
     times: Tensor | None = None,
+    nfe: int | None = None,
     grid: str = "uniform",
     eps: float = 1e-3,
     denoise: bool = True,
@@ -54,6 +55,7 @@ def sample_sscs(
     Args:
         steps: number of steps (``sde.N`` when ``None``) on ``grid``.
         times: explicit decreasing times (overrides ``steps``, ``grid`` and ``eps``).
+        nfe: a budget of network calls instead of ``steps``: ``nfe - 1`` steps with ``denoise``, else ``nfe``.
         grid: time grid (:data:`scoresde.numerics.grids.GRIDS`): ``"uniform"`` or CLD's ``"quadratic"``.
         eps: last time of the grid.
         denoise: finish with Tweedie denoising at the last time (``sde.denoise``, one more network evaluation).
@@ -71,6 +73,9 @@ def sample_sscs(
                              f"(method {method}): the phase-space SDEs PSLD and CLD (every RecipeSDE); "
                              f"{type(sde).__name__} has none (use dpm_solver, ddim, heun, unipc, pc or ode)")
     check_eps(eps, sde)
+    check_budget(steps, times, nfe)
+    if nfe is not None:
+        steps = steps_for_budget(nfe, lambda n: n + int(denoise), sampler="sscs")
     ts = sampler_times(sde, steps, times, grid=grid, eps=eps, dtype=z.dtype, device=z.device)
     counted = counting(model, cond)
     B = z.shape[0]

@@ -50,7 +50,16 @@ from tqdm.auto import tqdm
 
 from ..models.adapter import DiffusionModel
 from ..numerics.times import check_eps
-from .common import Callback, counting, report, require_scalar_schedule, sampler_times
+from .common import (
+    Callback,
+    check_budget,
+    counting,
+    interval_calls,
+    report,
+    require_scalar_schedule,
+    sampler_times,
+    steps_for_budget,
+)
 
 __all__ = ["sample_unipc"]
 
@@ -116,6 +125,7 @@ def sample_unipc(
     *,
     steps: int | None = None,
     times: Tensor | None = None,
+    nfe: int | None = None,
     order: int = 2,
     prediction: str = "data",
     variant: str = "bh2",
@@ -148,6 +158,8 @@ def sample_unipc(
     Args:
         steps: number of steps (default ``sde.N``) on ``grid``; at least ``order``.
         times: explicit decreasing times ``T >= t_0 > ... > t_n > 0`` (override ``steps``, ``grid`` and ``eps``).
+        nfe: a budget of network calls instead of ``steps``: ``nfe - denoise`` steps (``nfe`` on the ``karras``
+            grid with ``denoise``); at least ``order`` steps.
         order: order ``p`` of the predictor UniP-p, 1, 2 or 3 (the corrector raises it to ``p + 1``).
         prediction: ``"data"`` (model's ``x0``) or ``"noise"`` (model's ``eps``): the quantity extrapolated.
         variant: ``"bh1"`` (``B(h) = h``) or ``"bh2"`` (``B(h) = e^h - 1``).
@@ -163,6 +175,10 @@ def sample_unipc(
     sde = model.sde
     _check_options(sde, order, prediction, variant, corrector, lower_order_final)
     check_eps(eps, sde)
+    check_budget(steps, times, nfe)
+    if nfe is not None:
+        steps = steps_for_budget(nfe, lambda n: interval_calls(n, grid=grid, denoise=denoise),
+                                 sampler=f"unipc of order {order}", minimum=order + int(grid == "karras" and denoise))
     ts = sampler_times(sde, steps, times, grid=grid, eps=eps, rho=rho, dtype=torch.float64, device=torch.device("cpu"),
                        denoise=denoise)
     n = len(ts) - 1
