@@ -122,10 +122,10 @@ def test_sscs_with_steps_on_sample_and_eval(psld_run, tmp_path, capsys):
                  "--out", str(out), "--quiet"]) == 0
     with np.load(out) as f:
         assert str(f["sampler"]) == "sscs" and int(f["nfe"]) == 7 + 1 and f["samples"].shape == (5, 2)  # + denoising
+    # bits/dim samples nothing: sampler options are refused, not recorded (issue 26 item 7(h))
     assert main(["eval", "--workdir", str(psld_run), "--sampler", "sscs", "--steps", "7", "--metrics", "bpd",
-                 "--bpd-num", "2", "--bpd-batch-size", "2", "--quiet"]) == 0
-    record = json.loads((psld_run / "eval" / "step_2_sscs_steps7_seed0" / "metrics.json").read_text())
-    assert record["sampler"] == "sscs" and record["sampler_options"]["steps"] == 7
+                 "--bpd-num", "2", "--bpd-batch-size", "2", "--quiet"]) == 2
+    assert "--metrics bpd samples nothing" in _err(capsys)
 
 
 def test_step_selects_a_checkpoint_and_the_removed_alias_is_refused(vp_run, capsys):

@@ -59,6 +59,8 @@ def test_eval_writes_metrics_and_resumes_identically(run, capsys):
     assert record["sampler_options"]["steps"] == 25  # the SDE's N, resolved (not null)
     assert record["nfe"]["mean"] == 25 and record["eps"] == 1e-3 and record["denoise"] is True
     assert record["code_version"] and not record["batch_coupled"]
+    assert record["settings"]["num_samples"] == 12 and record["settings"]["kid_subset_size"] == 4
+    assert "fpe_times" not in record["settings"] and record["settings"]["bpd_num"] == 4
     assert len(record["reference_stats"]["sha256"]) == 64 and record["reference_stats"]["num"] == 12
 
     lost = tag_dir / "samples" / "round_000001.npz"
@@ -84,6 +86,24 @@ def test_eval_steps_are_recorded_in_the_protocol(run, capsys):
     assert json.loads((tag_dir / "samples" / "protocol.json").read_text())["sampler_options"]["steps"] == 21
     assert main(["eval", "--workdir", str(workdir), "--metrics", "is", "--sampler", "ode", "--steps", "5"]) == 2
     assert "ode has no fixed number of steps" in capsys.readouterr().err
+
+
+def test_bits_per_dim_records_no_sampler(run, capsys):
+    """Issue 26 item 7(h): `eval --metrics bpd` recorded sampler pc and num_samples 50000 though nothing is sampled;
+    its record and folder name hold only what bits/dim used, and sampler options are refused."""
+    workdir, ref, weights = run
+    assert main(["eval", "--workdir", str(workdir), "--metrics", "bpd", "--bpd-num", "2", "--bpd-batch-size", "2",
+                 "--quiet"]) == 0
+    record = json.loads((workdir / "eval" / "step_2_seed0" / "metrics.json").read_text())
+    assert "(step 2); wrote" in capsys.readouterr().out
+    assert not {"sampler", "sampler_options", "eps", "denoise", "num_samples", "nfe"} & set(record), sorted(record)
+    assert set(record["settings"]) == {"metrics", "seed", "bpd_split", "bpd_num", "bpd_batch_size", "bpd_trace",
+                                       "bpd_probes"}
+    assert record["metrics"]["bpd"]["num"] == 2
+    for extra in (["--sampler", "ode"], ["--steps", "21"], ["--set", "sampling.corrector=none"]):
+        assert main(["eval", "--workdir", str(workdir), "--metrics", "bpd", *extra, "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert "--metrics bpd samples nothing" in err and len(err.strip().splitlines()) == 1, err
 
 
 @pytest.mark.slow

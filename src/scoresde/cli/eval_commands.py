@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..data import load_dataset
-from ..evaluation import METRICS, EvalSettings, evaluate
+from ..evaluation import METRICS, SAMPLE_METRICS, EvalSettings, evaluate
 from ..likelihood import data_nll
 from ..metrics import StatsAccumulator, save_reference_stats
 from ..metrics.inception import load_inception
@@ -138,7 +138,7 @@ def add_eval_commands(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--fpe-batch-size", type=positive_int, default=100)
     ev.add_argument("--tag", default=None,
                     help="sub-folder of DIR/eval (default: step_<N>_<sampler>_seed<S>, step_<N>_<sampler>_steps<K>_"
-                         "seed<S> with --steps K)")
+                         "seed<S> with --steps K; step_<N>_seed<S> for bpd / fpe alone, which sample nothing)")
     ev.add_argument("--no-ema", action="store_true", help="evaluate the online weights instead of the EMA")
     add_common(ev)
     ev.set_defaults(func=cmd_eval)
@@ -165,7 +165,11 @@ def add_eval_commands(sub: argparse._SubParsersAction) -> None:
 def cmd_eval(args: argparse.Namespace) -> int:
     """``scoresde eval``: run :func:`scoresde.evaluation.evaluate` on a checkpoint of ``--workdir``."""
     workdir = Path(args.workdir)
-    cfg, name, options = resolve_sampler(saved_config(workdir), args, "eval")
+    cfg, name, options = resolve_sampler(saved_config(workdir), args, "eval")  # checks --set items first
+    samples = bool(set(args.metrics) & set(SAMPLE_METRICS))
+    if not samples and (args.sampler is not None or args.steps is not None or args.set):
+        raise ValueError(f"--sampler, --steps and --set sampling.* choose how {', '.join(SAMPLE_METRICS)} sample; "
+                         f"--metrics {','.join(args.metrics)} samples nothing (drop them)")
     auto = args.batch_size == "auto"  # resolved once the model is loaded
     batch = 1 if auto else args.batch_size
     settings = EvalSettings(metrics=args.metrics, num_samples=args.num_samples, batch_size=batch,
@@ -186,12 +190,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if env.is_main and not args.quiet:
             print(f"--batch-size auto: {settings.batch_size}")
     steps = f"_steps{args.steps}" if args.steps is not None else ""
-    out_dir = workdir / "eval" / (args.tag or f"step_{step}_{name}{steps}_seed{args.seed}")
+    sampler = f"_{name}{steps}" if samples else ""  # bpd / fpe: no sampler runs
+    out_dir = workdir / "eval" / (args.tag or f"step_{step}{sampler}_seed{args.seed}")
     record = evaluate(model, cfg, step=step, ema=not args.no_ema, out_dir=out_dir, settings=settings, env=env,
                       sampler=name, options=options, checkpoint=str(path), progress=not args.quiet)
     if record is not None:
         shutil.copyfile(out_dir / "metrics.json", workdir / "eval" / "metrics.json")
-        print(f"{_summary(record)} (step {step}, {name}); wrote {out_dir / 'metrics.json'}")
+        print(f"{_summary(record)} (step {step}{f', {name}' if samples else ''}); wrote {out_dir / 'metrics.json'}")
     return 0
 
 

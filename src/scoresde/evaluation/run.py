@@ -38,6 +38,8 @@ from .seeding import batch_coupled, per_sample_generators
 CODE_VERSION = importlib.metadata.version("scoresde")
 
 METRICS = ("fid", "is", "kid", "bpd", "fpe")
+#: the metrics computed from generated samples (the others read data only: no sampler runs for them)
+SAMPLE_METRICS = ("fid", "is", "kid")
 FPE_DTYPES = ("float64", "float32")
 
 
@@ -120,7 +122,7 @@ def evaluate(model, cfg, *, step: int, ema: bool, out_dir: Path, settings: EvalS
     """
     settings.validate()
     wanted = set(settings.metrics)
-    images_needed = bool(wanted & {"fid", "is", "kid"})
+    images_needed = bool(wanted & set(SAMPLE_METRICS))
     toy = cfg.model.get("name") == "toy_mlp"
     if toy and images_needed:
         raise ValueError("fid, is and kid are image metrics; this run models 2-D points (use --metrics bpd)")
@@ -130,9 +132,10 @@ def evaluate(model, cfg, *, step: int, ema: bool, out_dir: Path, settings: EvalS
         options["steps"] = model.sde.N  # record the step count the sampler runs (its default is the SDE's N)
     coupled = batch_coupled(sampler, options)
     record: dict[str, Any] = {
-        "checkpoint": checkpoint, "checkpoint_step": step, "ema": ema, "code_version": CODE_VERSION, "sampler": sampler,
-        "sampler_options": options, "eps": options.get("eps"), "denoise": options.get("denoise"),
-        "seed": settings.seed, "world_size": env.world_size, "settings": asdict(settings), "metrics": {},
+        "checkpoint": checkpoint, "checkpoint_step": step, "ema": ema, "code_version": CODE_VERSION,
+        **({"sampler": sampler, "sampler_options": options, "eps": options.get("eps"),
+            "denoise": options.get("denoise")} if images_needed else {}),  # bpd / fpe sample nothing
+        "seed": settings.seed, "world_size": env.world_size, "settings": used_settings(settings), "metrics": {},
     }
     if images_needed:
         samples = _generate_and_extract(model, cfg, out_dir / "samples", settings, env, sampler, options, coupled,
@@ -158,6 +161,24 @@ def evaluate(model, cfg, *, step: int, ema: bool, out_dir: Path, settings: EvalS
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(record, indent=2, default=str))
     return record
+
+
+def used_settings(settings: EvalSettings) -> dict[str, Any]:
+    """The fields of ``settings`` that its metrics read, for ``metrics.json``: a record of ``--metrics bpd`` has no
+    ``num_samples`` or sampler settings (nothing is sampled), one of ``fid`` no bits/dim settings. ``bpd_split`` and
+    ``bpd_num`` belong to ``fpe`` too (its data); ``metrics`` and ``seed`` always."""
+    wanted = set(settings.metrics)
+    groups = {"num_samples": SAMPLE_METRICS, "batch_size": SAMPLE_METRICS, "round_size": SAMPLE_METRICS,
+              "inception_weights": SAMPLE_METRICS, "ref_stats": ("fid", "kid"), "is_splits": ("is",),
+              "kid_subsets": ("kid",), "kid_subset_size": ("kid",), "bpd_split": ("bpd", "fpe"),
+              "bpd_num": ("bpd", "fpe")}
+    out = {}
+    for key, value in asdict(settings).items():
+        prefix = key.split("_", 1)[0]
+        readers = groups.get(key, (prefix,) if prefix in ("bpd", "fpe") else METRICS)
+        if wanted & set(readers):
+            out[key] = value
+    return out
 
 
 def _load_reference(settings: EvalSettings):
