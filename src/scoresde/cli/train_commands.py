@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..config import apply_overrides, config_from_dict, list_presets, load_config
+from ..config import apply_overrides, config_from_dict, describe_preset, list_presets, load_config
 from ..training import Trainer
 from .command_table import COMMAND_HELP
 from .common import add_common, positive_int, saved_config
@@ -83,7 +83,9 @@ def _kept_schedule(workdir: Path, overrides: list[str]) -> list[str]:
 
 
 def cmd_configs(args: argparse.Namespace) -> int:
-    """``scoresde configs``: list preset names (optionally those containing ``--filter``)."""
+    """``scoresde configs``: list preset names (optionally those containing ``--filter``), each with its one-line
+    description (SDE, network, data, resolution, source)."""
     names = [n for n in list_presets() if args.filter is None or args.filter in n]
-    print("\n".join(names))
+    width = max((len(n) for n in names), default=0)
+    print("\n".join(f"{n:<{width}}  {describe_preset(n)}" for n in names))
     return 0

@@ -3,7 +3,7 @@
 * :mod:`.schema`: :class:`Config` and its sections (dataclasses), :func:`config_from_dict`, :func:`apply_overrides`,
   :func:`load_config` (any source -> a validated :class:`Config`).
 * :mod:`.presets`: every preset (original Score SDE, ours, phase space, FP) by name: :func:`get_preset`,
-  :func:`list_presets`.
+  :func:`list_presets`, :func:`describe_preset` (its one line, stored beside its definition).
 * :mod:`.resolve`: :func:`resolve_config`, the one resolver (dict | Config | ``.json`` | original ``configs/**.py``
   | preset name -> nested dicts) that every loader, the factory and the CLI use.
 * :mod:`.pyfile`: the reader of original ``configs/**.py`` files that never executes them.
@@ -18,7 +18,15 @@ from .factory import (
     build_score_model,
     build_sde,
 )
-from .presets import PRESETS, RawConfig, get_preset, list_original_presets, list_presets, merge_config
+from .presets import (
+    PRESETS,
+    RawConfig,
+    describe_preset,
+    get_preset,
+    list_original_presets,
+    list_presets,
+    merge_config,
+)
 from .pyfile import parse_config_file, parse_config_source
 from .resolve import ConfigLike, resolve_config
 from .schema import (
@@ -52,6 +60,7 @@ __all__ = [
     "build_score_model",
     "build_sde",
     "config_from_dict",
+    "describe_preset",
     "get_preset",
     "list_original_presets",
     "list_presets",

@@ -1,9 +1,10 @@
 """Every preset behind one registry: the original Score SDE configs, ours (2-D toys, digits), the phase-space
 papers' (PSLD, CLD) and FP-Diffusion's fine-tuning ones.
 
-A preset is a function returning a fresh config as nested plain dicts in the original layout
-(:data:`~scoresde.config.presets.original.RawConfig`); :func:`get_preset` calls it, and
-:func:`scoresde.config.resolve_config` / :func:`scoresde.config.load_config` reach every preset through it.
+A preset (:class:`~scoresde.config.presets.entry.Preset`) is a function returning a fresh config as nested plain
+dicts in the original layout (:data:`~scoresde.config.presets.entry.RawConfig`) with a one-line description stored
+beside its definition (``scoresde configs`` prints it, :func:`describe_preset` returns it); :func:`get_preset` calls
+it, and :func:`scoresde.config.resolve_config` / :func:`scoresde.config.load_config` reach every preset through it.
 
 * ``ve/...``, ``vp/...``, ``subvp/...``: the files of the original ``configs/`` tree (:mod:`.original`);
 * ``toy/...``, ``digits/...``: scoresde's own (:mod:`.ours`);
@@ -14,30 +15,34 @@ A preset is a function returning a fresh config as nested plain dicts in the ori
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from types import MappingProxyType
 
+from .entry import Preset
 from .fp import FP_BASES, FP_FINETUNE_ITERS, FP_PRESETS
 from .original import (
     DEFAULTS,
     RawConfig,
     list_original_presets,
     merge_config,
+    original_description,
     original_preset,
     unknown_preset_error,
 )
 from .ours import OUR_PRESETS
 from .psld_cld import PHASE_SPACE_PRESETS
 
-__all__ = ["DEFAULTS", "FP_BASES", "FP_FINETUNE_ITERS", "PRESETS", "RawConfig", "get_preset", "list_original_presets",
-           "list_presets", "merge_config", "original_preset"]
+__all__ = ["DEFAULTS", "FP_BASES", "FP_FINETUNE_ITERS", "PRESETS", "Preset", "RawConfig", "describe_preset",
+           "get_preset", "list_original_presets", "list_presets", "merge_config", "original_preset"]
 
-#: every preset by name -> a function returning its config (nested dicts, a fresh copy on every call)
-PRESETS: Mapping[str, Callable[[], RawConfig]] = MappingProxyType({
+#: every preset by name -> a :class:`Preset`: calling it returns its config (nested dicts, a fresh copy on every
+#: call); ``.description`` is its one line
+PRESETS: Mapping[str, Preset] = MappingProxyType({
     **OUR_PRESETS,
     **PHASE_SPACE_PRESETS,
     **FP_PRESETS,
-    **{name: functools.partial(original_preset, name) for name in list_original_presets()},
+    **{name: Preset(functools.partial(original_preset, name), original_description(name))
+       for name in list_original_presets()},
 })
 
 
@@ -58,3 +63,12 @@ def get_preset(name: str) -> RawConfig:
     if key not in PRESETS:
         raise unknown_preset_error(name, list(PRESETS))
     return PRESETS[key]()
+
+
+def describe_preset(name: str) -> str:
+    """The one-line description of preset ``name`` (SDE, network, data, resolution, source), as ``scoresde configs``
+    prints it. An unknown name raises ``ValueError`` listing the closest names (as :func:`get_preset`)."""
+    key = name if name in PRESETS else name.removeprefix("configs/").removesuffix(".py")
+    if key not in PRESETS:
+        raise unknown_preset_error(name, list(PRESETS))
+    return PRESETS[key].description

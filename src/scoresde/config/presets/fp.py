@@ -6,10 +6,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .original import list_original_presets, original_preset
-from .ours import digits
+from .entry import Preset
+from .original import list_original_presets, original_description, original_preset
+from .ours import OUR_PRESETS, digits
 
-__all__ = ["FP_BASES", "FP_FINETUNE_ITERS", "FP_PRESETS", "fp_preset"]
+__all__ = ["FP_BASES", "FP_FINETUNE_ITERS", "FP_PRESETS", "fp_description", "fp_preset"]
 
 #: FP-Diffusion fine-tunes the Score SDE CIFAR-10 checkpoints of these configs
 FP_BASES = ("vp/cifar10_ddpmpp_continuous", "vp/cifar10_ddpmpp_deep_continuous", "subvp/cifar10_ddpmpp_continuous",
@@ -45,6 +46,14 @@ def fp_preset(base_name: str) -> dict[str, Any]:
     return cfg
 
 
-#: ``fp/<base>`` for every base
-FP_PRESETS: dict[str, Callable[[], dict[str, Any]]] = {
-    f"fp/{name}": (lambda name=name: fp_preset(name)) for name in (*FP_BASES, *_OUR_BASES)}
+def fp_description(base_name: str) -> str:
+    """The one-line description of ``fp/<base_name>``: the base preset's SDE, network, data and resolution (its
+    description up to the source), then FP-Diffusion's fine-tuning."""
+    base = (original_description(base_name) if base_name in list_original_presets()
+            else OUR_PRESETS[base_name].description)
+    return f"{base.split(': ', 1)[0]}: FP-Diffusion (Lai et al. 2023) fine-tuning with the score FPE regulariser"
+
+
+#: ``fp/<base>`` for every base, each with its one-line description
+FP_PRESETS: dict[str, Preset] = {
+    f"fp/{name}": Preset(lambda name=name: fp_preset(name), fp_description(name)) for name in (*FP_BASES, *_OUR_BASES)}

@@ -25,12 +25,11 @@ import difflib
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["DEFAULTS", "RawConfig", "list_original_presets", "merge_config", "original_preset",
-           "unknown_preset_error"]
+from .entry import RawConfig
 
-#: a config as nested plain dicts in the original layout, not yet validated (the typed one is
-#: :class:`scoresde.config.Config`)
-RawConfig = dict[str, Any]
+__all__ = ["DEFAULTS", "list_original_presets", "merge_config", "original_description",
+           "original_preset", "unknown_preset_error"]
+
 
 
 def merge_config(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> RawConfig:
@@ -174,115 +173,194 @@ _HIGHRES_1024 = {
 _LSUN_NCSNPP = _ncsnpp(ch_mult=[1, 1, 2, 2, 2, 2, 2], num_res_blocks=2, progressive="output_skip",
                        progressive_input="input_skip")
 
-# (default config or None for a self-contained file, overrides) for every file of the original configs/ tree.
-_PRESETS: dict[str, tuple[RawConfig | None, RawConfig]] = {
+# (one-line description, default config or None for a self-contained file, overrides) for every file of the original
+# configs/ tree. The description: SDE, network, data, resolution, then where it is used.
+_PRESETS: dict[str, tuple[str, RawConfig | None, RawConfig]] = {
     # ---- VE SDE --------------------------------------------------------------------------------------------
-    "ve/cifar10_ncsnpp_continuous": (_CIFAR10, {"training": _VE_CONT, "sampling": _VE_PC, "model": _ncsnpp()}),
-    "ve/cifar10_ncsnpp_deep_continuous": (_CIFAR10, {
+    "ve/cifar10_ncsnpp_continuous": (
+        "VE SDE, continuous, NCSN++, CIFAR-10 32x32: Score SDE (Song et al. 2021), 'NCSN++ cont.'",
+        _CIFAR10, {"training": _VE_CONT, "sampling": _VE_PC, "model": _ncsnpp()}),
+    "ve/cifar10_ncsnpp_deep_continuous": (
+        "VE SDE, continuous, NCSN++ deep (8 blocks), CIFAR-10 32x32: Score SDE (Song et al. 2021), its best FID",
+        _CIFAR10, {
         "training": {**_VE_CONT, "n_iters": 950001}, "sampling": _VE_PC, "model": _ncsnpp(num_res_blocks=8)}),
-    "ve/cifar10_ncsnpp": (_CIFAR10, {
+    "ve/cifar10_ncsnpp": (
+        "VE SDE, discrete (SMLD), NCSN++, CIFAR-10 32x32: Score SDE (Song et al. 2021), architecture study",
+        _CIFAR10, {
         "training": _VE_DISC, "sampling": _VE_PC,
         "model": _without(_ncsnpp(embedding_type="positional"), "fourier_scale")}),
-    "ve/cifar10_ddpm": (_CIFAR10, {
+    "ve/cifar10_ddpm": (
+        "VE SDE, discrete (SMLD), DDPM, CIFAR-10 32x32: Score SDE (Song et al. 2021), Ho et al.'s U-Net, SMLD loss",
+        _CIFAR10, {
         "training": _VE_DISC, "sampling": _VE_PC,
         "model": _ddpm(scale_by_sigma=True, ema_rate=0.999, conv_size=3)}),
-    "ve/celeba_ncsnpp": (_CELEBA, {
+    "ve/celeba_ncsnpp": (
+        "VE SDE, discrete (SMLD), NCSN++, CelebA 64x64: Score SDE (Song et al. 2021) code",
+        _CELEBA, {
         "training": _VE_DISC, "sampling": _VE_PC,
         "model": _without(_ncsnpp(sigma_begin=90, embedding_type="positional"), "fourier_scale")}),
-    "ve/celebahq_ncsnpp_continuous": (None, _HIGHRES_1024),
-    "ve/ffhq_ncsnpp_continuous": (None, merge_config(_HIGHRES_1024, {
+    "ve/celebahq_ncsnpp_continuous": (
+        "VE SDE, continuous, NCSN++, CelebA-HQ 1024x1024: Score SDE (Song et al. 2021), high-resolution samples",
+        None, _HIGHRES_1024),
+    "ve/ffhq_ncsnpp_continuous": (
+        "VE SDE, continuous, NCSN++, FFHQ 1024x1024: Score SDE (Song et al. 2021) code",
+        None, merge_config(_HIGHRES_1024, {
         "training": {"reduce_mean": True},
         "data": {"dataset": "FFHQ", "tfrecords_path": "/raid/song/ffhq-dataset/ffhq/ffhq-r10.tfrecords"}})),
-    "ve/celebahq_256_ncsnpp_continuous": (_LSUN, {
+    "ve/celebahq_256_ncsnpp_continuous": (
+        "VE SDE, continuous, NCSN++, CelebA-HQ 256x256: Score SDE (Song et al. 2021) code",
+        _LSUN, {
         "training": _VE_CONT, "sampling": _VE_PC,
         "data": {"dataset": "CelebAHQ", "image_size": 256,
                  "tfrecords_path": "/home/yangsong/ncsc/celebahq/r08.tfrecords"},
         "model": {**_LSUN_NCSNPP, "sigma_max": 348}}),
-    "ve/ffhq_256_ncsnpp_continuous": (_LSUN, {
+    "ve/ffhq_256_ncsnpp_continuous": (
+        "VE SDE, continuous, NCSN++, FFHQ 256x256: Score SDE (Song et al. 2021) code",
+        _LSUN, {
         "training": _VE_CONT, "sampling": _VE_PC,
         "data": {"dataset": "FFHQ", "image_size": 256,
                  "tfrecords_path": "/home/yangsong/ncsc/ffhq/ffhq-r08.tfrecords"},
         "model": {**_LSUN_NCSNPP, "sigma_max": 348}}),
-    "ve/bedroom_ncsnpp_continuous": (_LSUN, {
+    "ve/bedroom_ncsnpp_continuous": (
+        "VE SDE, continuous, NCSN++, LSUN bedroom 256x256: Score SDE (Song et al. 2021) code",
+        _LSUN, {
         "training": _VE_CONT, "sampling": _VE_PC, "data": {"category": "bedroom"}, "model": _LSUN_NCSNPP}),
-    "ve/church_ncsnpp_continuous": (_LSUN, {
+    "ve/church_ncsnpp_continuous": (
+        "VE SDE, continuous, NCSN++, LSUN church 256x256: Score SDE (Song et al. 2021) code",
+        _LSUN, {
         "training": _VE_CONT, "sampling": _VE_PC, "data": {"category": "church_outdoor"},
         "model": {**_LSUN_NCSNPP, "sigma_max": 380}}),
     # ---- NCSN (v1) and its ablations (techniques 1, 2, 4, 5 of NCSNv2) -----------------------------------------
-    "ve/ncsn/cifar10": (_CIFAR10, {
+    "ve/ncsn/cifar10": (
+        "VE SDE, discrete, NCSN, CIFAR-10 32x32: Song & Ermon 2019 (10 noise levels, annealed Langevin)",
+        _CIFAR10, {
         "training": _VE_DISC, "sampling": _ald(100, 0.316),
         "model": _ncsn(sigma_max=1, num_scales=10, ema_rate=0.0), "optim": _NCSN_OPTIM}),
-    "ve/ncsn/cifar10_5": (_CIFAR10, {
+    "ve/ncsn/cifar10_5": (
+        "VE SDE, discrete, NCSN, CIFAR-10 32x32: NCSNv2 ablation (Song & Ermon 2020), technique 5 (EMA)",
+        _CIFAR10, {
         "training": _VE_DISC, "sampling": _ald(100, 0.316),
         "model": _ncsn(sigma_max=1, num_scales=10, ema_rate=0.999), "optim": _NCSN_OPTIM}),
-    "ve/ncsn/cifar10_124": (_CIFAR10, {
+    "ve/ncsn/cifar10_124": (
+        "VE SDE, discrete, NCSN, CIFAR-10 32x32: NCSNv2 ablation (Song & Ermon 2020), techniques 1, 2, 4",
+        _CIFAR10, {
         "training": _VE_DISC, "sampling": _ald(5, 0.176), "model": _ncsn(num_scales=232, ema_rate=0.0),
         "optim": _NCSN_OPTIM}),
-    "ve/ncsn/cifar10_1245": (_CIFAR10, {
+    "ve/ncsn/cifar10_1245": (
+        "VE SDE, discrete, NCSN, CIFAR-10 32x32: NCSNv2 ablation (Song & Ermon 2020), techniques 1, 2, 4, 5",
+        _CIFAR10, {
         "training": _VE_DISC, "sampling": _ald(5, 0.176), "model": _ncsn(num_scales=232, ema_rate=0.999),
         "optim": _NCSN_OPTIM}),
-    "ve/ncsn/celeba": (_CELEBA, {
+    "ve/ncsn/celeba": (
+        "VE SDE, discrete, NCSN, CelebA 64x64: Song & Ermon 2019 (10 noise levels, annealed Langevin)",
+        _CELEBA, {
         "training": {"loss": "vesde", "continuous": False}, "sampling": _ald(100, 0.316),
         "model": _ncsn(sigma_max=1, num_scales=10, ema_rate=0.0), "optim": _NCSN_OPTIM}),
-    "ve/ncsn/celeba_5": (_CELEBA, {
+    "ve/ncsn/celeba_5": (
+        "VE SDE, discrete, NCSN, CelebA 64x64: NCSNv2 ablation (Song & Ermon 2020), technique 5 (EMA)",
+        _CELEBA, {
         "training": _VE_DISC, "sampling": _ald(100, 0.316),
         "model": _ncsn(sigma_max=1.0, num_scales=10, ema_rate=0.999), "optim": _NCSN_OPTIM}),
-    "ve/ncsn/celeba_124": (_CELEBA, {
+    "ve/ncsn/celeba_124": (
+        "VE SDE, discrete, NCSN, CelebA 64x64: NCSNv2 ablation (Song & Ermon 2020), techniques 1, 2, 4",
+        _CELEBA, {
         "training": _VE_DISC, "sampling": _ald(5, 0.128), "model": _ncsn(num_scales=500, ema_rate=0.0),
         "optim": _NCSN_OPTIM}),
-    "ve/ncsn/celeba_1245": (_CELEBA, {
+    "ve/ncsn/celeba_1245": (
+        "VE SDE, discrete, NCSN, CelebA 64x64: NCSNv2 ablation (Song & Ermon 2020), techniques 1, 2, 4, 5",
+        _CELEBA, {
         "training": _VE_DISC, "sampling": _ald(5, 0.128), "model": _ncsn(num_scales=500, ema_rate=0.999),
         "optim": _NCSN_OPTIM}),
     # ---- NCSNv2 ---------------------------------------------------------------------------------------------
-    "ve/ncsnv2/cifar10": (_CIFAR10, {
+    "ve/ncsnv2/cifar10": (
+        "VE SDE, discrete, NCSNv2, CIFAR-10 32x32: Song & Ermon 2020 (232 noise levels)",
+        _CIFAR10, {
         "training": _VE_DISC, "sampling": _ald(5, 0.176),
         "model": _ncsn(name="ncsnv2_64", scale_by_sigma=True, num_scales=232, ema_rate=0.999),
         "optim": {**_NCSN_OPTIM, "lr": 1e-4}}),
-    "ve/ncsnv2/celeba": (_CELEBA, {
+    "ve/ncsnv2/celeba": (
+        "VE SDE, discrete, NCSNv2, CelebA 64x64: Song & Ermon 2020 (500 noise levels)",
+        _CELEBA, {
         "training": _VE_DISC, "sampling": _ald(5, 0.128),
         "model": _ncsn(name="ncsnv2_64", scale_by_sigma=True, num_scales=500, ema_rate=0.999),
         "optim": {**_NCSN_OPTIM, "lr": 1e-4}}),
-    "ve/ncsnv2/bedroom": (_LSUN, {
+    "ve/ncsnv2/bedroom": (
+        "VE SDE, discrete, NCSNv2, LSUN bedroom 128x128: Song & Ermon 2020 (1086 noise levels)",
+        _LSUN, {
         "training": {"batch_size": 128, "sde": "vesde", "continuouse": False}, "sampling": _ald(3, 0.095),
         "data": {"category": "bedroom", "image_size": 128},
         "model": _ncsn(name="ncsnv2_128", scale_by_sigma=True, sigma_max=190, num_scales=1086, ema_rate=0.9999,
                        sigma_min=0.01),
         "optim": {**_NCSN_OPTIM, "lr": 1e-4, "grad_clip": -1}}),
     # ---- VP SDE ---------------------------------------------------------------------------------------------
-    "vp/cifar10_ddpmpp_continuous": (_CIFAR10, _vp_like("vpsde", True, _EM, _ddpmpp())),
-    "vp/cifar10_ddpmpp_deep_continuous": (_CIFAR10, _vp_like(
+    "vp/cifar10_ddpmpp_continuous": (
+        "VP SDE, continuous, DDPM++, CIFAR-10 32x32: Score SDE (Song et al. 2021), 'DDPM++ cont. (VP)'",
+        _CIFAR10, _vp_like("vpsde", True, _EM, _ddpmpp())),
+    "vp/cifar10_ddpmpp_deep_continuous": (
+        "VP SDE, continuous, DDPM++ deep (8 blocks), CIFAR-10 32x32: Score SDE (Song et al. 2021)",
+        _CIFAR10, _vp_like(
         "vpsde", True, _EM, _ddpmpp(num_res_blocks=8), n_iters=950001)),
-    "vp/cifar10_ddpmpp": (_CIFAR10, _vp_like("vpsde", False, _ANCESTRAL, _ddpmpp())),
-    "vp/cifar10_ncsnpp_continuous": (_CIFAR10, _vp_like(
+    "vp/cifar10_ddpmpp": (
+        "VP SDE, discrete (DDPM), DDPM++, CIFAR-10 32x32: Score SDE (Song et al. 2021), architecture study",
+        _CIFAR10, _vp_like("vpsde", False, _ANCESTRAL, _ddpmpp())),
+    "vp/cifar10_ncsnpp_continuous": (
+        "VP SDE, continuous, NCSN++, CIFAR-10 32x32: Score SDE (Song et al. 2021)",
+        _CIFAR10, _vp_like(
         "vpsde", True, _EM, _ncsnpp(scale_by_sigma=False, ema_rate=0.9999, embedding_type="positional"))),
-    "vp/cifar10_ncsnpp_deep_continuous": (_CIFAR10, _vp_like(
+    "vp/cifar10_ncsnpp_deep_continuous": (
+        "VP SDE, continuous, NCSN++ deep (8 blocks), CIFAR-10 32x32: Score SDE (Song et al. 2021)",
+        _CIFAR10, _vp_like(
         "vpsde", True, _EM,
         _ncsnpp(scale_by_sigma=False, ema_rate=0.9999, embedding_type="positional", num_res_blocks=8),
         n_iters=950001)),
-    "vp/cifar10_ncsnpp": (_CIFAR10, _vp_like(
+    "vp/cifar10_ncsnpp": (
+        "VP SDE, discrete (DDPM), NCSN++, CIFAR-10 32x32: Score SDE (Song et al. 2021), architecture study",
+        _CIFAR10, _vp_like(
         "vpsde", False, {**_VE_PC, "corrector": "none"},
         _without(_ncsnpp(scale_by_sigma=False, ema_rate=0.9999, embedding_type="positional"), "fourier_scale"))),
-    "vp/ddpm/cifar10": (_CIFAR10, _vp_like("vpsde", False, _ANCESTRAL, _ddpm())),
-    "vp/ddpm/cifar10_continuous": (_CIFAR10, _vp_like("vpsde", True, _EM, _ddpm())),
-    "vp/ddpm/cifar10_unconditional": (_CIFAR10, _vp_like("vpsde", False, _ANCESTRAL, _ddpm(conditional=False))),
-    "vp/ddpm/bedroom": (_LSUN, merge_config(
+    "vp/ddpm/cifar10": (
+        "VP SDE, discrete (DDPM), DDPM, CIFAR-10 32x32: Ho et al. 2020 in Score SDE (Song et al. 2021) code",
+        _CIFAR10, _vp_like("vpsde", False, _ANCESTRAL, _ddpm())),
+    "vp/ddpm/cifar10_continuous": (
+        "VP SDE, continuous, DDPM, CIFAR-10 32x32: Ho et al.'s network, Score SDE (Song et al. 2021)",
+        _CIFAR10, _vp_like("vpsde", True, _EM, _ddpm())),
+    "vp/ddpm/cifar10_unconditional": (
+        "VP SDE, discrete (DDPM), DDPM without time input, CIFAR-10 32x32: Score SDE (Song et al. 2021) code",
+        _CIFAR10, _vp_like("vpsde", False, _ANCESTRAL, _ddpm(conditional=False))),
+    "vp/ddpm/bedroom": (
+        "VP SDE, discrete (DDPM), DDPM, LSUN bedroom 256x256: Ho et al. 2020's LSUN network",
+        _LSUN, merge_config(
         _vp_like("vpsde", False, _ANCESTRAL, _ddpm(num_scales=1000, ch_mult=[1, 1, 2, 2, 4, 4])),
         {"data": {"category": "bedroom"}, "optim": {"lr": 2e-5}})),
-    "vp/ddpm/church": (_LSUN, merge_config(
+    "vp/ddpm/church": (
+        "VP SDE, discrete (DDPM), DDPM, LSUN church 256x256: Ho et al. 2020's LSUN network",
+        _LSUN, merge_config(
         _vp_like("vpsde", False, _ANCESTRAL, _ddpm(num_scales=1000, ch_mult=[1, 1, 2, 2, 4, 4])),
         {"data": {"category": "church_outdoor"}, "optim": {"lr": 2e-5}})),
-    "vp/ddpm/celebahq": (_LSUN, merge_config(
+    "vp/ddpm/celebahq": (
+        "VP SDE, discrete (DDPM), DDPM, CelebA-HQ 256x256: Ho et al. 2020's 256x256 network",
+        _LSUN, merge_config(
         _vp_like("vpsde", False, _ANCESTRAL, _ddpm(num_scales=1000, ch_mult=[1, 1, 2, 2, 4, 4])),
         {"data": {"dataset": "CelebAHQ", "tfrecords_path": "/atlas/u/yangsong/celeba_hq/-r10.tfrecords",
                   "image_size": 256}, "optim": {"lr": 2e-5}})),
     # ---- sub-VP SDE -----------------------------------------------------------------------------------------
-    "subvp/cifar10_ddpm_continuous": (_CIFAR10, _vp_like("subvpsde", True, _EM, _ddpm())),
-    "subvp/cifar10_ddpmpp_continuous": (_CIFAR10, _vp_like("subvpsde", True, _EM, _ddpmpp())),
-    "subvp/cifar10_ddpmpp_deep_continuous": (_CIFAR10, _vp_like(
+    "subvp/cifar10_ddpm_continuous": (
+        "sub-VP SDE, continuous, DDPM, CIFAR-10 32x32: Score SDE (Song et al. 2021)",
+        _CIFAR10, _vp_like("subvpsde", True, _EM, _ddpm())),
+    "subvp/cifar10_ddpmpp_continuous": (
+        "sub-VP SDE, continuous, DDPM++, CIFAR-10 32x32: Score SDE (Song et al. 2021), 'DDPM++ cont. (sub-VP)'",
+        _CIFAR10, _vp_like("subvpsde", True, _EM, _ddpmpp())),
+    "subvp/cifar10_ddpmpp_deep_continuous": (
+        "sub-VP SDE, continuous, DDPM++ deep (8 blocks), CIFAR-10 32x32: Score SDE (Song et al. 2021), best bpd",
+        _CIFAR10, _vp_like(
         "subvpsde", True, _EM, _ddpmpp(num_res_blocks=8), n_iters=950001)),
-    "subvp/cifar10_ncsnpp_continuous": (_CIFAR10, _vp_like(
+    "subvp/cifar10_ncsnpp_continuous": (
+        "sub-VP SDE, continuous, NCSN++, CIFAR-10 32x32: Score SDE (Song et al. 2021)",
+        _CIFAR10, _vp_like(
         "subvpsde", True, _EM, _ncsnpp(scale_by_sigma=False, ema_rate=0.9999, embedding_type="positional"))),
-    "subvp/cifar10_ncsnpp_deep_continuous": (_CIFAR10, _vp_like(
+    "subvp/cifar10_ncsnpp_deep_continuous": (
+        "sub-VP SDE, continuous, NCSN++ deep (8 blocks), CIFAR-10 32x32: Score SDE (Song et al. 2021)",
+        _CIFAR10, _vp_like(
         "subvpsde", True, _EM,
         _ncsnpp(scale_by_sigma=False, ema_rate=0.9999, embedding_type="positional", num_res_blocks=8),
         n_iters=950001)),
@@ -310,5 +388,14 @@ def original_preset(name: str) -> RawConfig:
     key = name.removeprefix("configs/").removesuffix(".py")
     if key not in _PRESETS:
         raise unknown_preset_error(name, list(_PRESETS))
-    base, overrides = _PRESETS[key]
+    _, base, overrides = _PRESETS[key]
     return merge_config(base or {}, overrides)
+
+
+def original_description(name: str) -> str:
+    """The one-line description of the original preset ``name`` (as :func:`original_preset` names it): SDE, network,
+    data, resolution and where the Score SDE paper or code uses it."""
+    key = name.removeprefix("configs/").removesuffix(".py")
+    if key not in _PRESETS:
+        raise unknown_preset_error(name, list(_PRESETS))
+    return _PRESETS[key][0]

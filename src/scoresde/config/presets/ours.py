@@ -6,10 +6,10 @@ data, and a small DDPM++ for the built-in 16×16 digits sized to train on 2 CPU 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from ...data.toy2d import TOY_2D
+from .entry import Preset
 from .original import original_preset
 
 __all__ = ["OUR_PRESETS", "conditional", "digits", "toy", "toy_phase_space"]
@@ -94,14 +94,29 @@ def conditional(base: dict[str, Any], num_classes: int, label_dropout: float = 0
     return base
 
 
-#: the toy and digits presets by name
-OUR_PRESETS: dict[str, Callable[[], dict[str, Any]]] = {
-    "digits/psld_ddpmpp": digits_psld,
-    "toy/gaussian_mixture_psld": lambda: toy_phase_space("psld"),
-    "toy/gaussian_mixture_cld": lambda: toy_phase_space("cld"),
-    **{f"toy/{name}": (lambda name=name: toy(name)) for name in sorted(TOY_2D)},
-    "digits/vp_ddpmpp": digits,
+#: what each 2-D toy is, for the descriptions of its presets
+_TOY_NAMES = {"checkerboard": "checkerboard (uniform on alternate squares)", "swiss_roll": "Swiss roll",
+              "two_moons": "two moons", "gaussian_mixture": "Gaussian mixture (3 components, exact scores)"}
+_OURS = "scoresde's own"
+
+#: the toy and digits presets by name, each with its one-line description
+OUR_PRESETS: dict[str, Preset] = {
+    "digits/psld_ddpmpp": Preset(digits_psld, "PSLD SDE (Pandey & Mandt 2023), continuous, DDPM++, digits 16x16: "
+                                              f"{_OURS} phase-space demo, HSM, SSCS sampling"),
+    "toy/gaussian_mixture_psld": Preset(lambda: toy_phase_space("psld"), "PSLD SDE (Pandey & Mandt 2023), "
+                                        f"continuous, MLP, 2-D Gaussian mixture: {_OURS} phase-space toy"),
+    "toy/gaussian_mixture_cld": Preset(lambda: toy_phase_space("cld"), "CLD SDE (Dockhorn et al. 2022), continuous, "
+                                       f"MLP, 2-D Gaussian mixture: {_OURS} phase-space toy"),
+    **{f"toy/{name}": Preset(lambda name=name: toy(name), f"VP SDE, continuous, MLP, 2-D {_TOY_NAMES[name]}: "
+                             f"{_OURS} toy, trains on a CPU in seconds")
+       for name in sorted(TOY_2D)},
+    "digits/vp_ddpmpp": Preset(digits, f"VP SDE, continuous, DDPM++ (nf 32), digits 16x16: {_OURS} demo, trains "
+                                       "on 2 CPU cores in minutes"),
     # class-conditional (classifier-free guidance training): the digits 0-9, the mixture's three components
-    "digits/vp_ddpmpp_conditional": lambda: conditional(digits(), 10),
-    "toy/gaussian_mixture_conditional": lambda: conditional(toy("gaussian_mixture"), 3),
+    "digits/vp_ddpmpp_conditional": Preset(lambda: conditional(digits(), 10), "VP SDE, continuous, DDPM++ (nf 32), "
+                                           "digits 16x16, conditional on the digit (label dropout 0.1): "
+                                           f"{_OURS}, for classifier-free guidance"),
+    "toy/gaussian_mixture_conditional": Preset(lambda: conditional(toy("gaussian_mixture"), 3), "VP SDE, "
+                                               "continuous, MLP, 2-D Gaussian mixture, conditional on the component: "
+                                               f"{_OURS}, for classifier-free guidance"),
 }

@@ -16,9 +16,9 @@ steps on their stride: ``sampling.grid = 'uniform'`` or ``'quadratic'`` (their `
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
+from .entry import Preset
 from .original import original_preset
 
 #: PSLD's NCSN++ options shared by every config of ``main/configs/dataset/*/*_psld.yaml`` (``model.score_fn``),
@@ -154,9 +154,14 @@ def cld_cifar10() -> dict[str, Any]:
     return cfg
 
 
-PHASE_SPACE_PRESETS: dict[str, Callable[[], dict[str, Any]]] = {
-    "psld/cifar10": psld_cifar10,
-    "psld/celeba64": psld_celeba64,
-    "psld/afhqv2_128": psld_afhqv2_128,
-    "cld/cifar10": cld_cifar10,
+#: the phase-space papers' image presets, each with its one-line description
+PHASE_SPACE_PRESETS: dict[str, Preset] = {
+    "psld/cifar10": Preset(psld_cifar10, "PSLD SDE, continuous, NCSN++, CIFAR-10 32x32: Pandey & Mandt 2023 "
+                                         "(mandt-lab/PSLD configs), HSM"),
+    "psld/celeba64": Preset(psld_celeba64, "PSLD SDE, continuous, NCSN++, CelebA 64x64: Pandey & Mandt 2023 "
+                                           "(mandt-lab/PSLD configs), HSM"),
+    "psld/afhqv2_128": Preset(psld_afhqv2_128, "PSLD SDE, continuous, NCSN++ (no FIR), AFHQv2 128x128 (an image "
+                                               "folder): Pandey & Mandt 2023 (mandt-lab/PSLD configs), HSM"),
+    "cld/cifar10": Preset(cld_cifar10, "CLD SDE, continuous, NCSN++, CIFAR-10 32x32: Dockhorn et al. 2022 "
+                                       "(nv-tlabs/CLD-SGM configs), HSM, probability-flow sampling"),
 }
