@@ -98,3 +98,36 @@ def test_bad_budgets_are_one_clear_error(name: str, options: dict, message: str)
     sde = VPSDE(N=100)
     with pytest.raises(ValueError, match=message):
         sample(sde, GaussianMixture.example_2d().score_fn(sde), (2, 2), name, **options)
+
+
+def test_cli_sample_nfe(tmp_path, capsys) -> None:
+    """``scoresde sample --nfe N`` spends the budget (the .npz records the counted NFE); with ``--steps`` or an
+    adaptive sampler it is one error line."""
+    import numpy as np
+
+    from scoresde.cli import main
+
+    workdir = tmp_path / "run"
+    small = ["model.hidden=16", "model.depth=1", "model.num_scales=30", "training.batch_size=16", "training.n_iters=1",
+             "training.snapshot_freq=1", "training.eval_freq=100", "training.snapshot_freq_for_preemption=100",
+             "training.num_snapshot_samples=4", "training.snapshot_sampling=false"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(["train", "--config", "toy/two_moons", "--workdir", str(workdir), "--quiet",
+                     *[arg for item in small for arg in ("--set", item)]]) == 0
+        for sampler, options, nfe in (("ddim", [], 7), ("dpm_solver", ["--set", "sampling.order=3", "--set",
+                                                                         "sampling.dpm_method=singlestep"], 8)):
+            out = tmp_path / f"{sampler}.npz"
+            assert main(["sample", "--workdir", str(workdir), "--num", "4", "--sampler", sampler, "--nfe", str(nfe),
+                         *options, "--out", str(out), "--quiet"]) == 0
+            with np.load(out) as saved:
+                assert int(saved["nfe"]) == nfe
+        capsys.readouterr()
+        for args, message in ((["--sampler", "ddim", "--steps", "5"], "pass --steps or --nfe, not both"),
+                              (["--sampler", "ode"], "sampler 'ode' is adaptive and takes no nfe")):
+            assert main(["sample", "--workdir", str(workdir), "--num", "2", "--nfe", "7", *args, "--quiet"]) != 0
+            err = capsys.readouterr().err
+            assert err.count("\n") == 1 and message in err, err
+    finally:
+        torch.set_num_threads(threads)
