@@ -314,7 +314,7 @@ _PRESETS: dict[str, tuple[str, RawConfig | None, RawConfig]] = {
         _ncsnpp(scale_by_sigma=False, ema_rate=0.9999, embedding_type="positional", num_res_blocks=8),
         n_iters=950001)),
     "vp/cifar10_ncsnpp": (
-        "VP SDE, discrete (DDPM), NCSN++, CIFAR-10 32x32: Score SDE (Song et al. 2021), architecture study",
+        "VP SDE, discrete (DDPM), NCSN++, CIFAR-10 32x32: Score SDE (Song et al. 2021) code",
         _CIFAR10, _vp_like(
         "vpsde", False, {**_VE_PC, "corrector": "none"},
         _without(_ncsnpp(scale_by_sigma=False, ema_rate=0.9999, embedding_type="positional"), "fourier_scale"))),
