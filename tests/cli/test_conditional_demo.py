@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from scoresde.cli import main
-from scoresde.cli.conditional_demo import class_agreement, run_conditional_demo
+from scoresde.cli.conditional_demo import class_agreement, pick_setting, run_conditional_demo, saturated_fraction
 from scoresde.cli.digits_demo import digit_classifier
 from scoresde.data import load_digits16, preprocess
 
@@ -43,12 +43,16 @@ def test_conditional_demo_writes_grids_and_metrics(tmp_path) -> None:
                                    num_inpaint=12, inpaint_steps=21, frames=3, ode_tol=1e-2, progress=False)
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["steps"] == 2 and saved["noise_conditional_classifier"]["step"] == 1
-    assert [(r["guidance"], r["scale"]) for r in saved["guidance"]] == [("cfg", 0.0), ("cfg", 1.0), ("classifier", 1.0)]
+    assert [(r["guidance"], r["scale"], r.get("options")) for r in saved["guidance"]] == [
+        ("cfg", 0.0, {}), ("cfg", 1.0, {}), ("cfg", 1.0, {"threshold": 99.5}),
+        ("cfg", 1.0, {"rescale": 0.7, "threshold": 99.5}), ("classifier", 1.0, None)]
     for row in saved["guidance"]:
         assert 0 <= row["fraction"] <= 1 and row["n"] == 20 and len(row["entropy_bits_per_class"]) == 10
         assert all(0 <= e <= 1 for e in row["entropy_bits_per_class"])  # 2 samples per class: at most 1 bit
-    assert all(row["nfe"] == 2 for row in saved["guidance"])  # guided evaluations of DPM-Solver++(2M), 2 steps
-    assert saved["best_cfg_scale"] in (0.0, 1.0)
+        assert 0 <= row["saturated_fraction"] <= 1 and row["logit_fd"] >= 0 and len(row["logit_fd_per_class"]) == 10
+    # network evaluations of DPM-Solver++(2M), 2 steps: CFG with w != 0 is one batched 2B-row call per step (2 each)
+    assert [row["nfe"] for row in saved["guidance"]] == [2, 4, 4, 4, 2]
+    assert saved["best_cfg_scale"] in (0.0, 1.0) and saved["best_cfg_reason"].startswith("picked w=")
     ip = saved["inpainting"]
     assert ip["n"] == 12 and 0 <= ip["agreement_with_true_label"] <= 1 and ip["nfe"] == 42  # 21 steps, P + C
     assert saved["interpolation"]["frames"] == 3 and metrics["interpolation"]["encode_nfe"] > 0
@@ -63,3 +67,24 @@ def test_demo_conditional_option_errors(tmp_path, capsys) -> None:
     assert "two different demos" in capsys.readouterr().err
     assert main(["demo", "--classifier", "x", "--out", str(tmp_path)]) == 2
     assert "add --conditional" in capsys.readouterr().err
+
+
+def test_pick_setting_cannot_be_won_by_speckle() -> None:
+    """A setting with the best class rate but more saturated pixels (or logits farther from real digits) than w = 0
+    is excluded; among the rest the highest class rate wins, ties to the smaller w."""
+    row = lambda w, frac, sat, fd, **opt: {"guidance": "cfg", "scale": w, "options": opt, "fraction": frac,  # noqa: E731
+                                           "saturated_fraction": sat, "logit_fd": fd}
+    rows = [row(0.0, 0.80, 0.001, 10.0), row(1.0, 0.90, 0.001, 9.0), row(3.0, 1.00, 0.050, 30.0),
+            row(3.0, 0.97, 0.000, 12.0, threshold=99.5), row(5.0, 0.95, 0.0005, 8.0, rescale=0.7),
+            row(5.0, 0.95, 0.0, 7.0), {"guidance": "classifier", "scale": 9.0, "fraction": 1.0,
+                                       "saturated_fraction": 0.0, "logit_fd": 0.0}]
+    best, why = pick_setting(rows)
+    assert (best["scale"], best["options"]) == (5.0, {}) and "w=3 threshold=99.5" in why and "excluded: w=3," in why
+    best, _ = pick_setting(rows, fd_slack=0.25)  # w=3 threshold's logit FD 12 <= 10 x 1.25 now qualifies
+    assert (best["scale"], best["options"]) == (3.0, {"threshold": 99.5})
+    assert pick_setting(rows[:1])[0] is rows[0]
+
+
+def test_saturated_fraction_counts_pixels_beyond_the_margin() -> None:
+    x = torch.tensor([[[[-1.0, 1.05], [1.2, -1.5]]]])
+    assert saturated_fraction(x) == 0.5 and saturated_fraction(x, margin=0.0) == 0.75
