@@ -17,6 +17,8 @@ from scoresde.sampling.dpm_solver import fast_orders
 from scoresde.sdes import VPSDE, SubVPSDE
 from scoresde.toy import GaussianMixture
 
+from .test_nfe_budget import counting_score
+
 F64 = torch.float64
 FIXTURE = Path(__file__).parent / "data" / "dpm_solver_official.npz"
 SDES = {"vp": VPSDE, "subvp": SubVPSDE}
@@ -31,20 +33,10 @@ def official() -> dict[str, np.ndarray]:
         return {key: data[key] for key in data.files}
 
 
-def _counting(score):
-    calls = [0]
-
-    def counted(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        calls[0] += 1
-        return score(x, t)
-
-    return counted, calls
-
-
 def _ours(official: dict, key: str, **options) -> tuple[torch.Tensor, int, int]:
     name, algorithm = key.split("/")[:2]
     sde = SDES[name](N=1000)
-    score, calls = _counting(GaussianMixture.example_2d().score_fn(sde))
+    score, calls = counting_score(GaussianMixture.example_2d().score_fn(sde))
     x, info = sample(sde, score, None, "dpm_solver", x_T=torch.from_numpy(official[f"{name}/x_T"]), dtype=F64,
                      return_info=True, algorithm=algorithm, eps=1e-3, **options)
     return x, info.nfe, calls[0]

@@ -31,7 +31,8 @@ CASES: dict[str, list[tuple[dict, int]]] = {
 }
 
 
-def _counting(score):
+def counting_score(score):
+    """``(counted, calls)``: ``score`` that counts its calls in ``calls[0]`` (the network calls a sampler makes)."""
     calls = [0]
 
     def counted(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -59,7 +60,7 @@ def test_counted_calls_stay_within_the_budget(name: str) -> None:
     sde, score, shape = _problem(name)
     for options, per_step in CASES[name]:
         for nfe in (7, 10, 20):
-            counted, calls = _counting(score)
+            counted, calls = counting_score(score)
             x, info = sample(sde, counted, shape, name, generator=torch.Generator().manual_seed(0), dtype=F64,
                              return_info=True, nfe=nfe, **options)
             label = f"{name} {options} nfe={nfe}: {calls[0]} calls"
@@ -72,7 +73,7 @@ def test_counted_calls_stay_within_the_budget(name: str) -> None:
 def test_budget_overrides_the_step_count_of_the_sde() -> None:
     """An SDE built with another N sets ``steps``; ``nfe`` takes its place instead of clashing with it."""
     sde = VPSDE(N=50)
-    counted, calls = _counting(GaussianMixture.example_2d().score_fn(sde))
+    counted, calls = counting_score(GaussianMixture.example_2d().score_fn(sde))
     _, info = sample(sde, counted, (2, 2), "ddim", nfe=9, return_info=True)
     assert info.nfe == calls[0] == 9
 

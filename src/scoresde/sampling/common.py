@@ -14,8 +14,8 @@ from ..numerics.checks import check_count
 from ..numerics.grids import check_times, time_steps
 from ..sdes.base import SDE
 
-__all__ = ["Callback", "check_budget", "counting", "interval_calls", "levels_before_zero", "report",
-           "require_scalar_schedule", "sampler_times", "steps_for_budget"]
+__all__ = ["Callback", "counting", "interval_calls", "levels_before_zero", "report", "require_scalar_schedule",
+           "sampler_times", "steps_from_budget"]
 
 #: ``callback(i, t, x, x0_pred)`` after step ``i``: ``t`` the time the step reached (a 0-d tensor), ``x`` the state
 #: there, ``x0_pred`` the data prediction of the step's last model evaluation (no extra network call), or ``None``
@@ -73,14 +73,29 @@ def report(callback: Callback | None, i: int, t: Tensor, x: Tensor, model: Count
         callback(i, t, x, model.last_x0())
 
 
-def check_budget(steps: int | None, times: Tensor | None, nfe: int | None) -> None:
-    """Refuse ``nfe`` (a budget of network calls) together with ``steps`` or ``times``: each fixes the step count."""
+def steps_from_budget(nfe: int | None, steps: int | None, times: Tensor | None, *, sampler: str,
+                      cost: Callable[[int], int] | None = None, grid: str = "uniform", denoise: bool = False,
+                      minimum: int = 1) -> int | None:
+    """``steps`` unchanged without a budget; with ``nfe`` (a budget of network calls, refused together with
+    ``steps`` or ``times``) the largest ``steps >= minimum`` whose ``cost(steps)`` (the sampler's network calls,
+    non-decreasing in ``steps``; default :func:`interval_calls` with ``grid`` and ``denoise``) is at most ``nfe``, or
+    a ``ValueError`` naming the fewest calls ``sampler`` can run with. Every fixed-step sampler turns its ``nfe=``
+    option into ``steps`` with it."""
     if nfe is None:
-        return
+        return steps
     check_count("nfe", nfe)
     given = [name for name, value in (("steps", steps), ("times", times)) if value is not None]
     if given:
         raise ValueError(f"pass steps, times or nfe (a budget of network calls), not nfe={nfe} with {given[0]}")
+    if cost is None:
+        def cost(n: int) -> int:
+            return interval_calls(n, grid=grid, denoise=denoise)
+    if cost(minimum) > nfe:
+        raise ValueError(f"nfe={nfe} is too small for {sampler}: its fewest steps cost {cost(minimum)} network calls")
+    steps = minimum
+    while cost(steps + 1) <= nfe:
+        steps += 1
+    return steps
 
 
 def interval_calls(steps: int, *, grid: str, denoise: bool) -> int:
@@ -88,16 +103,3 @@ def interval_calls(steps: int, *, grid: str, denoise: bool) -> int:
     multistep DPM-Solver, UniPC): ``steps`` on the ``karras`` grid with ``denoise`` (k-diffusion's count, the last
     interval being the data prediction), ``steps + denoise`` otherwise."""
     return steps if grid == "karras" and denoise else steps + int(denoise)
-
-
-def steps_for_budget(nfe: int, cost: Callable[[int], int], *, sampler: str, minimum: int = 1) -> int:
-    """The largest ``steps >= minimum`` whose ``cost(steps)`` (the sampler's network calls, non-decreasing in
-    ``steps``) is at most ``nfe``; a ``ValueError`` naming the smallest budget the sampler can run with when even
-    ``minimum`` costs more. Every fixed-step sampler turns its ``nfe=`` option into ``steps`` with it."""
-    check_count("nfe", nfe)
-    if cost(minimum) > nfe:
-        raise ValueError(f"nfe={nfe} is too small for {sampler}: its fewest steps cost {cost(minimum)} network calls")
-    steps = minimum
-    while cost(steps + 1) <= nfe:
-        steps += 1
-    return steps

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from ..models.adapter import DiffusionModel
 from ..numerics.times import check_eps
 from ..sdes.base import randn_like
-from .common import Callback, check_budget, counting, interval_calls, report, sampler_times, steps_for_budget
+from .common import Callback, counting, report, sampler_times, steps_from_budget
 
 
 def sample_ddim(
@@ -79,9 +79,7 @@ def sample_ddim(
     if not (isinstance(eta, (int, float)) and 0.0 <= eta <= 1.0):
         raise ValueError(f"eta must lie in [0, 1], got {eta!r}")
     check_eps(eps, sde)
-    check_budget(steps, times, nfe)
-    if nfe is not None:
-        steps = steps_for_budget(nfe, lambda n: interval_calls(n, grid=grid, denoise=denoise), sampler="ddim")
+    steps = steps_from_budget(nfe, steps, times, sampler="ddim", grid=grid, denoise=denoise)
     ts = sampler_times(sde, steps, times, grid=grid, eps=eps, rho=rho, dtype=torch.float64, device=z.device,
                        denoise=denoise)
     counted = counting(model, cond)

@@ -78,16 +78,7 @@ from ..numerics.grids import time_steps
 from ..numerics.times import check_eps
 from ..sdes.base import randn_like
 from ..sdes.linalg import apply_blocks
-from .common import (
-    Callback,
-    check_budget,
-    counting,
-    interval_calls,
-    report,
-    require_scalar_schedule,
-    sampler_times,
-    steps_for_budget,
-)
+from .common import Callback, counting, report, require_scalar_schedule, sampler_times, steps_from_budget
 
 __all__ = ["ALGORITHMS", "LOWER_ORDER_FINAL_BELOW", "METHODS", "fast_orders", "sample_dpm_solver"]
 
@@ -327,7 +318,6 @@ def sample_dpm_solver(
     sde = model.sde
     _check_options(sde, algorithm, method, order, rtol, atol)
     check_eps(eps, sde)
-    check_budget(steps, times, nfe)
     if method == "adaptive" and times is not None:
         raise ValueError("method 'adaptive' chooses its own times: pass no times (it also ignores steps and grid)")
     if method == "adaptive" and nfe is not None:
@@ -341,14 +331,13 @@ def sample_dpm_solver(
         if method == "adaptive":
             x = _adaptive(solver, z, order, eps, rtol, atol, progress, callback)
         elif method == "singlestep" and nfe is not None:  # DPM-Solver-fast: the budget split into orders
-            budget = steps_for_budget(nfe, lambda m: m + int(denoise), sampler="dpm_solver singlestep")
+            budget = steps_from_budget(nfe, steps, times, sampler="dpm_solver singlestep",
+                                       cost=lambda m: m + int(denoise))
             plan = _fast_plan(solver, budget, order, grid=grid, eps=eps, rho=rho, device=z.device)
             x, t_last = _singlestep(solver, z, plan, progress, callback), plan[-1][1].t
         else:
-            if nfe is not None:
-                steps = steps_for_budget(nfe, lambda n: interval_calls(n, grid=grid, denoise=denoise),
-                                         sampler=f"dpm_solver multistep of order {order}",
-                                         minimum=order + int(grid == "karras" and denoise))
+            steps = steps_from_budget(nfe, steps, times, sampler=f"dpm_solver multistep of order {order}",
+                                      grid=grid, denoise=denoise, minimum=order + int(grid == "karras" and denoise))
             ts = sampler_times(sde, steps, times, grid=grid, eps=eps, rho=rho, dtype=torch.float64, device=z.device,
                                denoise=denoise)
             points = [solver.point(t) for t in ts]

@@ -45,13 +45,12 @@ from ..numerics.times import check_eps
 from ..sdes.base import randn_like
 from .common import (
     Callback,
-    check_budget,
     counting,
     levels_before_zero,
     report,
     require_scalar_schedule,
     sampler_times,
-    steps_for_budget,
+    steps_from_budget,
 )
 
 
@@ -127,9 +126,7 @@ def sample_heun(
     s_tmax = math.inf if s_tmax is None else s_tmax  # None (the default, JSON null in configs): no upper bound
     _check_options(s_churn, s_tmin, s_tmax, s_noise)
     check_eps(eps, sde)
-    check_budget(steps, times, nfe)
-    if nfe is not None:
-        steps = steps_for_budget(nfe, lambda n: 2 * n - int(denoise), sampler="heun")
+    steps = steps_from_budget(nfe, steps, times, sampler="heun", cost=lambda n: 2 * n - int(denoise))
     ts, n_steps = _noise_times(sde, steps, times, grid=grid, eps=eps, rho=rho, denoise=denoise, device=z.device)
     sigmas = torch.exp(-sde.lambda_t(ts))  # sigma_hat = sigma / alpha at each noise level, float64
     alphas = sde.alpha(ts)

@@ -19,7 +19,7 @@ from ..numerics.checks import check_count
 from ..numerics.grids import GRIDS, check_times, time_steps
 from ..numerics.odeint import ADAPTIVE_METHODS, integrate
 from ..numerics.times import check_eps
-from .common import Callback, check_budget, counting, report, steps_for_budget
+from .common import Callback, counting, report, steps_from_budget
 from .steps import CORRECTORS, PREDICTORS, lookup
 
 
@@ -88,14 +88,13 @@ def sample_pc(
     if not snr > 0:
         raise ValueError(f"snr must be positive, got {snr!r}")
     check_eps(eps, sde)
-    check_budget(steps, times, nfe)
     if nfe is not None:
         if callable(predictor) or callable(corrector):
             raise ValueError("nfe= needs a named predictor and corrector (the network calls of a callable are "
                              "unknown); pass steps instead")
         per_level = (int(predictor_fn is not PREDICTORS["none"])
                      + n_steps_each * int(corrector_fn is not CORRECTORS["none"]))
-        steps = steps_for_budget(nfe, lambda n: n * per_level, sampler="pc")
+        steps = steps_from_budget(nfe, steps, times, sampler="pc", cost=lambda n: n * per_level)
     if times is not None:
         if steps is not None:
             raise ValueError("pass steps (with grid) or an explicit times grid, not both")

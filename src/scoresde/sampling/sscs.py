@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from ..models.adapter import DiffusionModel
 from ..numerics.times import check_eps
 from ..sdes.base import randn_like
-from .common import Callback, check_budget, counting, report, sampler_times, steps_for_budget
+from .common import Callback, counting, report, sampler_times, steps_from_budget
 
 __all__ = ["TIME_GRIDS", "sample_sscs"]
 
@@ -73,9 +73,7 @@ def sample_sscs(
                              f"(method {method}): the phase-space SDEs PSLD and CLD (every RecipeSDE); "
                              f"{type(sde).__name__} has none (use dpm_solver, ddim, heun, unipc, pc or ode)")
     check_eps(eps, sde)
-    check_budget(steps, times, nfe)
-    if nfe is not None:
-        steps = steps_for_budget(nfe, lambda n: n + int(denoise), sampler="sscs")
+    steps = steps_from_budget(nfe, steps, times, sampler="sscs", cost=lambda n: n + int(denoise))
     ts = sampler_times(sde, steps, times, grid=grid, eps=eps, dtype=z.dtype, device=z.device)
     counted = counting(model, cond)
     B = z.shape[0]

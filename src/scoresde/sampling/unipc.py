@@ -50,16 +50,7 @@ from tqdm.auto import tqdm
 
 from ..models.adapter import DiffusionModel
 from ..numerics.times import check_eps
-from .common import (
-    Callback,
-    check_budget,
-    counting,
-    interval_calls,
-    report,
-    require_scalar_schedule,
-    sampler_times,
-    steps_for_budget,
-)
+from .common import Callback, counting, report, require_scalar_schedule, sampler_times, steps_from_budget
 
 __all__ = ["sample_unipc"]
 
@@ -175,10 +166,8 @@ def sample_unipc(
     sde = model.sde
     _check_options(sde, order, prediction, variant, corrector, lower_order_final)
     check_eps(eps, sde)
-    check_budget(steps, times, nfe)
-    if nfe is not None:
-        steps = steps_for_budget(nfe, lambda n: interval_calls(n, grid=grid, denoise=denoise),
-                                 sampler=f"unipc of order {order}", minimum=order + int(grid == "karras" and denoise))
+    steps = steps_from_budget(nfe, steps, times, sampler=f"unipc of order {order}", grid=grid, denoise=denoise,
+                              minimum=order + int(grid == "karras" and denoise))
     ts = sampler_times(sde, steps, times, grid=grid, eps=eps, rho=rho, dtype=torch.float64, device=torch.device("cpu"),
                        denoise=denoise)
     n = len(ts) - 1
