@@ -32,6 +32,12 @@ from torch import Tensor
 from ..models.adapter import DiffusionModel, check_cond, model_and_arguments
 from ..numerics.checks import DATA_TENSOR, check_count, check_tensor
 from ..numerics.divergence import check_ad, divergence, draw_probes, estimator_name
+from ..numerics.exponential import (
+    EXPONENTIAL_DEFAULT_GRID,
+    EXPONENTIAL_METHODS,
+    integrate_log_density,
+    require_scalar_schedule,
+)
 from ..numerics.grids import time_steps
 from ..numerics.odeint import FIXED_STEP_METHODS, integrate
 from ..numerics.times import check_eps
@@ -147,9 +153,23 @@ def solve(sde: SDE, model: DiffusionModel, rows: Tensor, n: int, draws: Draws, *
             div, out = divergence(drift, zt, out, estimator, probes, divergence_ad, create_graph=False)
         return torch.cat([out.detach().flatten(1), div.detach()[:, None]], dim=1)
 
+    def score_and_divergence(t: float, zt: Tensor) -> tuple[Tensor, Tensor]:
+        calls[0] += 1
+        with torch.enable_grad():
+            zt = zt.detach().requires_grad_(True)
+            vec_t = torch.full((zt.shape[0],), t, dtype=zt.dtype, device=zt.device)
+            fn = lambda zz: score(zz, vec_t)  # noqa: E731
+            out = None if divergence_ad == "forward" else fn(zt)
+            div, out = divergence(fn, zt, out, estimator, probes, divergence_ad, create_graph=False)
+        return out.detach(), div.detach()
+
     state0 = torch.cat([z.flatten(1), torch.zeros(z.shape[0], 1, dtype=z.dtype, device=z.device)], dim=1)
     try:
-        state_T, nfe = integrate(rhs, state0, eps, sde.T, rtol=rtol, atol=atol, method=method, times=times)
+        if method in EXPONENTIAL_METHODS:
+            latent_T, delta_T, nfe = integrate_log_density(score_and_divergence, sde, z, times, method=method)
+            state_T = torch.cat([latent_T.flatten(1), delta_T[:, None]], dim=1)
+        else:
+            state_T, nfe = integrate(rhs, state0, eps, sde.T, rtol=rtol, atol=atol, method=method, times=times)
     except (RuntimeError, ValueError) as e:
         if augment and calls[0] <= 1:  # the score could not even be evaluated once: a state passed as data?
             raise ValueError(f"the score function failed on the state {tuple(z.shape)} that log_likelihood built "
@@ -191,7 +211,7 @@ def log_likelihood(
     x_is_state: bool = False,
     divergence_ad: str = "reverse",
     steps: int | None = None,
-    grid: str = "uniform",
+    grid: str | None = None,
     return_info: bool = False,
 ) -> Tensor | tuple[Tensor, LikelihoodInfo]:
     """Log-likelihood ``log p_eps(x)`` (nats, per example) of data ``x`` by the instantaneous change of variables
@@ -218,14 +238,20 @@ def log_likelihood(
             ``sqrt(B (D + 1))`` times (measured: ``benchmarks/RESULTS.md``, "Measured numbers moved from
             docstrings").
         eps: starting time of the ODE (the likelihood is that of ``p_eps``; 1e-5 as in Score SDE).
-        method: see :func:`scoresde.numerics.odeint.integrate`: an adaptive solver (``dopri5``, ``scipy-RK45``, ...)
-            controlled by ``rtol``/``atol``, or a fixed-step Runge-Kutta method (``rk4``, ``rk3``, ``heun2``,
-            ``euler``) with ``steps`` intervals on ``grid`` (NFE = stages x steps, known in advance). Measured on the
-            2-D mixture (exact trace, benchmarks/RESULTS.md): ``rk4`` on the uniform grid needs about 80 NFE to match
-            dopri5 at ``rtol = atol = 1e-5`` (92 NFE on VP); prefer dopri5 unless a fixed cost matters.
-        steps, grid: the fixed-step methods' grid (:func:`scoresde.numerics.grids.time_steps`, from ``eps`` to
-            ``T``; ``uniform`` or ``time_quadratic`` measured 2-20x more accurate than ``logSNR`` for VP/sub-VP);
-            refused with an adaptive method.
+        method: an adaptive solver of :func:`scoresde.numerics.odeint.integrate` (``dopri5``, ``scipy-RK45``, ...)
+            controlled by ``rtol``/``atol``; a fixed-step Runge-Kutta method (``rk4``, ``rk3``, ``heun2``,
+            ``euler``; NFE = stages x steps); or, for VE/VP/sub-VP, an exponential multistep method in the half
+            log-SNR with the matching quadrature of the log-density (``exp4m``, ``exp3m``, ``exp2m``:
+            :func:`scoresde.numerics.exponential.integrate_log_density`; NFE = steps + 1). The fixed-step methods
+            take ``steps`` intervals on ``grid`` (cost known in advance). Measured on the 2-D mixture (exact trace,
+            mean error against a tight solve; benchmarks/RESULTS.md, "Exponential multistep likelihood"): 1e-3
+            nats/dim takes dopri5 about 75 NFE (VP) / 90 (sub-VP), ``rk4`` 60 / 80 and ``exp4m`` 31 / 46 (steps=30
+            / 45); prefer dopri5 when the error must be controlled, ``exp4m`` when a fixed cost matters.
+        steps: the fixed-step methods' number of intervals; refused with an adaptive method.
+        grid: the fixed-step methods' time grid (:func:`scoresde.numerics.grids.time_steps`, from ``eps`` to ``T``);
+            ``None`` (default) is ``uniform`` for the Runge-Kutta methods and ``time_quadratic`` for the exponential
+            ones (each the best measured: ``logSNR`` is 2-20x less accurate for both here, and ``uniform`` makes the
+            exponential methods' first step span half the log-SNR range); refused with an adaptive method.
         generator: random generator for the momenta and probes (in that order), or a sequence of one generator per
             example (each example's draws from its own: the per-example convention of
             :func:`scoresde.likelihood.data_nll`).
@@ -258,17 +284,23 @@ def log_likelihood(
     return (logp, summary(res, _stderr(res.value, random=res.random), augment)) if return_info else logp
 
 
-def solver_grid(sde: SDE, method: str, steps: int | None, grid: str, eps: float) -> Tensor | None:
+def solver_grid(sde: SDE, method: str, steps: int | None, grid: str | None, eps: float) -> Tensor | None:
     """The increasing time grid ``eps = t_0 < ... < t_steps = T`` of a fixed-step ``method`` (``steps`` intervals on
-    ``grid``, :func:`scoresde.numerics.grids.time_steps` reversed), or ``None`` for an adaptive one; ``steps`` is
-    required by the first and refused by the second (it would be ignored)."""
+    ``grid``, :func:`scoresde.numerics.grids.time_steps` reversed; ``grid=None``: ``uniform`` for Runge-Kutta,
+    ``time_quadratic`` for the exponential methods), or ``None`` for an adaptive one; ``steps`` is required by the
+    first, and ``steps`` and ``grid`` are refused by the second (they would be ignored)."""
     if method in FIXED_STEP_METHODS:
         if steps is None:
             raise ValueError(f"the fixed-step method {method!r} needs steps (e.g. steps=20)")
+        if method in EXPONENTIAL_METHODS:
+            require_scalar_schedule(sde, method)
+        if grid is None:
+            grid = EXPONENTIAL_DEFAULT_GRID if method in EXPONENTIAL_METHODS else "uniform"
         return time_steps(sde, steps, grid=grid, eps=eps).flip(0)
-    if steps is not None:
-        raise ValueError(f"steps={steps} is for the fixed-step methods ({', '.join(FIXED_STEP_METHODS)}); the "
-                         f"adaptive method {method!r} is controlled by rtol and atol")
+    for name, value in (("steps", steps), ("grid", grid)):
+        if value is not None:
+            raise ValueError(f"{name}={value!r} is for the fixed-step methods ({', '.join(FIXED_STEP_METHODS)}); "
+                             f"the adaptive method {method!r} is controlled by rtol and atol")
     return None
 
 
@@ -340,7 +372,7 @@ def bits_per_dim(
     cond: Mapping[str, Any] | None = None,
     divergence_ad: str = "reverse",
     steps: int | None = None,
-    grid: str = "uniform",
+    grid: str | None = None,
     return_info: bool = False,
 ) -> Tensor | tuple[Tensor, LikelihoodInfo]:
     """Bits per dimension of discrete ``bits``-bit data under the model (Song et al. 2021, App. D.2; Theis 2016): use

@@ -1,8 +1,10 @@
-"""Adaptive ODE integration shared by the probability-flow sampler and the likelihood (moved from
-``scoresde.numerics.odeint``, which re-exports it).
+"""ODE integration shared by the probability-flow sampler and the likelihood.
 
-Two back ends: torchdiffeq (the integration stays on the tensor's device) and scipy's ``solve_ivp`` (float64 on
-the CPU, as the Score SDE reference does). Both count function evaluations (NFE).
+Adaptive methods from two back ends: torchdiffeq (the integration stays on the tensor's device) and scipy's
+``solve_ivp`` (float64 on the CPU, as the Score SDE reference does); fixed-step explicit Runge–Kutta methods on a
+given grid; and (registered among the fixed-step methods) the exponential multistep methods of the likelihood's
+probability-flow ODE, :mod:`scoresde.numerics.exponential`, which need the SDE's noise schedule and so are run by
+:func:`scoresde.log_likelihood`, not by :func:`integrate`. All count function evaluations (NFE).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .exponential import EXPONENTIAL_METHODS
+
 TORCHDIFFEQ_METHODS = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
 SCIPY_METHODS = ("scipy-RK45", "scipy-RK23", "scipy-DOP853", "scipy-Radau", "scipy-BDF", "scipy-LSODA")
 #: explicit Runge-Kutta methods on a given time grid (one ``fn`` evaluation per stage): their Butcher tableaus
@@ -22,7 +26,10 @@ FIXED_STEP_TABLEAUS: dict[str, tuple[tuple[tuple[float, ...], ...], tuple[float,
     "rk3": (((), (0.5,), (-1.0, 2.0)), (1 / 6, 2 / 3, 1 / 6), (0.0, 0.5, 1.0)),
     "rk4": (((), (0.5,), (0.0, 0.5), (0.0, 0.0, 1.0)), (1 / 6, 1 / 3, 1 / 3, 1 / 6), (0.0, 0.5, 0.5, 1.0)),
 }
-FIXED_STEP_METHODS = tuple(FIXED_STEP_TABLEAUS)
+RUNGE_KUTTA_METHODS = tuple(FIXED_STEP_TABLEAUS)
+#: every method with a grid of ``steps`` intervals instead of tolerances: the Runge–Kutta tableaus (any ODE) and the
+#: exponential multistep methods of the likelihood (``exp2m``, ``exp3m``: scalar linear SDEs only)
+FIXED_STEP_METHODS = RUNGE_KUTTA_METHODS + EXPONENTIAL_METHODS
 ADAPTIVE_METHODS = TORCHDIFFEQ_METHODS + SCIPY_METHODS
 ODE_METHODS = ADAPTIVE_METHODS + FIXED_STEP_METHODS
 
@@ -47,13 +54,17 @@ def integrate(
     """
     if method not in ODE_METHODS:
         raise ValueError(f"unknown ODE method {method!r}; valid methods are: {', '.join(ODE_METHODS)}")
+    if method in EXPONENTIAL_METHODS:
+        raise ValueError(f"the exponential method {method!r} integrates the likelihood's probability-flow ODE of a "
+                         "VE/VP/sub-VP SDE (scoresde.log_likelihood, numerics.exponential.integrate_log_density); for "
+                         f"a general ODE use {', '.join(RUNGE_KUTTA_METHODS)} or an adaptive method")
     if method in FIXED_STEP_METHODS:
         if times is None:
             raise ValueError(f"the fixed-step method {method!r} needs a time grid (times)")
         return integrate_fixed(fn, y0, times, method=method)
     if times is not None:
         raise ValueError(f"the adaptive method {method!r} chooses its own steps; times are for the fixed-step "
-                         f"methods ({', '.join(FIXED_STEP_METHODS)})")
+                         f"methods ({', '.join(RUNGE_KUTTA_METHODS)})")
     if not (rtol > 0 and atol > 0):
         raise ValueError(f"rtol and atol must be positive, got rtol={rtol}, atol={atol}")
     nfe = 0
@@ -98,7 +109,7 @@ def integrate_fixed(fn: Callable[[float, Tensor], Tensor], y0: Tensor, times: Te
     scale, e.g. uniform in log-SNR for diffusion ODEs); use the adaptive methods when the error must be controlled.
     """
     if method not in FIXED_STEP_TABLEAUS:
-        raise ValueError(f"unknown fixed-step method {method!r}; valid methods are: {', '.join(FIXED_STEP_METHODS)}")
+        raise ValueError(f"unknown Runge-Kutta method {method!r}; valid methods are: {', '.join(RUNGE_KUTTA_METHODS)}")
     times = torch.as_tensor(times, dtype=torch.float64).flatten().cpu()
     if times.numel() < 2:
         raise ValueError(f"times must hold at least 2 points, got {times.numel()}")
