@@ -179,9 +179,11 @@ def test_ddpm_exports_its_own_group_count_as_norm_num_groups(tmp_path):
     x, k = torch.randn(2, 1, 16, 16, generator=torch.Generator().manual_seed(0)), torch.tensor([7, 640])
     with torch.no_grad():
         assert relative(unet(x, k).sample, net(x, k)) < 1e-5
-    # scoresde's DDPM config (model.*) builds 32 groups, so the folder does not load back: one line naming the field
-    with pytest.raises(ValueError, match=r"norm_num_groups=8 \(supported: 32\)"):
-        scoresde.load_diffusers(out)
+    # and it loads back as the same network (model.num_groups = norm_num_groups)
+    loaded = scoresde.load_diffusers(out)
+    assert loaded.net._num_groups == 8
+    with torch.no_grad():
+        assert torch.allclose(loaded.net(x, k), net(x, k), atol=1e-6)
 
 
 @pytest.mark.parametrize("preset", ["digits/vp_ddpmpp", "vp/cifar10_ddpmpp_continuous"])

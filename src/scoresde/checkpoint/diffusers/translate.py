@@ -183,10 +183,15 @@ def diffusers_config(unet_config: Mapping[str, Any], scheduler_config: Mapping[s
                              "dropout": float(unet_field(unet_config, "dropout")), "resamp_with_conv": True,
                              "conditional": True, "nonlinearity": "swish"}
     if layout == "ddpm":
-        _check_fields(unet_config, {**common, "time_embedding_type": "positional", "norm_num_groups": 32,
+        _check_fields(unet_config, {**common, "time_embedding_type": "positional",
                                     "downsample_padding": 0, "mid_block_scale_factor": 1,
                                     "downsample_type": "conv", "upsample_type": "conv"}, layout)
-        model.update(name="ddpm", scale_by_sigma=False, decoder_attn_per_block=True)
+        groups = unet_field(unet_config, "norm_num_groups")
+        if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+            raise IncompatibleCheckpointError(f"UNet2DModel config field norm_num_groups={groups!r} has no scoresde "
+                                              "ddpm counterpart (supported: a positive int, the GroupNorm groups of "
+                                              "every block)")
+        model.update(name="ddpm", scale_by_sigma=False, decoder_attn_per_block=True, num_groups=groups)
     else:
         in_out = {"in_channels": 3, "out_channels": 3}  # the skip blocks' image convolutions have 3 channels
         _check_fields(unet_config, {**common, **in_out, "norm_num_groups": None}, layout)
