@@ -20,6 +20,8 @@ from ..evaluation import METRICS, SAMPLE_METRICS, EvalSettings, evaluate
 from ..likelihood import data_nll
 from ..metrics import StatsAccumulator, save_reference_stats
 from ..metrics.inception import load_inception
+from ..numerics.grids import GRIDS
+from ..numerics.odeint import ODE_METHODS
 from ..training.data import build_dataset
 from ..training.distributed import init_distributed
 from .batch_size import autotune_batch_size, batch_size_arg
@@ -49,6 +51,14 @@ def add_likelihood_command(sub: argparse._SubParsersAction) -> None:
     lik.add_argument("--n-probes", type=positive_int, default=1,
                      help="Hutchinson probes per example (momentum draws for PSLD/CLD runs) (default: %(default)s)")
     lik.add_argument("--seed", type=int, default=0)
+    lik.add_argument("--method", default="dopri5", choices=ODE_METHODS,
+                     help="ODE integrator: adaptive (dopri5, scipy-*), or fixed-step with --steps: Runge-Kutta "
+                          "(rk4, ...) or exponential multistep (exp4m, ...: VE/VP/sub-VP; steps + 1 evaluations) "
+                          "(default: %(default)s)")
+    lik.add_argument("--steps", type=positive_int, default=None, help="intervals of a fixed-step --method")
+    lik.add_argument("--grid", default=None, choices=tuple(GRIDS),
+                     help="time grid of a fixed-step --method (default: uniform for Runge-Kutta, time_quadratic for "
+                          "the exponential methods)")
     lik.add_argument("--no-ema", action="store_true")
     add_common(lik)
     lik.set_defaults(func=cmd_likelihood)
@@ -69,7 +79,8 @@ def cmd_likelihood(args: argparse.Namespace) -> int:
         batch = torch.stack([dataset[i][0] for i in items])
         # example i draws from (seed, i), as eval --metrics bpd; phase space: the bound over momentum draws
         v, se = data_nll(model.sde, model.score, batch.to(device), centered=cfg.data.centered, trace=args.trace,
-                         n_probes=args.n_probes, seed=args.seed, indices=items)
+                         n_probes=args.n_probes, seed=args.seed, indices=items, method=args.method,
+                         steps=args.steps, grid=args.grid)
         values.append(v.detach().cpu())
         errors.append(se.detach().cpu())
     v, se = torch.cat(values), torch.cat(errors)
@@ -77,7 +88,8 @@ def cmd_likelihood(args: argparse.Namespace) -> int:
     result = {"value": float(v.mean()), "unit": unit, "stderr_over_examples": float(v.std() / math.sqrt(len(v))),
               "mean_probe_stderr": float(se.nanmean()) if len(se) else float("nan"), "num": len(v),
               "split": args.split, "checkpoint": str(path), "step": step, "ema": not args.no_ema,
-              "trace": args.trace, "n_probes": args.n_probes}
+              "trace": args.trace, "n_probes": args.n_probes, "method": args.method, "steps": args.steps,
+              "grid": args.grid}
     out = workdir / "eval" / f"likelihood_{args.split}_step_{step}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))

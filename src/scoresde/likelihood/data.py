@@ -27,6 +27,9 @@ def data_nll(
     indices: Iterable[int] | None = None,
     generator: Generators = None,
     cond: Mapping[str, Any] | None = None,
+    method: str = "dopri5",
+    steps: int | None = None,
+    grid: str | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Per-example negative log-likelihood per dimension of a data batch and its standard error over the draws.
 
@@ -54,7 +57,8 @@ def data_nll(
         generator = example_generators(seed, indices, batch.device)
     elif indices is not None:
         raise ValueError("indices select per-example streams of a seed: pass seed=... too")
-    opts = {"trace": trace, "n_probes": n_probes, "generator": generator, "cond": cond}
+    opts = {"trace": trace, "n_probes": n_probes, "generator": generator, "cond": cond, "method": method,
+            "steps": steps, "grid": grid}
     if batch.dtype == torch.uint8:
         v, info = bits_per_dim(sde, score_fn, batch, data_range=(-1.0, 1.0) if centered else (0.0, 1.0), **opts,
                                return_info=True)
