@@ -2,6 +2,10 @@
 #   make demo   -- create .venv, install, run the main job end to end on a built-in dataset (no download)
 #   make test   -- create .venv if needed, install with dev and docs extras, run the test suite (incl. the strict
 #                  docs build and every README/docs code example: tests/test_docs.py)
+#   make wheel-check      -- build the wheel, install it (not editable) in a fresh venv, run the CLI, the toy demo and
+#                            README's first example from outside the checkout (.ci/wheel_check.sh; CI runs it)
+#   make container-check  -- build the Dockerfile's image with Podman and run the toy demo in it
+#                            (.ci/container_check.sh: installs Podman and makes a Debian base image when missing)
 # The install step pins torch/torchvision (a local copy installs in about a minute); pyproject.toml keeps
 # loose ranges for users.
 
@@ -12,7 +16,7 @@ TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 DEMO_OUT ?= demo_out
 PYTEST_ARGS ?=
 
-.PHONY: install demo demo-conditional test lint bench docs clean
+.PHONY: install demo demo-conditional test lint bench docs clean wheel-check container-check
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,6 +42,12 @@ test: install
 
 lint: install
 	$(PY) -m ruff check src tests benchmarks
+
+wheel-check:
+	PYTHON=$(PYTHON) TORCH_PIN="$(TORCH_PIN)" bash .ci/wheel_check.sh
+
+container-check:
+	TORCH_PIN="$(TORCH_PIN)" bash .ci/container_check.sh all
 
 bench: install
 	$(PY) benchmarks/samplers.py
