@@ -91,7 +91,7 @@ def test_eval_steps_are_recorded_in_the_protocol(run, capsys):
 def test_bits_per_dim_records_no_sampler(run, capsys):
     """Issue 26 item 7(h): `eval --metrics bpd` recorded sampler pc and num_samples 50000 though nothing is sampled;
     its record and folder name hold only what bits/dim used, and sampler options are refused."""
-    workdir, ref, weights = run
+    workdir = run[0]
     assert main(["eval", "--workdir", str(workdir), "--metrics", "bpd", "--bpd-num", "2", "--bpd-batch-size", "2",
                  "--quiet"]) == 0
     record = json.loads((workdir / "eval" / "step_2_seed0" / "metrics.json").read_text())

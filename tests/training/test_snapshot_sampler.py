@@ -50,9 +50,9 @@ def test_snapshot_sampler_options(tmp_path, monkeypatch) -> None:
                 progress=False).snapshot_samples(4)
     assert calls[0][0] == "pc" and calls[0][1]["corrector"] == "langevin"  # the run's sampling section
     assert calls[1] == ("ddim", {"steps": 5})
-    with pytest.raises(ConfigError, match="unknown training.snapshot_sampler 'fast'; valid values are: pc, ode"):
+    with pytest.raises(ConfigError, match=r"unknown training\.snapshot_sampler 'fast'; valid values are: pc, ode"):
         load_config("toy/gaussian_mixture", ["training.snapshot_sampler=fast"])
-    with pytest.raises(ConfigError, match="training.snapshot_steps must be a positive integer, got 0"):
+    with pytest.raises(ConfigError, match=r"training\.snapshot_steps must be a positive integer, got 0"):
         load_config("toy/gaussian_mixture", ["training.snapshot_steps=0"])
 
 
