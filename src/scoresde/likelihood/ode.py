@@ -35,6 +35,7 @@ from ..numerics.divergence import check_ad, divergence, draw_probes, estimator_n
 from ..numerics.exponential import (
     EXPONENTIAL_DEFAULT_GRID,
     EXPONENTIAL_METHODS,
+    GRID_INTERPOLATION,
     integrate_log_density,
     require_scalar_schedule,
 )
@@ -124,7 +125,7 @@ def repeat_rows(x: Tensor, n: int) -> Tensor:
 
 def solve(sde: SDE, model: DiffusionModel, rows: Tensor, n: int, draws: Draws, *, estimator: str,
           augment: bool, cond: dict[str, Any], rtol: float, atol: float, eps: float, method: str,
-          divergence_ad: str, times: Tensor | None = None) -> Solve:
+          divergence_ad: str, times: Tensor | None = None, grid: str | None = None) -> Solve:
     """The likelihood of probe-major ``rows`` (``n`` draws of ``B`` examples; data or states): augment data to
     states when ``augment`` (``sde.augment``, the momentum draws), draw the probes, solve the probability-flow ODE
     with the augmented state ``[z, delta_logp]`` from ``eps`` to ``T`` (Song et al. 2021, App. D.2, eqs. 39–40;
@@ -166,7 +167,9 @@ def solve(sde: SDE, model: DiffusionModel, rows: Tensor, n: int, draws: Draws, *
     state0 = torch.cat([z.flatten(1), torch.zeros(z.shape[0], 1, dtype=z.dtype, device=z.device)], dim=1)
     try:
         if method in EXPONENTIAL_METHODS:
-            latent_T, delta_T, nfe = integrate_log_density(score_and_divergence, sde, z, times, method=method)
+            variable = GRID_INTERPOLATION[grid or EXPONENTIAL_DEFAULT_GRID]
+            latent_T, delta_T, nfe = integrate_log_density(score_and_divergence, sde, z, times, method=method,
+                                                           interpolation=variable)
             state_T = torch.cat([latent_T.flatten(1), delta_T[:, None]], dim=1)
         else:
             state_T, nfe = integrate(rhs, state0, eps, sde.T, rtol=rtol, atol=atol, method=method, times=times)
@@ -250,8 +253,9 @@ def log_likelihood(
         steps: the fixed-step methods' number of intervals; refused with an adaptive method.
         grid: the fixed-step methods' time grid (:func:`scoresde.numerics.grids.time_steps`, from ``eps`` to ``T``);
             ``None`` (default) is ``uniform`` for the Runge-Kutta methods and ``time_quadratic`` for the exponential
-            ones (each the best measured: ``logSNR`` is 2-20x less accurate for both here, and ``uniform`` makes the
-            exponential methods' first step span half the log-SNR range); refused with an adaptive method.
+            ones, each the best measured (``logSNR`` is 2-20x less accurate for both here, and ``uniform`` makes the
+            exponential methods' first step span half the log-SNR range); the exponential methods interpolate in the
+            variable their grid is uniform in (``sqrt(t)``, ``t`` or ``lambda``). Refused with an adaptive method.
         generator: random generator for the momenta and probes (in that order), or a sequence of one generator per
             example (each example's draws from its own: the per-example convention of
             :func:`scoresde.likelihood.data_nll`).
@@ -279,7 +283,7 @@ def log_likelihood(
     times = solver_grid(sde, method, steps, grid, eps)
     res = solve(sde, model, repeat_rows(x.detach(), n_probes), n_probes, Draws(generator, B), estimator=estimator,
                 augment=augment, cond=check_cond(cond, B), rtol=rtol, atol=atol, eps=eps, method=method,
-                divergence_ad=divergence_ad, times=times)
+                divergence_ad=divergence_ad, times=times, grid=grid)
     logp = res.value.mean(0)
     return (logp, summary(res, _stderr(res.value, random=res.random), augment)) if return_info else logp
 
@@ -425,7 +429,7 @@ def bits_per_dim(
     augment = sde.has_auxiliary
     times = solver_grid(sde, method, steps, grid, eps)
     res = solve(sde, model, y, n_probes, draws, estimator=estimator, augment=augment, cond=check_cond(cond, B),
-                rtol=rtol, atol=atol, eps=eps, method=method, divergence_ad=divergence_ad, times=times)
+                rtol=rtol, atol=atol, eps=eps, method=method, divergence_ad=divergence_ad, times=times, grid=grid)
     bpd = -res.value / (D * math.log(2)) + (bits - math.log2(hi - lo))
     stderr = _stderr(bpd, random=dequantization == "uniform" or res.random)
     return (bpd.mean(0), summary(res, stderr, augment)) if return_info else bpd.mean(0)

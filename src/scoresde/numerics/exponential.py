@@ -46,6 +46,10 @@ EXPONENTIAL_METHODS = tuple(EXPONENTIAL_ORDERS)
 EXPONENTIAL_DEFAULT_GRID = "time_quadratic"
 #: variables the polynomials may interpolate in (``sqrt_time`` makes the nodes of the time_quadratic grid equispaced)
 INTERPOLATIONS = ("lambda", "time", "sqrt_time")
+#: the interpolation variable the likelihood uses on each named grid: the one the grid is uniform in (``lambda`` for
+#: the grids in the log-SNR)
+GRID_INTERPOLATION = {"uniform": "time", "time_uniform": "time", "quadratic": "sqrt_time",
+                      "time_quadratic": "sqrt_time", "logSNR": "lambda", "karras": "lambda"}
 
 Evaluate = Callable[[float, Tensor], tuple[Tensor, Tensor]]
 """``evaluate(t, x) -> (score, div_score)``: the score at ``(x, t)`` (shape of ``x``) and its divergence ``(B,)``
