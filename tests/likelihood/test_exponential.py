@@ -41,8 +41,8 @@ def tight(mixture: dict, name: str) -> torch.Tensor:
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_exp4m_error_per_nfe_on_the_mixture(mixture: dict, name: str) -> None:
-    """1e-3 nats/dim of a tight solve at 46 NFE (VP and sub-VP; dopri5 needs 74 / 92, RESULTS.md), and 5-10x
-    less error than rk4 at the same NFE."""
+    """1e-3 nats/dim of a tight solve at 46 NFE on 200 points (VP and sub-VP; on RESULTS.md's 300 points exp4m needs
+    31 / 51 NFE, dopri5 74 / 80), and 5-10x less error than rk4 at the same NFE."""
     cls, steps, tol, few, few_tol = CASES[name]
     sde, x = cls(), mixture["x"]
     ref = tight(mixture, name)

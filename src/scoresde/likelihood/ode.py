@@ -248,14 +248,16 @@ def log_likelihood(
             :func:`scoresde.numerics.exponential.integrate_log_density`; NFE = steps + 1). The fixed-step methods
             take ``steps`` intervals on ``grid`` (cost known in advance). Measured on the 2-D mixture (exact trace,
             mean error against a tight solve; benchmarks/RESULTS.md, "Exponential multistep likelihood"): 1e-3
-            nats/dim takes dopri5 about 75 NFE (VP) / 90 (sub-VP), ``rk4`` 60 / 80 and ``exp4m`` 31 / 46 (steps=30
-            / 45); prefer dopri5 when the error must be controlled, ``exp4m`` when a fixed cost matters.
+            nats/dim takes dopri5 74 NFE (VP) / 80 (sub-VP) at its best tolerance, ``rk4`` 80 / 100 and ``exp4m``
+            31 / 51 (steps=30 / 50); prefer dopri5 when the error must be controlled, ``exp4m`` when a fixed cost
+            matters.
         steps: the fixed-step methods' number of intervals; refused with an adaptive method.
         grid: the fixed-step methods' time grid (:func:`scoresde.numerics.grids.time_steps`, from ``eps`` to ``T``);
             ``None`` (default) is ``uniform`` for the Runge-Kutta methods and ``time_quadratic`` for the exponential
             ones, each the best measured (``logSNR`` is 2-20x less accurate for both here, and ``uniform`` makes the
             exponential methods' first step span half the log-SNR range); the exponential methods interpolate in the
-            variable their grid is uniform in (``sqrt(t)``, ``t`` or ``lambda``). Refused with an adaptive method.
+            variable their grid is uniform in (``sqrt(t)``, ``t`` or ``lambda``). On VE pass ``grid="logSNR"``
+            (measured 3-8x more accurate there than ``time_quadratic``). Refused with an adaptive method.
         generator: random generator for the momenta and probes (in that order), or a sequence of one generator per
             example (each example's draws from its own: the per-example convention of
             :func:`scoresde.likelihood.data_nll`).
