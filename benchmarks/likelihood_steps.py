@@ -32,7 +32,8 @@ def rows(sde_name: str, x: torch.Tensor, gm: GaussianMixture, eps: float) -> lis
     ref = log_likelihood(sde, score, x, trace="exact", eps=eps, method="scipy-DOP853", rtol=1e-12, atol=1e-12)
     runs = [("dopri5", f"rtol=atol={tol:g}", {"rtol": tol, "atol": tol}) for tol in TOLERANCES]
     runs += [("rk4", f"steps={n} uniform", {"steps": n}) for n in RK4_STEPS]
-    runs += [(m, f"steps={n} time_quadratic", {"steps": n}) for m in ("exp2m", "exp3m", "exp4m") for n in EXP_STEPS]
+    runs += [(m, f"steps={n} time_quadratic", {"steps": n, "grid": "time_quadratic"})
+             for m in ("exp2m", "exp3m", "exp4m") for n in EXP_STEPS]
     runs += [("exp4m", f"steps={n} logSNR", {"steps": n, "grid": "logSNR"}) for n in (30, 45, 60)]
     out = []
     for method, setting, kw in runs:

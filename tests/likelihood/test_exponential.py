@@ -48,8 +48,9 @@ def test_exp4m_error_per_nfe_on_the_mixture(mixture: dict, name: str) -> None:
     ref = tight(mixture, name)
     err = {}
     for method, n in (("exp4m", steps), ("exp4m", few), ("rk4", (steps + 1) // 4)):
+        grid = "time_quadratic" if method == "exp4m" else None
         logp, info = log_likelihood(sde, mixture["gm"].score_fn(sde), x, trace="exact", method=method, steps=n,
-                                    return_info=True)
+                                    grid=grid, return_info=True)
         assert info.nfe == (n + 1 if method == "exp4m" else 4 * n)
         err[method, n] = float((logp - ref).abs().mean()) / 2
     assert err["exp4m", steps] <= tol, err

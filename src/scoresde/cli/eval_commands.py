@@ -57,8 +57,8 @@ def add_likelihood_command(sub: argparse._SubParsersAction) -> None:
                           "(default: %(default)s)")
     lik.add_argument("--steps", type=positive_int, default=None, help="intervals of a fixed-step --method")
     lik.add_argument("--grid", default=None, choices=tuple(GRIDS),
-                     help="time grid of a fixed-step --method (default: uniform for Runge-Kutta, time_quadratic for "
-                          "the exponential methods)")
+                     help="time grid of a fixed-step --method (default: uniform for Runge-Kutta, logSNR for the "
+                          "exponential methods)")
     lik.add_argument("--no-ema", action="store_true")
     add_common(lik)
     lik.set_defaults(func=cmd_likelihood)

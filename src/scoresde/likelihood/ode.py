@@ -249,15 +249,16 @@ def log_likelihood(
             take ``steps`` intervals on ``grid`` (cost known in advance). Measured on the 2-D mixture (exact trace,
             mean error against a tight solve; benchmarks/RESULTS.md, "Exponential multistep likelihood"): 1e-3
             nats/dim takes dopri5 74 NFE (VP) / 80 (sub-VP) at its best tolerance, ``rk4`` 80 / 100 and ``exp4m``
-            31 / 51 (steps=30 / 50); prefer dopri5 when the error must be controlled, ``exp4m`` when a fixed cost
-            matters.
+            31 / 51 (steps=30 / 50, ``grid="time_quadratic"``); prefer dopri5 when the error must be controlled,
+            ``exp4m`` when a fixed cost matters.
         steps: the fixed-step methods' number of intervals; refused with an adaptive method.
         grid: the fixed-step methods' time grid (:func:`scoresde.numerics.grids.time_steps`, from ``eps`` to ``T``);
-            ``None`` (default) is ``uniform`` for the Runge-Kutta methods and ``time_quadratic`` for the exponential
-            ones, each the best measured (``logSNR`` is 2-20x less accurate for both here, and ``uniform`` makes the
-            exponential methods' first step span half the log-SNR range); the exponential methods interpolate in the
-            variable their grid is uniform in (``sqrt(t)``, ``t`` or ``lambda``). On VE pass ``grid="logSNR"``
-            (measured 3-8x more accurate there than ``time_quadratic``). Refused with an adaptive method.
+            ``None`` (default) is ``uniform`` for the Runge-Kutta methods and ``logSNR`` for the exponential ones,
+            which interpolate in the variable their grid is uniform in (``lambda``, ``sqrt(t)`` or ``t``). Measured
+            (benchmarks/RESULTS.md): on the digits model ``exp4m`` at 46 NFE on ``logSNR`` is 0.001 bits/dim from
+            dopri5 and 0.155 on ``time_quadratic`` (images have structure at every noise level); on the 2-D mixture
+            (none at small noise) ``time_quadratic`` is 3-20x more accurate on VP/sub-VP. Refused with an adaptive
+            method.
         generator: random generator for the momenta and probes (in that order), or a sequence of one generator per
             example (each example's draws from its own: the per-example convention of
             :func:`scoresde.likelihood.data_nll`).
@@ -293,7 +294,7 @@ def log_likelihood(
 def solver_grid(sde: SDE, method: str, steps: int | None, grid: str | None, eps: float) -> Tensor | None:
     """The increasing time grid ``eps = t_0 < ... < t_steps = T`` of a fixed-step ``method`` (``steps`` intervals on
     ``grid``, :func:`scoresde.numerics.grids.time_steps` reversed; ``grid=None``: ``uniform`` for Runge-Kutta,
-    ``time_quadratic`` for the exponential methods), or ``None`` for an adaptive one; ``steps`` is required by the
+    ``logSNR`` for the exponential methods), or ``None`` for an adaptive one; ``steps`` is required by the
     first, and ``steps`` and ``grid`` are refused by the second (they would be ignored)."""
     if method in FIXED_STEP_METHODS:
         if steps is None:
