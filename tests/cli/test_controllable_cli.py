@@ -88,8 +88,32 @@ def test_sample_with_classifier_free_and_classifier_guidance(runs, capsys) -> No
     assert np.load(root / "clf.npz")["labels"].tolist() == [5, 5]
 
 
+def test_guidance_options_reach_classifier_free(runs, capsys) -> None:
+    """--interval outside every noise level of the run is the plain conditional model (one network evaluation per
+    model call); --rescale/--threshold change the guided samples and keep two network evaluations per call."""
+    root, base = runs["root"], ["sample", "--workdir", runs["cond"], "--num", "4", "--class", "3,8", "--seed", "5"]
+    outs = {}
+    for name, extra in (("plain", []), ("cfg", ["--guidance", "cfg", "--scale", "3"]),
+                        ("off", ["--guidance", "cfg", "--scale", "3", "--interval", "1e9,2e9"]),
+                        ("opts", ["--guidance", "cfg", "--scale", "3", "--rescale", "0.7", "--threshold", "99.5"])):
+        code, _, err = _run([*base, *extra, "--out", str(root / f"{name}.npz"), *FAST], capsys)
+        assert code == 0, err
+        outs[name] = np.load(root / f"{name}.npz")
+    assert np.array_equal(outs["off"]["samples"], outs["plain"]["samples"])
+    nfe = {name: int(out["nfe"]) for name, out in outs.items()}
+    assert nfe["off"] == nfe["plain"] and nfe["cfg"] == nfe["opts"] == 2 * nfe["plain"], nfe
+    assert np.abs(outs["opts"]["samples"] - outs["cfg"]["samples"]).max() > 1e-3
+
+
 @pytest.mark.parametrize(("argv", "message"), [
     (["--class", "10"], "label 10 is outside [0, 10)"),
+    (["--threshold", "99"], "--threshold needs --class"),
+    (["--class", "1", "--interval", "0.1,1"], "--interval needs --guidance"),
+    (["--class", "1", "--guidance", "cfg", "--interval", "3"], "--interval must be two noise levels LO,HI"),
+    (["--class", "1", "--guidance", "classifier", "--classifier", "SUBVP", "--rescale", "0.5"],
+     "--rescale is classifier-free guidance's option"),
+    (["--class", "1", "--guidance", "cfg", "--rescale", "2"], "rescale"),
+    (["--class", "1", "--guidance", "cfg", "--threshold", "150"], "threshold"),
     (["--scale", "2"], "--scale needs --class"),
     (["--class", "1", "--scale", "2"], "--scale needs --guidance"),
     (["--class", "1", "--guidance", "classifier"], "needs --classifier DIR"),

@@ -62,7 +62,7 @@ def add_sample_command(sub: argparse._SubParsersAction) -> None:
                      help="network arithmetic: float32, bf16/fp16 autocast (refused where the device lacks it), or "
                           "auto = bf16 where native, else float32 (default: %(default)s)")
     add_common(smp)
-    add_class_options(smp)  # --class, --guidance, --scale, --classifier
+    add_class_options(smp)  # --class, --guidance, --scale, --classifier, --rescale, --threshold, --interval
     smp.set_defaults(func=cmd_sample)
 
 
@@ -82,6 +82,15 @@ def add_class_options(p: argparse.ArgumentParser) -> None:
                         "or the classifier's gradient weight (1 = exact Bayes rule) (default: 1)")
     g.add_argument("--classifier", default=None, metavar="DIR",
                    help="output folder of `scoresde train-classifier` (same SDE as the run) for --guidance classifier")
+    g.add_argument("--rescale", type=float, default=None, metavar="PHI",
+                   help="cfg only: CFG rescale phi in [0, 1] (Lin et al. 2024; 0.7 recommended there), pulls the "
+                        "guided data prediction's std back toward the conditional one's (default: 0, plain CFG)")
+    g.add_argument("--threshold", type=float, default=None, metavar="P",
+                   help="dynamic thresholding of the data prediction at percentile P in (0, 100] (Saharia et al. "
+                        "2022 use 99.5); images in [-1, 1] (default: none)")
+    g.add_argument("--interval", default=None, metavar="LO,HI",
+                   help="guide only where the noise level sigma = sigma_t/alpha_t is in (LO, HI] (Kynkaanniemi et al. "
+                        "2024), the plain conditional model elsewhere (default: everywhere)")
 
 
 def conditioned_model(args: argparse.Namespace, model: Any, num: int, device: str | torch.device,
@@ -93,13 +102,19 @@ def conditioned_model(args: argparse.Namespace, model: Any, num: int, device: st
     classes and a classifier of another SDE or of another ``data_shape`` (the run's ``(C, H, W)``) are one
     ``ValueError`` line."""
     spec, guidance, scale, path = args.class_spec, args.guidance, args.scale, args.classifier
+    options = {"--scale": scale, "--threshold": args.threshold, "--interval": args.interval}
     if spec is None:
-        for name, value in (("--guidance", guidance), ("--scale", scale), ("--classifier", path)):
+        for name, value in (("--guidance", guidance), ("--classifier", path), ("--rescale", args.rescale),
+                            *options.items()):
             if value is not None:
                 raise ValueError(f"{name} needs --class (the requested class, e.g. --class 3 or --class all)")
         return model, None
-    if scale is not None and guidance is None:
-        raise ValueError("--scale needs --guidance cfg or --guidance classifier")
+    for name, value in options.items():
+        if value is not None and guidance is None:
+            raise ValueError(f"{name} needs --guidance cfg or --guidance classifier")
+    if args.rescale is not None and guidance != "cfg":
+        raise ValueError("--rescale is classifier-free guidance's option: it needs --guidance cfg")
+    extra = {"threshold": args.threshold, "interval": _interval(args.interval)}
     if path is not None and guidance != "classifier":
         raise ValueError("--classifier is used by --guidance classifier only; add it or drop --classifier")
     n_classes = num_classes(model)
@@ -112,12 +127,27 @@ def conditioned_model(args: argparse.Namespace, model: Any, num: int, device: st
             raise ValueError(f"the classifier {path} has {clf.num_classes} classes, the conditional model "
                              f"{n_classes}")
         _check_classifier_shape(path, data_shape)
-        return classifier(model, clf, scale), class_labels(spec, num, clf.num_classes)
+        return classifier(model, clf, scale, **extra), class_labels(spec, num, clf.num_classes)
     if not n_classes:
         raise ValueError("this run's model is unconditional (model.num_classes = 0): --class needs a class-conditional "
                          "run (e.g. digits/vp_ddpmpp_conditional) or --guidance classifier --classifier DIR")
     labels = class_labels(spec, num, n_classes)
-    return (classifier_free(model, scale) if guidance == "cfg" else model), labels
+    if guidance != "cfg":
+        return model, labels
+    return classifier_free(model, scale, rescale=args.rescale or 0.0, **extra), labels
+
+
+def _interval(text: str | None) -> tuple[float, float] | None:
+    """``--interval LO,HI`` as two floats (their range is checked by :func:`~scoresde.guidance.classifier_free`)."""
+    if text is None:
+        return None
+    parts = text.split(",")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        return float(parts[0]), float(parts[1])
+    except ValueError:
+        raise ValueError(f"--interval must be two noise levels LO,HI (e.g. 0.3,5), got {text!r}") from None
 
 
 def _classifier_meta(path: str) -> dict[str, Any]:
