@@ -13,6 +13,8 @@
 ARG BASE_IMAGE=docker.io/library/debian:bookworm-slim
 
 FROM ${BASE_IMAGE} AS python
+LABEL org.opencontainers.image.title="scoresde" \
+      org.opencontainers.image.description="Score-based diffusion models in pure PyTorch"
 RUN apt-get update -qq \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
         python3 python3-venv ca-certificates > /dev/null \
@@ -26,16 +28,17 @@ COPY src /src/src
 RUN python3 -m venv /tmp/build \
     && /tmp/build/bin/pip wheel --no-cache-dir --quiet --disable-pip-version-check --no-deps --wheel-dir /wheel /src
 
-# stage 2: torch, then the wheel with its dependencies, in a venv; the run as a non-root user
+# stage 2: torch in a venv (its own layer, several GB, kept in the build cache when the sources change), then the
+# wheel with its dependencies; the run as a non-root user
 FROM python
 ARG PIP_CONFIG_FILE
 ARG TORCH_PIN="torch==2.14.1 torchvision==0.29.1"
 ENV PATH=/opt/scoresde/bin:$PATH \
     PYTHONUNBUFFERED=1
-COPY --from=wheel /wheel /tmp/wheel
 RUN python3 -m venv /opt/scoresde \
-    && pip install --no-cache-dir --quiet --disable-pip-version-check $TORCH_PIN \
-    && pip install --no-cache-dir --quiet --disable-pip-version-check /tmp/wheel/scoresde-*.whl \
+    && pip install --no-cache-dir --quiet --disable-pip-version-check $TORCH_PIN
+COPY --from=wheel /wheel /tmp/wheel
+RUN pip install --no-cache-dir --quiet --disable-pip-version-check /tmp/wheel/scoresde-*.whl \
     && rm -rf /tmp/wheel \
     && scoresde --version
 RUN useradd --create-home --uid 1000 --user-group --shell /bin/bash scoresde \

@@ -12,6 +12,7 @@
 #   build  $IMAGE (default localhost/scoresde:latest) from ./Dockerfile, --network host, with this machine's pip
 #          configuration (`pip config list`: files and PIP_* variables, merged into one file) and the local paths it
 #          names mounted read-only for the build only: nothing of them is in the image
+#          (then removes the untagged images an earlier build of this Dockerfile left: each is several GB)
 #   run    `scoresde demo --toy` in the image as its non-root user, no network, OUT ($CONTAINER_OUT, default a temp
 #          folder) mounted as /runs; checks the demo's exact-score likelihood against the mixture's true NLL
 set -Eeuo pipefail
@@ -95,11 +96,14 @@ for row in rows.splitlines():
         sections.setdefault(section, {})[m["key"]] = m["value"]
 host = "/run/host-pip"   # where the build sees this machine's files
 mounts = set()
-def relocate(match):  # a local path: mount it (an index's parent when it ends in /simple: links go to ../../files)
+def relocate(match):
+    # a local path: mount its folder (a file's folder: a file mount would leave an empty file in the image; an
+    # index's parent when it ends in /simple: its pages link to ../../files)
     path = match["path"]
     if not os.path.exists(path):
         return match[0]
-    mounts.add(os.path.dirname(path.rstrip("/")) if path.rstrip("/").endswith("/simple") else path)
+    folder = path.rstrip("/") if os.path.isdir(path) else os.path.dirname(path)
+    mounts.add(os.path.dirname(folder) if folder.endswith("/simple") else folder)
     return (match["scheme"] or "") + host + path
 lines = []
 for section, values in sections.items():
@@ -128,6 +132,8 @@ build() {
         | { grep -v "is ignored: it is neither a file nor a directory" || true; } \
         || { rm -rf "$conf_dir"; return 1; }
     rm -rf "$conf_dir"
+    # the images this Dockerfile made before (untagged now: an older $IMAGE, an older wheel stage), not others'
+    "${PODMAN[@]}" image prune --force --filter label=org.opencontainers.image.title=scoresde > /dev/null
     "${PODMAN[@]}" image ls "$IMAGE"
 }
 
@@ -136,8 +142,10 @@ run_demo() {
     local out=${CONTAINER_OUT:-}
     [[ -n "$out" ]] || out=$(mktemp -d "${TMPDIR:-/tmp}/scoresde-container-out.XXXXXX")
     mkdir -p "$out"
-    # :U gives the folder to the image's user (uid 1000) for the run; --network none: the demo needs no download
-    "${PODMAN[@]}" run --rm --network none --volume "$out:/runs:U" "$IMAGE" demo --toy --quiet --out /runs/toy
+    # :U gives the folder to the image's user (uid 1000) for the run; --network none: the demo needs no download.
+    # One thread: the toy's networks are tiny, and two spinning threads on a busy 2-core machine made it 6x slower
+    "${PODMAN[@]}" run --rm --network none --env OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" --volume "$out:/runs:U" \
+        "$IMAGE" demo --toy --quiet --out /runs/toy
     python3 - "$out/toy/metrics.json" <<'PY'
 import json, sys
 m = json.load(open(sys.argv[1]))["likelihood"]

@@ -77,10 +77,10 @@ install_wheel() {
     # shellcheck disable=SC2086  # TORCH_PIN is a list of requirements
     "$VENV/bin/python" -m pip install --quiet $TORCH_PIN 2>&1 | quiet_pip
     "$VENV/bin/python" -m pip install --quiet "$WORK"/dist/scoresde-*.whl 2>&1 | quiet_pip
-    "$VENV/bin/python" -m pip show --files scoresde | grep -q "scoresde/cli/__init__.py"
-    if "$VENV/bin/python" -m pip show scoresde | grep -q "^Editable project location"; then
-        echo "scoresde was installed editable"; return 1
-    fi
+    local shown  # (not `pip show | grep -q`: grep's early exit breaks pip's pipe, which pipefail reports)
+    shown=$("$VENV/bin/python" -m pip show --files scoresde)
+    grep "scoresde/cli/__init__.py" <<< "$shown"
+    if grep "^Editable project location" <<< "$shown"; then echo "scoresde was installed editable"; return 1; fi
 }
 
 in_outside() { (cd "$OUTSIDE" && env -u PYTHONPATH PYTHONNOUSERSITE=1 OMP_NUM_THREADS=1 PATH="$VENV/bin:$PATH" "$@"); }
@@ -98,9 +98,10 @@ digits_data() {
     in_outside python -c '
 from scoresde.data import load_digits16
 train, test = load_digits16("train"), load_digits16("test")
-print("digits: train", tuple(train.shape), "test", tuple(test.shape))
-assert train.shape[1:] == test.shape[1:] == (1, 16, 16), "digits are not 1x16x16"
+print("digits: train", tuple(train.images.shape), "test", tuple(test.images.shape))
+assert train.image_shape == test.image_shape == (1, 16, 16), "digits are not 1x16x16"
 assert len(train) + len(test) == 1797, "scikit-learn ships 1797 digits"
+assert sorted(set(train.labels.tolist())) == list(range(10)), "the training digits lack a class"
 '
     # what README's example loads: a run folder written by `scoresde train` (2 steps; no snapshot grid: speed)
     in_outside scoresde train --config digits/vp_ddpmpp --workdir runs/digits \
