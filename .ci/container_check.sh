@@ -32,35 +32,30 @@ timed() {  # timed NAME COMMAND...
     say "$1 took $((SECONDS - start)) s"
 }
 
+conf_line() {  # conf_line SECTION KEY VALUE: `KEY = VALUE` in $CONF's [SECTION], replacing another value of KEY
+    local section=$1 key=$2 value=$3
+    grep -qs "^$key *= *${value//[/\\[}\$" "$CONF" && return
+    [[ $(id -u) -eq 0 ]] || { say "$CONF needs '$key = $value' in [$section]: run as root"; return 1; }
+    mkdir -p "$(dirname "$CONF")"
+    if grep -qs "^$key *=" "$CONF"; then
+        sed -i "s/^$key *=.*/$key = $value/" "$CONF"
+    elif grep -qs "^\[$section\]" "$CONF"; then
+        sed -i "s/^\[$section\]/[$section]\n$key = $value/" "$CONF"
+    else
+        printf '\n[%s]\n%s = %s\n' "$section" "$key" "$value" >> "$CONF"
+    fi
+}
+
 setup() {
     local missing=()
     for tool in podman runc debootstrap; do command -v "$tool" > /dev/null || missing+=("$tool"); done
     if ((${#missing[@]})); then
         [[ $(id -u) -eq 0 ]] || { say "needs ${missing[*]}: run as root, or apt-get install them"; return 1; }
         apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends podman runc debootstrap \
-            uidmap slirp4netns fuse-overlayfs > /dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc debootstrap > /dev/null
     fi
-    if ! grep -qs '^default_ulimits *= *\[\]' "$CONF"; then
-        [[ $(id -u) -eq 0 ]] || { say "$CONF needs 'default_ulimits = []': run as root"; return 1; }
-        mkdir -p "$(dirname "$CONF")"
-        if grep -qs '^default_ulimits' "$CONF"; then
-            sed -i 's/^default_ulimits.*/default_ulimits = []/' "$CONF"
-        elif grep -qs '^\[containers\]' "$CONF"; then
-            sed -i 's/^\[containers\]/[containers]\ndefault_ulimits = []/' "$CONF"
-        else
-            printf '\n[containers]\ndefault_ulimits = []\n' >> "$CONF"
-        fi
-    fi
-    if ! grep -qs '^runtime *= *"runc"' "$CONF"; then
-        if grep -qs '^runtime *=' "$CONF"; then
-            sed -i 's/^runtime *=.*/runtime = "runc"/' "$CONF"
-        elif grep -qs '^\[engine\]' "$CONF"; then
-            sed -i 's/^\[engine\]/[engine]\nruntime = "runc"/' "$CONF"
-        else
-            printf '\n[engine]\nruntime = "runc"\n' >> "$CONF"
-        fi
-    fi
+    conf_line containers default_ulimits '[]'
+    conf_line engine runtime '"runc"'
     podman --version
 }
 
