@@ -109,6 +109,7 @@ class TrainingConfig:
     amp: str = "none"                        # 'none' | 'bf16' | 'fp16' autocast (fp16 uses a GradScaler)
     compile: bool = False                    # torch.compile the network
     nonfinite: str = "stop"                  # on a NaN/inf loss: 'stop' (error naming the step) or 'skip' the step
+    max_skips: int = 10                      # nonfinite='skip': stop after this many consecutive skipped steps
     num_snapshot_samples: int = 64           # images in each snapshot grid
     snapshot_sampler: str = "dpm_solver"     # sampler of the snapshot grids (a scoresde.sampling.SAMPLERS name, run
                                              # with its defaults), or 'sampling': the run's sampling section (slow:
@@ -343,7 +344,8 @@ def validate(cfg: Config) -> Config:
     for path, value in (("training.batch_size", t.batch_size), ("training.n_iters", t.n_iters),
                         ("training.grad_accum", t.grad_accum), ("training.snapshot_freq", t.snapshot_freq),
                         ("training.snapshot_freq_for_preemption", t.snapshot_freq_for_preemption),
-                        ("training.log_freq", t.log_freq), ("data.image_size", d.image_size),
+                        ("training.log_freq", t.log_freq), ("training.max_skips", t.max_skips),
+                        ("data.image_size", d.image_size),
                         ("data.num_channels", d.num_channels), ("training.num_snapshot_samples",
                                                                 t.num_snapshot_samples)):
         if value < 1:
