@@ -13,6 +13,7 @@ import safetensors.torch
 import torch
 
 from scoresde.checkpoint import (
+    CorruptCheckpointError,
     IncompatibleCheckpointError,
     UnsafeCheckpointError,
     convert_original_checkpoint,
@@ -197,6 +198,12 @@ def test_torn_checkpoint_is_refused(tmp_path: Path) -> None:
     save_checkpoint(tmp_path / "a", net, {}, step=1)
     save_checkpoint(tmp_path / "b", net, {}, step=2)
     os.replace(tmp_path / "b" / "model.safetensors", tmp_path / "a" / "model.safetensors")
+    with pytest.raises(CorruptCheckpointError, match=r"a/model\.safetensors is corrupt: its sha256 differs"):
+        load_training_state(tmp_path / "a")
+    # a checkpoint written before checksums were recorded: the step stamps still catch it
+    meta = json.loads((tmp_path / "a" / "checkpoint.json").read_text())
+    del meta["sha256"]
+    (tmp_path / "a" / "checkpoint.json").write_text(json.dumps(meta))
     with pytest.raises(IncompatibleCheckpointError, match=r"from step 2 but checkpoint\.json says step 1"):
         load_training_state(tmp_path / "a")
 

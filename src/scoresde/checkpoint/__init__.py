@@ -7,7 +7,8 @@
 * :func:`load_score_sde_checkpoint` ``(path, config)`` / :func:`load_psld_checkpoint` ``(path, config)``: the
   same for one file of the original Score SDE code / of the PSLD code (Pandey & Mandt 2023).
 * :func:`save_checkpoint` / :func:`load_training_state`: scoresde's format (a directory of safetensors weights and a
-  ``checkpoint.json``, written atomically: :mod:`.native`); :mod:`.run`: the checkpoints of a run folder.
+  ``checkpoint.json`` with the sha256 of every file, written atomically: :mod:`.native`); :mod:`.run`: the
+  checkpoints of a run folder, read by every loader through one fallback to the newest valid one.
 * :func:`convert_original_checkpoint`: original ``.pth`` -> scoresde directory.
 * :mod:`.state_dict`: the one strict state-dict loader and its key report (original ``all_modules`` keys or ours);
   :mod:`.files`: reading ``torch.save`` files with ``weights_only=True`` and one clear error per failure
@@ -16,7 +17,13 @@
 Configs are resolved and built by :mod:`scoresde.config` (``resolve_config``, ``build_score_model``).
 """
 
-from .errors import CorruptCheckpointError, IncompatibleCheckpointError, NotACheckpointError, UnsafeCheckpointError
+from .errors import (
+    CorruptCheckpointError,
+    IncompatibleCheckpointError,
+    NotACheckpointError,
+    SkippedCheckpointWarning,
+    UnsafeCheckpointError,
+)
 from .files import load_weights_only
 from .load import load_checkpoint
 from .native import (
@@ -44,6 +51,7 @@ __all__ = [
     "IncompatibleCheckpointError",
     "KeyReport",
     "NotACheckpointError",
+    "SkippedCheckpointWarning",
     "TrainingState",
     "UnsafeCheckpointError",
     "convert_original_checkpoint",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["CorruptCheckpointError", "IncompatibleCheckpointError", "NotACheckpointError", "UnsafeCheckpointError"]
+__all__ = ["CorruptCheckpointError", "IncompatibleCheckpointError", "NotACheckpointError", "SkippedCheckpointWarning",
+           "UnsafeCheckpointError"]
 
 
 class IncompatibleCheckpointError(ValueError):
@@ -20,7 +21,8 @@ class IncompatibleCheckpointError(ValueError):
 
 
 class CorruptCheckpointError(IncompatibleCheckpointError):
-    """The file has a checkpoint's format but is truncated or corrupt (an interrupted copy or save)."""
+    """The file has a checkpoint's format but is truncated or corrupt (an interrupted copy or save), or its sha256
+    differs from the one its checkpoint recorded (a torn or damaged checkpoint)."""
 
 
 class NotACheckpointError(IncompatibleCheckpointError):
@@ -29,3 +31,8 @@ class NotACheckpointError(IncompatibleCheckpointError):
 
 class UnsafeCheckpointError(IncompatibleCheckpointError):
     """``torch.load(weights_only=True)`` refused the file: it holds code-executing globals (never executed)."""
+
+
+class SkippedCheckpointWarning(UserWarning):
+    """A checkpoint of a run folder that does not load was skipped for an older one (the message names it and why);
+    see :func:`scoresde.checkpoint.run.newest_loadable`."""

@@ -3,7 +3,8 @@
 A checkpoint is a directory::
 
     checkpoint.json      {"format": "scoresde-checkpoint", "version": 1, "step": ..., "network": ...,
-                          "files": {...}, "config": <the full config in the original layout>}
+                          "files": {...}, "sha256": {<file name>: <hex digest>, ...},
+                          "config": <the full config in the original layout>}
     model.safetensors    the online weights (state-dict keys of the scoresde network)
     ema.safetensors      optional: the EMA weights as a full state dict (buffers included)
     optimizer.pt         optional: an optimizer ``state_dict()`` (tensors, numbers, lists, dicts only), indexed
@@ -12,10 +13,13 @@ A checkpoint is a directory::
                          ...), same rules as ``optimizer.pt``
 
 Every file is written to a temporary file in the same directory, flushed with ``fsync`` and moved into place
-with ``os.replace``; ``checkpoint.json`` is written last. Every tensor file records the step in its metadata, and
-loading checks it against ``checkpoint.json``, so a checkpoint torn by a crash while being overwritten is refused
-instead of silently mixing two steps. The config travels with the weights (as in k-diffusion and EDM), so
-loading needs only the directory.
+with ``os.replace``; ``checkpoint.json`` is written last, with the sha256 of every other file as written. Loading
+checks every listed file against its checksum (a truncated, zero-length or bit-flipped file is a
+:class:`~scoresde.checkpoint.errors.CorruptCheckpointError` naming it) before reading any; every tensor file also
+records the step in its metadata, checked against ``checkpoint.json``, so a checkpoint torn by a crash while being
+overwritten is refused instead of silently mixing two steps. Checkpoints written before checksums were recorded (no
+``sha256`` entry) still load, checked by their step stamps and file formats only. The config travels with the
+weights (as in k-diffusion and EDM), so loading needs only the directory.
 
 The metadata file was called ``config.json`` before (the name of a run folder's own config, one level up); such
 checkpoints still load.
@@ -23,6 +27,7 @@ checkpoints still load.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -36,7 +41,8 @@ from torch import Tensor, nn
 
 from ..config import ConfigLike, build_network, build_score_model, resolve_config
 from ..models import DiffusionModel, PhaseSpaceScoreModel, ScoreModel
-from .errors import IncompatibleCheckpointError
+from .errors import CorruptCheckpointError, IncompatibleCheckpointError
+from .files import load_weights_only
 from .loaded import loaded_model
 from .original import original_state_dicts, read_original_checkpoint
 from .state_dict import checkpoint_key_map, load_state_dict
@@ -46,11 +52,13 @@ __all__ = [
     "VERSION",
     "TrainingState",
     "convert_original_checkpoint",
+    "file_sha256",
     "load_checkpoint_directory",
     "load_training_state",
     "read_original_training_state",
     "remap_optimizer_state",
     "save_checkpoint",
+    "verify_files",
 ]
 
 FORMAT = "scoresde-checkpoint"
@@ -86,8 +94,18 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _atomic_write(target: Path, write: Callable[[Path], None]) -> None:
-    """Write ``target`` through ``write(tmp_path)`` to a temporary file, fsync it, then ``os.replace`` it."""
+def file_sha256(path: Path, chunk_bytes: int = 1 << 20) -> str:
+    """The sha256 hex digest of a file, read in chunks of ``chunk_bytes`` (what ``checkpoint.json`` records)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk_bytes):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _atomic_write(target: Path, write: Callable[[Path], None]) -> str:
+    """Write ``target`` through ``write(tmp_path)`` to a temporary file, fsync it, then ``os.replace`` it; return
+    the sha256 of what was written."""
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
@@ -95,18 +113,20 @@ def _atomic_write(target: Path, write: Callable[[Path], None]) -> None:
         write(tmp)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
+        digest = file_sha256(tmp)
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(target.parent)
+    return digest
 
 
-def _write_tensors(target: Path, tensors: Mapping[str, Tensor], step: int) -> None:
+def _write_tensors(target: Path, tensors: Mapping[str, Tensor], step: int) -> str:
     # Clones: safetensors refuses tensors that share storage, and needs contiguous ones.
     data = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     metadata = {"format": FORMAT, "step": str(step)}
-    _atomic_write(target, lambda tmp: safetensors.torch.save_file(data, str(tmp), metadata=metadata))
+    return _atomic_write(target, lambda tmp: safetensors.torch.save_file(data, str(tmp), metadata=metadata))
 
 
 def _as_state_dict(obj: nn.Module | Mapping[str, Tensor]) -> dict[str, Tensor]:
@@ -142,23 +162,23 @@ def save_checkpoint(
     directory.mkdir(parents=True, exist_ok=True)
     step = int(step)
     files = {"model": _MODEL}
-    _write_tensors(directory / _MODEL, _as_state_dict(net), step)
+    sha256 = {_MODEL: _write_tensors(directory / _MODEL, _as_state_dict(net), step)}
     if ema is not None:
-        _write_tensors(directory / _EMA, _as_state_dict(ema), step)
+        sha256[_EMA] = _write_tensors(directory / _EMA, _as_state_dict(ema), step)
         files["ema"] = _EMA
     if optimizer is not None:
         state = optimizer.state_dict() if isinstance(optimizer, torch.optim.Optimizer) else dict(optimizer)
         payload = {"step": step, "optimizer": state}
-        _atomic_write(directory / _OPTIM, lambda tmp: torch.save(payload, tmp))
+        sha256[_OPTIM] = _atomic_write(directory / _OPTIM, lambda tmp: torch.save(payload, tmp))
         files["optimizer"] = _OPTIM
     if trainer_state is not None:
         trainer_payload = {"step": step, "trainer": dict(trainer_state)}
-        _atomic_write(directory / _TRAINER, lambda tmp: torch.save(trainer_payload, tmp))
+        sha256[_TRAINER] = _atomic_write(directory / _TRAINER, lambda tmp: torch.save(trainer_payload, tmp))
         files["trainer"] = _TRAINER
     is_model = isinstance(net, (ScoreModel, PhaseSpaceScoreModel))
     network = type(net.net if is_model else net).__name__ if isinstance(net, nn.Module) else None
     meta = {"format": FORMAT, "version": VERSION, "step": step, "network": network, "files": files,
-            "config": json.loads(json.dumps(dict(config)))}
+            "sha256": sha256, "config": json.loads(json.dumps(dict(config)))}
     text = json.dumps(meta, indent=2, sort_keys=True) + "\n"
     _atomic_write(directory / _META, lambda tmp: tmp.write_text(text))
     return directory
@@ -194,10 +214,40 @@ def _read_meta(directory: Path) -> dict[str, Any]:
     return meta
 
 
+def verify_files(directory: str | Path, meta: Mapping[str, Any] | None = None) -> None:
+    """Check that every file a checkpoint directory lists exists and matches the sha256 its metadata recorded.
+
+    Called by every loader of the format before it reads a file, so a checkpoint damaged anywhere (a truncated,
+    zero-length or bit-flipped file, one file replaced by another step's) is refused as a whole, by every command
+    alike. A checkpoint without recorded checksums (written before they were) is checked for missing files only.
+
+    Raises:
+        CorruptCheckpointError: a listed file is missing or its sha256 differs (the file is named).
+    """
+    directory = Path(directory)
+    meta = _read_meta(directory) if meta is None else meta
+    recorded = meta.get("sha256") or {}
+    for name in sorted(set(meta.get("files", {}).values()) | set(recorded)):
+        path = directory / name
+        if not path.is_file():
+            raise CorruptCheckpointError(f"{path} is missing: the checkpoint is incomplete")
+        if name in recorded and file_sha256(path) != recorded[name]:
+            raise CorruptCheckpointError(f"{path} is corrupt: its sha256 differs from the one "
+                                         f"{_meta_path(directory).name} recorded (a torn or damaged checkpoint)")
+
+
+def _safetensors_error(path: Path, err: Exception) -> CorruptCheckpointError:
+    text = str(err).strip().splitlines()
+    return CorruptCheckpointError(f"{path} is truncated or corrupt: {text[0] if text else type(err).__name__}")
+
+
 def _check_step(path: Path, step: int) -> None:
     """Refuse a tensor file whose recorded step (read from its header only) is not ``step``."""
-    with safetensors.safe_open(str(path), framework="pt") as handle:
-        metadata = handle.metadata() or {}
+    try:
+        with safetensors.safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except (safetensors.SafetensorError, OSError) as err:
+        raise _safetensors_error(path, err) from err
     if metadata.get("step") != str(step):
         raise IncompatibleCheckpointError(
             f"{path} is from step {metadata.get('step')} but {_meta_path(path.parent).name} says step {step}: the "
@@ -206,16 +256,21 @@ def _check_step(path: Path, step: int) -> None:
 
 def _read_tensors(path: Path, step: int, map_location: str | torch.device) -> dict[str, Tensor]:
     _check_step(path, step)
-    return safetensors.torch.load_file(str(path), device=str(map_location))
+    try:
+        return safetensors.torch.load_file(str(path), device=str(map_location))
+    except (safetensors.SafetensorError, OSError) as err:
+        raise _safetensors_error(path, err) from err
 
 
 def load_training_state(directory: str | Path, map_location: str | torch.device = "cpu") -> TrainingState:
     """The state dicts, step and config of a scoresde checkpoint, for resuming training.
 
-    The optimizer state is read with ``torch.load(weights_only=True)``.
+    Every file is checked against its checksum first (:func:`verify_files`); the optimizer and trainer state are
+    read with ``torch.load(weights_only=True)`` (:func:`~scoresde.checkpoint.files.load_weights_only`).
     """
     directory = Path(directory)
     meta = _read_meta(directory)
+    verify_files(directory, meta)
     step, files = int(meta["step"]), meta.get("files", {})
     model_state = _read_tensors(directory / files.get("model", _MODEL), step, map_location)
     ema_state = _read_tensors(directory / files["ema"], step, map_location) if "ema" in files else None
@@ -230,7 +285,9 @@ def _read_pickled(directory: Path, files: Mapping[str, str], key: str, step: int
     if key not in files:
         return None
     path = directory / files[key]
-    payload = torch.load(path, map_location=map_location, weights_only=True)
+    payload = load_weights_only(path, map_location)
+    if not isinstance(payload, dict) or key not in payload:
+        raise CorruptCheckpointError(f"{path} holds no {key!r} entry: not the {key} state of a scoresde checkpoint")
     if int(payload.get("step", -1)) != step:
         raise IncompatibleCheckpointError(f"{path} is from step {payload.get('step')} but "
                                           f"{_meta_path(directory).name} says step {step}: the checkpoint was torn by "
@@ -249,7 +306,8 @@ def load_checkpoint_directory(
 
     The model is rebuilt from the config stored with the weights; keys and shapes must match exactly
     (:class:`IncompatibleCheckpointError` names any that do not). Only the weights asked for are read in full; a
-    checkpoint whose weight files record different steps (torn by an interrupted save) is refused. ``dtype`` as in
+    checkpoint whose files do not match their checksums (:func:`verify_files`) or whose weight files record
+    different steps (torn by an interrupted save) is refused. ``dtype`` as in
     :func:`~scoresde.checkpoint.load_score_sde_checkpoint`. Returns the model with ``model.step`` and ``model.config``
     (:func:`~scoresde.checkpoint.loaded.loaded_model`).
     """
@@ -262,6 +320,7 @@ def load_checkpoint_directory(
                                           "classifier with scoresde.training.classifier.load_classifier")
     if use_ema and "ema" not in files:
         raise IncompatibleCheckpointError(f"{directory} was saved without EMA weights; pass use_ema=False")
+    verify_files(directory, meta)
     for name in [files.get("model", _MODEL), *([files["ema"]] if "ema" in files else [])]:
         _check_step(directory / name, step)  # a checkpoint torn in either weight file is refused
     weights = _read_tensors(directory / files.get("ema" if use_ema else "model", _MODEL), step, map_location)

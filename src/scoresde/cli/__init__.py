@@ -17,6 +17,7 @@ import argparse
 import importlib
 import importlib.metadata
 import sys
+import warnings
 from collections.abc import Sequence
 
 from .command_table import COMMANDS
@@ -54,7 +55,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
     try:
-        return args.func(args)
+        with warnings.catch_warnings():  # a warning is one line naming the command, like the errors below
+            warnings.showwarning = lambda message, category, *_, **__: print(
+                f"scoresde {args.command}: warning: {message}", file=sys.stderr)
+            return args.func(args)
     except (ValueError, FileNotFoundError, FloatingPointError, TypeError, ImportError) as err:
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
         print(f"scoresde {args.command}: error: {message}", file=sys.stderr)

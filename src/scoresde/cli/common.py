@@ -16,8 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..checkpoint import load_checkpoint
-from ..checkpoint.run import list_checkpoints
+from ..checkpoint.run import load_run
 from ..config import Config, apply_overrides, config_from_dict
 from ..models.score_model import autocast_dtype
 from ..sampling import SAMPLERS
@@ -118,25 +117,12 @@ def saved_config(workdir: Path) -> Config:
     return config_from_dict(json.loads(path.read_text()))
 
 
-def checkpoint_path(workdir: Path, step: int | None) -> Path:
-    """The checkpoint of ``--step step`` in a run folder (default: the newest); ``FileNotFoundError`` listing the
-    available steps."""
-    found = list_checkpoints(workdir)
-    if not found:
-        raise FileNotFoundError(f"no checkpoints in {workdir / 'checkpoints'}")
-    if step is None:
-        return found[0][2]
-    for s, kind, path in found:
-        if s == step and kind == "checkpoint":
-            return path
-    steps = sorted({s for s, _, _ in found})
-    raise FileNotFoundError(f"no checkpoint of step {step} in {workdir}; available steps: {steps}")
-
-
 def load_run_model(workdir: Path, step: int | None, use_ema: bool, device: str) -> tuple[Any, int, Path]:
-    """``(model, its step, checkpoint path)`` of :func:`checkpoint_path` loaded on ``device``."""
-    path = checkpoint_path(workdir, step)
-    model = load_checkpoint(path, use_ema=use_ema, map_location=device)
+    """``(model, its step, checkpoint path)`` of a run folder on ``device``: the checkpoint of ``--step step``, by
+    default the newest valid one, skipping damaged newer ones with one warning each
+    (:func:`scoresde.checkpoint.run.load_run`, the fallback of :func:`scoresde.load_checkpoint` too). Every command
+    that reads a run loads it here."""
+    model, path = load_run(workdir, step, use_ema=use_ema, map_location=device)
     return model, model.step, path
 
 

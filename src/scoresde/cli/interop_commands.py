@@ -27,7 +27,7 @@ from ..sdes import VESDE, VPSDE, DiscreteVPSDE, SubVPSDE
 from ..training.build import build_optimizer
 from ..training.trainer import prepare_workdir
 from .command_table import COMMAND_HELP
-from .common import add_step, checkpoint_path
+from .common import add_step, load_run_model
 
 #: the --sde names of a diffusers model folder without a scheduler config
 FOLDER_SDES = ("vesde", "vpsde", "subvpsde", "discrete_vpsde")
@@ -170,11 +170,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     source = Path(args.workdir)
     if not source.exists():
         raise FileNotFoundError(f"{source} does not exist (expected a run folder or a checkpoint directory)")
-    if is_run_folder(source):
-        source = checkpoint_path(source, args.checkpoint)
+    if is_run_folder(source):  # its newest valid checkpoint, as every command that reads a run
+        model, _, source = load_run_model(source, args.checkpoint, not args.online, "cpu")
     elif args.checkpoint is not None:
         raise ValueError(f"--step needs a run folder; {source} is a single checkpoint")
-    model = load_checkpoint(source, use_ema=not args.online)
+    else:
+        model = load_checkpoint(source, use_ema=not args.online)
     out = export_diffusers(model, args.out, pipeline=args.pipeline)
     print(f"exported {source} (step {model.step}) to {out}")
     return 0
