@@ -244,10 +244,10 @@ def test_config_errors() -> None:
                                          r"networks are ncsnpp, ddpm, toy_mlp"):
         build_network(apply_overrides(load_config("ve/ncsn/cifar10").to_dict(), ["model.num_classes=10"]))
     base = load_config("toy/gaussian_mixture").to_dict()
-    with pytest.raises(ConfigError, match=r"training.label_dropout must lie in \[0, 1\), got 1.0"):
+    with pytest.raises(ConfigError, match=r"training.label_dropout must be a finite number in \[0, 1\), got 1.0"):
         config_from_dict({**base, "model": {**base["model"], "num_classes": 3},
                           "training": {**base["training"], "label_dropout": 1.0}})
-    with pytest.raises(ConfigError, match=r"training.label_dropout must lie in \[0, 1\), got -0.1"):
+    with pytest.raises(ConfigError, match=r"training.label_dropout must be a finite number in \[0, 1\), got -0.1"):
         config_from_dict({**base, "training": {**base["training"], "label_dropout": -0.1}})
     with pytest.raises(ConfigError, match=r"training.label_dropout=0.1 needs a class-conditional model "
                                           r"\(model.num_classes > 0\), got model.num_classes=0"):

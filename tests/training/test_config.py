@@ -45,7 +45,7 @@ def test_overrides_parse_json_values() -> None:
         (["data.random_flip=3"], r"data.random_flip must be of type bool, got 3"),
         (["training.sde=edm"], r"unknown training.sde 'edm'; valid values are: vesde, vpsde, subvpsde"),
         (["training.amp=fp8"], r"unknown training.amp 'fp8'; valid values are: none, bf16, fp16"),
-        (["training.batch_size=0"], r"training.batch_size must be a positive integer, got 0"),
+        (["training.batch_size=0"], r"training.batch_size must be an integer in \[1, 2147483647\], got 0"),
         (["training.batch_size"], r"must look like section.key=value"),
     ],
 )

@@ -19,23 +19,29 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
+from ..data.toy2d import TOY_2D
 from ..losses.fp_core import MODES as FP_MODES
 from ..losses.fp_core import WEIGHTINGS as FP_WEIGHTINGS
-from ..numerics.checks import HintMismatch, check_choice, convert_to_hint
+from ..numerics.checks import Bounds, HintMismatch, check_choice, check_number, convert_to_hint
 from ..numerics.grids import GRIDS
 from ..sampling.registry import SAMPLERS
 from ..sampling.steps import CORRECTORS, PREDICTORS
 from ..sdes import CONFIG_SDES
-from .factory import CLASS_MODEL_KEYS, RUNTIME_MODEL_KEYS
+from .factory import CLASS_MODEL_KEYS, NETWORKS, RUNTIME_MODEL_KEYS
 from .resolve import ConfigLike, resolve_config
 
-__all__ = ["AMP_MODES", "FP_DIFFUSION_KEYS", "IGNORED_KEYS", "NONFINITE_POLICIES", "SAMPLING_METHODS",
+__all__ = ["AMP_MODES", "FP_DIFFUSION_KEYS", "IGNORED_KEYS", "MAX_BATCH_ELEMENTS", "MAX_MODEL_INTEGER",
+           "NONFINITE_POLICIES", "SAMPLING_METHODS",
            "SDES", "SECTIONS", "Config", "ConfigError", "DataConfig", "EvalConfig", "OptimConfig", "SamplingConfig",
            "TrainingConfig", "apply_overrides", "config_from_dict", "load_config", "section_from_dict", "validate"]
 
@@ -85,6 +91,34 @@ def _fp_diffusion_training(section: Any) -> Any:
     return out
 
 AMP_MODES = ("none", "bf16", "fp16")
+
+#: Largest number of entries of one batch (``batch_size`` times the entries of one example: C·H·W for images, 2 for
+#: the 2-D toys): 2**31 entries are 8 GiB in float32, beyond any one device; a larger batch is refused naming the key
+#: instead of failing in the allocator after the run folder is written.
+MAX_BATCH_ELEMENTS = 2**31
+#: Largest integer in the ``model`` section (widths, depths, channel multipliers, ``num_scales``): a width of 2**14
+#: already gives a layer of 2**28 weights (1 GiB in float32); the presets' largest value is 2000 (``num_scales``).
+MAX_MODEL_INTEGER = 2**14
+#: Largest magnitude of a float in the ``model`` section (the SDE's ``beta_max``, ``sigma_max``, ...): they become
+#: float32 tensors, whose range ends here.
+FLOAT32_MAX = float(torch.finfo(torch.float32).max)
+
+
+def _num(default: Any, allowed: str) -> Any:
+    """A numeric dataclass field whose allowed values ``allowed`` are written as an interval (``"(0, 1)"``, ``"[1,
+    2147483647]"``, ``"[0, 1)"``) or a one-sided bound (``"> 0"``, ``">= 1"``), kept as its metadata (a
+    :class:`~scoresde.numerics.checks.Bounds`) and checked by :func:`validate`. A numeric field without it must only
+    be finite (an integer: within int64)."""
+    side = re.fullmatch(r"(>=?)\s*(\S+)", allowed)
+    if side:
+        bounds = Bounds(low=float(side[2]) if "." in side[2] else int(side[2]), low_open=side[1] == ">")
+    else:
+        ends = re.fullmatch(r"([\[(])\s*([^,]+),\s*([^\])]+)([\])])", allowed)
+        assert ends, f"bad interval {allowed!r}"  # a typo in this file, not a user input
+        low, high = (float(v) if "." in v else int(v) for v in (ends[2], ends[3]))
+        bounds = Bounds(low=low, high=high, low_open=ends[1] == "(", high_open=ends[4] == ")")
+    return field(default=default, metadata={"bounds": bounds})
+
 NONFINITE_POLICIES = ("stop", "skip")
 SAMPLING_METHODS = tuple(SAMPLERS)  # the registry's names (scoresde.sampling.registry)
 
@@ -97,32 +131,32 @@ class TrainingConfig:
     continuous: bool = True                  # continuous-time DSM (eq. 7) vs the discrete SMLD/DDPM losses
     reduce_mean: bool = False                # mean over C·H·W instead of 0.5·sum
     likelihood_weighting: bool = False       # lambda(t) = g(t)^2
-    batch_size: int = 128                    # global batch: all ranks and all accumulation steps together
-    n_iters: int = 1300001                   # number of optimizer steps
-    snapshot_freq: int = 50000               # keep a numbered checkpoint (and a sample grid) every this many steps
-    snapshot_freq_for_preemption: int = 10000  # overwrite checkpoints/latest every this many steps
-    log_freq: int = 50                       # training-loss logging period
-    eval_freq: int = 100                     # held-out loss (EMA weights) period; 0 disables it
+    batch_size: int = _num(128, "[1, 2147483647]")  # global batch: all ranks and all accumulation steps together
+    n_iters: int = _num(1300001, ">= 1")     # number of optimizer steps
+    snapshot_freq: int = _num(50000, ">= 1")  # keep a numbered checkpoint (and a sample grid) every this many steps
+    snapshot_freq_for_preemption: int = _num(10000, ">= 1")  # overwrite checkpoints/latest every this many steps
+    log_freq: int = _num(50, ">= 1")         # training-loss logging period
+    eval_freq: int = _num(100, ">= 0")       # held-out loss (EMA weights) period; 0 disables it
     snapshot_sampling: bool = True           # sample a grid at each snapshot
-    eps: float = 1e-5                        # smallest training time of the continuous loss
-    grad_accum: int = 1                      # micro-batches per optimizer step (per rank)
+    eps: float = _num(1e-5, "(0, 1)")        # smallest training time of the continuous loss
+    grad_accum: int = _num(1, ">= 1")        # micro-batches per optimizer step (per rank)
     amp: str = "none"                        # 'none' | 'bf16' | 'fp16' autocast (fp16 uses a GradScaler)
     compile: bool = False                    # torch.compile the network
     nonfinite: str = "stop"                  # on a NaN/inf loss: 'stop' (error naming the step) or 'skip' the step
-    max_skips: int = 10                      # nonfinite='skip': stop after this many consecutive skipped steps
-    num_snapshot_samples: int = 64           # images in each snapshot grid
+    max_skips: int = _num(10, ">= 1")        # nonfinite='skip': stop after this many consecutive skipped steps
+    num_snapshot_samples: int = _num(64, ">= 1")  # images in each snapshot grid
     snapshot_sampler: str = "dpm_solver"     # sampler of the snapshot grids (a scoresde.sampling.SAMPLERS name, run
                                              # with its defaults), or 'sampling': the run's sampling section (slow:
                                              # pc at 1000 steps took 105 s for 64 images of 32x32 on a CPU)
-    snapshot_steps: int = 20                 # steps of a fixed-step snapshot_sampler (dpm_solver 20: 20 NFE)
-    num_workers: int = 0                     # DataLoader workers per rank
-    fp_alpha: float = 0.0                    # FP-Diffusion (Lai et al. 2023) weight of the vector score-FPE residual
-    fp_beta: float = 0.0                     # ... and of the scalar term; both 0 (default) disable the regulariser
+    snapshot_steps: int = _num(20, ">= 1")   # steps of a fixed-step snapshot_sampler (dpm_solver 20: 20 NFE)
+    num_workers: int = _num(0, ">= 0")       # DataLoader workers per rank
+    fp_alpha: float = _num(0.0, ">= 0")      # FP-Diffusion (Lai et al. 2023) weight of the vector score-FPE residual
+    fp_beta: float = _num(0.0, ">= 0")       # ... and of the scalar term; both 0 (default) disable the regulariser
     fp_mode: str = "both"                    # 'both' | 'vector' | 'scalar' (the original's scalar_fp both/False/True)
     fp_weighting: str = "ll"                 # vector-term time weight: 'constant' | 'convention' (g) | 'll' (g^2)
-    fp_m: float = 2.0                        # power of the per-example residual norm
-    fp_min_time: float = 0.0                 # phase space only: the regulariser skips t < fp_min_time (0.01 advised)
-    label_dropout: float = 0.0               # class-conditional models: probability that a training label becomes the
+    fp_m: float = _num(2.0, "> 0")           # power of the per-example residual norm
+    fp_min_time: float = _num(0.0, "[0, 1)")  # phase space only: the regulariser skips t < fp_min_time (0.01 advised)
+    label_dropout: float = _num(0.0, "[0, 1)")  # class-conditional models: probability that a label becomes the
                                              # null label -1 (classifier-free guidance training, Ho & Salimans 2022)
 
 
@@ -142,13 +176,18 @@ _SAMPLING_BASE: tuple[tuple[str, Any, Any], ...] = (
     ("grid", str | None, None),              # time grid (scoresde.numerics.grids.GRIDS); None: the sampler's default
     ("steps", int | None, None),             # steps of the fixed-step samplers; None: the SDE's N
 )
+#: allowed values of Score SDE's numeric sampling fields (:func:`_num`'s notation); the registry's other numeric
+#: options must be finite
+_SAMPLING_BOUNDS = {"snr": ">= 0", "n_steps_each": ">= 0", "eps": "(0, 1)", "rtol": "> 0", "atol": "> 0",
+                    "steps": ">= 1"}
 #: sampler options that are not config values (per-call inputs)
 _NOT_CONFIG = frozenset({"progress", "times"})
 
 
 def _sampling_fields() -> list[tuple[str, Any, Any]]:
     """Score SDE's fields, then every other option of every registered sampler under its config name."""
-    fields = [(name, typ, dataclasses.field(default=default)) for name, typ, default in _SAMPLING_BASE]
+    fields = [(name, typ, _num(default, _SAMPLING_BOUNDS[name]) if name in _SAMPLING_BOUNDS else
+               dataclasses.field(default=default)) for name, typ, default in _SAMPLING_BASE]
     seen = {name for name, _, _ in fields}
     for spec in SAMPLERS.values():
         defaults, types_ = spec.options(), spec.option_types()
@@ -186,9 +225,9 @@ class EvalConfig:
 
     begin_ckpt: int = 9
     end_ckpt: int = 26
-    batch_size: int = 1024
+    batch_size: int = _num(1024, "[1, 2147483647]")
     enable_sampling: bool = False
-    num_samples: int = 50000
+    num_samples: int = _num(50000, ">= 0")
     enable_loss: bool = True
     enable_bpd: bool = False
     bpd_dataset: str = "test"
@@ -199,8 +238,8 @@ class DataConfig:
     """``data`` section: the original keys plus where the files are."""
 
     dataset: str = "CIFAR10"                 # CIFAR10 | CELEBA | CelebAHQ | FFHQ | LSUN | digits | folder | 2-D toys
-    image_size: int = 32
-    num_channels: int = 3
+    image_size: int = _num(32, ">= 1")
+    num_channels: int = _num(3, ">= 1")
     random_flip: bool = True
     centered: bool = False                   # model range [-1, 1] instead of [0, 1]
     uniform_dequantization: bool = False
@@ -216,11 +255,11 @@ class OptimConfig:
     """``optim`` section, with the original semantics (linear warm-up of the learning rate, global-norm clip)."""
 
     optimizer: str = "Adam"
-    lr: float = 2e-4
-    beta1: float = 0.9
-    eps: float = 1e-8
-    weight_decay: float = 0.0
-    warmup: int = 5000                       # steps of linear learning-rate warm-up; 0 disables it
+    lr: float = _num(2e-4, "> 0")
+    beta1: float = _num(0.9, "[0, 1)")
+    eps: float = _num(1e-8, "> 0")
+    weight_decay: float = _num(0.0, ">= 0")
+    warmup: int = _num(5000, ">= 0")         # steps of linear learning-rate warm-up; 0 disables it
     grad_clip: float = 1.0                   # max global gradient norm; negative disables clipping
     amsgrad: bool = False
 
@@ -235,7 +274,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: dict[str, Any] = field(default_factory=dict)
     optim: OptimConfig = field(default_factory=OptimConfig)
-    seed: int = 42
+    seed: int = _num(42, "[0, 9223372036854775807]")  # torch.manual_seed's int64 range
 
     def to_dict(self) -> dict[str, Any]:
         """Nested plain dicts (JSON-ready), in the original layout."""
@@ -303,34 +342,82 @@ def _check_sampler_fields(s: Any) -> None:
 
 
 def _check_classes(cfg: Config) -> None:
-    """``training.label_dropout`` in ``[0, 1)``, and nonzero only for a class-conditional model
+    """``training.label_dropout`` (in ``[0, 1)``: its field's bounds) nonzero only for a class-conditional model
     (``model.num_classes`` > 0; the network builder checks ``num_classes`` and ``null_label`` themselves)."""
     p = cfg.training.label_dropout
-    if not 0 <= p < 1:
-        raise ConfigError(f"training.label_dropout must lie in [0, 1), got {p}")
     num_classes = cfg.model.get("num_classes", 0)
     if p and not (isinstance(num_classes, (int, float)) and num_classes > 0):
         raise ConfigError(f"training.label_dropout={p} needs a class-conditional model (model.num_classes > 0), got "
                           f"model.num_classes={num_classes!r}")
 
 
+def _check_numbers(cfg: Config) -> None:
+    """Every numeric field of every section (and ``seed``) within its declared bounds (:func:`_num`; a field without
+    them: finite, an integer within int64), each refusal naming the key and what is allowed."""
+    for name, section in [*((name, getattr(cfg, name)) for name in SECTIONS), ("", cfg)]:
+        for f in dataclasses.fields(section):
+            value = getattr(section, f.name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                check_number(f"{name}.{f.name}" if name else f.name, value, f.metadata.get("bounds", Bounds()),
+                             error=ConfigError)
+
+
+def _check_batch_sizes(cfg: Config) -> None:
+    """A training micro-batch (``batch_size / grad_accum`` examples) holds at most :data:`MAX_BATCH_ELEMENTS` entries
+    (an example: 2 entries for the 2-D toys, C·H·W for images). ``eval.batch_size`` is not limited: the original
+    1024x1024 configs evaluate 1024 images per batch."""
+    d, t = cfg.data, cfg.training
+    toy = d.dataset in TOY_2D
+    example = 2 if toy else d.num_channels * d.image_size**2
+    shape = "" if toy else f" with data.num_channels={d.num_channels} and data.image_size={d.image_size}"
+    batch = -(-t.batch_size // t.grad_accum)
+    if batch * example > MAX_BATCH_ELEMENTS:
+        per = f" and training.grad_accum={t.grad_accum}" if t.grad_accum > 1 else ""
+        raise ConfigError(f"training.batch_size={t.batch_size}{shape}{per} gives micro-batches of {batch} x {example} "
+                          f"= {batch * example:.3g} entries; the limit is 2**31 entries (8 GiB in float32, "
+                          "scoresde.config.schema.MAX_BATCH_ELEMENTS): use a smaller batch or a larger "
+                          "training.grad_accum")
+
+
+def _integer_hint(hint: Any) -> bool:
+    """Whether a constructor annotation takes integers: ``int``, ``int | None``, ``tuple[int, ...]``."""
+    if hint is int:
+        return True
+    args = typing.get_args(hint)
+    return typing.get_origin(hint) in (typing.Union, types.UnionType, tuple, Sequence) and any(map(_integer_hint, args))
+
+
+def _check_model_numbers(model: dict[str, Any]) -> None:
+    """The numbers of the ``model`` section (read by the network builder and the SDE, which check their meaning):
+    a float finite and within float32 (:data:`FLOAT32_MAX`), an integer (or a number where the network's constructor
+    takes an integer: ``model.hidden=1e8``) within +-:data:`MAX_MODEL_INTEGER`; lists item by item."""
+    builder = NETWORKS.get(model.get("name"))  # a bound from_config: its class's constructor annotations
+    net = getattr(builder, "__self__", None)
+    hints = typing.get_type_hints(net.__init__) if isinstance(net, type) else {}
+    for key, value in model.items():
+        for item in value if isinstance(value, (list, tuple)) else (value,):
+            if isinstance(item, bool) or not isinstance(item, (int, float)):
+                continue
+            integer = isinstance(item, int) or (_integer_hint(hints.get(key)) and float(item).is_integer())
+            item = int(item) if integer and math.isfinite(item) else item
+            limit = MAX_MODEL_INTEGER if integer else FLOAT32_MAX
+            check_number(f"model.{key}", item, Bounds(low=-limit, high=limit), error=ConfigError)
+
+
 def validate(cfg: Config) -> Config:
-    """Check the values that the types alone do not (choices, ranges); return ``cfg``."""
+    """Check the values that the types alone do not (choices, ranges: each numeric field's declared bounds, the batch
+    and model sizes); return ``cfg``."""
     t, s, d, o = cfg.training, cfg.sampling, cfg.data, cfg.optim
+    _check_numbers(cfg)
+    _check_batch_sizes(cfg)
+    _check_model_numbers(cfg.model)
     check_choice("training.sde", t.sde.lower(), SDES, error=ConfigError)
     t.sde = t.sde.lower()
     check_choice("training.amp", t.amp, AMP_MODES, error=ConfigError)
     check_choice("training.nonfinite", t.nonfinite, NONFINITE_POLICIES, error=ConfigError)
     check_choice("training.snapshot_sampler", t.snapshot_sampler, (*SAMPLING_METHODS, "sampling"), error=ConfigError)
-    if t.snapshot_steps < 1:
-        raise ConfigError(f"training.snapshot_steps must be a positive integer, got {t.snapshot_steps}")
     check_choice("training.fp_mode", t.fp_mode, FP_MODES, error=ConfigError)
     check_choice("training.fp_weighting", t.fp_weighting, FP_WEIGHTINGS, error=ConfigError)
-    if not 0 <= t.fp_min_time < 1:
-        raise ConfigError(f"training.fp_min_time must lie in [0, 1), got {t.fp_min_time}")
-    if t.fp_alpha < 0 or t.fp_beta < 0 or not t.fp_m > 0:
-        raise ConfigError(f"training.fp_alpha ({t.fp_alpha}) and training.fp_beta ({t.fp_beta}) must be >= 0 "
-                          f"and training.fp_m ({t.fp_m}) positive")
     _check_classes(cfg)
     check_choice("sampling.method", s.method, SAMPLING_METHODS, error=ConfigError)
     check_choice("sampling.predictor", s.predictor, tuple(PREDICTORS), error=ConfigError)  # before a run is written
@@ -338,24 +425,7 @@ def validate(cfg: Config) -> Config:
     _check_sampler_fields(s)
     if s.grid is not None:
         check_choice("sampling.grid", s.grid, tuple(GRIDS), error=ConfigError)
-    if s.steps is not None and s.steps < 1:
-        raise ConfigError(f"config key sampling.steps must be a positive integer or null, got {s.steps}")
     check_choice("optim.optimizer", o.optimizer, ("Adam",), error=ConfigError)
-    for path, value in (("training.batch_size", t.batch_size), ("training.n_iters", t.n_iters),
-                        ("training.grad_accum", t.grad_accum), ("training.snapshot_freq", t.snapshot_freq),
-                        ("training.snapshot_freq_for_preemption", t.snapshot_freq_for_preemption),
-                        ("training.log_freq", t.log_freq), ("training.max_skips", t.max_skips),
-                        ("data.image_size", d.image_size),
-                        ("data.num_channels", d.num_channels), ("training.num_snapshot_samples",
-                                                                t.num_snapshot_samples)):
-        if value < 1:
-            raise ConfigError(f"config key {path} must be a positive integer, got {value}")
-    if t.eval_freq < 0 or o.warmup < 0 or t.num_workers < 0:
-        raise ConfigError("training.eval_freq, optim.warmup and training.num_workers must be >= 0")
-    if not (0 < t.eps < 1) or not (0 < s.eps < 1):
-        raise ConfigError(f"training.eps ({t.eps}) and sampling.eps ({s.eps}) must lie in (0, 1)")
-    if not o.lr > 0:
-        raise ConfigError(f"config key optim.lr must be positive, got {o.lr}")
     if d.channels is not None and d.channels != d.num_channels:
         raise ConfigError(f"data.channels ({d.channels}) must equal data.num_channels ({d.num_channels})")
     if "name" not in cfg.model:

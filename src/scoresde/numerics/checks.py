@@ -3,7 +3,10 @@
 * :func:`check_choice`: a value from a fixed set (``unknown <name> <value>; valid values are: a, b``);
 * :func:`check_count`: a positive integer (``<name> must be a positive integer, got ...``);
 * :func:`check_flag`: a bool, never a truthy string (``<name> must be true or false, got ...``);
-* :func:`check_class_labels`: class labels of a batch; :func:`check_tensor`: a tensor argument;
+* :func:`check_class_labels`: class labels of a batch; :func:`check_tensor`: a tensor argument (optionally
+  non-empty and finite, naming the first bad index);
+* :class:`Bounds` / :func:`check_number`: a number that must be finite and lie in an interval (config fields carry
+  their ``Bounds`` as field metadata);
 * :func:`convert_to_hint`: a config value read as its annotated type (the callers word the refusal).
 
 Each takes ``error=``, the exception class to raise (a ``ValueError`` subclass such as the config's ``ConfigError``),
@@ -13,9 +16,11 @@ so that every layer refuses bad input with the same words.
 from __future__ import annotations
 
 import collections.abc
+import math
 import types
 import typing
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -54,11 +59,26 @@ def check_flag(name: str, value: Any, *, error: type[ValueError] = ValueError) -
 DATA_TENSOR = "a tensor of data (batch first)"
 
 
-def check_tensor(name: str, value: Any, what: str = "a tensor") -> Any:
+def check_tensor(name: str, value: Any, what: str = "a tensor", *, finite: bool = False,
+                 nonempty: bool = False) -> Any:
     """``value`` if it is a tensor, else ``TypeError``: ``<name> must be <what>, got <type>`` (the entry points' check
-    of their data arguments, before any shape is read)."""
+    of their data arguments, before any shape is read).
+
+    With ``nonempty`` a tensor without entries (a 0-row batch) is a ``ValueError``; with ``finite`` a NaN or infinite
+    entry is a ``ValueError`` naming the first one's index (``x_T has a non-finite entry nan at index (3, 0); it must
+    be finite``): one NaN would otherwise spread to every sample through batch-wide quantities (the Langevin step
+    size) or stop an adaptive ODE solver with a step-size underflow. Integer tensors are always finite."""
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"{name} must be {what}, got {type(value).__name__}")
+    if nonempty and value.numel() == 0:
+        raise ValueError(f"{name} must hold at least one entry (a batch of at least one example), got shape "
+                         f"{tuple(value.shape)}")
+    if finite and (value.is_floating_point() or value.is_complex()):
+        bad = ~torch.isfinite(value.detach())
+        if bool(bad.any()):
+            index = tuple(int(i) for i in torch.nonzero(bad)[0])
+            entry = value.detach()[index].item()
+            raise ValueError(f"{name} has a non-finite entry {entry} at index {index}; it must be finite")
     return value
 
 
@@ -81,6 +101,60 @@ def check_class_labels(labels: Any, batch_size: int, num_classes: int | None, *,
         if lo < low or (num_classes is not None and hi >= num_classes):
             raise ValueError(f"class_labels must be {allowed}, got label {lo if lo < low else hi}")
     return labels.long()
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The allowed values of a number: finite (unless ``finite=False``) and in the interval from ``low`` to ``high``
+    (``None``: unbounded on that side; ``low_open``/``high_open`` exclude the end). Declared next to a config field
+    as its metadata (``field(default=..., metadata={"bounds": Bounds(low=0, low_open=True)})``) and checked by
+    :func:`check_number`."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    finite: bool = True
+
+    def describe(self, integer: bool = False) -> str:
+        """The allowed values in words: ``a positive integer``, ``an integer in [1, 2147483647]``, ``a finite
+        number > 0``, ``a finite number in [0, 1)``."""
+        if integer and self.high is None and self.low == 1 and not self.low_open:
+            return "a positive integer"
+        kind = "an integer" if integer else "a finite number" if self.finite else "a number"
+        show = str if integer else (lambda v: f"{v:g}")
+        if self.low is not None and self.high is not None:
+            return (f"{kind} in {'(' if self.low_open else '['}{show(self.low)}, {show(self.high)}"
+                    f"{')' if self.high_open else ']'}")
+        if self.low is not None:
+            return f"{kind} {'>' if self.low_open else '>='} {show(self.low)}"
+        if self.high is not None:
+            return f"{kind} {'<' if self.high_open else '<='} {show(self.high)}"
+        return kind
+
+    def contains(self, value: float) -> bool:
+        """Whether ``value`` is allowed."""
+        if math.isnan(value) or (self.finite and math.isinf(value)):
+            return False
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
+
+
+#: the range of an integer option: torch stores integers (seeds, sizes, counts) as int64
+INT64_RANGE = (-(2**63), 2**63 - 1)
+
+
+def check_number(name: str, value: Any, bounds: Bounds = Bounds(), *, error: type[ValueError] = ValueError) -> Any:
+    """``value`` if it is a number (not a bool) allowed by ``bounds``, else ``error``: ``<name> must be <allowed>,
+    got <value>`` (``optim.lr must be a finite number > 0, got inf``). An ``int`` is described as an integer and must
+    also lie in :data:`INT64_RANGE` (``seed=1e23`` would otherwise fail inside torch without naming the key)."""
+    integer = isinstance(value, int)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not bounds.contains(value):
+        raise error(f"{name} must be {bounds.describe(integer)}, got {value!r}")
+    if integer and not INT64_RANGE[0] <= value <= INT64_RANGE[1]:
+        raise error(f"{name} must be {bounds.describe(integer)} in the int64 range [-2**63, 2**63 - 1], got {value!r}")
+    return value
 
 
 class HintMismatch(ValueError):
