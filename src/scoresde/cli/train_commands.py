@@ -4,10 +4,11 @@ configs`` (the presets that ``train --config`` accepts)."""
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from ..config import apply_overrides, config_from_dict, describe_preset, list_presets, load_config
-from ..training import Trainer
+from ..training import Trainer, TrainingInterrupted
 from .command_table import COMMAND_HELP
 from .common import add_common, positive_int, saved_config
 
@@ -65,7 +66,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         elif args.init_from:
             print(f"--init-from {args.init_from} ignored: {workdir} has checkpoints, resuming the fine-tuning run")
         print(f"{'resuming' if resumed else 'starting'} at step {trainer.step} of {cfg.training.n_iters} in {workdir}")
-    last = trainer.train(max_steps=args.max_steps)
+    try:
+        last = trainer.train(max_steps=args.max_steps)
+    except TrainingInterrupted as stop:  # SIGTERM/SIGINT: a pre-emption checkpoint was written at stop.step
+        if trainer.env.is_main:
+            print(f"scoresde train: {stop}: run the same command to continue", file=sys.stderr)
+        return stop.exit_code
     if trainer.env.is_main:
         summary = ", ".join(f"{k}={v:.4g}" for k, v in last.items())
         print(f"stopped at step {trainer.step}: {summary}; checkpoints in {workdir / 'checkpoints'}")

@@ -5,7 +5,10 @@ Configs are :mod:`scoresde.config`'s (:func:`scoresde.config.load_config`); the 
 """
 
 from .ema import EMA
+from .lock import WorkdirLock, WorkdirLockedError
+from .signals import TrainingInterrupted
 from .state import find_resumable
 from .trainer import CompileError, NonFiniteLossError, Trainer
 
-__all__ = ["EMA", "CompileError", "NonFiniteLossError", "Trainer", "find_resumable"]
+__all__ = ["EMA", "CompileError", "NonFiniteLossError", "Trainer", "TrainingInterrupted", "WorkdirLock",
+           "WorkdirLockedError", "find_resumable"]

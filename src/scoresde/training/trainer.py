@@ -12,8 +12,12 @@ A class-conditional model (``model.num_classes`` > 0) trains on the dataset's la
 ``cond={"class_labels": y}``; with ``training.label_dropout = p`` each label becomes the null label ``-1`` with
 probability ``p`` (classifier-free guidance training, Ho & Salimans 2022).
 
-Rank 0 logs (progress bar, TensorBoard, ``metrics.jsonl``), evaluates, samples snapshots and writes atomic
-checkpoints; a non-finite loss stops the run with an error naming the step (or skips it, per config).
+Rank 0 logs (progress bar, TensorBoard, ``metrics.jsonl``: :mod:`~scoresde.training.metrics_log`), evaluates,
+samples snapshots and writes atomic checkpoints; a non-finite loss stops the run with an error naming the step and
+the checkpoint a resume starts from (:mod:`~scoresde.training.divergence`), or skips the step
+(``training.nonfinite=skip``, at most ``training.max_skips`` in a row). While training, rank 0 holds a lock on the
+workdir (:mod:`~scoresde.training.lock`), and ``SIGTERM``/``SIGINT`` stop the run at the next step boundary after a
+pre-emption checkpoint (:mod:`~scoresde.training.signals`).
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ import contextlib
 import copy
 import json
 import math
+import signal
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +36,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..checkpoint.run import checkpoint_dir, list_checkpoints, save_training_checkpoint
+from ..checkpoint.run import list_checkpoints, save_training_checkpoint
 from ..config import Config, ConfigError, config_from_dict
 from ..data import inverse_data_scaler, preprocess
 from ..data.image_grid import save_image_grid
@@ -42,8 +48,12 @@ from ..sampling import SAMPLERS, sample
 from .build import build_model, build_optimizer, check_objective, compute_loss
 from .data import StepBatchSampler, build_dataset, check_dataset_labels, global_batch_indices, make_loader
 from .distributed import DistEnv, init_distributed
+from .divergence import divergence_message, set_aside_diverged
 from .ema import EMA
+from .lock import WorkdirLock
+from .metrics_log import append_metrics, truncate_metrics
 from .plots import scatter_panels
+from .signals import StopSignals, TrainingInterrupted
 from .state import find_resumable, read_init_weights
 
 
@@ -111,6 +121,10 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.env.device.type, enabled=cfg.training.amp == "fp16")
         self.step = 0
         self.skipped_steps = 0
+        self.consecutive_skips = 0  # non-finite steps skipped in a row just before this step
+        self._window: list[float] = []  # losses of the steps since the last log line (carried by checkpoints)
+        self._saved: tuple[int, Path | None] = (-1, None)  # (step, path) of the newest checkpoint written
+        self._lock = WorkdirLock(self.workdir) if self.env.is_main else None  # taken by resume/init_from/train
         self.last_snapshot: tuple[int, Tensor] | None = None  # (step, samples) of the newest snapshot grid
         self._periodic_s = 0.0  # evaluation/checkpoint/snapshot seconds of the current log window (not training)
         self.train_model = self._wrap_for_training()
@@ -127,9 +141,16 @@ class Trainer:
         return self.model.with_net(net)
 
     def resume(self) -> bool:
-        """Load the newest valid checkpoint of the workdir, if any; returns whether one was found."""
+        """Load the newest valid checkpoint of the workdir, if any; returns whether one was found. Takes the workdir
+        lock (:class:`~scoresde.training.lock.WorkdirLockedError` if another process trains it) and cuts
+        ``metrics.jsonl`` back to the checkpoint's step, so that no record is duplicated when those steps are
+        trained again."""
+        self._acquire_lock()
         state = find_resumable(self.workdir, map_location=self.env.device)
+        metrics = self.workdir / "metrics.jsonl"
         if state is None:
+            if self.env.is_main:
+                truncate_metrics(metrics, 0)
             return False
         self.model.net.load_state_dict(state.model_state)
         self.ema.load_full_state_dict(state.ema_state, num_updates=int(state.trainer_state["ema_num_updates"]))
@@ -138,7 +159,20 @@ class Trainer:
             self.scaler.load_state_dict(state.trainer_state["scaler"])
         self.step = state.step
         self.skipped_steps = int(state.trainer_state.get("skipped_steps", 0))
+        self.consecutive_skips = int(state.trainer_state.get("consecutive_skips", 0))
+        self._window = [float(v) for v in state.trainer_state.get("loss_window", [])]
+        if self.env.is_main:
+            truncate_metrics(metrics, self.step, drop_train_at_step=bool(self._window))
         return True
+
+    def _acquire_lock(self) -> None:
+        if self._lock is not None:
+            self._lock.acquire()
+
+    def release_lock(self) -> None:
+        """Release the workdir lock (:meth:`train` does on return; for a :meth:`resume` not followed by it)."""
+        if self._lock is not None:
+            self._lock.release()
 
     def init_from(self, source: str | Path) -> str:
         """Start a fine-tuning run from another run's weights (``scoresde train --init-from``); returns what was
@@ -150,6 +184,7 @@ class Trainer:
         fine-tuning. Only for a run that has not started: a workdir with checkpoints resumes instead, so the same
         command line continues an interrupted fine-tuning run. The source is recorded in ``init_from.json``.
         """
+        self._acquire_lock()
         if self.step != 0 or list_checkpoints(self.workdir):
             raise ValueError(f"{self.workdir} already has checkpoints: resume it instead of --init-from")
         init = read_init_weights(source, self.model.net, map_location=self.env.device)
@@ -238,6 +273,7 @@ class Trainer:
         mean_loss = float(self.env.mean(total))
         if not math.isfinite(mean_loss):
             return self._nonfinite(mean_loss)
+        self.consecutive_skips = 0
         self.scaler.unscale_(self.optimizer)
         if self.cfg.optim.grad_clip >= 0:
             torch.nn.utils.clip_grad_norm_(self.model.net.parameters(), max_norm=self.cfg.optim.grad_clip)
@@ -270,14 +306,25 @@ class Trainer:
         return cond
 
     def _nonfinite(self, value: float) -> float:
-        if self.cfg.training.nonfinite == "skip":
+        """Skip the step (``training.nonfinite=skip``, fewer than ``training.max_skips`` skipped in a row: a warning
+        names it) or stop: set aside the checkpoints whose weights gave non-finite losses and raise
+        :class:`NonFiniteLossError` naming the one a resume starts from (:mod:`~scoresde.training.divergence`)."""
+        t = self.cfg.training
+        if t.nonfinite == "skip" and self.consecutive_skips < t.max_skips:
             self.optimizer.zero_grad(set_to_none=True)
             self.skipped_steps += 1
+            self.consecutive_skips += 1
+            if self.env.is_main:
+                warnings.warn(f"non-finite training loss {value} at step {self.step}: step skipped "
+                              f"({self.consecutive_skips} in a row; training.max_skips={t.max_skips} allowed)",
+                              stacklevel=3)
             self.step += 1
             return value
-        raise NonFiniteLossError(f"non-finite training loss {value} at step {self.step}; stopping (the last good "
-                                 f"checkpoint is kept in {checkpoint_dir(self.workdir)}; set "
-                                 "training.nonfinite=skip to skip such steps)")
+        kept, moved = None, []
+        if self.env.is_main:  # the weights of every checkpoint since the first skipped step give this loss
+            kept, moved = set_aside_diverged(self.workdir, self.step - self.consecutive_skips)
+        self.env.barrier()
+        raise NonFiniteLossError(divergence_message(value, self.step, self.consecutive_skips, t.max_skips, kept, moved))
 
     # ---- evaluation, snapshots, checkpoints -------------------------------------------------------------------
     def ema_model(self) -> ScoreModel:
@@ -344,23 +391,26 @@ class Trainer:
 
     def save_checkpoint(self, numbered: bool) -> None:
         """Write ``checkpoint_<step>`` (if ``numbered``) or ``preempt_<step>`` atomically (rank 0 only)."""
+        path = None
         if self.env.is_main:
-            save_training_checkpoint(
+            path = save_training_checkpoint(
                 self.workdir, self.step, kind="checkpoint" if numbered else "preempt", net=self.model.net,
                 ema_state=self.ema.full_state_dict(self.model.net), optimizer=self.optimizer,
                 config=self.cfg.to_dict(),
                 trainer_state={"ema_num_updates": self.ema.num_updates, "ema_decay": self.ema.decay,
                                "scaler": self.scaler.state_dict(), "skipped_steps": self.skipped_steps,
+                               "consecutive_skips": self.consecutive_skips, "loss_window": list(self._window),
                                "world_size": self.env.world_size})
+        self._saved = (self.step, path)
         self.env.barrier()
 
     # ---- logging ----------------------------------------------------------------------------------------------
     def log(self, scalars: dict[str, float]) -> None:
-        """Append scalars to ``metrics.jsonl`` and TensorBoard (rank 0)."""
+        """Append scalars to ``metrics.jsonl`` (strict JSON: ``null`` for a non-finite value) and TensorBoard
+        (rank 0)."""
         if not self.env.is_main:
             return
-        with open(self.workdir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps({"step": self.step, **scalars}) + "\n")
+        append_metrics(self.workdir / "metrics.jsonl", self.step, scalars)
         if self._writer is None:
             from torch.utils.tensorboard import SummaryWriter  # deferred: start-up time (tensorboard is heavy)
 
@@ -384,7 +434,22 @@ class Trainer:
                 micro, labels = [], []
 
     def train(self, max_steps: int | None = None) -> dict[str, float]:
-        """Run from the current step to ``training.n_iters`` (or ``max_steps`` more steps); returns last scalars."""
+        """Run from the current step to ``training.n_iters`` (or ``max_steps`` more steps); returns last scalars.
+
+        Holds the workdir lock until it returns. On ``SIGTERM``/``SIGINT`` it finishes the current step, writes a
+        pre-emption checkpoint at the step reached and raises
+        :class:`~scoresde.training.signals.TrainingInterrupted` (a second signal exits at once)."""
+        self._acquire_lock()
+        try:
+            with StopSignals() as signals:
+                return self._train_loop(max_steps, signals)
+        finally:
+            self.release_lock()
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
+
+    def _train_loop(self, max_steps: int | None, signals: StopSignals) -> dict[str, float]:
         t = self.cfg.training
         if self.env.is_main:
             prepare_workdir(self.workdir, self.cfg)
@@ -392,36 +457,60 @@ class Trainer:
         end = t.n_iters if max_steps is None else min(t.n_iters, self.step + max_steps)
         bar = tqdm(total=end, initial=self.step, desc="training", disable=not (self.progress and self.env.is_main))
         last: dict[str, float] = {}
-        window, tic = [], time.perf_counter()
+        timed, tic = 0, time.perf_counter()  # steps and start of this process's part of the log window
         self._periodic_s = 0.0
         for micro, labels in self._batches():
             if self.step >= end:
                 break
             conds = [{"class_labels": y} for y in labels] if self.num_classes else None
-            loss = self.train_step(micro, conds)
-            window.append(loss)
+            self._window.append(self.train_step(micro, conds))
+            timed += 1
             bar.update(1)
             if self.step % t.log_freq == 0:
-                last = self._log_window(window, tic)
+                last = self._log_window(timed, tic)
                 bar.set_postfix(loss=f"{last['train/loss']:.4f}")
-                window, tic, self._periodic_s = [], time.perf_counter(), 0.0
+                timed, tic, self._periodic_s = 0, time.perf_counter(), 0.0
             since = time.perf_counter()
             self._periodic()
             self._periodic_s += time.perf_counter() - since
-        if window:  # the steps since the last log line
-            last = self._log_window(window, tic)
+            signum = self._stop_signal(signals)
+            if signum is not None and self.step < end:
+                bar.close()
+                raise TrainingInterrupted(signum, self.step, self._preempt())
+        if self._window and timed:  # the steps since the last log line
+            last = self._log_window(timed, tic)
         bar.close()
-        if self._writer is not None:
-            self._writer.close()
         return last
 
-    def _log_window(self, losses: list[float], since: float) -> dict[str, float]:
-        """Log the mean loss of ``losses`` and their steps per second: the wall time since ``since`` (data loading
+    def _stop_signal(self, signals: StopSignals) -> int | None:
+        """The stop signal received by this rank, or under DDP by any rank (``SIGTERM`` for the others), else
+        ``None``: every rank stops at the same step boundary."""
+        received = signals.received
+        if self.env.world_size > 1:
+            anyone = float(self.env.mean(torch.tensor(float(received or 0), device=self.env.device))) > 0
+            return (received or int(signal.SIGTERM)) if anyone else None
+        return received
+
+    def _preempt(self) -> Path | None:
+        """Write a pre-emption checkpoint at the current step unless one was just written; return its path (rank
+        0; ``None`` elsewhere)."""
+        if self._saved[0] != self.step:
+            self.save_checkpoint(numbered=False)
+        return self._saved[1]
+
+    def _log_window(self, timed: int, since: float) -> dict[str, float]:
+        """Log the mean finite loss of the steps since the last log line (those before a resume included: the
+        checkpoint carries them), the number of skipped non-finite steps among them (``train/skipped``, only when
+        nonzero), and the steps per second of the last ``timed`` steps: the wall time since ``since`` (data loading
         included) less the evaluation, checkpoint and snapshot time of the window (``_periodic_s``)."""
         training_s = time.perf_counter() - since - self._periodic_s
-        scalars = {"train/loss": sum(losses) / len(losses),
-                   "train/steps_per_s": len(losses) / training_s,
+        finite = [v for v in self._window if math.isfinite(v)]
+        scalars = {"train/loss": sum(finite) / len(finite) if finite else math.nan,
+                   "train/steps_per_s": timed / training_s,
                    "train/lr": self.optimizer.param_groups[0]["lr"]}
+        if len(finite) < len(self._window):
+            scalars["train/skipped"] = len(self._window) - len(finite)
+        self._window = []
         self.log(scalars)
         return scalars
 
@@ -450,8 +539,8 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 RESUMABLE_CHANGES = frozenset({"training.n_iters", "training.log_freq", "training.eval_freq", "training.snapshot_freq",
                                "training.snapshot_freq_for_preemption", "training.snapshot_sampling",
                                "training.num_workers", "training.num_snapshot_samples", "training.snapshot_sampler",
-                               "training.snapshot_steps", "model.checkpointing",
-                               "model.channels_last"})
+                               "training.snapshot_steps", "training.nonfinite", "training.max_skips",
+                               "model.checkpointing", "model.channels_last"})
 #: config sections a resumed run may change freely: they choose how snapshots are sampled and how the run is
 #: evaluated, not what is trained
 RESUMABLE_SECTIONS = ("sampling", "eval")
