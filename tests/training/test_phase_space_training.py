@@ -93,7 +93,7 @@ def test_dsm_momentum_is_a_global_step_seeded_draw(tmp_path) -> None:
 
 def test_a_run_folder_from_before_a_new_option_still_resumes(tmp_path) -> None:
     from scoresde.config import ConfigError
-    from scoresde.training.trainer import check_workdir_config
+    from scoresde.training.workdir import check_workdir_config
 
     over = ["training.n_iters=2", "training.snapshot_sampling=false", "training.eval_freq=0",
             "training.snapshot_freq=2", "model.hidden=16", "model.depth=1"]
