@@ -149,7 +149,7 @@ def test_stderr_reflects_the_randomness(trace: str, dequantization: str, n_probe
         (torch.tensor([[0.0, 1.2]]), {}, r"levels must lie in \[0, 255\] for bits=8, got \[0, 306\]"),
         (torch.tensor([[0.0, 0.5 / 255]]), {}, r"levels k/255 in \[0, 1\] \(a value is 0.5 levels off"),
         (torch.tensor([[0.3, 0.7]]), {}, "pass the integer pixel values instead"),
-        (torch.tensor([[0.0, float("nan")]]), {}, "NaN or infinite"),
+        (torch.tensor([[0.0, float("nan")]]), {}, r"x has a non-finite entry nan at index \(0, 1\); it must be finite"),
     ],
 )
 def test_bad_inputs_are_refused(x, kwargs: dict, match: str) -> None:

@@ -70,6 +70,8 @@ def _run(method: str, model: DiffusionModel, x_obs: Tensor, mask: Tensor, rotate
     z = sde.prior_sampling(state_shape, generator, dtype=dtype, device=device)
     x, nfe, diagnostics = spec(model, obs, z, cond=cond, generator=generator, progress=progress, **options)
     x = obs.finish(x)
+    if rotate is None:  # the observed entries bit for bit (finish's arithmetic turns -0.0 into 0.0)
+        x = torch.where(mask.bool(), x_obs, x)
     if return_info:
         return x, InverseInfo(method=method, nfe=nfe, options={**spec.options(), **options}, diagnostics=diagnostics)
     return x
@@ -109,8 +111,9 @@ def inpaint(
     Two forms, as :func:`scoresde.sample`: ``inpaint(sde, score_fn, x_obs, mask, ...)`` and ``inpaint(model, x_obs,
     mask, ...)`` with a model adapter. ``x_obs`` has the data shape ``(B, C, ...)`` (values under ``mask == 0`` are
     ignored); ``mask`` (1 = observed, 0 = to fill in, bool or float) broadcasts to it. The returned data have exactly
-    ``x_obs``'s values where ``mask == 1``. On phase-space SDEs (CLD, PSLD) the observation constrains the position; the
-    momentum is sampled.
+    ``x_obs``'s values where ``mask == 1`` (bit for bit; they must be finite: a ``ValueError`` names the first that is
+    not); entries under ``mask == 0`` are never read, so NaN may mark them. On phase-space SDEs (CLD, PSLD) the
+    observation constrains the position; the momentum is sampled.
 
     Methods (:data:`INVERSE_METHODS`; options by keyword, an unknown one is a ``ValueError`` naming the valid ones):
 
@@ -138,10 +141,13 @@ def inpaint(
         progress: show a progress bar.
     """
     model, (x_obs, mask) = model_and_arguments(sde, score_fn, x_obs, mask)
-    x_obs = check_tensor("x_obs", x_obs)
+    x_obs = check_tensor("x_obs", x_obs, nonempty=True)
     if x_obs.dim() < 2:
         raise ValueError(f"x_obs must have the data shape with the batch first, (B, C, ...), got {tuple(x_obs.shape)}")
     mask = _check_mask(mask, x_obs)
+    # the observed entries must be finite; the others are ignored (set to 0, so that a NaN there reaches no sample)
+    observed = mask.bool().expand(x_obs.shape)
+    x_obs = check_tensor("x_obs", torch.where(observed, x_obs, torch.zeros((), dtype=x_obs.dtype)), finite=True)
     return _run(method, model, x_obs, mask, None, generator=generator, device=device, dtype=dtype, cond=cond,
                 return_info=return_info, progress=progress, options=options)
 
@@ -170,7 +176,7 @@ def colorize(
     channel mean up to rounding (the rotation is applied in floating point).
     """
     model, (gray,) = model_and_arguments(sde, score_fn, gray)
-    gray = check_tensor("gray", gray)
+    gray = check_tensor("gray", gray, nonempty=True, finite=True)
     if gray.dim() < 2 or gray.shape[1] < 2:
         raise ValueError(f"gray must have shape (B, C, ...) with C >= 2 channels (repeat the grey channel), got "
                          f"{tuple(gray.shape)}")

@@ -275,7 +275,7 @@ def log_likelihood(
     """
     model, (x,) = model_and_arguments(sde, score_fn, x)
     sde = model.sde
-    x = check_tensor("x", x, DATA_TENSOR)
+    x = check_tensor("x", x, DATA_TENSOR, nonempty=True, finite=True)
     estimator = _check_trace(trace, n_probes)
     augment = sde.has_auxiliary and not x_is_state
     if estimator == "exact" and n_probes != 1 and not augment:
@@ -329,13 +329,12 @@ def _stderr(values: Tensor, random: bool) -> Tensor:
 
 
 def _to_integer_levels(x: Tensor, bits: int) -> Tensor:
-    """Integer levels ``k in {0, ..., 2^bits - 1}`` from an integer tensor or a float tensor ``k / (2^bits - 1)``."""
+    """Integer levels ``k in {0, ..., 2^bits - 1}`` from an integer tensor or a finite float tensor ``k / (2^bits - 1)``
+    (:func:`bits_per_dim` refuses non-finite data first)."""
     levels = 2**bits - 1
     if not x.is_floating_point():
         k = x.to(torch.int64)
     else:
-        if not torch.isfinite(x).all():
-            raise ValueError("data for bits_per_dim contain NaN or infinite values")
         scaled = x.to(torch.float64) * levels
         k = torch.round(scaled)
         # Off-grid by more than the rounding error of x's dtype (at least 1e-3 of a level, at most 1/4): not levels.
@@ -411,7 +410,7 @@ def bits_per_dim(
     """
     model, (x,) = model_and_arguments(sde, score_fn, x)
     sde = model.sde
-    x = check_tensor("x", x, DATA_TENSOR)
+    x = check_tensor("x", x, DATA_TENSOR, nonempty=True, finite=True)
     if dequantization not in DEQUANTIZATIONS:
         raise ValueError(f"unknown dequantization {dequantization!r}; valid values are: {', '.join(DEQUANTIZATIONS)}")
     estimator = _check_trace(trace, n_probes)

@@ -100,7 +100,7 @@ def sample(
         raise ValueError(f"sampler {sampler!r} takes no callback (it has no fixed steps)")
     spec.check_options(options)
     if x_T is not None:
-        check_tensor("x_T", x_T)
+        check_tensor("x_T", x_T, nonempty=True, finite=True)  # one NaN would spread to all samples (Langevin)
         if shape is not None and tuple(x_T.shape) != sde.state_shape(_check_shape(shape)):
             raise ValueError(f"x_T has shape {tuple(x_T.shape)}, but the state of data shape {tuple(shape)} has "
                              f"shape {sde.state_shape(shape)}")

@@ -74,7 +74,7 @@ def encode(
     :func:`scoresde.log_likelihood`, which integrates the same ODE with the divergence.
     """
     model, (x,) = model_and_arguments(sde, score_fn, x)
-    check_tensor("x", x, DATA_TENSOR)
+    check_tensor("x", x, DATA_TENSOR, nonempty=True, finite=True)
     sde = model.sde
     check_eps(eps, sde)
     check_choice("ODE method", method, ADAPTIVE_METHODS)
