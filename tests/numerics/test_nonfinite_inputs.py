@@ -45,6 +45,7 @@ CALLS = {
     "bits_per_dim": ("x", lambda x: scoresde.bits_per_dim(SDE, SCORE, x, data_range=(-1.0, 1.0))),
     "encode": ("x", lambda x: scoresde.encode(SDE, SCORE, x)),
     "inpaint": ("x_obs", lambda x: scoresde.inpaint(SDE, SCORE, x, torch.ones_like(x), steps=3)),
+    "inpaint_smc": ("x_obs", lambda x: scoresde.inpaint(SDE, SCORE, x, torch.ones_like(x), method="smc", steps=3)),
     "colorize": ("gray", lambda x: scoresde.colorize(SDE, SCORE, x, steps=3)),
 }
 
