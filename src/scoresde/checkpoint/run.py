@@ -72,7 +72,10 @@ def list_checkpoints(workdir: str | Path) -> list[tuple[int, str, Path]]:
 
 
 def _process_running(pid: int) -> bool:
-    """Whether process ``pid`` exists on this machine (signal 0 probes without sending anything)."""
+    """Whether process ``pid`` exists on this machine (signal 0 probes without sending anything); ``True`` where
+    that cannot be asked (not POSIX: Windows' ``os.kill`` would end the process), leaving the age rule."""
+    if os.name != "posix":
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
