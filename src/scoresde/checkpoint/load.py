@@ -32,8 +32,10 @@ def load_checkpoint(
     ``path`` is one of:
 
     * a run folder (``scoresde train``/``import --workdir``): its newest checkpoint that loads, among
-      ``checkpoints/checkpoint_<step>/`` and ``checkpoints/preempt_<step>/``; a truncated or torn one is skipped with
-      a warning naming it;
+      ``checkpoints/checkpoint_<step>/`` and ``checkpoints/preempt_<step>/``; a truncated, bit-flipped or torn one
+      (every file is checked against the sha256 its checkpoint recorded) is skipped with one
+      :class:`~scoresde.checkpoint.errors.SkippedCheckpointWarning` naming it and why
+      (:func:`~scoresde.checkpoint.run.load_run`, which every ``scoresde`` command that reads a run uses too);
     * one scoresde checkpoint directory (the config is stored in it);
     * an original Score SDE ``.pth`` file (:func:`~scoresde.checkpoint.load_score_sde_checkpoint`), which needs
       ``config``;
