@@ -171,7 +171,7 @@ DIGITS_SMALL = ["model.nf=16", "model.ch_mult=[1, 2]", "model.num_res_blocks=1",
 
 def test_channels_last_is_a_config_field_that_keeps_the_scores(tmp_path) -> None:
     from scoresde.checkpoint import load_checkpoint, save_checkpoint
-    from scoresde.training.trainer import check_workdir_config, prepare_workdir
+    from scoresde.training.workdir import check_workdir_config, prepare_workdir
 
     torch.manual_seed(0)
     plain = _perturbed(build_score_model(load_config("digits/vp_ddpmpp", DIGITS_SMALL).to_dict()).net)

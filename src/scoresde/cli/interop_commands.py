@@ -25,7 +25,7 @@ from ..checkpoint.run import is_run_folder, save_training_checkpoint
 from ..config import apply_overrides, build_network, config_from_dict, resolve_config
 from ..sdes import VESDE, VPSDE, DiscreteVPSDE, SubVPSDE
 from ..training.build import build_optimizer
-from ..training.trainer import prepare_workdir
+from ..training.workdir import prepare_workdir
 from .command_table import COMMAND_HELP
 from .common import add_step, load_run_model
 

@@ -71,10 +71,8 @@ def read_init_weights(source: str | Path, net: nn.Module, map_location: str | to
         if checkpoint_dir(path).is_dir():
             if not list_checkpoints(path):
                 raise FileNotFoundError(f"--init-from {path}: the run folder has no checkpoints")
-            found = newest_loadable(path, lambda p: (p, load_training_state(p, map_location)))
-            if found is None:
-                raise IncompatibleCheckpointError(f"--init-from {path}: none of the run folder's checkpoints loads")
-            path, state = found
+            # newest_loadable raises one line naming each checkpoint when none loads
+            path, state = newest_loadable(path, lambda p: (p, load_training_state(p, map_location)))
         else:
             state = load_training_state(path, map_location)
         model_sd, ema_sd, step = state.model_state, state.ema_state, state.step

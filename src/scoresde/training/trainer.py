@@ -140,7 +140,8 @@ class Trainer:
         return self.model.with_net(net)
 
     def resume(self) -> bool:
-        """Load the newest valid checkpoint of the workdir, if any; returns whether one was found. Takes the workdir
+        """Load the newest valid checkpoint of the workdir, if any; returns whether one was found (a workdir whose
+        checkpoints all fail to load is one error line naming each and why, not a fresh start). Takes the workdir
         lock (:class:`~scoresde.training.lock.WorkdirLockedError` if another process trains it) and cuts
         ``metrics.jsonl`` back to the checkpoint's step, so that no record is duplicated when those steps are
         trained again."""
