@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import collections
 import functools
 import json
 import os
+import pickle
 import re
 from pathlib import Path
 
@@ -131,10 +133,52 @@ def test_loading_never_executes_code_from_the_file(tmp_path: Path) -> None:
     marker = tmp_path / "executed"
     path = tmp_path / "evil.pth"
     torch.save({"model": {}, "payload": _Payload(marker)}, path)
-    with pytest.raises(UnsafeCheckpointError, match=r"refused by torch.load\(weights_only=True\), nothing in it was "
-                                                    r"executed: it contains code-executing globals"):
+    with pytest.raises(UnsafeCheckpointError, match=r"refused by torch.load\(weights_only=True\), nothing in it "
+                                                    r"was executed: it contains code-executing globals "
+                                                    r"\(__builtin__\.getattr"):
         load_score_sde_checkpoint(path, _config("ncsn"))
     assert not marker.exists()
+
+
+class _Call:
+    """Unpickling this calls ``fn(*args)``: a shell command, ``exec`` of Python code."""
+
+    def __init__(self, fn, *args) -> None:
+        self.fn, self.args = fn, args
+
+    def __reduce__(self):
+        return (self.fn, self.args)
+
+
+@pytest.mark.parametrize("form", ["zip", "pickle", "pickle-protocol-0"])
+@pytest.mark.parametrize(("fn", "name"), [(os.system, f"{os.name}.system"), (exec, "exec")])
+def test_every_code_executing_global_is_unsafe_in_every_format(tmp_path: Path, form: str, fn, name: str) -> None:
+    """os.system (posix.system / nt.system) and builtins.exec in torch.save's zip, a plain pickle (protocol 4, which
+    torch's weights-only reader cannot even parse) and a protocol-0 pickle (no PROTO opcode to sniff) are all
+    UnsafeCheckpointError naming the global (the issue: os.system was 'not a torch checkpoint'); nothing runs."""
+    from scoresde.checkpoint import load_weights_only
+
+    marker = tmp_path / "executed"
+    payload = {"model": {}, "payload": _Call(fn, f"touch {marker}" if fn is os.system else
+                                            f"open({str(marker)!r}, 'w').close()")}
+    path = tmp_path / "evil.pth"
+    if form == "zip":
+        torch.save(payload, path)
+    else:
+        with open(path, "wb") as handle:
+            pickle.dump(payload, handle, protocol=0 if form == "pickle-protocol-0" else 4)
+    with pytest.raises(UnsafeCheckpointError, match=rf"code-executing globals \([\w.]*{name}\)") as info:
+        load_weights_only(path)
+    assert "\n" not in str(info.value)
+    assert not marker.exists()
+
+
+def test_pickle_globals_reads_names_without_running_them() -> None:
+    from scoresde.checkpoint.files import pickle_globals
+
+    data = pickle.dumps({"a": collections.OrderedDict(), "b": _Call(os.system, "true")}, protocol=4)
+    assert pickle_globals(data) == ["collections.OrderedDict", f"{os.name}.system"]
+    assert pickle_globals(b"not a pickle") is None
 
 
 # ---- scoresde's format ------------------------------------------------------------------------------------

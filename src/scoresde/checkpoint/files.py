@@ -13,6 +13,7 @@ one of (all :class:`~scoresde.checkpoint.errors.IncompatibleCheckpointError`, he
 from __future__ import annotations
 
 import pickle
+import pickletools
 import re
 import zipfile
 from pathlib import Path
@@ -55,13 +56,78 @@ def _first_line(err: BaseException) -> str:
         err, EOFError) else "")
 
 
+#: globals a checkpoint of tensors and plain values may name (torch's own rebuild functions, storages and dtypes are
+#: every ``torch.*``); any other global is code the unpickler would call, so the file is refused as unsafe
+_DATA_GLOBALS = {"collections.OrderedDict", "_codecs.encode", "builtins.set", "builtins.frozenset", "builtins.slice",
+                 "builtins.complex", "builtins.bytearray"}
+_STRING_OPS = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "STRING", "BINSTRING", "SHORT_BINSTRING"}
+#: bytes of a pickle scanned for its globals (a legacy torch.save pickle keeps tensor data after the pickle)
+SCAN_LIMIT = 1 << 26
+
+
+def pickle_globals(data: bytes) -> list[str] | None:
+    """The ``module.name`` globals a pickle stream names (``GLOBAL``/``INST``, and ``STACK_GLOBAL`` from the strings
+    pushed or memoised before it), read with :mod:`pickletools` without executing anything; ``None`` where ``data``
+    does not start with a pickle stream."""
+    names: list[str] = []
+    recent: list[Any] = []  # the last pushed values that matter: strings (or None for anything else)
+    memo: dict[Any, Any] = {}
+    try:
+        for op, arg, _ in pickletools.genops(data):
+            if op.name in ("GLOBAL", "INST"):
+                names.append(str(arg).replace(" ", "."))
+                recent.append(None)
+            elif op.name == "STACK_GLOBAL":
+                module, name = recent[-2:] if len(recent) >= 2 else (None, None)
+                names.append(f"{module}.{name}" if isinstance(module, str) and isinstance(name, str) else "?")
+                recent.append(None)
+            elif op.name in ("MEMOIZE", "BINPUT", "LONG_BINPUT", "PUT"):
+                memo[len(memo) if op.name == "MEMOIZE" else arg] = recent[-1] if recent else None
+                continue
+            else:
+                recent.append(memo.get(arg) if op.name in ("BINGET", "LONG_BINGET", "GET")
+                              else arg if op.name in _STRING_OPS else None)
+                del recent[:-4]
+            if op.name == "STOP":
+                return names
+    except (ValueError, IndexError, KeyError, TypeError, UnicodeDecodeError):
+        return None
+    return None
+
+
+def _unsafe_globals(path: Path, kind: str) -> list[str]:
+    """The globals of the file's pickle that are not data (:data:`_DATA_GLOBALS`, ``torch.*``): code-executing."""
+    try:
+        if kind == "zip":
+            with zipfile.ZipFile(path) as archive:
+                member = next(n for n in archive.namelist() if n.endswith("data.pkl"))
+                data = archive.open(member).read(SCAN_LIMIT)
+        else:
+            with open(path, "rb") as handle:
+                data = handle.read(SCAN_LIMIT)
+    except (OSError, zipfile.BadZipFile, StopIteration):
+        return []
+    names = pickle_globals(data) or []
+    return [n for n in dict.fromkeys(names) if not (n.startswith("torch.") or n in _DATA_GLOBALS)]
+
+
+def _unsafe(path: Path, names: list[str], err: BaseException | None) -> UnsafeCheckpointError:
+    error = UnsafeCheckpointError(
+        f"{path}: refused by torch.load(weights_only=True), nothing in it was executed: it contains code-executing "
+        f"globals ({', '.join(names)}). "
+        "Checkpoints of the Score SDE and PSLD code hold only tensors and plain values; re-save just those entries "
+        "from a trusted copy")
+    error.__cause__ = err
+    return error
+
+
 def _refusal(err: pickle.UnpicklingError) -> str | None:
     """The ``Unsupported global: GLOBAL x`` part of a weights-only refusal, or None for any other refusal."""
     texts = [str(err), str(err.__context__ or "")]
     for text in texts:
-        match = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+        match = re.search(r"Unsupported global: GLOBAL ([\w.]+)|unsupported GLOBAL ([\w.]+) whose module", text)
         if match:
-            return match.group(1)
+            return match.group(1) or match.group(2)
     return None
 
 
@@ -88,6 +154,9 @@ def load_weights_only(path: str | Path, map_location: str | torch.device = "cpu"
         raise NotACheckpointError(f"{path} is not a torch checkpoint but a safetensors file: load scoresde's own "
                                   "checkpoints by their directory or run folder")
     if kind == "unknown":
+        unsafe = _unsafe_globals(path, kind)  # a protocol-0/1 pickle has no PROTO opcode to sniff
+        if unsafe:
+            raise _unsafe(path, unsafe, None)
         raise NotACheckpointError(f"{path} is not a checkpoint (not a torch/zip/pickle file)")
     if kind == "zip":
         try:
@@ -101,11 +170,9 @@ def load_weights_only(path: str | Path, map_location: str | torch.device = "cpu"
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         name = _refusal(err)
-        if name is not None:
-            raise UnsafeCheckpointError(
-                f"{path}: refused by torch.load(weights_only=True), nothing in it was executed: it contains "
-                f"code-executing globals ({name}). Checkpoints of the Score SDE and PSLD code hold only tensors and "
-                "plain values; re-save just those entries from a trusted copy") from err
+        unsafe = _unsafe_globals(path, kind) or ([name] if name is not None else [])
+        if unsafe:
+            raise _unsafe(path, unsafe, err) from err
         if kind == "pickle" and "truncated" in str(err).lower():
             raise CorruptCheckpointError(f"{path} is truncated or corrupt: {_first_line(err)}") from err
         detail = _first_line(err.__context__) if err.__context__ is not None else _first_line(err)
