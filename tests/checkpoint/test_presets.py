@@ -181,3 +181,24 @@ def test_parse_config_refuses_code(tmp_path: Path, body: str, message: str) -> N
     with pytest.raises(ValueError, match=message):
         parse_config_source(body, "evil.py")
     assert not (tmp_path / "pwned").exists()
+
+
+def test_config_files_importing_each_other_are_one_line(tmp_path: Path) -> None:
+    """A configs/*.py file that imports itself, or two that import each other, was a RecursionError of 3007 lines:
+    now one ValueError naming the cycle; a file that is not Python is one line naming file and line."""
+    root = tmp_path / "configs"
+    (root / "ve").mkdir(parents=True)
+    loop = "from configs.default_{0}_configs import get_default_configs\n" \
+           "def get_default_configs():\n  config = get_default_configs()\n  return config\n"
+    (root / "default_a_configs.py").write_text(loop.format("b"))
+    (root / "default_b_configs.py").write_text(loop.format("a"))
+    path = root / "ve" / "uses_a.py"
+    path.write_text("from configs.default_a_configs import get_default_configs\n"
+                    "def get_config():\n  config = get_default_configs()\n  return config\n")
+    with pytest.raises(ValueError, match=r"import each other in a cycle: default_a_configs.py -> "
+                                         r"default_b_configs.py -> default_a_configs.py") as info:
+        parse_config_file(path)
+    assert "\n" not in str(info.value)
+    (root / "ve" / "broken.py").write_text("def get_config(:\n  pass\n")
+    with pytest.raises(ValueError, match=r"broken.py:1: not a Python file that can be parsed"):
+        parse_config_file(root / "ve" / "broken.py")

@@ -108,14 +108,19 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _import_defaults(stmt: ast.ImportFrom, config_root: Path | None, filename: str) -> dict[str, Any]:
+def _import_defaults(stmt: ast.ImportFrom, config_root: Path | None, filename: str,
+                     chain: tuple[str, ...]) -> dict[str, Any]:
     module = (stmt.module or "").split(".")[-1]
     names = {alias.asname or alias.name: alias.name for alias in stmt.names}
     if any(name not in _ENTRY_POINTS for name in names.values()):
         raise ValueError(f"{filename}:{stmt.lineno}: unsupported import from {stmt.module}: {list(names.values())}")
     source = config_root / f"{module}.py" if config_root is not None else None
     if source is not None and source.is_file():
-        defaults = parse_config_source(source.read_text(), str(source), config_root)
+        key = str(source.resolve())
+        if key in chain:  # a file importing itself, directly or through others: one line, not a RecursionError
+            cycle = " -> ".join(Path(f).name for f in (*chain[chain.index(key):], key))
+            raise ValueError(f"{filename}:{stmt.lineno}: config files import each other in a cycle: {cycle}")
+        defaults = _parse(source.read_text(), str(source), config_root, (*chain, key))
     elif module in DEFAULTS:
         defaults = copy.deepcopy(DEFAULTS[module])
     else:
@@ -126,16 +131,25 @@ def _import_defaults(stmt: ast.ImportFrom, config_root: Path | None, filename: s
 def parse_config_source(source: str, filename: str = "<config>", config_root: Path | None = None) -> dict[str, Any]:
     """The config that ``get_config()`` of a Score SDE config file's ``source`` would return, as nested dicts.
 
-    ``config_root`` is the ``configs/`` folder used to resolve ``from configs.<module> import ...``.
+    ``config_root`` is the ``configs/`` folder used to resolve ``from configs.<module> import ...``; files that
+    import each other in a cycle are one ``ValueError`` naming the cycle, a syntax error one naming file and line.
     """
-    tree = ast.parse(source, filename=filename)
+    return _parse(source, filename, config_root, (str(Path(filename).resolve()),))
+
+
+def _parse(source: str, filename: str, config_root: Path | None, chain: tuple[str, ...]) -> dict[str, Any]:
+    """:func:`parse_config_source` with ``chain``, the resolved paths of the files whose imports led here."""
+    try:
+        tree = ast.parse(source, filename=filename)
+    except SyntaxError as err:
+        raise ValueError(f"{filename}:{err.lineno}: not a Python file that can be parsed ({err.msg})") from None
     defaults: dict[str, Any] = {}
     functions: dict[str, ast.FunctionDef] = {}
     for stmt in tree.body:
         if isinstance(stmt, ast.Import):
             continue  # ml_collections / torch: not needed by the evaluator
         if isinstance(stmt, ast.ImportFrom):
-            defaults.update(_import_defaults(stmt, config_root, filename))
+            defaults.update(_import_defaults(stmt, config_root, filename, chain))
         elif isinstance(stmt, ast.FunctionDef) and stmt.name in _ENTRY_POINTS:
             functions[stmt.name] = stmt
         elif isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
