@@ -191,6 +191,23 @@ def test_mismatched_weights_name_the_keys(tmp_path):
         scoresde.load_diffusers(tmp_path, sde=VPSDE())
 
 
+@pytest.mark.parametrize("damage", ["header", "truncated"])
+def test_a_corrupt_weights_file_is_one_line_naming_it(tmp_path, damage):
+    """A corrupt safetensors header (or a truncated file) in a diffusers folder was a 23-line traceback that did not
+    name the file (issue 22)."""
+    ddpm_unet().save_pretrained(tmp_path)
+    path = tmp_path / "diffusion_pytorch_model.safetensors"
+    data = bytearray(path.read_bytes())
+    if damage == "header":
+        data[8:12] = b"\xff\xfe{["
+    else:
+        del data[len(data) // 2:]
+    path.write_bytes(bytes(data))
+    with pytest.raises(scoresde.checkpoint.CorruptCheckpointError, match=rf"^{path} is truncated or corrupt: ") as e:
+        scoresde.load_diffusers(tmp_path, sde=VPSDE())
+    assert "\n" not in str(e.value)
+
+
 def test_sde_argument_with_a_scheduler_is_refused(tmp_path):
     diffusers.DDPMPipeline(unet=ddpm_unet(), scheduler=diffusers.DDPMScheduler()).save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="has a scheduler config, which fixes the SDE"):

@@ -19,11 +19,14 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import safetensors
+import safetensors.torch
 import torch
+from torch import Tensor
 
 from .errors import CorruptCheckpointError, NotACheckpointError, UnsafeCheckpointError
 
-__all__ = ["load_weights_only", "sniff_format"]
+__all__ = ["load_safetensors", "load_weights_only", "safetensors_error", "sniff_format"]
 
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 #: messages of torch's zip reader for damaged archives
@@ -184,3 +187,18 @@ def load_weights_only(path: str | Path, map_location: str | torch.device = "cpu"
         raise CorruptCheckpointError(f"{path} is truncated or corrupt: {_first_line(err)}") from err
     except (EOFError, OSError, KeyError) as err:
         raise CorruptCheckpointError(f"{path} is truncated or corrupt: {_first_line(err)}") from err
+
+
+def safetensors_error(path: str | Path, err: Exception) -> CorruptCheckpointError:
+    """The one-line :class:`CorruptCheckpointError` for a safetensors file that cannot be read, naming it."""
+    text = str(err).strip().splitlines()
+    return CorruptCheckpointError(f"{path} is truncated or corrupt: {text[0] if text else type(err).__name__}")
+
+
+def load_safetensors(path: str | Path, device: str | torch.device = "cpu") -> dict[str, Tensor]:
+    """``safetensors.torch.load_file`` with a truncated or corrupt file (header, length, dtype) reported as one
+    :class:`CorruptCheckpointError` line naming the file, instead of the library's traceback."""
+    try:
+        return safetensors.torch.load_file(str(path), device=str(device))
+    except (safetensors.SafetensorError, OSError) as err:
+        raise safetensors_error(path, err) from err

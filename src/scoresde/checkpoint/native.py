@@ -42,7 +42,7 @@ from torch import Tensor, nn
 from ..config import ConfigLike, build_network, build_score_model, resolve_config
 from ..models import DiffusionModel, PhaseSpaceScoreModel, ScoreModel
 from .errors import CorruptCheckpointError, IncompatibleCheckpointError
-from .files import load_weights_only
+from .files import load_safetensors, load_weights_only, safetensors_error
 from .loaded import loaded_model
 from .original import original_state_dicts, read_original_checkpoint
 from .state_dict import checkpoint_key_map, load_state_dict
@@ -236,18 +236,13 @@ def verify_files(directory: str | Path, meta: Mapping[str, Any] | None = None) -
                                          f"{_meta_path(directory).name} recorded (a torn or damaged checkpoint)")
 
 
-def _safetensors_error(path: Path, err: Exception) -> CorruptCheckpointError:
-    text = str(err).strip().splitlines()
-    return CorruptCheckpointError(f"{path} is truncated or corrupt: {text[0] if text else type(err).__name__}")
-
-
 def _check_step(path: Path, step: int) -> None:
     """Refuse a tensor file whose recorded step (read from its header only) is not ``step``."""
     try:
         with safetensors.safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
     except (safetensors.SafetensorError, OSError) as err:
-        raise _safetensors_error(path, err) from err
+        raise safetensors_error(path, err) from err
     if metadata.get("step") != str(step):
         raise IncompatibleCheckpointError(
             f"{path} is from step {metadata.get('step')} but {_meta_path(path.parent).name} says step {step}: the "
@@ -256,10 +251,7 @@ def _check_step(path: Path, step: int) -> None:
 
 def _read_tensors(path: Path, step: int, map_location: str | torch.device) -> dict[str, Tensor]:
     _check_step(path, step)
-    try:
-        return safetensors.torch.load_file(str(path), device=str(map_location))
-    except (safetensors.SafetensorError, OSError) as err:
-        raise _safetensors_error(path, err) from err
+    return load_safetensors(path, map_location)
 
 
 def load_training_state(directory: str | Path, map_location: str | torch.device = "cpu") -> TrainingState:

@@ -13,11 +13,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor
 
 from ..errors import IncompatibleCheckpointError
-from ..files import load_weights_only
+from ..files import load_safetensors, load_weights_only
 
 __all__ = [
     "EXPORT_DIFFUSERS_VERSION",
@@ -83,11 +83,11 @@ def _read_weights(folder: Path) -> dict[str, Tensor]:
     index = folder / (WEIGHTS_SAFETENSORS + ".index.json")
     if safetensors_file.is_file() or index.is_file():
         if safetensors_file.is_file():
-            return load_file(str(safetensors_file))
+            return load_safetensors(safetensors_file)
         shards = sorted(set(_read_json(index).get("weight_map", {}).values()))
         weights: dict[str, Tensor] = {}
         for shard in shards:
-            weights.update(load_file(str(folder / shard)))
+            weights.update(load_safetensors(folder / shard))
         return weights
     if bin_file.is_file():
         state = load_weights_only(bin_file)
