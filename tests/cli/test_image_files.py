@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from scoresde.cli.image_files import read_images, read_mask, save_images
 
@@ -63,3 +64,26 @@ def test_written_arrays_are_channels_last_and_read_back(tmp_path) -> None:
     path = save_images(x, tmp_path / "out.npy", nrow=2)
     assert np.load(path).shape == (2, 8, 6, 3)
     assert torch.equal(read_images(path, (3, 8, 6)), x)
+
+
+@pytest.mark.parametrize(("name", "content", "kind"), [
+    ("bad.png", b"hello, not an image\n", "an image"),
+    ("cut.png", None, "an image"),
+    ("bad.npy", b"x", "a numpy array"),
+    ("obj.npy", "pickled", "a numpy array"),
+    ("bad.npz", b"PK\x03\x04 broken", "a numpy array"),
+])
+def test_unreadable_image_and_mask_files_are_one_line(tmp_path, name, content, kind) -> None:
+    """--image/--mask files that PIL or numpy cannot read were 16-38-line tracebacks (issue 22)."""
+    path = tmp_path / name
+    if content is None:  # a truncated PNG
+        Image.fromarray(np.zeros((16, 16), dtype=np.uint8)).save(path)
+        path.write_bytes(path.read_bytes()[:30])
+    elif content == "pickled":
+        np.save(path, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    else:
+        path.write_bytes(content)
+    readers = [read_images] + ([read_mask] if path.suffix != ".npz" else [])
+    for reader in readers:
+        with pytest.raises(ValueError, match=rf"^{path} cannot be read as {kind} \(.+\)$"):
+            reader(str(path), (1, 16, 16))

@@ -115,3 +115,36 @@ def test_image_folder_without_labels(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"dataset folder: 1 of 6 examples have no label"):
         check_dataset_labels(ds, 10, "folder")
 
+
+
+@pytest.mark.parametrize(("label", "message"), [
+    (0.7, r"labels\[2\] = \[\"00000/img00000002.png\", 0.7\] must be \[file name, integer label >= 0\]"),
+    (True, r"labels\[2\] = \[\"00000/img00000002.png\", true\] must be"),
+    (-3, r"labels\[2\] = \[\"00000/img00000002.png\", -3\] must be"),
+    ("4", r"labels\[2\] = \[\"00000/img00000002.png\", \"4\"\] must be"),
+])
+def test_bad_labels_name_the_file_and_the_entry(tmp_path: Path, label, message) -> None:
+    """A float label was silently truncated (0.7 -> 0) and a boolean accepted (issue 22): one line naming
+    dataset.json and the entry."""
+    _write_edm_folder(tmp_path, [1] * 6)
+    meta = json.loads((tmp_path / "dataset.json").read_text())
+    meta["labels"][2][1] = label
+    (tmp_path / "dataset.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=rf"^{tmp_path}/dataset.json: {message}") as info:
+        ImageFolderDataset(tmp_path)
+    assert "\n" not in str(info.value)
+    (tmp_path / "dataset.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"dataset.json is not valid JSON"):
+        ImageFolderDataset(tmp_path)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "text"])
+def test_an_unreadable_image_is_one_line_naming_it(tmp_path: Path, damage: str) -> None:
+    """A truncated PNG or a text file named .png crashed training with a 54-line traceback without the file."""
+    names = _write_edm_folder(tmp_path, [1] * 6)
+    bad = tmp_path / names[4]
+    bad.write_bytes(bad.read_bytes()[:40] if damage == "truncated" else b"hello, not an image\n")
+    ds = ImageFolderDataset(tmp_path)
+    assert int(ds[3][0][0, 0, 0]) == 120  # the others still read
+    with pytest.raises(ValueError, match=rf"^image {tmp_path}/{names[4]} cannot be read \(.+\): replace or remove"):
+        ds[4]

@@ -13,6 +13,7 @@ one image; a channels-first array ``(N, C, H, W)`` or ``(C, H, W)`` is refused w
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -72,17 +73,35 @@ def channels_last_to_first(arr: np.ndarray, shape: tuple[int, int, int], source:
                      f"channel(s); {expected}")
 
 
+def _unreadable(path: Path, kind: str, err: BaseException) -> ValueError:
+    """One line for a file that PIL or numpy cannot read (truncated, another format, pickled objects)."""
+    detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return ValueError(f"{path} cannot be read as {kind} ({detail})")
+
+
+def _open_grey_or_rgb(path: Path, mode: str) -> np.ndarray:
+    """The pixels of an image file converted to PIL ``mode`` (``"L"``/``"RGB"``), or one line naming the file."""
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert(mode), dtype=np.uint8)
+    except (OSError, SyntaxError, ValueError) as err:  # PIL: not an image, truncated, bad header
+        raise _unreadable(path, "an image", err) from None
+
+
 def _load_array(path: Path) -> np.ndarray:
     """The array of a ``.npy`` file, or of an ``.npz``: its ``samples`` (what ``scoresde sample`` writes) or its only
     array."""
-    if path.suffix.lower() == ".npy":
-        return np.load(path, allow_pickle=False)
-    with np.load(path, allow_pickle=False) as archive:
-        names = list(archive.files)
-        if "samples" in names:
-            return archive["samples"]
-        if len(names) == 1:
-            return archive[names[0]]
+    try:
+        if path.suffix.lower() == ".npy":
+            return np.load(path, allow_pickle=False)
+        with np.load(path, allow_pickle=False) as archive:
+            names = list(archive.files)
+            if "samples" in names:
+                return archive["samples"]
+            if len(names) == 1:
+                return archive[names[0]]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:  # not numpy, truncated, pickled objects
+        raise _unreadable(path, "a numpy array", err) from None
     raise ValueError(f"{path}: an .npz of images holds an array 'samples' (as `scoresde sample` writes) or a single "
                      f"array; it has {names}")
 
@@ -97,11 +116,10 @@ def read_images(path: str | Path, shape: tuple[int, int, int]) -> Tensor:
         raise FileNotFoundError(f"image file {path} does not exist")
     c, h, w = shape
     if path.suffix.lower() in _IMAGE_SUFFIXES:
-        with Image.open(path) as im:
-            arr = np.asarray(im.convert("L" if c == 1 else "RGB"), dtype=np.uint8)
+        arr = _open_grey_or_rgb(path, "L" if c == 1 else "RGB")
         arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
         if arr.shape[0] != c:  # channels other than 1 and 3: the grey value in every channel
-            arr = np.repeat(np.asarray(Image.open(path).convert("L"), dtype=np.uint8)[None], c, axis=0)
+            arr = np.repeat(_open_grey_or_rgb(path, "L")[None], c, axis=0)
         if tuple(arr.shape[1:]) != (h, w):
             raise ValueError(f"{path} is an image of {arr.shape[2]}x{arr.shape[1]} pixels; this run's images are "
                              f"{w}x{h}")
@@ -141,13 +159,12 @@ def read_mask(spec: str, shape: tuple[int, int, int]) -> Tensor:
     if not path.is_file():
         raise FileNotFoundError(f"mask file {path} does not exist")
     if path.suffix.lower() == ".npy":
-        arr = channels_last_to_first(np.load(path, allow_pickle=False), shape, f"--mask {path}")
+        arr = channels_last_to_first(_load_array(path), shape, f"--mask {path}")
         mask = torch.from_numpy(np.ascontiguousarray(arr).astype(np.float32))
         if not bool(((mask == 0) | (mask == 1)).all()):
             raise ValueError(f"{path}: a mask holds only 0 (to fill in) and 1 (observed)")
         return mask
-    with Image.open(path) as im:
-        mask = torch.from_numpy((np.asarray(im.convert("L")) > 127).astype(np.float32))
+    mask = torch.from_numpy((_open_grey_or_rgb(path, "L") > 127).astype(np.float32))
     return mask.reshape(1, 1, *mask.shape)
 
 

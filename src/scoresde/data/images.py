@@ -214,19 +214,38 @@ class ImageFolderDataset(Dataset):
         names = set(self._list_all())
         if "dataset.json" not in names:
             return None
-        meta = json.loads(self._read_bytes("dataset.json"))
-        labels = meta.get("labels")
+        where = f"{self.path}/dataset.json"
+        try:
+            meta = json.loads(self._read_bytes("dataset.json"))
+        except (ValueError, UnicodeDecodeError) as err:
+            raise ValueError(f"{where} is not valid JSON ({str(err).splitlines()[0]})") from None
+        labels = meta.get("labels") if isinstance(meta, dict) else None
         if labels is None:
             return None
-        return {str(name).replace("\\", "/"): int(label) for name, label in labels}
+        if not isinstance(labels, list):
+            raise ValueError(f"{where}: 'labels' must be a list of [file name, integer label] pairs, got "
+                             f"{type(labels).__name__}")
+        out = {}
+        for i, entry in enumerate(labels):
+            ok = isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str)
+            label = entry[1] if ok else None
+            if not ok or isinstance(label, bool) or not isinstance(label, int) or label < 0:
+                raise ValueError(f"{where}: labels[{i}] = {json.dumps(entry)} must be [file name, integer label >= 0]"
+                                 " (EDM's dataset.json)")
+            out[entry[0].replace("\\", "/")] = label
+        return out
 
     def _load(self, index: int) -> Tensor:
         name = self.files[index]
-        with Image.open(io.BytesIO(self._read_bytes(name))) as im:
-            im = im.convert("RGB" if self.channels == 3 else "L")
-            if self.resolution is not None:
-                im = center_crop_resize(im, self.resolution)
-            arr = np.asarray(im, dtype=np.uint8)
+        try:
+            with Image.open(io.BytesIO(self._read_bytes(name))) as im:
+                im = im.convert("RGB" if self.channels == 3 else "L")
+                if self.resolution is not None:
+                    im = center_crop_resize(im, self.resolution)
+                arr = np.asarray(im, dtype=np.uint8)
+        except (OSError, SyntaxError, ValueError, zipfile.BadZipFile) as err:  # PIL: truncated, not an image
+            detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise ValueError(f"image {self.path}/{name} cannot be read ({detail}): replace or remove it") from None
         arr = arr[:, :, None] if arr.ndim == 2 else arr
         image = torch.from_numpy(arr.copy()).permute(2, 0, 1)
         if index and tuple(image.shape) != self._shape:
