@@ -87,3 +87,29 @@ def test_unreadable_image_and_mask_files_are_one_line(tmp_path, name, content, k
     for reader in readers:
         with pytest.raises(ValueError, match=rf"^{path} cannot be read as {kind} \(.+\)$"):
             reader(str(path), (1, 16, 16))
+
+
+def test_an_output_folder_that_cannot_be_written_is_one_line_before_any_work(tmp_path) -> None:
+    """sample/likelihood did all the work before the write failed (issue 22): check_out probes the folder first."""
+    import os
+
+    from scoresde.cli.common import check_out
+
+    assert check_out(tmp_path / "new" / "x.png", (".png",)) == tmp_path / "new" / "x.png"  # created, writable
+    assert not [p for p in (tmp_path / "new").iterdir()]  # the probe left nothing
+    locked = tmp_path / "ro"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):  # root ignores permissions: a path under a file cannot be created instead
+            blocker = tmp_path / "file"
+            blocker.write_text("")
+            target = blocker / "x.png"
+        else:
+            target = locked / "x.png"
+        with pytest.raises(ValueError, match=rf"^cannot write {target}: "):
+            check_out(target, (".png",))
+    finally:
+        locked.chmod(0o700)
+    with pytest.raises(ValueError, match=r"--out must end in \.png, got 'x\.jpg'"):
+        check_out(tmp_path / "x.jpg", (".png",))

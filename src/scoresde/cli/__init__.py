@@ -59,7 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             warnings.showwarning = lambda message, category, *_, **__: print(
                 f"scoresde {args.command}: warning: {message}", file=sys.stderr)
             return args.func(args)
-    except (ValueError, FileNotFoundError, FloatingPointError, TypeError, ImportError) as err:
+    except (ValueError, OSError, FloatingPointError, TypeError, ImportError) as err:
+        # OSError: storage faults (disk full, file too large, read-only, permission) are one line naming the path
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
         print(f"scoresde {args.command}: error: {message}", file=sys.stderr)
         return 3 if isinstance(err, FloatingPointError) else 2

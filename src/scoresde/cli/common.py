@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -95,11 +96,19 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                         "default: its unconditional (null-label) model")
 
 
-def check_out(path: str, suffixes: tuple[str, ...]) -> Path:
-    """``--out`` as a path, checked before any work: its suffix must be one of ``suffixes``."""
+def check_out(path: str | Path, suffixes: tuple[str, ...], what: str = "--out") -> Path:
+    """An output path, checked before any work: its suffix must be one of ``suffixes`` and its folder writable
+    (created if missing, probed with a temporary file): a read-only, missing or full location is one line naming
+    the path before anything is computed, not after."""
     out = Path(path)
     if out.suffix not in suffixes:
-        raise ValueError(f"--out must end in {' or '.join(suffixes)}, got {out.name!r}")
+        raise ValueError(f"{what} must end in {' or '.join(suffixes)}, got {out.name!r}")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=".scoresde-probe-"):
+            pass
+    except OSError as err:
+        raise ValueError(f"cannot write {out}: {err.strerror or err}") from None
     return out
 
 

@@ -30,6 +30,7 @@ from .common import (
     add_common,
     add_sampler,
     add_step,
+    check_out,
     load_run_model,
     positive_int,
     resolve_device,
@@ -71,6 +72,7 @@ def cmd_likelihood(args: argparse.Namespace) -> int:
     cfg = saved_config(workdir)
     device = resolve_device(args.device)
     model, step, path = load_run_model(workdir, args.checkpoint, not args.no_ema, device)
+    out = check_out(workdir / "eval" / f"likelihood_{args.split}_step_{step}.json", (".json",), "the result file")
     dataset = build_dataset(cfg.data, args.split, cfg.seed)
     num = min(args.num, len(dataset))
     values, errors = [], []
@@ -90,8 +92,6 @@ def cmd_likelihood(args: argparse.Namespace) -> int:
               "split": args.split, "checkpoint": str(path), "step": step, "ema": not args.no_ema,
               "trace": args.trace, "n_probes": args.n_probes, "method": args.method, "steps": args.steps,
               "grid": args.grid}
-    out = workdir / "eval" / f"likelihood_{args.split}_step_{step}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     print(f"{result['value']:.4f} {unit} ± {result['stderr_over_examples']:.4f} on {len(v)} {args.split} examples "
           f"(step {step}); wrote {out}")

@@ -25,6 +25,7 @@ from .common import (
     add_common,
     add_sampler,
     add_step,
+    check_out,
     class_labels,
     load_run_model,
     num_classes,
@@ -197,6 +198,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         options["nfe"] = args.nfe
     device = resolve_device(args.device)
     model, step, path = load_run_model(workdir, args.checkpoint, not args.no_ema, device)
+    out = check_out(args.out or workdir / "samples" / f"sample_step_{step}.png", (".png", ".npz"))  # before the work
     model = with_precision(model, args.precision, device)
     toy = cfg.model["name"] == "toy_mlp"
     shape_one = (2,) if toy else (cfg.data.num_channels, cfg.data.image_size, cfg.data.image_size)
@@ -219,18 +221,13 @@ def cmd_sample(args: argparse.Namespace) -> int:
     x = torch.cat(chunks)
     if not toy:
         x = inverse_data_scaler(x, cfg.data.centered).clamp(0, 1)
-    out = Path(args.out) if args.out else workdir / "samples" / f"sample_step_{step}.png"
-    out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".npz":
         arr = x.numpy() if toy else (x * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
         np.savez(out, samples=arr, step=step, sampler=name, nfe=nfe, options=json.dumps(options),
                  **({} if labels is None else {"labels": labels.numpy()}))
-    elif out.suffix == ".png":
-        if toy:
-            scatter_panels([(out.stem, x)], out)
-        else:
-            save_image_grid(x, out)
+    elif toy:
+        scatter_panels([(out.stem, x)], out)
     else:
-        raise ValueError(f"--out must end in .png or .npz, got {out.name!r}")
+        save_image_grid(x, out)
     print(f"wrote {args.num} samples of {path} (step {step}, sampler {name}, NFE {nfe} per batch) to {out}")
     return 0
