@@ -73,7 +73,7 @@ def require_schedule(score_fn: Any, options: str) -> DiffusionModel:
     if not isinstance(score_fn, DiffusionModel):
         raise ValueError(f"{options} need the noise schedule: pass a model adapter (a loaded model, or "
                          f"scoresde.models.as_model(sde, score_fn)), not a plain {type(score_fn).__name__}")
-    if not callable(getattr(score_fn.sde, "alpha", None)):
+    if not getattr(score_fn.sde, "scalar_schedule", False):
         raise ValueError(f"{options} need a scalar noise schedule (VE, VP, sub-VP); {type(score_fn.sde).__name__} "
                          "has a matrix kernel")
     return score_fn

@@ -61,8 +61,7 @@ Evaluate = Callable[[float, Tensor], tuple[Tensor, Tensor]]
 def require_scalar_schedule(sde: SDE, method: str) -> None:
     """Refuse an SDE without a scalar noise schedule (``log_alpha``, ``sigma``, ``lambda_t``: VE, VP, sub-VP) or
     with auxiliary variables (PSLD, CLD), naming the methods that serve it."""
-    scalar = all(callable(getattr(sde, name, None)) for name in ("log_alpha", "sigma", "lambda_t", "t_from_lambda"))
-    if not scalar or sde.has_auxiliary:
+    if not sde.scalar_schedule:
         raise ValueError(f"the exponential likelihood method {method!r} needs a scalar noise schedule (VE, VP, "
                          f"sub-VP); {type(sde).__name__} has a matrix kernel: use an adaptive method (dopri5, ...) "
                          "or a Runge-Kutta method (rk4, rk3, heun2, euler)")

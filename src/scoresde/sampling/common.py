@@ -25,7 +25,7 @@ Callback = Callable[[int, Tensor, Tensor, "Tensor | None"], Any]
 def require_scalar_schedule(sde: SDE, sampler: str) -> None:
     """Refuse an SDE without a scalar noise schedule (``log_alpha``, ``sigma``, ``lambda_t``: VE, VP, sub-VP) for a
     sampler built on one, naming the samplers that serve phase-space SDEs."""
-    if not (callable(getattr(sde, "log_alpha", None)) and callable(getattr(sde, "lambda_t", None))):
+    if not sde.scalar_schedule:
         raise ValueError(f"{sampler} needs a scalar noise schedule (alpha, sigma, lambda_t): VE, VP or sub-VP; "
                          f"{type(sde).__name__} has a matrix kernel (use ddim, dpm_solver, sscs, pc or ode)")
 

@@ -111,6 +111,11 @@ class SDE(abc.ABC):
     #: whether every instance's state is ``[x, m]`` (the class-level :attr:`has_auxiliary`, for code that holds
     #: only the ``training.sde`` name: a phase-space network sees and predicts both blocks)
     phase_space: ClassVar[bool] = False
+    #: whether the SDE is a noise schedule ``x_t = alpha(t) x_0 + sigma(t) eps`` with scalar coefficients and the
+    #: queries ``alpha``/``log_alpha``/``sigma``/``lambda_t``/``t_from_lambda`` (VE, VP, sub-VP:
+    #: :class:`~scoresde.sdes.scalar.ScalarSDE`); the exponential samplers, the exponential likelihood methods and the
+    #: guidance options on the data prediction read it
+    scalar_schedule: ClassVar[bool] = False
 
     def model_config(self) -> dict[str, Any]:
         """The ``model`` config entries that rebuild this SDE with :meth:`from_model_config`: :attr:`config_keys`

@@ -13,7 +13,7 @@ from __future__ import annotations
 import abc
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -40,6 +40,8 @@ class ScalarSDE(SDE):
             per-pixel data mean of shape ``(C, H, W)``). Score SDE uses ``0``; for VE the data mean is the
             exact mean of ``p_T``, for VP/sub-VP the exact mean is ``alpha(T) * data_mean``, close to ``0``.
     """
+
+    scalar_schedule: ClassVar[bool] = True
 
     def __init__(self, N: int, T: float = 1.0, prior_mean: float | Tensor = 0.0) -> None:
         super().__init__(N, T)
