@@ -9,5 +9,19 @@ Layer: above :mod:`scoresde.sampling`; imports ``models``, ``sdes``, ``numerics`
 from .api import INVERSE_METHODS, InverseInfo, colorize, inpaint
 from .kernels import LinearKernel
 from .observation import Observation, decoupling_matrix
+from .operators import (
+                        Blur,
+                        Composed,
+                        Dense,
+                        Downsample,
+                        Grey,
+                        LinearOperator,
+                        Mask,
+                        dense_matrix,
+                        gaussian_kernel,
+                        motion_kernel,
+)
 
-__all__ = ["INVERSE_METHODS", "InverseInfo", "LinearKernel", "Observation", "colorize", "decoupling_matrix", "inpaint"]
+__all__ = ["INVERSE_METHODS", "Blur", "Composed", "Dense", "Downsample", "Grey", "InverseInfo", "LinearKernel",
+           "LinearOperator", "Mask", "Observation", "colorize", "decoupling_matrix", "dense_matrix", "gaussian_kernel",
+           "inpaint", "motion_kernel"]
