@@ -53,3 +53,45 @@ def kdiffusion_sampling() -> types.ModuleType:
     if module is None:
         pytest.skip(reason)
     return module
+
+
+@cache
+def _load_layers() -> tuple[types.ModuleType | None, str]:
+    """``(k_diffusion.layers, "")`` or ``(None, why not)``. ``layers.py`` imports ``dctorch`` and ``einops`` at the top
+    for its DCT loss and attention blocks, which the reference parts used here (``Denoiser.get_scalings`` and its loss
+    weightings) never call; where they are not installed, empty stand-in modules are put under those names for the
+    duration of the import only."""
+    sampling, reason = _load()
+    if sampling is None:
+        return None, reason
+    root = Path(sampling.__file__).parent
+    missing = [name for name in ("dctorch", "einops") if importlib.util.find_spec(name) is None]
+    stand_ins = {name: types.ModuleType(name) for name in missing}
+    if "dctorch" in stand_ins:
+        stand_ins["dctorch"].functional = types.ModuleType("dctorch.functional")
+        stand_ins["dctorch.functional"] = stand_ins["dctorch"].functional
+    for name in ("rearrange", "repeat"):
+        if "einops" in stand_ins:
+            setattr(stand_ins["einops"], name, None)
+    sys.modules.update(stand_ins)
+    try:
+        file_spec = importlib.util.spec_from_file_location(f"{_PACKAGE}.layers", root / "layers.py")
+        module = importlib.util.module_from_spec(file_spec)
+        sys.modules[file_spec.name] = module
+        file_spec.loader.exec_module(module)
+    except ImportError as error:
+        sys.modules.pop(f"{_PACKAGE}.layers", None)
+        return None, f"k-diffusion's layers.py cannot be imported ({error})"
+    finally:
+        for name in stand_ins:
+            sys.modules.pop(name, None)
+    return module, ""
+
+
+def kdiffusion_layers() -> types.ModuleType:
+    """The module ``k_diffusion.layers`` (its ``Denoiser``: Karras et al.'s preconditioner and loss weightings),
+    loaded once; skips the calling test when it cannot be loaded."""
+    module, reason = _load_layers()
+    if module is None:
+        pytest.skip(reason)
+    return module

@@ -29,6 +29,11 @@ index the network sees (``sqrt_1m_alphas_cumprod[int(t (N - 1))]`` for DDPM, the
 SMLD), as in the original; with ``continuous=True``, or an SDE whose schedule is its table
 (:class:`~scoresde.sdes.DiscreteVPSDE`: the table at the timesteps, interpolated between), from ``sde.sigma(t)`` and
 ``sde.alpha(t)``.
+
+With ``preconditioning`` (Karras et al. 2022, Table 1: :mod:`scoresde.models.preconditioning`) the network ``F`` is
+wrapped as the denoiser ``D(x~; s) = c_skip(s) x~ + c_out(s) F(c_in(s) x~; c_noise(s))`` with ``s = sigma_t / alpha_t``
+and ``x~ = x / alpha_t``: the model predicts ``x0 = D`` (its ``prediction``), ``labels(t)`` are ``c_noise``, and
+``label_type`` / ``output_type`` are ``None`` (the row fixes both). This works on any scalar SDE in continuous time.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from ..numerics.checks import check_choice
 from ..sdes.base import batch_broadcast
 from ..sdes.scalar import ScalarSDE
 from .adapter import DiffusionModel
+from .preconditioning import Preconditioning, make_preconditioning
 
 __all__ = ["LABEL_TYPES", "OUTPUT_TYPES", "PRECISIONS", "LabelType", "OutputType", "ScoreModel", "autocast_dtype",
            "native_low_precision", "noise_labels"]
@@ -120,6 +126,12 @@ class ScoreModel(nn.Module, DiffusionModel):
         precision: the network's arithmetic (:data:`PRECISIONS`, :func:`autocast_dtype`): ``'fp32'`` (default), or
             ``'bf16'``/``'fp16'``/``'auto'`` autocast around the network call only; the conversions to score / eps /
             x0 / v and everything the samplers do stay in the dtype of ``x``.
+        preconditioning: ``None`` (default: the network's output is converted per ``output_type``), or a row of
+            Karras et al. Table 1 (``"edm"``, ``"vp"``, ``"ve"`` or a
+            :class:`~scoresde.models.preconditioning.Preconditioning`): the network becomes the denoiser ``D``
+            (module docstring). Needs ``continuous=True``; ``label_type`` / ``output_type`` must be left ``None``.
+        sigma_data: the data std ``sigma_d`` of ``preconditioning="edm"`` (``None``: 0.5, EDM's value for images in
+            ``[-1, 1]``); refused with the other rows.
 
     ``model(x, t, **cond)`` is ``model.score(x, t, **cond)``. Outputs have the dtype of ``x`` (NCSNv2's float64
     division by its sigma buffer is cast back).
@@ -127,12 +139,17 @@ class ScoreModel(nn.Module, DiffusionModel):
 
     def __init__(self, net: nn.Module, sde: ScalarSDE, *, continuous: bool = True,
                  label_type: LabelType | None = None, output_type: OutputType | None = None,
-                 precision: str = "fp32") -> None:
+                 precision: str = "fp32", preconditioning: str | Preconditioning | None = None,
+                 sigma_data: float | None = None) -> None:
         super().__init__()
         self.precision = check_choice("precision", precision, PRECISIONS)
         self.net = net
         self.sde = sde
         self.continuous = bool(continuous)
+        self.precond = self._preconditioning(preconditioning, sigma_data, label_type, output_type)
+        if self.precond is not None:  # the row fixes what the network sees and predicts
+            self.label_type, self.output_type = None, None
+            return
         default_labels, default_output = (None, None)
         if label_type is None or output_type is None:
             default_labels, default_output = sde.original_conventions(self.continuous)
@@ -144,35 +161,78 @@ class ScoreModel(nn.Module, DiffusionModel):
                 and not hasattr(sde, "discrete_sigmas"):
             raise ValueError(f"discrete {self.output_type!r} models need the SDE's discrete tables")
 
+    def _preconditioning(self, precond: str | Preconditioning | None, sigma_data: float | None,
+                         label_type: str | None, output_type: str | None) -> Preconditioning | None:
+        """The preconditioning row of the constructor's arguments, or ``None``; one ``ValueError`` for arguments that
+        do not go with it."""
+        if precond is None:
+            if sigma_data is not None:
+                raise ValueError(f"sigma_data={sigma_data!r} is an option of preconditioning='edm'; this model has no "
+                                 "preconditioning")
+            return None
+        if not isinstance(precond, Preconditioning):
+            precond = make_preconditioning(precond, sigma_data=sigma_data)
+        elif sigma_data is not None:
+            raise ValueError("sigma_data is given by the Preconditioning object itself; pass sigma_data=None")
+        if label_type is not None or output_type is not None:
+            raise ValueError(f"preconditioning {precond.name!r} fixes the network's input labels (c_noise) and output "
+                             f"(the denoiser D); leave label_type and output_type None, got {label_type!r}, "
+                             f"{output_type!r}")
+        if not self.continuous:
+            raise ValueError("preconditioning needs a continuous-time model (continuous=True)")
+        return precond
+
+    def _same(self, net: nn.Module, precision: str) -> ScoreModel:
+        return ScoreModel(net, self.sde, continuous=self.continuous, label_type=self.label_type,
+                          output_type=self.output_type, precision=precision, preconditioning=self.precond)
+
     def with_net(self, net: nn.Module) -> ScoreModel:
         """The same conventions around another network (e.g. the DDP- or compile-wrapped training copy)."""
-        return ScoreModel(net, self.sde, continuous=self.continuous, label_type=self.label_type,
-                          output_type=self.output_type, precision=self.precision)
+        return self._same(net, self.precision)
 
     def with_precision(self, precision: str) -> ScoreModel:
         """The same network and conventions computing in ``precision`` (see :func:`autocast_dtype`); the weights are
         shared, not copied. ``ValueError`` for an unknown precision."""
-        return ScoreModel(self.net, self.sde, continuous=self.continuous, label_type=self.label_type,
-                          output_type=self.output_type, precision=precision)
+        return self._same(self.net, precision)
 
     def extra_repr(self) -> str:
+        precond = "" if self.precond is None else f", preconditioning={self.precond!r}"
         return (f"sde={type(self.sde).__name__}, continuous={self.continuous}, label_type={self.label_type!r}, "
-                f"output_type={self.output_type!r}, precision={self.precision!r}")
+                f"output_type={self.output_type!r}, precision={self.precision!r}{precond}")
 
     # ---- what the network sees ----------------------------------------------------------------------------
     def labels(self, t: Tensor) -> Tensor:
-        """The network's time/noise input for forward times ``t`` (shape ``(B,)``), per ``label_type``."""
+        """The network's time/noise input for forward times ``t`` (shape ``(B,)``), per ``label_type``
+        (with preconditioning: ``c_noise(sigma_t / alpha_t)``)."""
+        if self.precond is not None:
+            return self.precond.coefficients(self.noise_level(t)).c_noise
         return noise_labels(self.sde, self.label_type, t)
+
+    def noise_level(self, t: Tensor) -> Tensor:
+        """``s = sigma_t / alpha_t``, the noise level of the scaled state ``x / alpha_t`` (Karras et al. eq. 4)."""
+        alpha, sigma = self.alpha_sigma(t)
+        return sigma / alpha
 
     @property
     def prediction(self) -> str:
-        """What the network predicts: ``output_type``."""
-        return self.output_type
+        """What the model predicts: ``output_type``, or ``"x0"`` (the denoiser) with preconditioning."""
+        return "x0" if self.precond is not None else self.output_type
 
     def net_output(self, x: Tensor, t: Tensor, **cond: Any) -> Tensor:
         """The raw network output ``net(x, labels(t), **cond)`` (a score, eps, x0 or v prediction per
-        ``output_type``), in the dtype of ``x`` whatever ``precision`` the network computes in."""
-        labels = self.labels(t)
+        ``output_type``), in the dtype of ``x`` whatever ``precision`` the network computes in. With preconditioning
+        it is the denoiser ``D = c_skip x~ + c_out net(c_in x~, c_noise, **cond)``, ``x~ = x / alpha_t``
+        (Karras et al. eq. 7), i.e. the ``x0`` prediction."""
+        if self.precond is not None:
+            alpha, sigma = self.alpha_sigma(t)
+            c = self.precond.coefficients(sigma / alpha)
+            x_scaled = x / batch_broadcast(alpha, x)
+            out = self._run_net(batch_broadcast(c.c_in, x) * x_scaled, c.c_noise, cond)
+            return batch_broadcast(c.c_skip, x) * x_scaled + batch_broadcast(c.c_out, x) * out
+        return self._run_net(x, self.labels(t), cond)
+
+    def _run_net(self, x: Tensor, labels: Tensor, cond: dict[str, Any]) -> Tensor:
+        """``net(x, labels, **cond)`` in ``precision``, returned in the dtype of ``x``."""
         dtype = autocast_dtype(self.precision, x.device) if self.precision != "fp32" else None
         if dtype is None:
             return self.net(x, labels, **cond)
@@ -208,27 +268,27 @@ class ScoreModel(nn.Module, DiffusionModel):
     # ---- the four parameterisations -----------------------------------------------------------------------
     def _convert(self, want: str, x: Tensor, t: Tensor, cond: dict[str, Any]) -> Tensor:
         """One network call, converted to the prediction ``want`` (returned as is when the network makes it)."""
-        out = self.net_output(x, t, **cond)
-        if self.output_type == want:
+        out, made = self.net_output(x, t, **cond), self.prediction
+        if made == want:
             return out.to(x.dtype)
         alpha, sigma = (batch_broadcast(c, x) for c in self.alpha_sigma(t))
-        if self.output_type == "score":
+        if made == "score":
             eps = -sigma * out
-        elif self.output_type == "eps":
+        elif made == "eps":
             eps = out
-        elif self.output_type == "x0":
+        elif made == "x0":
             eps = (x - alpha * out) / sigma
         else:  # v
             eps = (sigma * x + alpha * out) / (alpha**2 + sigma**2)
         if want == "eps":
             return eps.to(x.dtype)
         if want == "score":
-            if self.output_type == "x0":  # (alpha x0 - x) / sigma^2, the original's form
+            if made == "x0":  # (alpha x0 - x) / sigma^2, the original's form
                 return ((alpha * out - x) / sigma**2).to(x.dtype)
-            return (-out / sigma if self.output_type == "eps" else -eps / sigma).to(x.dtype)
-        if self.output_type == "v" and want == "x0":
+            return (-out / sigma if made == "eps" else -eps / sigma).to(x.dtype)
+        if made == "v" and want == "x0":
             return ((alpha * x - sigma * out) / (alpha**2 + sigma**2)).to(x.dtype)
-        x0 = (x + sigma**2 * out) / alpha if self.output_type == "score" else (x - sigma * eps) / alpha
+        x0 = (x + sigma**2 * out) / alpha if made == "score" else (x - sigma * eps) / alpha
         if want == "x0":
             return x0.to(x.dtype)
         return (alpha * eps - sigma * x0).to(x.dtype)
