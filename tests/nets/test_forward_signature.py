@@ -49,8 +49,11 @@ def _build(case: str) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
 def test_signature(case: str) -> None:
     net, _, _ = _build(case)
     params = list(inspect.signature(net.forward).parameters.values())
-    assert [p.name for p in params] == ["x", "noise_labels", "class_labels"]
+    assert [p.name for p in params[:3]] == ["x", "noise_labels", "class_labels"]
     assert params[2].default is None
+    # further conditioning inputs (augment_labels of NCSNpp/DDPM) are keyword-only and default to None
+    assert all(p.kind is p.KEYWORD_ONLY and p.default is None for p in params[3:])
+    assert {p.name for p in params[3:]} <= {"augment_labels"}
 
 
 @pytest.mark.parametrize("case", list(CASES))

@@ -40,6 +40,10 @@ from ..sdes import CONFIG_SDES
 from .factory import CLASS_MODEL_KEYS, NETWORKS, RUNTIME_MODEL_KEYS
 from .resolve import ConfigLike, resolve_config
 
+#: ``model`` keys of the augmentation labels (EDM's ``augment_dim``: the length of the ``augment_labels`` that NCSNpp
+#: and DDPM add to their noise embedding, :class:`scoresde.nets.embeddings.AugmentEmbedding`; 0 = none)
+AUGMENT_MODEL_KEYS = ("augment_dim",)
+
 __all__ = ["AMP_MODES", "FP_DIFFUSION_KEYS", "IGNORED_KEYS", "MAX_BATCH_ELEMENTS", "MAX_MODEL_INTEGER",
            "NONFINITE_POLICIES", "SAMPLING_METHODS",
            "SDES", "SECTIONS", "Config", "ConfigError", "DataConfig", "EvalConfig", "OptimConfig", "SamplingConfig",
@@ -188,6 +192,8 @@ def _sampling_fields() -> list[tuple[str, Any, Any]]:
     """Score SDE's fields, then every other option of every registered sampler under its config name."""
     fields = [(name, typ, _num(default, _SAMPLING_BOUNDS[name]) if name in _SAMPLING_BOUNDS else
                dataclasses.field(default=default)) for name, typ, default in _SAMPLING_BASE]
+    # an explicit time grid of a fixed-step sampler (a fitted one: scoresde.sampling.optimize_grid); None: steps/grid
+    fields.append(("times", list[float] | None, dataclasses.field(default=None)))
     seen = {name for name, _, _ in fields}
     for spec in SAMPLERS.values():
         defaults, types_ = spec.options(), spec.option_types()
@@ -208,7 +214,10 @@ def _sampler_call(self: Any) -> tuple[str, dict[str, Any]]:
               for option in spec.options() if option not in _NOT_CONFIG}
     # None in a field whose sampler default is not None means "the sampler's own default" (e.g. grid: heun's karras)
     defaults = spec.options()
-    return self.method, {k: v for k, v in values.items() if v is not None or defaults[k] is None}
+    options = {k: v for k, v in values.items() if v is not None or defaults[k] is None}
+    if self.times is not None and "times" in defaults:  # sampling.times: the explicit grid replaces steps and grid
+        options["times"] = list(self.times)
+    return self.method, options
 
 
 SamplingConfig = dataclasses.make_dataclass(
@@ -248,6 +257,7 @@ class DataConfig:
     root: str | None = None                  # CIFAR-10 download folder, or the image folder / zip
     download: bool = False                   # fetch CIFAR-10 if it is missing
     eval_split: str = "test"                 # held-out split for the evaluation loss
+    skip_bad_files: bool = False             # image folders: leave unreadable files out (one warning), not refuse
 
 
 @dataclass
@@ -425,6 +435,9 @@ def validate(cfg: Config) -> Config:
     _check_sampler_fields(s)
     if s.grid is not None:
         check_choice("sampling.grid", s.grid, tuple(GRIDS), error=ConfigError)
+    if s.times is not None and not (len(s.times) >= 2 and s.times[-1] > 0
+                                    and all(s.times[i + 1] < s.times[i] for i in range(len(s.times) - 1))):
+        raise ConfigError(f"sampling.times must be at least 2 strictly decreasing positive times, got {s.times}")
     check_choice("optim.optimizer", o.optimizer, ("Adam",), error=ConfigError)
     if d.channels is not None and d.channels != d.num_channels:
         raise ConfigError(f"data.channels ({d.channels}) must equal data.num_channels ({d.num_channels})")
@@ -481,8 +494,9 @@ def apply_overrides(values: Mapping[str, Any], overrides: Sequence[str], *,
                     sections: Mapping[str, type] | None = None) -> dict[str, Any]:
     """Apply ``section.key=value`` overrides to a nested dict (values parsed by the field's type, :func:`_parse_value`).
 
-    Keys must exist already (in the section's schema, or in ``model`` for architecture keys; ``model.num_classes``
-    and ``model.null_label`` may always be set); an unknown key is an error listing the closest valid ones.
+    Keys must exist already (in the section's schema, or in ``model`` for architecture keys; ``model.num_classes``,
+    ``model.null_label`` and ``model.augment_dim`` may always be set); an unknown key is an error listing the closest
+    valid ones.
     ``sections`` replaces the run config's sections (and its ``model`` and ``seed``) by other dataclass sections, e.g.
     ``{"classifier": ClassifierConfig}`` for ``scoresde train-classifier``'s ``classifier.KEY=VALUE``.
     """
@@ -504,7 +518,8 @@ def apply_overrides(values: Mapping[str, Any], overrides: Sequence[str], *,
         section, key = parts
         hints: dict[str, Any] = {}
         if run_config and section == "model":  # the architecture's keys and the class options of conditional networks
-            valid = list(dict.fromkeys([*out.get("model", {}), *CLASS_MODEL_KEYS, *RUNTIME_MODEL_KEYS]))
+            valid = list(dict.fromkeys([*out.get("model", {}), *CLASS_MODEL_KEYS, *RUNTIME_MODEL_KEYS,
+                                        *AUGMENT_MODEL_KEYS]))
         elif section in sections:
             valid = [f.name for f in dataclasses.fields(sections[section])]
             hints = typing.get_type_hints(sections[section])

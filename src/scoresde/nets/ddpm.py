@@ -4,7 +4,8 @@
 ``forward(x, noise_labels, class_labels=None)`` takes the (discrete or continuous) timestep as ``noise_labels``,
 embedded sinusoidally. With ``num_classes > 0`` a :class:`~scoresde.nets.embeddings.ClassEmbedding` of ``class_labels``
 is added to that embedding before the embedding MLP (EDM's ``label_dim`` design); with the default 0 (the original)
-``class_labels`` must be None.
+``class_labels`` must be None. With ``augment_dim > 0`` it also takes ``augment_labels`` (B, augment_dim), EDM's
+augmentation labels, added the same way (:class:`~scoresde.nets.embeddings.AugmentEmbedding`).
 Original checkpoints (``all_modules.<i>...`` keys) load with
 :func:`scoresde.checkpoint.state_dict.load_original_state_dict`.
 """
@@ -25,7 +26,10 @@ from scoresde.nets.config_checks import (
     check_config_value,
 )
 from scoresde.nets.embeddings import (
+    AugmentEmbedding,
     ClassEmbedding,
+    add_augment_labels,
+    build_augment_embedding,
     build_class_embedding,
     class_options,
     get_timestep_embedding,
@@ -61,11 +65,14 @@ class DDPM(OriginalCheckpointMixin, nn.Module):
     ``scale_by_sigma`` (``noise_labels`` must then be integer indices into the σ table). With
     ``num_classes > 0`` (needs ``conditional=True``) ``class_labels`` (B,) selects the class (module
     ``label_embed``, conventions of :class:`~scoresde.nets.embeddings.ClassEmbedding`); with ``num_classes=0`` (the
-    original) ``class_labels`` other than None raise ``ValueError``.
+    original) ``class_labels`` other than None raise ``ValueError``. ``augment_labels`` (B, ``augment_dim``): the
+    augmentation labels of networks built with ``augment_dim > 0`` (module ``augment_embed``), a ``ValueError`` for
+    the others.
     """
 
-    # label_embed.weight (class-conditional networks only) is our extension, exported under its own name
-    _original_top_level = ("sigmas", "label_embed.weight")
+    # label_embed.weight and augment_embed.weight (class-conditional / augment_dim networks only) are our
+    # extensions, exported under their own names
+    _original_top_level = ("sigmas", "label_embed.weight", "augment_embed.weight")
 
     #: the ``model.name`` values that build this network
     config_names: ClassVar[tuple[str, ...]] = ("ddpm",)
@@ -100,6 +107,8 @@ class DDPM(OriginalCheckpointMixin, nn.Module):
                                                     #   (Score SDE's port, the original checkpoints: False).
         checkpointing: bool = False,                # Activation checkpointing per residual/attention block
                                                     #   (unet_blocks.call_block): less memory, ~1 more forward.
+        augment_dim: int = 0,                       # Length of the augmentation labels (EDM's augment_dim: 9 with
+                                                    #   its pipeline); 0: none (no parameter, as the original).
     ) -> None:
         super().__init__()
         #: recompute each block's activations in the backward pass (settable after construction)
@@ -131,6 +140,10 @@ class DDPM(OriginalCheckpointMixin, nn.Module):
         self.label_embed: ClassEmbedding | None = build_class_embedding(self, num_classes, nf, null_label,
                                                                         time_conditional=conditional)
         self.num_classes = num_classes  # 0: class-unconditional
+        # After the class embedding, for the same reason.
+        self.augment_embed: AugmentEmbedding | None = build_augment_embedding(self, augment_dim, nf,
+                                                                             time_conditional=conditional)
+        self.augment_dim = augment_dim  # 0: no augmentation labels
 
     def _add(self, where: str | None, name: str, module: nn.Module) -> None:
         """Register ``module`` as ``self.<name>`` or ``self.<where>[name]``; record the original order."""
@@ -196,12 +209,15 @@ class DDPM(OriginalCheckpointMixin, nn.Module):
         (:func:`~scoresde.nets.unet_blocks.call_block`)."""
         return call_block(module, *args, checkpointing=self.checkpointing)
 
-    def forward(self, x: torch.Tensor, noise_labels: torch.Tensor,
-                class_labels: torch.Tensor | None = None) -> torch.Tensor:
-        """Network output for ``x`` (B, in_channels, H, W) at timesteps ``noise_labels`` (B,) and classes
-        ``class_labels`` (B,) (conditional networks only; None = null label); see the class docstring."""
+    def forward(self, x: torch.Tensor, noise_labels: torch.Tensor, class_labels: torch.Tensor | None = None, *,
+                augment_labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Network output for ``x`` (B, in_channels, H, W) at timesteps ``noise_labels`` (B,), classes
+        ``class_labels`` (B,) (conditional networks only; None = null label) and augmentation labels
+        ``augment_labels`` (B, augment_dim) (networks built with ``augment_dim > 0``); see the class docstring."""
         if self.label_embed is None:
             reject_class_labels(self, class_labels)
+        if self.augment_embed is None and augment_labels is not None:
+            add_augment_labels(self, None, x, augment_labels)  # the one error: built without augment_dim
         temb = None
         if self.conditional:
             weight_dtype = self.temb_dense0.weight.dtype
@@ -210,6 +226,7 @@ class DDPM(OriginalCheckpointMixin, nn.Module):
             temb = get_timestep_embedding(noise_labels, self.nf, dtype=emb_dtype).to(weight_dtype)
             if self.label_embed is not None:
                 temb = self.label_embed.add_to(temb, class_labels)
+            temb = add_augment_labels(self, self.augment_embed, temb, augment_labels)
             temb = self.temb_dense1(self.act(self.temb_dense0(temb)))
         h = x if self.centered else 2 * x - 1.0
 
@@ -261,7 +278,7 @@ class DDPM(OriginalCheckpointMixin, nn.Module):
         check_config_value(model, "conv_size", (3,), "the original DDPM always uses 3x3 convolutions")
         names = ("nf", "ch_mult", "num_res_blocks", "attn_resolutions", "dropout", "resamp_with_conv",
                  "conditional", "scale_by_sigma", "nonlinearity", "sigma_min", "sigma_max", "num_scales", "num_classes",
-                 "null_label", "decoder_attn_per_block", "checkpointing", "num_groups")
+                 "null_label", "decoder_attn_per_block", "checkpointing", "num_groups", "augment_dim")
         check_config_keys("model", model, set(names) | _IGNORED_MODEL_KEYS | {"normalization", "conv_size"})
         check_config_keys("data", data, {"image_size", "num_channels", "centered"} | _IGNORED_DATA_KEYS)
         kwargs = {k: model[k] for k in names if k in model}

@@ -8,7 +8,10 @@
 * :class:`ClassEmbedding`: the class-label embedding added to the noise embedding (EDM's ``label_dim``, Karras et
   al. 2022), with the conventions every conditional network and :mod:`scoresde.guidance` share (:data:`NULL_LABEL`,
   :data:`NULL_LABEL_MODES`), :func:`build_class_embedding` / :func:`class_options` to build it and
-  :func:`reject_class_labels`, the one refusal of a class-unconditional network given labels.
+  :func:`reject_class_labels`, the one refusal of a class-unconditional network given labels;
+* :class:`AugmentEmbedding`: the augmentation labels of EDM's non-leaking augmentation (Karras et al. 2022,
+  ``augment_dim``) mapped linearly into the noise embedding, built by :func:`build_augment_embedding` (``None`` for
+  ``augment_dim=0``) and applied by :func:`add_augment_labels`, which refuses labels a network was not built for.
 """
 
 from __future__ import annotations
@@ -22,10 +25,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from scoresde.numerics.checks import check_choice, check_class_labels
+from scoresde.nets.init import default_init
+from scoresde.numerics.checks import check_choice, check_class_labels, check_tensor
 
-__all__ = ["NULL_LABEL", "NULL_LABEL_MODES", "ClassEmbedding", "GaussianFourierProjection", "build_class_embedding",
-           "class_options", "get_timestep_embedding", "reject_class_labels", "sigma_table"]
+__all__ = ["NULL_LABEL", "NULL_LABEL_MODES", "AugmentEmbedding", "ClassEmbedding", "GaussianFourierProjection",
+           "add_augment_labels", "build_augment_embedding", "build_class_embedding", "class_options",
+           "get_timestep_embedding", "reject_class_labels", "sigma_table"]
 
 
 def get_timestep_embedding(
@@ -184,3 +189,72 @@ def class_options(model: Mapping[str, Any]) -> dict[str, Any]:
     if "null_label" in model:
         out["null_label"] = model["null_label"]
     return out
+
+
+class AugmentEmbedding(nn.Module):
+    """The augmentation labels of EDM's non-leaking augmentation added to the noise embedding: a bias-free linear map
+    ``emb + W a`` with ``W`` (``dim``, ``augment_dim``), before the embedding MLP (Karras et al. 2022, appendix
+    F.2; ``map_augment`` of EDM's ``SongUNet``, initialised like it: Glorot-uniform, :func:`~scoresde.nets.init.
+    default_init`).
+
+    ``augment_labels`` is a floating tensor ``(B, augment_dim)`` describing the augmentation each row went through
+    (:mod:`scoresde.data.augment` writes them); ``None`` or all zeros is "not augmented", the input at sampling time.
+    Use it, rather than a class label, for a conditioning vector that is continuous and known only in training.
+
+    Args:
+        augment_dim: length of an augmentation label (>= 1; EDM's pipeline: 9).
+        dim: width of the noise embedding the result is added to.
+    """
+
+    def __init__(self, augment_dim: int, dim: int) -> None:
+        super().__init__()
+        if isinstance(augment_dim, bool) or not isinstance(augment_dim, int) or augment_dim < 1:
+            raise ValueError(f"augment_dim must be a positive integer, got {augment_dim!r}")
+        if dim < 1:
+            raise ValueError(f"the embedding width must be positive, got {dim}")
+        self.augment_dim, self.dim = augment_dim, dim
+        self.weight = nn.Parameter(default_init()((dim, augment_dim)))
+
+    def extra_repr(self) -> str:
+        return f"augment_dim={self.augment_dim}, dim={self.dim}"
+
+    def add_to(self, emb: torch.Tensor, augment_labels: torch.Tensor | None) -> torch.Tensor:
+        """``emb + augment_labels @ W.T`` in ``emb``'s dtype (``emb`` unchanged for ``None``); ``ValueError`` for a
+        non-floating tensor or a shape other than ``(B, augment_dim)``."""
+        if augment_labels is None:
+            return emb
+        check_tensor("augment_labels", augment_labels, f"a floating tensor (B, {self.augment_dim})")
+        if not augment_labels.is_floating_point():
+            raise ValueError(f"augment_labels must be a floating tensor, got dtype {augment_labels.dtype}")
+        if tuple(augment_labels.shape) != (emb.shape[0], self.augment_dim):
+            raise ValueError(f"augment_labels must have shape (batch={emb.shape[0]}, augment_dim={self.augment_dim}), "
+                             f"got {tuple(augment_labels.shape)}")
+        return emb + F.linear(augment_labels.to(device=self.weight.device, dtype=self.weight.dtype),
+                              self.weight).to(emb.dtype)
+
+
+def build_augment_embedding(net: nn.Module, augment_dim: int, dim: int,
+                            time_conditional: bool = True) -> AugmentEmbedding | None:
+    """The :class:`AugmentEmbedding` of a network built with ``augment_dim`` (``None`` when 0: no parameter, so
+    existing checkpoints keep their exact key set). Build it after every other module (after the class embedding), so
+    that the other weights draw the same random numbers as without it. ``ValueError`` for a negative or non-integer
+    ``augment_dim``, or one on a network without a time embedding."""
+    if isinstance(augment_dim, bool) or not isinstance(augment_dim, int) or augment_dim < 0:
+        raise ValueError(f"{type(net).__name__}: augment_dim must be an integer >= 0 (0 = no augmentation labels), got "
+                         f"{augment_dim!r}")
+    if augment_dim and not time_conditional:
+        raise ValueError(f"{type(net).__name__}: augment_dim={augment_dim} needs conditional=True (the augmentation "
+                         "labels are added to the time embedding)")
+    return AugmentEmbedding(augment_dim, dim) if augment_dim else None
+
+
+def add_augment_labels(net: nn.Module, embedding: AugmentEmbedding | None, emb: torch.Tensor,
+                       augment_labels: torch.Tensor | None) -> torch.Tensor:
+    """``emb`` plus the augmentation labels' embedding (:meth:`AugmentEmbedding.add_to`); the one error of a network
+    built without one (``model.augment_dim`` 0) and called with ``augment_labels`` (they would be ignored)."""
+    if embedding is None:
+        if augment_labels is not None:
+            raise ValueError(f"{type(net).__name__} was built without augmentation labels (model.augment_dim is 0); "
+                             "got augment_labels")
+        return emb
+    return embedding.add_to(emb, augment_labels)

@@ -7,8 +7,10 @@ NCSN++ and DDPM++ are two configurations of :class:`NCSNpp` (see the per-argumen
 embeddings (VE models) or the (continuous) timestep for positional embeddings. With ``num_classes > 0`` the network
 is class-conditional: a :class:`~scoresde.nets.embeddings.ClassEmbedding` of ``class_labels`` (int64 ``(B,)``, ``-1`` or
 None = the null label) is added to the noise embedding before the embedding MLP (EDM's ``label_dim`` design); with
-the default ``num_classes=0`` it has no such parameter and ``class_labels`` must be None. SDE-specific input/output
-scalings live outside the network.
+the default ``num_classes=0`` it has no such parameter and ``class_labels`` must be None. With ``augment_dim > 0``
+the network also takes ``augment_labels`` (B, augment_dim), the augmentation labels of EDM's non-leaking augmentation,
+mapped into the noise embedding by an :class:`~scoresde.nets.embeddings.AugmentEmbedding` (module ``augment_embed``).
+SDE-specific input/output scalings live outside the network.
 
 Checkpoints of the original code (``all_modules.<i>...`` keys) load with
 :func:`scoresde.checkpoint.state_dict.load_original_state_dict`; submodules here have descriptive names instead
@@ -33,8 +35,11 @@ from scoresde.nets.config_checks import (
     check_config_value,
 )
 from scoresde.nets.embeddings import (
+    AugmentEmbedding,
     ClassEmbedding,
     GaussianFourierProjection,
+    add_augment_labels,
+    build_augment_embedding,
     build_class_embedding,
     class_options,
     get_timestep_embedding,
@@ -81,15 +86,17 @@ class NCSNpp(OriginalCheckpointMixin, nn.Module):
     ``sigmas[noise_labels.long()]`` for positional ones). With ``num_classes > 0`` (needs ``conditional=True``),
     ``class_labels`` selects the class (module ``label_embed``, see :class:`~scoresde.nets.embeddings.ClassEmbedding`
     for the conventions); with ``num_classes=0`` (the original networks) ``class_labels`` other than None raise
-    ``ValueError``.
+    ``ValueError``. ``augment_labels`` (B, ``augment_dim``) are the augmentation labels of networks built with
+    ``augment_dim > 0`` (module ``augment_embed``; ``None`` = not augmented), a ``ValueError`` for the others.
 
     The defaults are DDPM++ (``configs/vp/cifar10_ddpmpp_continuous.py``) apart from ``image_size``; NCSN++
     (``configs/ve/cifar10_ncsnpp_continuous.py``) is ``fir=True, progressive_input='residual',
     embedding_type='fourier', scale_by_sigma=True, centered=False``.
     """
 
-    # label_embed.weight (class-conditional networks only) is our extension, exported under its own name
-    _original_top_level = ("sigmas", "label_embed.weight")
+    # label_embed.weight and augment_embed.weight (class-conditional / augment_dim networks only) are our
+    # extensions, exported under their own names
+    _original_top_level = ("sigmas", "label_embed.weight", "augment_embed.weight")
 
     #: the ``model.name`` values that build this network
     config_names: ClassVar[tuple[str, ...]] = ("ncsnpp",)
@@ -134,6 +141,8 @@ class NCSNpp(OriginalCheckpointMixin, nn.Module):
         null_label: str = "learned",                # Null label (-1/None): 'learned' row or 'zero' vector.
         checkpointing: bool = False,                # Activation checkpointing per residual/attention block
                                                     #   (unet_blocks.call_block): less memory, ~1 more forward.
+        augment_dim: int = 0,                       # Length of the augmentation labels (EDM's augment_dim: 9 with
+                                                    #   its pipeline); 0: none (no parameter, as the original).
     ) -> None:
         super().__init__()
         #: recompute each block's activations in the backward pass (settable after construction)
@@ -176,6 +185,10 @@ class NCSNpp(OriginalCheckpointMixin, nn.Module):
         self.label_embed: ClassEmbedding | None = build_class_embedding(self, num_classes, embed_dim, null_label,
                                                                         time_conditional=conditional)
         self.num_classes = num_classes  # 0: class-unconditional
+        # After the class embedding, for the same reason.
+        self.augment_embed: AugmentEmbedding | None = build_augment_embedding(self, augment_dim, embed_dim,
+                                                                             time_conditional=conditional)
+        self.augment_dim = augment_dim  # 0: no augmentation labels
 
     # ---- construction (modules are registered in the original all_modules order) -------------------------
 
@@ -289,9 +302,9 @@ class NCSNpp(OriginalCheckpointMixin, nn.Module):
 
     # ---- forward -------------------------------------------------------------------------------------------
 
-    def _embed(self, noise_labels: torch.Tensor, class_labels: torch.Tensor | None = None
-               ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """Time (+ class) embedding and the σ used by ``scale_by_sigma`` (None where not needed)."""
+    def _embed(self, noise_labels: torch.Tensor, class_labels: torch.Tensor | None = None,
+               augment_labels: torch.Tensor | None = None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Time (+ class, + augmentation) embedding and the σ used by ``scale_by_sigma`` (None where not needed)."""
         if self.embedding_type == "fourier":
             used_sigmas = noise_labels
             temb = self.fourier_proj(torch.log(noise_labels))
@@ -306,6 +319,7 @@ class NCSNpp(OriginalCheckpointMixin, nn.Module):
         if self.conditional:
             if self.label_embed is not None:
                 temb = self.label_embed.add_to(temb, class_labels)
+            temb = add_augment_labels(self, self.augment_embed, temb, augment_labels)
             temb = self.temb_dense1(self.act(self.temb_dense0(temb)))
         else:
             temb = None
@@ -319,13 +333,16 @@ class NCSNpp(OriginalCheckpointMixin, nn.Module):
     def _skip_sum(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return (a + b) / math.sqrt(2.0) if self.skip_rescale else a + b
 
-    def forward(self, x: torch.Tensor, noise_labels: torch.Tensor,
-                class_labels: torch.Tensor | None = None) -> torch.Tensor:
-        """Network output for ``x`` (B, in_channels, H, W) at noise levels / timesteps ``noise_labels`` (B,) and
-        classes ``class_labels`` (B,) (conditional networks only; None = null label); see the class docstring."""
+    def forward(self, x: torch.Tensor, noise_labels: torch.Tensor, class_labels: torch.Tensor | None = None, *,
+                augment_labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Network output for ``x`` (B, in_channels, H, W) at noise levels / timesteps ``noise_labels`` (B,),
+        classes ``class_labels`` (B,) (conditional networks only; None = null label) and augmentation labels
+        ``augment_labels`` (B, augment_dim) (networks built with ``augment_dim > 0``); see the class docstring."""
         if self.label_embed is None:
             reject_class_labels(self, class_labels)
-        temb, used_sigmas = self._embed(noise_labels, class_labels)
+        if self.augment_embed is None and augment_labels is not None:
+            add_augment_labels(self, None, x, augment_labels)  # the one error: built without augment_dim
+        temb, used_sigmas = self._embed(noise_labels, class_labels, augment_labels)
         if not self.centered:
             x = 2 * x - 1.0  # data in [0, 1] -> [-1, 1]
         enc, dec = self.enc, self.dec
@@ -405,7 +422,7 @@ class NCSNpp(OriginalCheckpointMixin, nn.Module):
                  "conditional", "fir", "fir_kernel", "skip_rescale", "resblock_type", "progressive",
                  "progressive_input", "progressive_combine", "embedding_type", "fourier_scale", "init_scale",
                  "scale_by_sigma", "nonlinearity", "sigma_min", "sigma_max", "num_scales", "num_classes", "null_label",
-                 "checkpointing")
+                 "checkpointing", "augment_dim")
         known = set(names) | _IGNORED_MODEL_KEYS | {"normalization", "attention_type", "conv_size"}
         check_config_keys("model", model, known)
         check_config_keys("data", data, {"image_size", "num_channels", "centered"} | _IGNORED_DATA_KEYS)
