@@ -1,5 +1,7 @@
-"""Data: built-in 2-D toys and digits (no download), CIFAR-10 and image folders, Score SDE preprocessing."""
+"""Data: built-in 2-D toys and digits (no download), CIFAR-10 and image folders, Score SDE preprocessing, EDM's
+non-leaking augmentation (:class:`AugmentPipe`)."""
 
+from .augment import AugmentPipe
 from .images import (
     DATASETS,
     ImageFolderDataset,
@@ -19,6 +21,7 @@ __all__ = [
     "DATASETS",
     "LABELLED_TOY_2D",
     "TOY_2D",
+    "AugmentPipe",
     "ImageFolderDataset",
     "TensorImageDataset",
     "data_scaler",
