@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from ..data.augment import AugmentPipe
 from ..data.toy2d import TOY_2D
 from ..losses.fp_core import MODES as FP_MODES
 from ..losses.fp_core import WEIGHTINGS as FP_WEIGHTINGS
@@ -162,6 +163,12 @@ class TrainingConfig:
     fp_min_time: float = _num(0.0, "[0, 1)")  # phase space only: the regulariser skips t < fp_min_time (0.01 advised)
     label_dropout: float = _num(0.0, "[0, 1)")  # class-conditional models: probability that a label becomes the
                                              # null label -1 (classifier-free guidance training, Ho & Salimans 2022)
+    ema_halflife_kimg: float | None = _num(None, "> 0")  # EDM's EMA: half-life in thousands of training images
+                                             # (500 for CIFAR-10) instead of model.ema_rate (set that to none)
+    ema_rampup_ratio: float | None = _num(0.05, "> 0")  # EDM's EMA ramp-up: half-life <= this x images seen (None:
+                                             # no ramp-up); with ema_halflife_kimg only
+    augment_p: float = _num(0.0, "[0, 1]")   # EDM's non-leaking augmentation probability (0.12 for CIFAR-10; needs
+                                             # model.augment_dim = 9); 0: off
 
 
 #: the ``sampling`` fields of Score SDE's configs, with its defaults (the registry adds every other sampler option)
@@ -361,6 +368,28 @@ def _check_classes(cfg: Config) -> None:
                           f"model.num_classes={num_classes!r}")
 
 
+def _check_ema_and_augment(cfg: Config) -> None:
+    """One EMA rule (``training.ema_halflife_kimg`` or ``model.ema_rate``, never both; ``training.ema_rampup_ratio``
+    changed only with the half-life), and ``training.augment_p`` > 0 only on images with a network built for EDM's
+    augmentation labels (``model.augment_dim`` equal to the pipeline's, :class:`scoresde.data.AugmentPipe`)."""
+    t, rate = cfg.training, cfg.model.get("ema_rate")
+    if t.ema_halflife_kimg is not None and rate is not None:
+        raise ConfigError(f"training.ema_halflife_kimg={t.ema_halflife_kimg} and model.ema_rate={rate} both choose the "
+                          "EMA; keep one (model.ema_rate=none for EDM's half-life)")
+    if t.ema_halflife_kimg is None and t.ema_rampup_ratio != 0.05:
+        raise ConfigError(f"training.ema_rampup_ratio={t.ema_rampup_ratio} applies to training.ema_halflife_kimg, "
+                          "which is not set (model.ema_rate's decay has no ramp-up)")
+    if not t.augment_p:
+        return
+    if cfg.data.dataset in TOY_2D:
+        raise ConfigError(f"training.augment_p={t.augment_p} augments images; data.dataset {cfg.data.dataset!r} is "
+                          "2-D points")
+    dim, want = cfg.model.get("augment_dim", 0), AugmentPipe(p=t.augment_p).augment_dim
+    if dim != want:
+        raise ConfigError(f"training.augment_p={t.augment_p} needs a network built for its augmentation labels: "
+                          f"model.augment_dim={want}, got model.augment_dim={dim!r}")
+
+
 def _check_numbers(cfg: Config) -> None:
     """Every numeric field of every section (and ``seed``) within its declared bounds (:func:`_num`; a field without
     them: finite, an integer within int64), each refusal naming the key and what is allowed."""
@@ -429,6 +458,7 @@ def validate(cfg: Config) -> Config:
     check_choice("training.fp_mode", t.fp_mode, FP_MODES, error=ConfigError)
     check_choice("training.fp_weighting", t.fp_weighting, FP_WEIGHTINGS, error=ConfigError)
     _check_classes(cfg)
+    _check_ema_and_augment(cfg)
     check_choice("sampling.method", s.method, SAMPLING_METHODS, error=ConfigError)
     check_choice("sampling.predictor", s.predictor, tuple(PREDICTORS), error=ConfigError)  # before a run is written
     check_choice("sampling.corrector", s.corrector, tuple(CORRECTORS), error=ConfigError)
