@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -41,6 +39,7 @@ from torch import Tensor, nn
 
 from ..config import ConfigLike, build_network, build_score_model, resolve_config
 from ..models import DiffusionModel, PhaseSpaceScoreModel, ScoreModel
+from .atomic import atomic_write
 from .errors import CorruptCheckpointError, IncompatibleCheckpointError
 from .files import load_safetensors, load_weights_only, safetensors_error
 from .loaded import loaded_model
@@ -84,16 +83,6 @@ class TrainingState(NamedTuple):
 # ---- atomic writes ------------------------------------------------------------------------------------------
 
 
-def _fsync_dir(directory: Path) -> None:
-    if os.name != "posix":
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def file_sha256(path: Path, chunk_bytes: int = 1 << 20) -> str:
     """The sha256 hex digest of a file, read in chunks of ``chunk_bytes`` (what ``checkpoint.json`` records)."""
     digest = hashlib.sha256()
@@ -104,22 +93,17 @@ def file_sha256(path: Path, chunk_bytes: int = 1 << 20) -> str:
 
 
 def _atomic_write(target: Path, write: Callable[[Path], None]) -> str:
-    """Write ``target`` through ``write(tmp_path)`` to a temporary file, fsync it, then ``os.replace`` it; return
-    the sha256 of what was written."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        digest = file_sha256(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(target.parent)
-    return digest
+    """Write ``target`` atomically (:func:`~scoresde.checkpoint.atomic.atomic_write`: temporary file, fsync,
+    ``os.replace``; a storage fault is one ``StorageError`` naming it); return the sha256 of what was written."""
+    atomic_write(target, write)
+    return file_sha256(target)
+
+
+def _torch_save(payload: Any, path: Path) -> None:
+    """``torch.save`` through a Python file object: a failed write then carries its ``OSError`` (errno) instead of
+    only torch's C++ ``unexpected pos`` message."""
+    with open(path, "wb") as handle:
+        torch.save(payload, handle)
 
 
 def _write_tensors(target: Path, tensors: Mapping[str, Tensor], step: int) -> str:
@@ -169,11 +153,11 @@ def save_checkpoint(
     if optimizer is not None:
         state = optimizer.state_dict() if isinstance(optimizer, torch.optim.Optimizer) else dict(optimizer)
         payload = {"step": step, "optimizer": state}
-        sha256[_OPTIM] = _atomic_write(directory / _OPTIM, lambda tmp: torch.save(payload, tmp))
+        sha256[_OPTIM] = _atomic_write(directory / _OPTIM, lambda tmp: _torch_save(payload, tmp))
         files["optimizer"] = _OPTIM
     if trainer_state is not None:
         trainer_payload = {"step": step, "trainer": dict(trainer_state)}
-        sha256[_TRAINER] = _atomic_write(directory / _TRAINER, lambda tmp: torch.save(trainer_payload, tmp))
+        sha256[_TRAINER] = _atomic_write(directory / _TRAINER, lambda tmp: _torch_save(trainer_payload, tmp))
         files["trainer"] = _TRAINER
     is_model = isinstance(net, (ScoreModel, PhaseSpaceScoreModel))
     network = type(net.net if is_model else net).__name__ if isinstance(net, nn.Module) else None

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from ..models import DiffusionModel
+from .atomic import StorageError
 from .errors import IncompatibleCheckpointError, SkippedCheckpointWarning
 from .native import load_checkpoint_directory, save_checkpoint
 
@@ -253,8 +254,10 @@ def save_training_checkpoint(
         if target.exists():  # the same step saved again (e.g. after a resume): identical content
             shutil.rmtree(target)
         tmp.rename(target)
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, StorageError):  # name the checkpoint, not the hidden folder it was written in
+            raise StorageError(err.errno, err.strerror, str(target)) from err
         raise
     for s, k, path in list_checkpoints(workdir):  # older pre-emption checkpoints are superseded
         if k == "preempt" and s < step:

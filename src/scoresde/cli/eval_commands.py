@@ -15,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import __version__
+from ..checkpoint.atomic import atomic_write
 from ..data import load_dataset
 from ..evaluation import METRICS, SAMPLE_METRICS, EvalSettings, evaluate
 from ..likelihood import data_nll
@@ -92,7 +93,7 @@ def cmd_likelihood(args: argparse.Namespace) -> int:
               "split": args.split, "checkpoint": str(path), "step": step, "ema": not args.no_ema,
               "trace": args.trace, "n_probes": args.n_probes, "method": args.method, "steps": args.steps,
               "grid": args.grid}
-    out.write_text(json.dumps(result, indent=2))
+    atomic_write(out, lambda tmp: tmp.write_text(json.dumps(result, indent=2)))
     print(f"{result['value']:.4f} {unit} ± {result['stderr_over_examples']:.4f} on {len(v)} {args.split} examples "
           f"(step {step}); wrote {out}")
     return 0

@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from ..checkpoint.atomic import atomic_write
 from ..data.image_grid import save_image_grid
 
 #: the named masks of ``scoresde inpaint --mask``: the half of the image that is *observed* (kept)
@@ -171,12 +172,11 @@ def read_mask(spec: str, shape: tuple[int, int, int]) -> Tensor:
 def save_images(x: Tensor, path: str | Path, nrow: int) -> Path:
     """``--out`` of the image commands: images ``(B, C, H, W)`` in ``[0, 1]`` as a PNG grid of ``nrow`` images per
     row (:func:`~scoresde.data.image_grid.save_image_grid`), or as a ``.npy`` float32 array (not clipped) in the CLI's
-    layout, channels last ``(B, H, W, C)`` (:data:`ARRAY_LAYOUT`)."""
+    layout, channels last ``(B, H, W, C)`` (:data:`ARRAY_LAYOUT`). Written atomically
+    (:func:`~scoresde.checkpoint.atomic.atomic_write`): a failed write leaves nothing, one line names ``path``."""
     path = Path(path)
     if path.suffix == ".npy":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(path, x.detach().cpu().float().permute(0, 2, 3, 1).numpy())
-        return path
+        return atomic_write(path, lambda tmp: np.save(tmp, x.detach().cpu().float().permute(0, 2, 3, 1).numpy()))
     if path.suffix != ".png":
         raise ValueError(f"--out must end in .png or .npy, got {path.name!r}")
-    return save_image_grid(x, path, nrow=nrow)
+    return atomic_write(path, lambda tmp: save_image_grid(x, tmp, nrow=nrow))

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..checkpoint.atomic import atomic_write
 from ..data import data_scaler, inverse_data_scaler
 from ..sampling import sample
 from ..sampling.latent import encode, interpolate
@@ -76,8 +77,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     x = data_scaler(read_images(args.image, run_image_shape(cfg)), cfg.data.centered).to(device)
     g = torch.Generator(device).manual_seed(args.seed)
     code, nfe = _encode(args, model, x, class_cond(args, model, x.shape[0]), g)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    np.save(out, code.detach().cpu().float().numpy())
+    atomic_write(out, lambda tmp: np.save(tmp, code.detach().cpu().float().numpy()))
     print(f"encoded {x.shape[0]} image(s) to codes of shape {tuple(code.shape)} (NFE {nfe}) in {out}; decode with "
           f"scoresde.sample(model, shape, 'ode', x_T=codes)")
     return 0

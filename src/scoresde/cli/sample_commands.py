@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..checkpoint.atomic import atomic_write
 from ..data import inverse_data_scaler
 from ..data.image_grid import save_image_grid
 from ..guidance import classifier, classifier_free
@@ -223,11 +224,12 @@ def cmd_sample(args: argparse.Namespace) -> int:
         x = inverse_data_scaler(x, cfg.data.centered).clamp(0, 1)
     if out.suffix == ".npz":
         arr = x.numpy() if toy else (x * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-        np.savez(out, samples=arr, step=step, sampler=name, nfe=nfe, options=json.dumps(options),
-                 **({} if labels is None else {"labels": labels.numpy()}))
+        atomic_write(out, lambda tmp: np.savez(tmp, samples=arr, step=step, sampler=name, nfe=nfe,
+                                               options=json.dumps(options),
+                                               **({} if labels is None else {"labels": labels.numpy()})))
     elif toy:
-        scatter_panels([(out.stem, x)], out)
+        atomic_write(out, lambda tmp: scatter_panels([(out.stem, x)], tmp))
     else:
-        save_image_grid(x, out)
+        atomic_write(out, lambda tmp: save_image_grid(x, tmp))
     print(f"wrote {args.num} samples of {path} (step {step}, sampler {name}, NFE {nfe} per batch) to {out}")
     return 0

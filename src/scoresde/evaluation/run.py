@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..checkpoint.atomic import atomic_write
 from ..data import inverse_data_scaler, preprocess
 from ..likelihood import data_nll
 from ..losses.fpe import fpe_residual
@@ -158,8 +159,7 @@ def evaluate(model, cfg, *, step: int, ema: bool, out_dir: Path, settings: EvalS
         record["metrics"]["bpd"] = bpd
     if "fpe" in wanted:
         record["metrics"]["fpe"] = fpe
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "metrics.json").write_text(json.dumps(record, indent=2, default=str))
+    atomic_write(out_dir / "metrics.json", lambda tmp: tmp.write_text(json.dumps(record, indent=2, default=str)))
     return record
 
 
