@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 
 from ..checkpoint import load_checkpoint
+from ..checkpoint.atomic import atomic_directory
 from ..checkpoint.diffusers.export import export_diffusers
 from ..checkpoint.diffusers.folder import is_diffusers_folder, read_diffusers_folder
 from ..checkpoint.diffusers.load import diffusers_network_state
@@ -25,6 +26,7 @@ from ..checkpoint.run import is_run_folder, save_training_checkpoint
 from ..config import apply_overrides, build_network, config_from_dict, resolve_config
 from ..sdes import VESDE, VPSDE, DiscreteVPSDE, SubVPSDE
 from ..training.build import build_optimizer
+from ..training.lock import WorkdirLock
 from ..training.workdir import prepare_workdir
 from .command_table import COMMAND_HELP
 from .common import add_step, load_run_model
@@ -122,14 +124,24 @@ def cmd_import_original(args: argparse.Namespace) -> int:
     optimizer = build_optimizer(cfg, net.parameters())
     if state.optimizer_state is not None and state.optimizer_state.get("state"):
         optimizer.load_state_dict(state.optimizer_state)
-    prepare_workdir(workdir, cfg)
     trainer_state = {"ema_num_updates": int(state.trainer_state["ema_num_updates"]),
                      "ema_decay": float(cfg.model.get("ema_rate", 0.999)),
                      "scaler": {}, "skipped_steps": 0, "world_size": 1}
-    path = save_training_checkpoint(workdir, state.step, kind="checkpoint", net=net, ema_state=state.ema_state,
-                                    optimizer=optimizer, config=sections, trainer_state=trainer_state)
+    path = _write_run(workdir, cfg, state.step, net=net, ema_state=state.ema_state, optimizer=optimizer,
+                      trainer_state=trainer_state)
     print(f"imported {args.checkpoint} ({fmt} checkpoint, step {state.step}) as {path}")
     return 0
+
+
+def _write_run(workdir: Path, cfg, step: int, **state) -> Path:
+    """Write the imported run folder (``config.json`` and one checkpoint) under the workdir lock: a trainer or
+    another import writing the same folder meanwhile is refused in one line naming its PID
+    (:class:`~scoresde.training.lock.WorkdirLockedError`), never interleaved."""
+    with WorkdirLock(workdir):
+        if (workdir / "config.json").exists():  # checked again under the lock: another process may have started
+            raise ValueError(f"{workdir} already holds a run; import into a new --workdir")
+        prepare_workdir(workdir, cfg)
+        return save_training_checkpoint(workdir, step, kind="checkpoint", config=cfg.to_dict(), **state)
 
 
 def _default_sde(name: str):
@@ -155,11 +167,10 @@ def cmd_import_diffusers(args: argparse.Namespace) -> int:
     net = build_network(sections)
     net.load_state_dict(diffusers_network_state(unet_config, state, sections))
     optimizer = build_optimizer(cfg, net.parameters())
-    prepare_workdir(workdir, cfg)
     trainer_state = {"ema_num_updates": 0, "ema_decay": float(cfg.model.get("ema_rate", 0.999)), "scaler": {},
                      "skipped_steps": 0, "world_size": 1}
-    path = save_training_checkpoint(workdir, 0, kind="checkpoint", net=net, ema_state=net.state_dict(),
-                                    optimizer=optimizer, config=sections, trainer_state=trainer_state)
+    path = _write_run(workdir, cfg, 0, net=net, ema_state=net.state_dict(), optimizer=optimizer,
+                      trainer_state=trainer_state)
     print(f"imported {source} (diffusers {unet_config.get('_class_name')}, {cfg.model['name']}, "
           f"{cfg.training.sde}) as {path}")
     return 0
@@ -176,6 +187,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise ValueError(f"--step needs a run folder; {source} is a single checkpoint")
     else:
         model = load_checkpoint(source, use_ema=not args.online)
-    out = export_diffusers(model, args.out, pipeline=args.pipeline)
+    # the folder appears whole or not at all; a full disk is one line naming it
+    out = atomic_directory(args.out, lambda tmp: export_diffusers(model, tmp, pipeline=args.pipeline))
     print(f"exported {source} (step {model.step}) to {out}")
     return 0
