@@ -20,6 +20,7 @@ import importlib
 import io
 import json
 import pickle
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -177,9 +178,19 @@ class ImageFolderDataset(Dataset):
         resolution: if given, every image is centre-cropped and resized to ``resolution``²; otherwise all
             images must already have one common size (an image of another size is an error naming the file).
         channels: 3 (RGB) or 1 (grey); images are converted.
+        verify: check every file when the dataset is built (PIL ``Image.verify``: the header and, for PNG, every
+            chunk's CRC, without decoding the pixels), so that a truncated, corrupt or non-image file is reported
+            before training starts, not at the step that first draws it. Measured on 2000 PNGs of 32x32 (AMD EPYC,
+            one loaded core): 0.3-0.5 s to verify, 0.55-0.58 s to decode fully; on 1024x1024 PNGs 0.52 ms against
+            30.7 ms per file, hence the header check (a file that passes it but fails to decode is still named
+            when read). ``False`` skips the scan.
+        skip_bad_files: what a file failing the scan does: ``False`` (default) one ``ValueError`` naming it (and how
+            many others fail); ``True`` leave it out with one warning naming the files left out (the config key
+            ``data.skip_bad_files``).
     """
 
-    def __init__(self, path: str | Path, resolution: int | None = None, channels: int = 3) -> None:
+    def __init__(self, path: str | Path, resolution: int | None = None, channels: int = 3, *, verify: bool = True,
+                 skip_bad_files: bool = False) -> None:
         self.path = Path(path)
         if not self.path.exists():
             raise FileNotFoundError(f"dataset path {self.path} does not exist")
@@ -195,6 +206,8 @@ class ImageFolderDataset(Dataset):
         if not self.files:
             raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found in {self.path}")
         self.labels = self._read_labels()
+        if verify:
+            self._drop_unreadable(skip_bad_files)
         first = self._load(0)
         self._shape = tuple(first.shape)
 
@@ -235,6 +248,42 @@ class ImageFolderDataset(Dataset):
             out[entry[0].replace("\\", "/")] = label
         return out
 
+    @staticmethod
+    def _unreadable(read) -> str | None:
+        """Why the file of ``read()`` (its bytes) is not a readable image (PIL's first line), or ``None`` when its
+        header and checksums are intact."""
+        try:
+            with Image.open(io.BytesIO(read())) as im:
+                im.verify()
+        except (OSError, SyntaxError, ValueError, zipfile.BadZipFile) as err:  # PIL: truncated, CRC, not an image
+            return str(err).splitlines()[0] if str(err) else type(err).__name__
+        return None
+
+    def _drop_unreadable(self, skip: bool) -> None:
+        """The scan of :class:`ImageFolderDataset`'s ``verify``: refuse (or with ``skip`` leave out, warning once)
+        the files that are not readable images."""
+        if self._zip:  # one open archive for the whole scan
+            with zipfile.ZipFile(self.path) as z:
+                bad = [(n, why) for n in self.files if (why := self._unreadable(lambda n=n: z.read(n))) is not None]
+        else:
+            bad = [(n, why) for n in self.files
+                   if (why := self._unreadable((self.path / n).read_bytes)) is not None]
+        if not bad:
+            return
+        (name, why), others = bad[0], len(bad) - 1
+        if not skip:
+            more = f" ({others} more unreadable file(s) in the folder)" if others else ""
+            raise ValueError(f"image {self.path}/{name} cannot be read ({why}): replace or remove it, or set "
+                             f"data.skip_bad_files=true to leave unreadable files out{more}")
+        dropped = {n for n, _ in bad}
+        self.files = [f for f in self.files if f not in dropped]
+        shown = ", ".join(n for n, _ in bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        warnings.warn(f"{self.path}: leaving out {len(bad)} unreadable image(s) of {len(self.files) + len(bad)} "
+                      f"(data.skip_bad_files): {shown}", stacklevel=3)
+        if not self.files:
+            raise ValueError(f"no readable images in {self.path}: all {len(bad)} files fail to load (first: {name}: "
+                             f"{why})")
+
     def _load(self, index: int) -> Tensor:
         name = self.files[index]
         try:
@@ -270,11 +319,12 @@ DATASETS = ("digits", "cifar10", "folder")
 
 
 def load_dataset(name: str, *, split: str = "train", root: str | Path | None = None, resolution: int | None = None,
-                 channels: int = 3, download: bool = False) -> Dataset:
+                 channels: int = 3, download: bool = False, skip_bad_files: bool = False) -> Dataset:
     """Build dataset ``name`` (``digits``, ``cifar10`` or ``folder``); see the module docstring.
 
     ``root`` is the CIFAR-10 download folder or the image folder/zip; ``resolution`` resizes ``digits`` and
-    centre-crops + resizes ``folder`` images.
+    centre-crops + resizes ``folder`` images; ``skip_bad_files`` leaves unreadable ``folder`` images out with a
+    warning instead of refusing the folder (:class:`ImageFolderDataset`).
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; valid datasets are: {', '.join(DATASETS)}")
@@ -286,7 +336,7 @@ def load_dataset(name: str, *, split: str = "train", root: str | Path | None = N
         if resolution not in (None, 32):
             raise ValueError(f"cifar10 images are 32x32, got resolution={resolution}")
         return load_cifar10(root, split, download=download)
-    return ImageFolderDataset(root, resolution=resolution, channels=channels)
+    return ImageFolderDataset(root, resolution=resolution, channels=channels, skip_bad_files=skip_bad_files)
 
 
 def preprocess(

@@ -65,7 +65,9 @@ def check_dataset_labels(ds: Dataset, num_classes: int, what: str) -> None:
 
 def build_dataset(cfg: DataConfig, split: str, seed: int, toy_size: int = 100_000) -> Dataset:
     """The dataset of ``cfg`` for ``split``: a 2-D toy (``toy_size`` points drawn from ``seed``), the digits,
-    CIFAR-10, or an image folder/zip (``CELEBA``, ``CelebAHQ``, ``FFHQ``, ``LSUN``, ``folder``) at ``data.root``."""
+    CIFAR-10, or an image folder/zip (``CELEBA``, ``CelebAHQ``, ``FFHQ``, ``LSUN``, ``folder``) at ``data.root``,
+    whose files are checked now: an unreadable one is one error naming it, or left out with a warning under
+    ``data.skip_bad_files``."""
     name = cfg.dataset
     if name in TOY_2D:
         offset = 0 if split == "train" else 1_000_003
@@ -81,7 +83,8 @@ def build_dataset(cfg: DataConfig, split: str, seed: int, toy_size: int = 100_00
     elif name in ("CELEBA", "CelebAHQ", "FFHQ", "LSUN", "folder"):
         if cfg.root is None:
             raise ValueError(f"data.dataset {name} is read from an image folder or zip: set data.root")
-        ds = load_dataset("folder", root=cfg.root, resolution=cfg.image_size, channels=cfg.num_channels)
+        ds = load_dataset("folder", root=cfg.root, resolution=cfg.image_size, channels=cfg.num_channels,
+                          skip_bad_files=cfg.skip_bad_files)
     else:
         valid = ["CIFAR10", "CELEBA", "CelebAHQ", "FFHQ", "LSUN", "folder", "digits", *sorted(TOY_2D)]
         raise ValueError(f"unknown data.dataset {name!r}; valid datasets are: {', '.join(valid)}")
@@ -147,4 +150,41 @@ def make_loader(dataset: Dataset, sampler: StepBatchSampler, num_workers: int, p
     if num_workers < 0 or prefetch_factor < 1:
         raise ValueError(f"num_workers must be >= 0 and prefetch_factor >= 1, got {num_workers}, {prefetch_factor}")
     extra = {"prefetch_factor": prefetch_factor, "persistent_workers": True} if num_workers > 0 else {}
-    return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, pin_memory=pin_memory, **extra)
+    return _WorkerErrorLoader(dataset, batch_sampler=sampler, num_workers=num_workers, pin_memory=pin_memory,
+                              **extra)
+
+
+def worker_error(err: Exception) -> Exception | None:
+    """The dataset's own error inside a DataLoader worker's re-raised one, or ``None`` for any other error.
+
+    A worker's exception reaches the main process as ``Caught ValueError in DataLoader worker process 0.`` followed
+    by the worker's traceback; its last line is the dataset's message (e.g. the unreadable image it names). The error
+    returned has the same type and that message alone, so that the CLI reports it as one line."""
+    text = str(err)
+    first = text.splitlines()[0] if text else ""
+    if not (first.startswith("Caught ") and "DataLoader worker" in first and "Original Traceback" in text):
+        return None
+    last = text.strip().splitlines()[-1]
+    name, _, message = last.partition(": ")
+    try:
+        return type(err)(message if name.split(".")[-1] == type(err).__name__ and message else last)
+    except TypeError:  # an exception type whose constructor takes other arguments
+        return RuntimeError(last)
+
+
+class _WorkerErrorLoader(DataLoader):
+    """A DataLoader whose worker errors are the dataset's own one-line errors (:func:`worker_error`)."""
+
+    def __iter__(self):
+        iterator = super().__iter__()
+        while True:
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                return
+            except Exception as err:
+                plain = worker_error(err)
+                if plain is None:
+                    raise
+                raise plain from None
+            yield batch
