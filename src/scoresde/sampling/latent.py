@@ -113,8 +113,8 @@ def interpolate(z0: Tensor, z1: Tensor, n: int, *, dot_threshold: float = 0.9995
     whose cosine exceeds ``dot_threshold`` (nearly parallel) are interpolated linearly. Returns shape
     ``(n, *z0.shape)``: ``out[0] = z0``, ``out[-1] = z1``; decode ``out.flatten(0, 1)`` as one batch.
     """
-    if not isinstance(z0, Tensor) or not isinstance(z1, Tensor):
-        raise TypeError("z0 and z1 must be tensors")
+    check_tensor("z0", z0, finite=True, nonempty=True)  # a NaN code would make every frame NaN (the angle)
+    check_tensor("z1", z1, finite=True, nonempty=True)
     if z0.shape != z1.shape or z0.dim() < 2:
         raise ValueError(f"z0 and z1 must have the same shape (B, ...), got {tuple(z0.shape)} and {tuple(z1.shape)}")
     if isinstance(n, bool) or not isinstance(n, int) or n < 2:
