@@ -151,8 +151,11 @@ class ScheduleSDE(ScalarSDE):
         ``torch.no_grad`` / ``torch.inference_mode``: the derivative is of the schedule, not of the caller's graph)."""
         with torch.inference_mode(False), torch.enable_grad():
             t64 = t.detach().clone().to(F64).requires_grad_(True)
-            (grad,) = torch.autograd.grad(fn(t64).sum(), t64)
-        return grad.to(t.dtype)
+            y = fn(t64)
+            if not y.requires_grad:  # a constant (e.g. alpha = 1 written as ones_like(t))
+                return torch.zeros_like(t)
+            (grad,) = torch.autograd.grad(y.sum(), t64, allow_unused=True)
+        return torch.zeros_like(t) if grad is None else grad.to(t.dtype)
 
     def dlog_alpha_dt(self, t: Tensor) -> Tensor:
         """The drift coefficient ``f(t) = d log alpha / dt`` (generic: automatic differentiation of ``log_alpha``)."""
