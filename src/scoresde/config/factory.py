@@ -19,6 +19,7 @@ from torch import nn
 
 from ..models import PhaseSpaceScoreModel, ScoreModel
 from ..models.phase_space_model import MODEL_KEYS as PHASE_SPACE_MODEL_KEYS
+from ..models.preconditioning import PRECONDITIONINGS
 from ..nets import CONDITIONAL_NETWORKS, SCORE_NETWORKS, NCSNpp
 from ..nets.ncsn import NCSNV2_VARIANTS
 from ..numerics.checks import check_choice, check_flag
@@ -26,8 +27,9 @@ from ..sdes import CONFIG_SDES
 from ..sdes.base import SDE
 from .resolve import ConfigLike, resolve_config
 
-__all__ = ["CLASS_MODEL_KEYS", "CONDITIONAL_NETWORK_NAMES", "NETWORKS", "NETWORK_DATA_KEYS", "RUNTIME_MODEL_KEYS",
-           "build_network", "build_score_model", "build_sde", "default_dtype"]
+__all__ = ["CLASS_MODEL_KEYS", "CONDITIONAL_NETWORK_NAMES", "NETWORKS", "NETWORK_DATA_KEYS",
+           "PRECONDITIONING_MODEL_KEYS", "RUNTIME_MODEL_KEYS", "build_network", "build_score_model", "build_sde",
+           "default_dtype"]
 
 #: ``model.name`` -> builder ``(model_section, data_section) -> nn.Module``.
 #: read from each class of :data:`scoresde.nets.catalog.SCORE_NETWORKS` (its ``config_names`` and ``from_config``)
@@ -42,6 +44,10 @@ CLASS_MODEL_KEYS = ("num_classes", "null_label")
 #: them: ``model.checkpointing`` = activation checkpointing per block, on NCSNpp and DDPM; ``model.channels_last`` =
 #: the network's 4-D weights, hence its convolutions, in NHWC memory order, on every image network)
 RUNTIME_MODEL_KEYS = ("checkpointing", "channels_last")
+#: model keys of the adapter, not the network: ``model.preconditioning`` (a row of Karras et al. Table 1,
+#: :data:`scoresde.models.preconditioning.PRECONDITIONINGS`) and ``model.sigma_data`` (its data std; also read by the
+#: ``edm`` / ``soft_min_snr`` loss weightings)
+PRECONDITIONING_MODEL_KEYS = ("preconditioning", "sigma_data")
 
 #: the ``data`` keys a network reads (the NCSN family reads ``channels`` in the original code)
 NETWORK_DATA_KEYS = frozenset({"image_size", "num_channels", "centered", "channels"})
@@ -68,7 +74,8 @@ def build_network(config: ConfigLike) -> nn.Module:
 
 
 def _network(config: Mapping[str, Any]) -> nn.Module:
-    model = {k: v for k, v in _section(config, "model").items() if k != "channels_last"}  # a layout, not an option
+    model = {k: v for k, v in _section(config, "model").items()  # a layout and the adapter's keys: not options
+             if k != "channels_last" and k not in PRECONDITIONING_MODEL_KEYS}
     data = {k: v for k, v in _section(config, "data").items() if k in NETWORK_DATA_KEYS}
     name = model.get("name")
     if name not in NETWORKS:
@@ -137,6 +144,24 @@ def _memory_format(net: nn.Module, model: Mapping[str, Any]) -> nn.Module:
     return net.to(memory_format=torch.channels_last)
 
 
+def _preconditioning(model: Mapping[str, Any], net: nn.Module, sde: SDE) -> dict[str, Any]:
+    """``ScoreModel``'s preconditioning arguments from ``model.preconditioning`` / ``model.sigma_data`` (``{}`` without
+    preconditioning), or one ``ValueError``: a phase-space SDE, or a network that divides by its noise label or takes
+    its log (a preconditioned network is fed ``c_noise``, which may be <= 0)."""
+    name = model.get("preconditioning")
+    if name is None:
+        return {}
+    check_choice("model.preconditioning", name, tuple(PRECONDITIONINGS))
+    if sde.has_auxiliary:
+        raise ValueError(f"model.preconditioning={name!r} needs a scalar SDE, not {type(sde).__name__}")
+    if getattr(net, "scale_by_sigma", False) or (
+            getattr(net, "embedding_type", None) == "fourier" and getattr(net, "fourier_log", True)):
+        raise ValueError(f"model.preconditioning={name!r}: the network divides its output by its noise label or "
+                         "embeds its log (scale_by_sigma, Fourier features of logs); a preconditioned network is "
+                         "fed c_noise and scaled by c_out: set model.scale_by_sigma=false and model.fourier_log=false")
+    return {"preconditioning": name, "sigma_data": model.get("sigma_data")}
+
+
 def build_score_model(config: ConfigLike, *, dtype: torch.dtype | None = None
                       ) -> ScoreModel | PhaseSpaceScoreModel:
     """A randomly initialised score model for ``config`` with the original conventions (README §4): a
@@ -158,6 +183,9 @@ def build_score_model(config: ConfigLike, *, dtype: torch.dtype | None = None
     continuous = continuous and model_section.get("name") not in _NCSN_NAMES
     if dtype is not None:
         net = net.to(dtype)  # (keeps the memory format)
+    precond = _preconditioning(model_section, net, sde)
+    if precond:
+        return ScoreModel(net, sde, continuous=continuous, **precond).eval()
     if sde.has_auxiliary:  # noise prediction of the full state, raw t (PSLD's convention)
         var = model_section.get("mixed_data_var")
         return PhaseSpaceScoreModel(net, sde, blocks=str(model_section.get("blocks", "all")),

@@ -33,12 +33,13 @@ from ..data.augment import AugmentPipe
 from ..data.toy2d import TOY_2D
 from ..losses.fp_core import MODES as FP_MODES
 from ..losses.fp_core import WEIGHTINGS as FP_WEIGHTINGS
+from ..losses.weighting import check_recipe
 from ..numerics.checks import Bounds, HintMismatch, check_choice, check_number, convert_to_hint
 from ..numerics.grids import GRIDS
 from ..sampling.registry import SAMPLERS
 from ..sampling.steps import CORRECTORS, PREDICTORS
 from ..sdes import CONFIG_SDES
-from .factory import CLASS_MODEL_KEYS, NETWORKS, RUNTIME_MODEL_KEYS
+from .factory import CLASS_MODEL_KEYS, NETWORKS, PRECONDITIONING_MODEL_KEYS, RUNTIME_MODEL_KEYS
 from .resolve import ConfigLike, resolve_config
 
 #: ``model`` keys of the augmentation labels (EDM's ``augment_dim``: the length of the ``augment_labels`` that NCSNpp
@@ -169,6 +170,15 @@ class TrainingConfig:
                                              # no ramp-up); with ema_halflife_kimg only
     augment_p: float = _num(0.0, "[0, 1]")   # EDM's non-leaking augmentation probability (0.12 for CIFAR-10; needs
                                              # model.augment_dim = 9); 0: off
+    objective: str = "dsm"                   # 'dsm' (Score SDE's losses) | 'edm' (Karras et al.'s weighted denoising
+                                             # loss, scoresde.losses.edm_loss) | 'flow_matching' (velocity loss)
+    loss_weighting: str | None = None        # objective 'edm': 'edm' (None) | 'snr' | 'likelihood' | 'min_snr' |
+                                             # 'soft_min_snr' (scoresde.losses.weighting; sigma_d: model.sigma_data)
+    time_distribution: str | None = None     # 'edm'/'flow_matching': 'uniform' | 'lognormal' | 'logit_normal' (None:
+                                             # lognormal for 'edm', uniform for 'flow_matching')
+    p_mean: float | None = None              # mean of the normal of ln s / logit t (None: -1.2 lognormal, 0 logit)
+    p_std: float | None = _num(None, "> 0")  # its std (None: 1.2 lognormal, 1 logit_normal)
+    min_snr_gamma: float = _num(5.0, "> 0")  # loss_weighting 'min_snr': the SNR cap gamma (Hang et al. 2023)
 
 
 #: the ``sampling`` fields of Score SDE's configs, with its defaults (the registry adds every other sampler option)
@@ -457,6 +467,8 @@ def validate(cfg: Config) -> Config:
     check_choice("training.snapshot_sampler", t.snapshot_sampler, (*SAMPLING_METHODS, "sampling"), error=ConfigError)
     check_choice("training.fp_mode", t.fp_mode, FP_MODES, error=ConfigError)
     check_choice("training.fp_weighting", t.fp_weighting, FP_WEIGHTINGS, error=ConfigError)
+    check_recipe(t.objective, t.loss_weighting, t.time_distribution, t.p_mean, t.p_std, t.min_snr_gamma,
+                 error=ConfigError)
     _check_classes(cfg)
     _check_ema_and_augment(cfg)
     check_choice("sampling.method", s.method, SAMPLING_METHODS, error=ConfigError)
@@ -549,7 +561,7 @@ def apply_overrides(values: Mapping[str, Any], overrides: Sequence[str], *,
         hints: dict[str, Any] = {}
         if run_config and section == "model":  # the architecture's keys and the class options of conditional networks
             valid = list(dict.fromkeys([*out.get("model", {}), *CLASS_MODEL_KEYS, *RUNTIME_MODEL_KEYS,
-                                        *AUGMENT_MODEL_KEYS]))
+                                        *AUGMENT_MODEL_KEYS, *PRECONDITIONING_MODEL_KEYS]))
         elif section in sections:
             valid = [f.name for f in dataclasses.fields(sections[section])]
             hints = typing.get_type_hints(sections[section])

@@ -41,9 +41,8 @@ from ..data import inverse_data_scaler, preprocess
 from ..data.image_grid import save_image_grid
 from ..models import ScoreModel
 from ..nets import NULL_LABEL
-from ..numerics.times import draw_times
 from ..sampling import SAMPLERS, sample
-from .build import build_model, build_optimizer, check_objective, compute_loss
+from .build import build_model, build_optimizer, check_objective, compute_loss, training_times
 from .data import StepBatchSampler, build_dataset, check_dataset_labels, global_batch_indices, make_loader
 from .distributed import DistEnv, init_distributed
 from .divergence import divergence_message, set_aside_diverged
@@ -206,7 +205,7 @@ class Trainer:
         t = self.cfg.training
         B = shape[0]
         if t.continuous:
-            draws = {"t": draw_times(B, self.model.sde, t.eps, g)}
+            draws = {"t": training_times(self.cfg, self.model.sde, B, g)}  # Score SDE's or the recipe's
         else:
             draws = {"labels": torch.randint(0, self.model.sde.N, (B,), generator=g)}
         sde = self.model.sde
