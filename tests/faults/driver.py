@@ -53,9 +53,48 @@ def install(fault: str) -> None:
         raise ValueError(f"unknown fault {fault!r}")
 
 
-def run_forked(fault: str, argv: list[str], log: Path) -> tuple[int, str]:
+_CLONE_NEWNS, _CLONE_NEWUSER, _MS_RDONLY = 0x00020000, 0x10000000, 1
+
+
+def mount_tmpfs(folder: Path, size: str, read_only: bool = False) -> None:
+    """Mount a fresh tmpfs of ``size`` (e.g. ``"64k"``) on ``folder`` in a new user and mount namespace of this
+    process (no root needed where unprivileged user namespaces are allowed; nothing outside this process sees it).
+    ``OSError`` where the system does not allow it. Call it only in a single-threaded (e.g. forked) process."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    uid, gid = os.geteuid(), os.getegid()
+    if libc.unshare(_CLONE_NEWUSER | _CLONE_NEWNS) != 0:
+        raise OSError(ctypes.get_errno(), "unshare")
+    for name, text in (("uid_map", f"0 {uid} 1"), ("setgroups", "deny"), ("gid_map", f"0 {gid} 1")):
+        with open(f"/proc/self/{name}", "w") as handle:
+            handle.write(text)
+    flags = _MS_RDONLY if read_only else 0
+    if libc.mount(b"tmpfs", str(folder).encode(), b"tmpfs", flags, f"size={size}".encode()) != 0:
+        raise OSError(ctypes.get_errno(), f"mount tmpfs on {folder}")
+
+
+def tmpfs_available(folder: Path) -> bool:
+    """Whether :func:`mount_tmpfs` works here (tried in a forked child)."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            mount_tmpfs(folder, "16k")
+            os._exit(0)
+        except BaseException:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+def run_forked(fault: str, argv: list[str], log: Path, *, tmpfs: tuple[Path, str, bool] | None = None,
+               file_size: int | None = None, listing: Path | None = None) -> tuple[int, str]:
     """``scoresde ARGV`` with ``fault`` in a forked child of this process (no interpreter start-up: torch is
-    already imported); returns its exit status (``-9`` when killed) and its stderr, kept in ``log``."""
+    already imported); returns its exit status (``-9`` when killed) and its stderr, kept in ``log``.
+
+    ``tmpfs = (folder, size, read_only)`` mounts a tmpfs there first (:func:`mount_tmpfs`); ``file_size`` sets
+    ``RLIMIT_FSIZE`` (``ulimit -f``) in bytes; ``listing``: a file where the child writes, after the command, the
+    relative path and size of every file under the tmpfs folder (which disappears with the child)."""
     pid = os.fork()
     if pid == 0:  # the child: stderr to the log, never return into pytest
         code = 99
@@ -67,9 +106,18 @@ def run_forked(fault: str, argv: list[str], log: Path) -> tuple[int, str]:
 
             torch.set_num_threads(1)
             install(fault)
+            if tmpfs is not None:
+                mount_tmpfs(*tmpfs)
+            if file_size is not None:
+                import resource
+
+                resource.setrlimit(resource.RLIMIT_FSIZE, (file_size, file_size))
             from scoresde.cli import main as cli
 
             code = cli(argv)
+            if listing is not None and tmpfs is not None:
+                files = sorted(f"{p.relative_to(tmpfs[0])} {p.stat().st_size}" for p in tmpfs[0].rglob("*"))
+                listing.write_text("".join(line + "\n" for line in files))
         except BaseException:  # report anything, then leave
             import traceback
 
