@@ -128,6 +128,8 @@ def test_edm_times_are_noise_levels_and_karras_grid_is_edms() -> None:
     i = torch.arange(18, dtype=F64)
     edm = (80.0 ** (1 / 7) + i / 17 * (0.002 ** (1 / 7) - 80.0 ** (1 / 7))) ** 7
     torch.testing.assert_close(time_steps(sde, 17, grid="karras", eps=sde.sigma_min), edm, rtol=1e-12, atol=0)
+    for grid in ("quadratic", "time_quadratic", "logSNR", "uniform"):  # T = 80 exactly (sqrt(80)^2 rounded above)
+        assert float(time_steps(sde, 10, grid=grid, eps=sde.sigma_min)[0]) == 80.0
     z = sde.prior_sampling((20000, 2), torch.Generator().manual_seed(0), dtype=F64)
     assert float(z.std()) == pytest.approx(80.0, rel=0.02)
 

@@ -40,11 +40,15 @@ def _uniform(sde: SDE, steps: int, eps: float, rho: float) -> Tensor:
 
 
 def _quadratic(sde: SDE, steps: int, eps: float, rho: float) -> Tensor:
-    return eps + (sde.T - eps) * torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64) ** 2
+    t = eps + (sde.T - eps) * torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64) ** 2
+    t[0] = sde.T  # exact start (eps + (T - eps) may round above T, e.g. T = 80)
+    return t
 
 
 def _time_quadratic(sde: SDE, steps: int, eps: float, rho: float) -> Tensor:
-    return (sde.T**0.5 + (eps**0.5 - sde.T**0.5) * _u(steps)) ** 2
+    t = (sde.T**0.5 + (eps**0.5 - sde.T**0.5) * _u(steps)) ** 2
+    t[0] = sde.T  # exact start: sqrt(T)^2 rounds above T for T = 2, 80 (the grid was refused there)
+    return t
 
 
 def _lambdas(sde: SDE, eps: float, name: str) -> tuple[Tensor, Tensor]:
