@@ -10,6 +10,8 @@ from ..config import ConfigLike
 from ..models import DiffusionModel
 from .diffusers.folder import is_diffusers_folder
 from .diffusers.load import load_diffusers
+from .edm import load_edm_checkpoint
+from .edm_pickle import is_edm_pickle
 from .errors import IncompatibleCheckpointError
 from .files import load_weights_only
 from .original import is_original_checkpoint, score_sde_model
@@ -42,7 +44,10 @@ def load_checkpoint(
     * a PSLD PyTorch Lightning ``.ckpt`` file (:func:`~scoresde.checkpoint.load_psld_checkpoint`), which needs
       ``config``;
     * a local diffusers pipeline or model folder (:func:`scoresde.load_diffusers` with its defaults; call that
-      function for its ``sde``/``continuous`` options).
+      function for its ``sde``/``continuous`` options);
+    * an NVlabs/edm network pickle (``network-snapshot-*.pkl``, ``edm-*``/``baseline-*``: EDMPrecond, VPPrecond or
+      VEPrecond around SongUNet), read without executing anything from it, as a model on
+      :class:`scoresde.sdes.EDM` (:func:`~scoresde.checkpoint.edm.load_edm_checkpoint`); it carries its own config.
 
     Files are read with ``torch.load(weights_only=True)``: nothing in them is executed. ``config`` is anything
     :func:`scoresde.config.resolve_config` takes (a preset name, a ``.json``/original ``.py`` file, a dict, a
@@ -71,6 +76,11 @@ def load_checkpoint(
         if is_diffusers_folder(path):  # a local Hugging Face diffusers pipeline or model folder
             return load_diffusers(path, map_location=map_location, dtype=dtype)
         return load_directory(path, use_ema=use_ema, map_location=map_location, dtype=dtype)
+    if is_edm_pickle(path):
+        if config is not None or not use_ema:
+            raise ValueError(f"{path} is an EDM network pickle, which holds only its EMA network and its own "
+                             "architecture: pass neither config= nor use_ema=False")
+        return load_edm_checkpoint(path, map_location=map_location, dtype=dtype)
     ckpt = load_weights_only(path, map_location)
     if is_lightning_checkpoint(ckpt):
         kind, build = "PSLD Lightning", psld_model

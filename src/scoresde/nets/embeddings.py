@@ -70,8 +70,14 @@ class GaussianFourierProjection(nn.Module):
         super().__init__()
         self.W = nn.Parameter(torch.randn(embedding_size) * scale, requires_grad=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x_proj = x[:, None] * self.W[None, :] * 2 * math.pi
+    def forward(self, x: torch.Tensor, scale_first: bool = False) -> torch.Tensor:
+        """``[sin(2π x W), cos(2π x W)]`` of ``x`` (B,). ``scale_first`` forms ``x (2π W)`` instead of ``(x W) 2π``:
+        EDM's ``FourierEmbedding`` order, the same function up to float32 rounding, which shows for arguments of 1e4
+        rad and more (EDM's VP preconditioning feeds ``999 t``)."""
+        if scale_first:
+            x_proj = x[:, None] * (2 * math.pi * self.W)[None, :]
+        else:
+            x_proj = x[:, None] * self.W[None, :] * 2 * math.pi
         return torch.cat([torch.sin(x_proj), torch.cos(x_proj)], dim=-1)
 
 

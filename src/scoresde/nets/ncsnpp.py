@@ -81,13 +81,15 @@ class NCSNpp(OriginalCheckpointMixin, nn.Module):
     """NCSN++/DDPM++ U-Net (Song et al. 2021, appendix H; ``models/ncsnpp.py`` of Score SDE).
 
     ``forward(x, noise_labels, class_labels=None)``: ``x`` is (B, in_channels, H, W); ``noise_labels`` (B,) is
-    σ for ``embedding_type='fourier'`` (its log is embedded) or the timestep for ``'positional'``. The output is
-    (B, out_channels, H, W), divided by σ when ``scale_by_sigma`` (σ = ``noise_labels`` for Fourier embeddings,
-    ``sigmas[noise_labels.long()]`` for positional ones). With ``num_classes > 0`` (needs ``conditional=True``),
-    ``class_labels`` selects the class (module ``label_embed``, see :class:`~scoresde.nets.embeddings.ClassEmbedding`
-    for the conventions); with ``num_classes=0`` (the original networks) ``class_labels`` other than None raise
-    ``ValueError``. ``augment_labels`` (B, ``augment_dim``) are the augmentation labels of networks built with
-    ``augment_dim > 0`` (module ``augment_embed``; ``None`` = not augmented), a ``ValueError`` for the others.
+    σ for ``embedding_type='fourier'`` (its log is embedded; with ``fourier_log=False`` the labels themselves, EDM's
+    ``c_noise``, already a log) or the timestep for ``'positional'`` (or any real label, e.g. EDM's ``c_noise``).
+    The output is (B, out_channels, H, W), divided by σ when ``scale_by_sigma`` (σ = ``noise_labels`` for Fourier
+    embeddings, ``sigmas[noise_labels.long()]`` for positional ones). With ``num_classes > 0`` (needs
+    ``conditional=True``), ``class_labels`` selects the class (module ``label_embed``, see
+    :class:`~scoresde.nets.embeddings.ClassEmbedding` for the conventions); with ``num_classes=0`` (the original
+    networks) ``class_labels`` other than None raise ``ValueError``. ``augment_labels`` (B, ``augment_dim``) are
+    the augmentation labels of networks built with ``augment_dim > 0`` (module ``augment_embed``; ``None`` = not
+    augmented), a ``ValueError`` for the others.
 
     The defaults are DDPM++ (``configs/vp/cifar10_ddpmpp_continuous.py``) apart from ``image_size``; NCSN++
     (``configs/ve/cifar10_ncsnpp_continuous.py``) is ``fir=True, progressive_input='residual',
@@ -143,6 +145,11 @@ class NCSNpp(OriginalCheckpointMixin, nn.Module):
                                                     #   (unet_blocks.call_block): less memory, ~1 more forward.
         augment_dim: int = 0,                       # Length of the augmentation labels (EDM's augment_dim: 9 with
                                                     #   its pipeline); 0: none (no parameter, as the original).
+        fourier_log: bool = True,                   # Fourier features of log(noise_labels) (Score SDE: labels σ);
+                                                    #   False: of the labels themselves (EDM's SongUNet, fed
+                                                    #   c_noise = ln(σ)/4 or ln(σ/2) by the preconditioning).
+        noise_channels: int | None = None,          # Width of the noise embedding; None: nf (positional) or 2 nf
+                                                    #   (fourier), as the original. EDM: nf * channel_mult_noise.
     ) -> None:
         super().__init__()
         #: recompute each block's activations in the backward pass (settable after construction)
@@ -154,6 +161,16 @@ class NCSNpp(OriginalCheckpointMixin, nn.Module):
         self.progressive_combine = check_choice("progressive_combine", progressive_combine, PROGRESSIVE_COMBINE,
                                                 ignore_case=True)
         self.embedding_type = check_choice("embedding_type", embedding_type, EMBEDDING_TYPES, ignore_case=True)
+        self.fourier_log = check_flag("fourier_log", fourier_log)
+        if not self.fourier_log and (self.embedding_type != "fourier" or scale_by_sigma):
+            raise ValueError("fourier_log=False needs embedding_type='fourier' and scale_by_sigma=False (the labels "
+                             "are then no noise level to divide by)")
+        default_channels = 2 * nf if self.embedding_type == "fourier" else nf
+        self.noise_channels = default_channels if noise_channels is None else noise_channels
+        if (isinstance(self.noise_channels, bool) or not isinstance(self.noise_channels, int)
+                or self.noise_channels < 4 or self.noise_channels % 2):
+            raise ValueError(f"noise_channels must be an even integer >= 4 (None: {default_channels}), got "
+                             f"{noise_channels!r}")
         num_levels = len(ch_mult)
         if image_size % 2 ** (num_levels - 1):
             raise ValueError(f"image_size {image_size} is not divisible by 2**(len(ch_mult)-1)")
@@ -181,7 +198,7 @@ class NCSNpp(OriginalCheckpointMixin, nn.Module):
         hs_channels = self._build_encoder(resamp_with_conv)
         self._build_decoder(hs_channels, resamp_with_conv, init_scale)
         # Last, so that the other weights draw the same random numbers as the unconditional network's.
-        embed_dim = 2 * nf if self.embedding_type == "fourier" else nf
+        embed_dim = self.noise_channels
         self.label_embed: ClassEmbedding | None = build_class_embedding(self, num_classes, embed_dim, null_label,
                                                                         time_conditional=conditional)
         self.num_classes = num_classes  # 0: class-unconditional
@@ -206,12 +223,10 @@ class NCSNpp(OriginalCheckpointMixin, nn.Module):
         return cls(in_ch=in_ch, out_ch=out_ch, **self._block_kw, **kw)
 
     def _build_embedding(self, fourier_scale: float) -> None:
-        nf = self.nf
+        nf, embed_dim = self.nf, self.noise_channels
         if self.embedding_type == "fourier":
-            self._add(None, "fourier_proj", GaussianFourierProjection(embedding_size=nf, scale=fourier_scale))
-            embed_dim = 2 * nf
-        else:
-            embed_dim = nf
+            self._add(None, "fourier_proj", GaussianFourierProjection(embedding_size=embed_dim // 2,
+                                                                      scale=fourier_scale))
         if self.conditional:
             self._add(None, "temb_dense0", dense(embed_dim, 4 * nf))
             self._add(None, "temb_dense1", dense(4 * nf, 4 * nf))
@@ -307,7 +322,8 @@ class NCSNpp(OriginalCheckpointMixin, nn.Module):
         """Time (+ class, + augmentation) embedding and the σ used by ``scale_by_sigma`` (None where not needed)."""
         if self.embedding_type == "fourier":
             used_sigmas = noise_labels
-            temb = self.fourier_proj(torch.log(noise_labels))
+            temb = (self.fourier_proj(torch.log(noise_labels)) if self.fourier_log else
+                    self.fourier_proj(noise_labels, scale_first=True))  # (EDM's rounding, module docstring)
         else:
             used_sigmas = self.sigmas[noise_labels.long()] if self.scale_by_sigma else None
             temb = None
@@ -315,7 +331,7 @@ class NCSNpp(OriginalCheckpointMixin, nn.Module):
                 weight_dtype = self.temb_dense0.weight.dtype
                 # float32 as in the reference; float64 when the network itself is float64.
                 emb_dtype = torch.float64 if weight_dtype == torch.float64 else torch.float32
-                temb = get_timestep_embedding(noise_labels, self.nf, dtype=emb_dtype).to(weight_dtype)
+                temb = get_timestep_embedding(noise_labels, self.noise_channels, dtype=emb_dtype).to(weight_dtype)
         if self.conditional:
             if self.label_embed is not None:
                 temb = self.label_embed.add_to(temb, class_labels)
@@ -422,7 +438,7 @@ class NCSNpp(OriginalCheckpointMixin, nn.Module):
                  "conditional", "fir", "fir_kernel", "skip_rescale", "resblock_type", "progressive",
                  "progressive_input", "progressive_combine", "embedding_type", "fourier_scale", "init_scale",
                  "scale_by_sigma", "nonlinearity", "sigma_min", "sigma_max", "num_scales", "num_classes", "null_label",
-                 "checkpointing", "augment_dim")
+                 "checkpointing", "augment_dim", "fourier_log", "noise_channels")
         known = set(names) | _IGNORED_MODEL_KEYS | {"normalization", "attention_type", "conv_size"}
         check_config_keys("model", model, known)
         check_config_keys("data", data, {"image_size", "num_channels", "centered"} | _IGNORED_DATA_KEYS)
