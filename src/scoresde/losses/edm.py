@@ -11,24 +11,54 @@ likelihood weighting with log-normal noise levels, ...
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
-from ..models.adapter import as_model, check_cond
+from ..models.adapter import DiffusionModel, as_model, check_cond
+from ..numerics.checks import check_choice
 from ..numerics.times import check_times
 from ..sdes.base import batch_broadcast
 from .dsm import _check_noise, _finish, _reduce_per_example, check_reduction
-from .weighting import draw_loss_times, loss_weight, scalar_sde
+from .weighting import WEIGHTINGS, draw_loss_times, loss_weight, scalar_sde
 
-__all__ = ["edm_loss", "perturb"]
+__all__ = ["PerturbedBatch", "edm_loss", "perturb", "perturbed_batch"]
 
 
 def perturb(sde: Any, batch: Tensor, t: Tensor, noise: Tensor) -> Tensor:
     """``x_t = alpha_t x0 + sigma_t eps`` (the SDE's ``marginal_prob``), shape of ``batch``."""
     mean, std = sde.marginal_prob(batch, t)
     return mean + batch_broadcast(std, batch) * noise
+
+
+class PerturbedBatch(NamedTuple):
+    """One draw of a recipe loss: the model adapter, its checked ``cond``, times ``t`` ``(B,)``, ``noise`` and
+    ``x_t = alpha_t x0 + sigma_t noise``."""
+
+    model: DiffusionModel
+    cond: dict[str, Any]
+    t: Tensor
+    noise: Tensor
+    x_t: Tensor
+
+
+def perturbed_batch(what: str, model: Any, sde: Any, batch: Tensor, *, time_distribution: str, p_mean: float | None,
+                    p_std: float | None, eps: float, t: Tensor | None, noise: Tensor | None,
+                    cond: Mapping[str, Any] | None, generator: torch.Generator | None) -> PerturbedBatch:
+    """The common start of :func:`edm_loss` and :func:`~scoresde.losses.flow_matching_loss` (``what`` names the loss
+    in errors): a scalar SDE, the adapter, then the draws in their documented order, the times
+    (:func:`~scoresde.losses.weighting.draw_loss_times`) first and the noise second, each replaced by ``t`` /
+    ``noise`` when given."""
+    sde = scalar_sde(sde, what)
+    model = as_model(sde, model)
+    B = batch.shape[0]
+    cond = check_cond(cond, B)
+    t = check_times(t, B) if t is not None else draw_loss_times(
+        time_distribution, B, sde, eps=eps, mean=p_mean, std=p_std, generator=generator, dtype=batch.dtype,
+        device=batch.device)
+    noise = _check_noise(noise, batch, generator)
+    return PerturbedBatch(model, cond, t, noise, perturb(sde, batch, t, noise))
 
 
 def edm_loss(
@@ -80,14 +110,9 @@ def edm_loss(
         reduction: ``"mean"`` over the batch or ``"none"`` (per-example losses).
     """
     check_reduction(reduction)
-    sde = scalar_sde(sde, "edm_loss")
-    model = as_model(sde, model)
-    B = batch.shape[0]
-    cond = check_cond(cond, B)
-    t = check_times(t, B) if t is not None else draw_loss_times(
-        time_distribution, B, sde, eps=eps, mean=p_mean, std=p_std, generator=generator, dtype=batch.dtype,
-        device=batch.device)
-    weight = loss_weight(weighting, sde, t, sigma_data=sigma_data, gamma=gamma)
-    noise = _check_noise(noise, batch, generator)
-    x0_hat = model.x0(perturb(sde, batch, t, noise), t, **cond)
+    check_choice("weighting", weighting, WEIGHTINGS)
+    d = perturbed_batch("edm_loss", model, sde, batch, time_distribution=time_distribution, p_mean=p_mean,
+                        p_std=p_std, eps=eps, t=t, noise=noise, cond=cond, generator=generator)
+    weight = loss_weight(weighting, sde, d.t, sigma_data=sigma_data, gamma=gamma)
+    x0_hat = d.model.x0(d.x_t, d.t, **d.cond)
     return _finish(_reduce_per_example(torch.square(x0_hat - batch), reduce_mean) * weight, reduction)

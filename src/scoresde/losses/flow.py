@@ -17,12 +17,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..models.adapter import as_model, check_cond
-from ..numerics.times import check_times
 from ..sdes.base import batch_broadcast
-from .dsm import _check_noise, _finish, _reduce_per_example, check_reduction
-from .edm import perturb
-from .weighting import draw_loss_times, scalar_sde
+from .dsm import _finish, _reduce_per_example, check_reduction
+from .edm import perturbed_batch
 
 __all__ = ["flow_matching_loss", "schedule_derivatives"]
 
@@ -73,16 +70,10 @@ def flow_matching_loss(
         reduction: ``"mean"`` over the batch or ``"none"`` (per-example losses).
     """
     check_reduction(reduction)
-    sde = scalar_sde(sde, "flow_matching_loss")
-    model = as_model(sde, model)
-    B = batch.shape[0]
-    cond = check_cond(cond, B)
-    t = check_times(t, B) if t is not None else draw_loss_times(
-        time_distribution, B, sde, eps=eps, mean=p_mean, std=p_std, generator=generator, dtype=batch.dtype,
-        device=batch.device)
-    noise = _check_noise(noise, batch, generator)
-    x_t = perturb(sde, batch, t, noise)
-    x0_hat = model.x0(x_t, t, **cond)
+    d = perturbed_batch("flow_matching_loss", model, sde, batch, time_distribution=time_distribution, p_mean=p_mean,
+                        p_std=p_std, eps=eps, t=t, noise=noise, cond=cond, generator=generator)
+    t, noise, x_t = d.t, d.noise, d.x_t
+    x0_hat = d.model.x0(x_t, t, **d.cond)
     alpha, sigma = (batch_broadcast(c, batch) for c in (sde.alpha(t), sde.sigma(t)))
     d_alpha, d_sigma = (batch_broadcast(c, batch) for c in schedule_derivatives(sde, t))
     velocity = d_alpha * x0_hat + d_sigma * (x_t - alpha * x0_hat) / sigma
