@@ -6,7 +6,20 @@ from __future__ import annotations
 import pytest
 import torch
 
-from scoresde.sdes import CLD, CONFIG_SDES, PSLD, SDE, VESDE, VPSDE, DiscreteVPSDE, RecipeSDE, SubVPSDE
+from scoresde.sdes import (
+    CLD,
+    CONFIG_SDES,
+    EDM,
+    PSLD,
+    SDE,
+    VESDE,
+    VPSDE,
+    CosineVP,
+    DiscreteVPSDE,
+    RecipeSDE,
+    RectifiedFlow,
+    SubVPSDE,
+)
 
 NON_DEFAULT = {
     VESDE: {"sigma_min": 0.05, "sigma_max": 90.0, "N": 37},
@@ -17,11 +30,15 @@ NON_DEFAULT = {
            "score_matching": "dsm", "N": 30},
     CLD: {"beta_min": 1.0, "beta_max": 5.0, "m_inv": 2.0, "kappa": 0.1, "friction": 1.5, "decomp_mode": "lower",
           "score_matching": "dsm", "N": 30},
+    EDM: {"sigma_min": 0.01, "sigma_max": 40.0, "N": 18},
+    CosineVP: {"s": 0.02, "N": 30},
+    RectifiedFlow: {"N": 25},
 }
 
 
 def test_the_table_is_built_from_the_class_names() -> None:
-    assert tuple(CONFIG_SDES) == ("vesde", "vpsde", "subvpsde", "psld", "cld", "discrete_vpsde")
+    assert tuple(CONFIG_SDES) == ("vesde", "vpsde", "subvpsde", "psld", "cld", "discrete_vpsde", "edm", "cosine",
+                                  "rectified_flow")
     assert all(cls.config_name == name for name, cls in CONFIG_SDES.items())
     assert SDE.config_name is None and RecipeSDE.config_name is None
 

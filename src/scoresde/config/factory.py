@@ -49,6 +49,10 @@ RUNTIME_MODEL_KEYS = ("checkpointing", "channels_last")
 #: ``edm`` / ``soft_min_snr`` loss weightings)
 PRECONDITIONING_MODEL_KEYS = ("preconditioning", "sigma_data")
 
+#: the SDE ``model`` keys that Score SDE's networks read too (their noise-level table): every other key of the
+#: ``training.sde`` class's ``config_keys`` is removed before the network is built
+NETWORK_SDE_KEYS = frozenset({"sigma_min", "sigma_max", "num_scales"})
+
 #: the ``data`` keys a network reads (the NCSN family reads ``channels`` in the original code)
 NETWORK_DATA_KEYS = frozenset({"image_size", "num_channels", "centered", "channels"})
 
@@ -91,6 +95,8 @@ def _network(config: Mapping[str, Any]) -> nn.Module:
         c = int(data.get("num_channels", 3))
         out = c if _section(config, "model").get("blocks", "all") == "momentum" else 2 * c
         return NCSNpp.from_config(model, data, in_channels=2 * c, out_channels=out)
+    if sde_cls is not None:  # the SDE's keys (e.g. CosineVP's cosine_s) are not network options
+        model = {k: v for k, v in model.items() if k not in set(sde_cls.config_keys) - NETWORK_SDE_KEYS}
     return NETWORKS[name](model, data)
 
 

@@ -561,7 +561,8 @@ def apply_overrides(values: Mapping[str, Any], overrides: Sequence[str], *,
         hints: dict[str, Any] = {}
         if run_config and section == "model":  # the architecture's keys and the class options of conditional networks
             valid = list(dict.fromkeys([*out.get("model", {}), *CLASS_MODEL_KEYS, *RUNTIME_MODEL_KEYS,
-                                        *AUGMENT_MODEL_KEYS, *PRECONDITIONING_MODEL_KEYS]))
+                                        *AUGMENT_MODEL_KEYS, *PRECONDITIONING_MODEL_KEYS,
+                                        *(key for cls in CONFIG_SDES.values() for key in cls.config_keys)]))
         elif section in sections:
             valid = [f.name for f in dataclasses.fields(sections[section])]
             hints = typing.get_type_hints(sections[section])
