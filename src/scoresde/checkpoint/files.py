@@ -161,6 +161,10 @@ def load_weights_only(path: str | Path, map_location: str | torch.device = "cpu"
         if unsafe:
             raise _unsafe(path, unsafe, None)
         raise NotACheckpointError(f"{path} is not a checkpoint (not a torch/zip/pickle file)")
+    if kind == "pickle":  # refused before torch reads it (and warns about the protocol of a hand-made pickle)
+        unsafe = _unsafe_globals(path, kind)
+        if unsafe:
+            raise _unsafe(path, unsafe, None)
     if kind == "zip":
         try:
             with zipfile.ZipFile(path) as archive:

@@ -131,6 +131,8 @@ def read_images(path: str | Path, shape: tuple[int, int, int]) -> Tensor:
     else:
         raise ValueError(f"{path}: unknown image format {path.suffix!r}; use {', '.join(_IMAGE_SUFFIXES)}, .npy "
                          "or .npz")
+    if x.shape[0] == 0:
+        raise ValueError(f"{path} holds no images (an array of shape {tuple(x.shape)}); give at least one")
     return x.expand(x.shape[0], c, h, w).contiguous()
 
 

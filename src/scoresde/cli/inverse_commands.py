@@ -89,8 +89,8 @@ def _refuse_short_discrete_chain(model: Any, method: str, options: dict[str, Any
     ``reverse_diffusion`` predictor and Langevin corrector). The library's message suggests the ddim sampler, which
     ``inpaint``/``colorize`` do not offer; nothing is raised for any other error."""
     sde = getattr(model, "sde", None)
-    if method != "replacement" or not hasattr(sde, "require_discrete_chain"):
-        return
+    if method != "replacement" or not hasattr(sde, "require_discrete_chain") or "discrete" not in str(err):
+        return  # another error (e.g. an empty batch) keeps its own message
     steps = options.get("steps", sde.N)
     try:
         sde.with_steps(steps).require_discrete_chain("the replacement method")
