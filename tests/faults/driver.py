@@ -1,7 +1,8 @@
 """Run ``scoresde`` with a fault injected, for the fault tests (``python tests/faults/driver.py FAULT ARGS...``).
 
 FAULT is ``none``; ``step:K`` (SIGKILL this process when training is about to compute step K, i.e. after every
-write of step K - 1); ``write:N`` (SIGKILL it during the N-th checkpoint file write, after the temporary file
+write of step K - 1); ``sigterm:K`` / ``sigint:K`` / ``sigint2:K`` (the same moment, SIGTERM / SIGINT / two
+SIGINTs); ``write:N`` (SIGKILL it during the N-th checkpoint file write, after the temporary file
 holds its content and before it is moved into place); ``enospc:N`` (the N-th checkpoint file write fails with
 ``ENOSPC``, as on a full disk). :func:`run_forked` runs a command with a fault in a forked child of the test
 process (an interpreter start-up costs seconds on a loaded machine). Nothing here is imported by the package.
@@ -19,14 +20,17 @@ from pathlib import Path
 def install(fault: str) -> None:
     """Patch this process so that ``fault`` happens (module docstring)."""
     kind, _, number = fault.partition(":")
-    if kind == "step":
+    if kind in ("step", "sigterm", "sigint", "sigint2"):
         from scoresde.training import Trainer
 
         real_step, stop = Trainer.train_step, int(number)
+        sig = {"step": signal.SIGKILL, "sigterm": signal.SIGTERM}.get(kind, signal.SIGINT)
 
         def train_step(self, *args, **kwargs):
             if self.step == stop:  # the work of steps < K is done, step K's is not
-                os.kill(os.getpid(), signal.SIGKILL)
+                os.kill(os.getpid(), sig)
+                if kind == "sigint2":  # a second Ctrl-C while the first is being handled
+                    os.kill(os.getpid(), sig)
             return real_step(self, *args, **kwargs)
 
         Trainer.train_step = train_step
@@ -118,6 +122,8 @@ def run_forked(fault: str, argv: list[str], log: Path, *, tmpfs: tuple[Path, str
             if listing is not None and tmpfs is not None:
                 files = sorted(f"{p.relative_to(tmpfs[0])} {p.stat().st_size}" for p in tmpfs[0].rglob("*"))
                 listing.write_text("".join(line + "\n" for line in files))
+        except SystemExit as stop:  # what the interpreter would exit with (a second signal exits at once)
+            code = stop.code if isinstance(stop.code, int) else 1
         except BaseException:  # report anything, then leave
             import traceback
 
