@@ -203,3 +203,22 @@ def test_truncated_file_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(IncompatibleCheckpointError, match="truncated or corrupt") as info:
         scoresde.load_checkpoint(path)
     assert "\n" not in str(info.value)
+
+
+def test_cli_import_makes_a_run_folder_with_edms_outputs(tmp_path: Path, outputs: dict,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    from scoresde.cli import main
+
+    for name in ("edm-ncsnpp-cond", "vp-ddpmpp-uncond"):
+        workdir = tmp_path / name
+        assert main(["import", "--checkpoint", str(_unzip(name, tmp_path)), "--workdir", str(workdir)]) == 0
+        model = scoresde.load_checkpoint(workdir)  # rebuilt from the run's config by the factory
+        assert isinstance(model.sde, EDM) and model.precond.name == name.split("-")[0]
+        labels = outputs["labels"] if name.endswith("-cond") else None
+        with torch.no_grad():
+            _assert_matches(model.x0(outputs["x"], outputs["sigma"], class_labels=labels), outputs[f"{name}/D"])
+    capsys.readouterr()
+    assert main(["import", "--format", "edm", "--checkpoint", str(_unzip("ve-ddpmpp-uncond", tmp_path)),
+                 "--workdir", str(tmp_path / "x"), "--config", "digits/vp_ddpmpp"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "--config, --sde and --continuous are not options of --format edm" in err

@@ -20,13 +20,12 @@ from typing import Any
 
 import torch
 
-from ..config import config_from_dict
+from ..config import build_score_model, config_from_dict
 from ..models import ScoreModel
 from ..models.preconditioning import EDMPreconditioning, Preconditioning, VEPreconditioning, VPPreconditioning
-from ..nets import NCSNpp
-from ..sdes import EDM
 from .edm_pickle import ModuleDictRecord, PersistentRecord, read_edm_pickle
 from .errors import IncompatibleCheckpointError
+from .loaded import loaded_model
 
 __all__ = ["EDM_PRECONDITIONINGS", "edm_network_config", "edm_preconditioning", "edm_state_dict", "load_edm_checkpoint",
            "read_edm_network"]
@@ -259,33 +258,36 @@ def load_edm_checkpoint(path: str | Path, *, map_location: str | torch.device = 
                         dtype: torch.dtype | None = None) -> ScoreModel:
     """An EDM network pickle as a :class:`~scoresde.models.ScoreModel` on :class:`scoresde.sdes.EDM` (times are noise
     levels ``sigma``) with the file's preconditioning, in eval mode, ``model.step = 0`` (EDM pickles record no step)
-    and ``model.config`` the run config that rebuilds it. ``model.x0(x, sigma, class_labels=y)`` is EDM's ``net(x,
-    sigma, one_hot(y))`` (``class_labels=None``: EDM's call with no label, its zero label vector).
+    and ``model.config`` the run config that rebuilds it (:func:`scoresde.config.build_score_model`).
+    ``model.x0(x, sigma, class_labels=y)`` is EDM's ``net(x, sigma, one_hot(y))`` (``class_labels=None``: EDM's call
+    with no label, its zero label vector); ``augment_labels`` reach the network as EDM's ``augment_labels``.
 
     Use it (or :func:`scoresde.load_checkpoint`, which sends EDM pickles here) for EDM's published and trained
     networks; nothing in the file is executed (:func:`~scoresde.checkpoint.edm_pickle.read_edm_pickle`).
+    ``dtype`` casts the network (default float32, EDM's).
     """
     wrapper, unet = read_edm_network(path)
     model, data = edm_network_config(unet, path)
     precond = edm_preconditioning(wrapper)
-    net = NCSNpp.from_config(model, data)
-    own = net.state_dict()
+    sigma_min, sigma_max = _sigma_range(wrapper)
+    options = precond.options()
+    model.update(sigma_min=sigma_min, sigma_max=sigma_max, num_scales=1000, preconditioning=precond.name,
+                 **({"sigma_data": options["sigma_data"]} if "sigma_data" in options else {}))
+    config = config_from_dict({"model": model, "data": data, "training": {"sde": "edm", "continuous": True}})
+    score_model = build_score_model(config)
+    if score_model.precond != precond:  # VP parameters other than EDM's defaults: a config holds only the name
+        score_model = ScoreModel(score_model.net, score_model.sde, preconditioning=precond)
+    own = score_model.net.state_dict()
     state = {"sigmas": own["sigmas"], **edm_state_dict(unet, model)}  # (our σ table: unused without scale_by_sigma)
     missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
     wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
     if missing or extra or wrong:
         raise _fail(path, f"EDM weights do not map onto NCSN++ (missing {missing[:4]}, unexpected {extra[:4]}, "
                           f"shape mismatch {wrong[:4]})")
-    net.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True)
-    net = net.to(device=map_location, dtype=dtype or torch.float32)
-    sigma_min, sigma_max = _sigma_range(wrapper)
-    score_model = ScoreModel(net, EDM(sigma_min=sigma_min, sigma_max=sigma_max), preconditioning=precond).eval()
-    options = precond.options()
-    model_cfg = {**model, "sigma_min": sigma_min, "sigma_max": sigma_max, "preconditioning": precond.name,
-                 **({"sigma_data": options["sigma_data"]} if "sigma_data" in options else {})}
-    score_model.step = 0  # type: ignore[attr-defined]
-    score_model.config = _config(model_cfg, data)  # type: ignore[attr-defined]
-    return score_model
+    score_model.net.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True)
+    score_model.net.to(device=map_location, dtype=dtype or torch.float32)
+    score_model.eval()
+    return loaded_model(score_model, 0, config.to_dict())
 
 
 def _sigma_range(wrapper: PersistentRecord) -> tuple[float, float]:
@@ -295,8 +297,3 @@ def _sigma_range(wrapper: PersistentRecord) -> tuple[float, float]:
     lo = float(lo) if isinstance(lo, (int, float)) and 0 < float(lo) < math.inf else 0.002
     hi = float(hi) if isinstance(hi, (int, float)) and lo < float(hi) < math.inf else 80.0
     return lo, hi
-
-
-def _config(model: dict[str, Any], data: dict[str, Any]) -> Any:
-    """The typed run config of an imported EDM network (``training.sde = 'edm'``)."""
-    return config_from_dict({"model": model, "data": data, "training": {"sde": "edm", "continuous": True}})

@@ -1,7 +1,8 @@
 """Checkpoints in and out of run folders: ``scoresde import`` (an original Score SDE ``.pth``, a PSLD Lightning
-``.ckpt`` or a local Hugging Face diffusers folder becomes a run folder that ``sample``, ``likelihood``, ``eval`` and
-``train`` (fine-tuning) use) and ``scoresde export --format diffusers`` (a run's DDPM/NCSN++ model as a folder that
-``UNet2DModel.from_pretrained`` loads). The folder logic is :mod:`scoresde.checkpoint.diffusers`'.
+``.ckpt``, an NVlabs/edm network pickle or a local Hugging Face diffusers folder becomes a run folder that
+``sample``, ``likelihood``, ``eval`` and ``train`` (fine-tuning) use) and ``scoresde export --format diffusers`` (a
+run's DDPM/NCSN++ model as a folder that ``UNet2DModel.from_pretrained`` loads). The folder logic is
+:mod:`scoresde.checkpoint.diffusers`'.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from ..checkpoint.diffusers.export import export_diffusers
 from ..checkpoint.diffusers.folder import is_diffusers_folder, read_diffusers_folder
 from ..checkpoint.diffusers.load import diffusers_network_state
 from ..checkpoint.diffusers.translate import diffusers_config
+from ..checkpoint.edm import load_edm_checkpoint
+from ..checkpoint.edm_pickle import is_edm_pickle
 from ..checkpoint.native import read_original_training_state
 from ..checkpoint.psld import (
     is_lightning_checkpoint,
@@ -24,6 +27,7 @@ from ..checkpoint.psld import (
 )
 from ..checkpoint.run import is_run_folder, save_training_checkpoint
 from ..config import apply_overrides, build_network, config_from_dict, resolve_config
+from ..models.preconditioning import make_preconditioning
 from ..sdes import VESDE, VPSDE, DiscreteVPSDE, SubVPSDE
 from ..training.build import build_optimizer
 from ..training.lock import WorkdirLock
@@ -44,10 +48,12 @@ def add_interop_commands(sub: argparse._SubParsersAction) -> None:
                                      "checkpoint (.ckpt) into a run folder that `sample`, `likelihood` and `train` "
                                      "(fine-tuning) use. Files are read with torch.load(weights_only=True). A local "
                                      "Hugging Face diffusers folder (a DDPM or NCSN++ UNet2DModel with its scheduler; "
-                                     "--format diffusers, or auto for a folder) becomes a run folder at step 0.")
+                                     "--format diffusers, or auto for a folder) becomes a run folder at step 0, and so "
+                                     "does an NVlabs/edm network pickle (--format edm, or auto; read without executing "
+                                     "anything from it).")
     imp.add_argument("--checkpoint", "--score-sde", dest="checkpoint", required=True, metavar="CKPT",
                      help="checkpoint file of the original code, or a diffusers folder")
-    imp.add_argument("--format", default="auto", choices=[*IMPORT_FORMATS, "diffusers"],
+    imp.add_argument("--format", default="auto", choices=[*IMPORT_FORMATS, "diffusers", "edm"],
                      help="checkpoint format; auto: a Lightning checkpoint is PSLD's; diffusers: a local pipeline or "
                           "model folder (default: %(default)s)")
     imp.add_argument("--config", default=None,
@@ -85,6 +91,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     if args.format == "diffusers" or (args.format == "auto" and Path(args.checkpoint).is_dir()
                                       and is_diffusers_folder(args.checkpoint)):
         return cmd_import_diffusers(args)
+    if args.format == "edm" or (args.format == "auto" and is_edm_pickle(args.checkpoint)):
+        return cmd_import_edm(args)
     if args.sde is not None or args.continuous is not None:
         raise ValueError("--sde and --continuous are options of --format diffusers")
     if args.config is None:
@@ -173,6 +181,35 @@ def cmd_import_diffusers(args: argparse.Namespace) -> int:
                       trainer_state=trainer_state)
     print(f"imported {source} (diffusers {unet_config.get('_class_name')}, {cfg.model['name']}, "
           f"{cfg.training.sde}) as {path}")
+    return 0
+
+
+def cmd_import_edm(args: argparse.Namespace) -> int:
+    """``scoresde import --format edm``: an EDM network pickle becomes a run folder with one checkpoint (step 0: its
+    EMA network as both the online and the EMA weights, a fresh optimizer), on the ``edm`` SDE with the file's
+    preconditioning (:func:`scoresde.checkpoint.edm.load_edm_checkpoint`)."""
+    if args.config is not None or args.sde is not None or args.continuous is not None:
+        raise ValueError("--config, --sde and --continuous are not options of --format edm: an EDM pickle carries its "
+                         "own architecture and preconditioning (change entries with --set section.key=value)")
+    workdir, source = Path(args.workdir), Path(args.checkpoint)
+    if (workdir / "config.json").exists():
+        raise ValueError(f"{workdir} already holds a run; import into a new --workdir")
+    model = load_edm_checkpoint(source)
+    if model.precond.options() != make_preconditioning(model.precond.name).options() and (
+            model.precond.name != "edm"):
+        raise ValueError(f"{source}: its {model.precond!r} has parameters a run config cannot hold; use "
+                         "scoresde.load_checkpoint on the file instead")
+    cfg = config_from_dict(apply_overrides(model.config.to_dict(), args.set))
+    sections = cfg.to_dict()
+    net = build_network(sections)
+    net.load_state_dict(model.net.state_dict())
+    optimizer = build_optimizer(cfg, net.parameters())
+    trainer_state = {"ema_num_updates": 0, "ema_decay": float(cfg.model.get("ema_rate", 0.999)), "scaler": {},
+                     "skipped_steps": 0, "world_size": 1}
+    path = _write_run(workdir, cfg, 0, net=net, ema_state=net.state_dict(), optimizer=optimizer,
+                      trainer_state=trainer_state)
+    print(f"imported {source} (EDM {model.precond.name} preconditioning, {cfg.model['embedding_type']} NCSN++) as "
+          f"{path}")
     return 0
 
 
