@@ -52,3 +52,12 @@ def test_every_sampler_runs_through_the_old_call_form() -> None:
         assert x.shape == shape and torch.isfinite(x).all()
     logp, info = scoresde.log_likelihood(scoresde.sdes.VPSDE(), f, torch.zeros(2, 2), trace="exact", return_info=True)
     assert logp.shape == (2,) and info.nfe > 0
+
+
+def test_solve_inverse_and_the_operators_are_public() -> None:
+    """Issue 24: ``scoresde.solve_inverse`` and the operators of ``scoresde.inverse``."""
+    from scoresde.inverse import INVERSE_METHODS, Blur, Dense, Downsample, Grey, LinearOperator, Mask
+
+    assert callable(scoresde.solve_inverse) and "solve_inverse" in scoresde.__all__
+    assert all(issubclass(c, LinearOperator) for c in (Blur, Dense, Downsample, Grey, Mask))
+    assert {"replacement", "repaint", "smc", "projection"} <= set(INVERSE_METHODS)

@@ -23,11 +23,13 @@ _EXPORTS = {
     "load_score_sde_checkpoint": "scoresde.checkpoint", "log_likelihood": "scoresde.likelihood",
     "losses": "scoresde.losses", "metrics": "scoresde.metrics", "models": "scoresde.models",
     "sample": "scoresde.sampling", "sampling": "scoresde.sampling", "sdes": "scoresde.sdes",
+    "solve_inverse": "scoresde.inverse",
 }
 
 __all__ = ["DiffusionModel", "__version__", "as_model", "bits_per_dim", "colorize", "encode", "export_diffusers",
            "guidance", "inpaint", "interpolate", "inverse", "load_checkpoint", "load_diffusers",
-           "load_score_sde_checkpoint", "log_likelihood", "losses", "metrics", "models", "sample", "sampling", "sdes"]
+           "load_score_sde_checkpoint", "log_likelihood", "losses", "metrics", "models", "sample", "sampling", "sdes",
+           "solve_inverse"]
 
 
 def __getattr__(name: str):

@@ -1,16 +1,20 @@
-"""The entry points of masked linear inverse problems, ``scoresde.inpaint`` and ``scoresde.colorize``, and the method
+"""The entry points of linear inverse problems, ``scoresde.solve_inverse`` (any :mod:`~scoresde.inverse.operators`
+operator, noisy or noiseless), ``scoresde.inpaint`` and ``scoresde.colorize`` (thin calls of it with a
+:class:`~scoresde.inverse.operators.Mask` / :class:`~scoresde.inverse.operators.Grey` operator), and the method
 registry :data:`INVERSE_METHODS` they dispatch through.
 
-The observation is a set of coordinates of the data in an orthonormal basis (:class:`~scoresde.inverse.observation.
-Observation`): the pixels where ``mask == 1`` (inpainting), or the grey channel of the colour-decoupling rotation
-(colorization; Song et al., ICLR 2021, App. I). The methods, one module each with its paper:
+The methods, one module each with its paper:
 
 * ``"replacement"`` (:mod:`scoresde.inverse.replacement`): Score SDE's PC inpainter/colorizer. Fast, biased.
 * ``"repaint"`` (:mod:`scoresde.inverse.repaint`): RePaint's resampling (Lugmayr et al., CVPR 2022). Not exact.
-* ``"smc"`` (:mod:`scoresde.inverse.smc`): a particle filter on the noised observation path, asymptotically exact.
+* ``"projection"`` (:mod:`scoresde.inverse.projection`): Song et al. (ICLR 2022) data consistency in the SVD basis of
+  any operator; noiseless. Biased like replacement.
+* ``"smc"`` (:mod:`scoresde.inverse.smc`): a particle filter on the noised observation path (MCGdiff-type in the SVD
+  basis), asymptotically exact for noisy and noiseless measurements.
 
-A method is ``fn(model, obs, z, *, <options>, cond, generator, progress) -> (data, nfe, diagnostics)`` with ``z`` a
-prior draw of the state; its keyword-only parameters with defaults are its options (read by the registry).
+A method is ``fn(model, problem, z, *, <options>, cond, generator, progress) -> (data, nfe, diagnostics)`` with
+``problem`` an :class:`~scoresde.inverse.solve.InverseProblem` and ``z`` a prior draw of the state (the contract in
+:mod:`scoresde.inverse.solve`); its keyword-only parameters with defaults are its options (read by the registry).
 """
 
 from __future__ import annotations
@@ -25,20 +29,23 @@ from ..models.adapter import DiffusionModel, check_cond, model_and_arguments
 from ..numerics.checks import check_tensor
 from ..numerics.registry import FunctionRegistry, MethodSpec
 from ..sdes.base import SDE
-from .observation import Observation, decoupling_matrix
+from .operators import Grey, LinearOperator, Mask
+from .projection import run_projection
 from .repaint import run_repaint
 from .replacement import run_replacement
 from .smc import run_smc
+from .solve import InverseProblem
 
-__all__ = ["INVERSE_METHODS", "InverseInfo", "colorize", "inpaint"]
+__all__ = ["INVERSE_METHODS", "InverseInfo", "colorize", "inpaint", "solve_inverse"]
 
 INVERSE_METHODS: FunctionRegistry[MethodSpec] = FunctionRegistry("inverse-problem method",
                                                                  reserved=("cond", "generator", "progress"))
-"""Name -> method of :func:`inpaint` and :func:`colorize` (``INVERSE_METHODS.get(name).options()`` gives a method's
-options with their defaults)."""
+"""Name -> method of :func:`solve_inverse`, :func:`inpaint` and :func:`colorize` (``INVERSE_METHODS.get(name).
+options()`` gives a method's options with their defaults)."""
 INVERSE_METHODS.add("replacement", run_replacement)
 INVERSE_METHODS.add("repaint", run_repaint)
 INVERSE_METHODS.add("smc", run_smc)
+INVERSE_METHODS.add("projection", run_projection)
 
 
 @dataclass
@@ -54,27 +61,89 @@ class InverseInfo:
     diagnostics: dict[str, Any] = field(default_factory=dict)
 
 
-def _run(method: str, model: DiffusionModel, x_obs: Tensor, mask: Tensor, rotate: Tensor | None, *,
+def _run(method: str, model: DiffusionModel, operator: LinearOperator, y: Tensor, sigma_y: float, *,
          generator: torch.Generator | None, device: Any, dtype: torch.dtype, cond: dict[str, Any] | None,
          return_info: bool, progress: bool, options: dict[str, Any]) -> Any:
     spec = INVERSE_METHODS.get(method)
     spec.check_options(options)
     sde = model.sde
-    device = x_obs.device if device is None else torch.device(device)
-    x_obs = x_obs.to(device=device, dtype=dtype)
-    mask = mask.to(device=device, dtype=dtype).expand(x_obs.shape)
-    state_shape = sde.state_shape(tuple(x_obs.shape))
-    k = state_shape[1] // x_obs.shape[1]
-    obs = Observation(x_obs, mask, rotate, k)
-    cond = check_cond(cond, x_obs.shape[0])
+    device = y.device if device is None else torch.device(device)
+    y = y.to(device=device, dtype=dtype)
+    operator = operator.bind(operator.infer_in_shape(y.shape[1:]))
+    data_shape = (y.shape[0], *operator.in_shape)
+    problem = InverseProblem(operator, y, sigma_y, data_shape)
+    state_shape = sde.state_shape(data_shape)
+    cond = check_cond(cond, y.shape[0])
     z = sde.prior_sampling(state_shape, generator, dtype=dtype, device=device)
-    x, nfe, diagnostics = spec(model, obs, z, cond=cond, generator=generator, progress=progress, **options)
-    x = obs.finish(x)
-    if rotate is None:  # the observed entries bit for bit (finish's arithmetic turns -0.0 into 0.0)
-        x = torch.where(mask.bool(), x_obs, x)
+    x, nfe, diagnostics = spec(model, problem, z, cond=cond, generator=generator, progress=progress, **options)
+    if sigma_y == 0 and operator.has_svd:  # a noiseless measurement is met exactly (in the SVD basis)
+        x = problem.observation(method, state_shape[1] // data_shape[1]).finish(x)
+        if isinstance(operator, Mask):  # the observed entries bit for bit (finish's arithmetic turns -0.0 into 0.0)
+            x = torch.where(operator.mask.to(device).bool().expand(data_shape), y, x)
     if return_info:
         return x, InverseInfo(method=method, nfe=nfe, options={**spec.options(), **options}, diagnostics=diagnostics)
     return x
+
+
+def solve_inverse(
+    sde: SDE | DiffusionModel,
+    score_fn: Any = None,
+    operator: LinearOperator | None = None,
+    y: Tensor | None = None,
+    *,
+    sigma_y: float = 0.0,
+    method: str = "smc",
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+    cond: dict[str, Any] | None = None,
+    return_info: bool = False,
+    progress: bool = False,
+    **options: Any,
+) -> Tensor | tuple[Tensor, InverseInfo]:
+    """One posterior sample per row of ``y`` given the linear measurement ``y = A x + sigma_y n`` (``n ~ N(0, I)``),
+    with the model as the prior of ``x``.
+
+    Two forms, as :func:`scoresde.sample`: ``solve_inverse(sde, score_fn, operator, y, ...)`` and
+    ``solve_inverse(model, operator, y, ...)``. ``operator`` is a :class:`~scoresde.inverse.operators.LinearOperator`
+    (``Dense``, ``Mask``, ``Grey``, ``Downsample``, ``Blur`` or a composition ``A @ B``); one built without a shape
+    takes it from ``y`` (shape ``(B, *operator.out_shape)``, finite). Returns data of shape ``(B, *operator.in_shape)``;
+    with ``sigma_y = 0`` and an operator with an SVD they meet ``A x = y`` exactly up to rounding (and the observed
+    entries of a ``Mask`` bit for bit).
+
+    Methods (:data:`INVERSE_METHODS`; options by keyword, an unknown one is a ``ValueError`` naming the valid ones):
+    ``"smc"`` (default; asymptotically exact, noisy or noiseless, any operator with an SVD; noisy measurements need
+    a scalar SDE), ``"projection"`` (Song et al. 2022, noiseless, any operator with an SVD, fast and biased),
+    ``"replacement"`` and ``"repaint"`` (noiseless, any operator with an SVD, biased), and the methods registered by
+    their modules (``INVERSE_METHODS.get(name).options()`` lists a method's options and defaults). Use ``"smc"`` when
+    the posterior must be right (multimodal posteriors, calibrated uncertainty); its cost is ``num_particles`` times
+    a sampler's.
+
+    Args:
+        sigma_y: standard deviation of the measurement noise (``0``: noiseless).
+        generator: random generator for every draw (global RNG when ``None``).
+        device, dtype: where and in which precision to sample.
+        cond: conditioning of the model (e.g. ``{"class_labels": labels}``), batch-first.
+        return_info: also return an :class:`InverseInfo` (NFE, options, diagnostics).
+        progress: show a progress bar.
+    """
+    if isinstance(sde, DiffusionModel) and isinstance(score_fn, LinearOperator):  # model-first: (model, A, y)
+        if operator is not None and y is not None:
+            raise TypeError("y was given twice: positionally and by keyword; the model-first form is "
+                            "solve_inverse(model, operator, y, ...)")
+        model, operator, y = sde, score_fn, (operator if y is None else y)
+    else:
+        model, (operator, y) = model_and_arguments(sde, score_fn, operator, y)
+    if not isinstance(operator, LinearOperator):
+        raise TypeError(f"operator must be a scoresde.inverse.LinearOperator (Dense, Mask, Grey, Downsample, Blur), "
+                        f"got {type(operator).__name__}")
+    y = check_tensor("y", y, nonempty=True, finite=True)
+    if y.dim() < 2:
+        raise ValueError(f"y must have a batch dimension first, (B, *out_shape), got {tuple(y.shape)}")
+    if isinstance(sigma_y, bool) or not isinstance(sigma_y, int | float) or not 0 <= sigma_y < float("inf"):
+        raise ValueError(f"sigma_y must be a finite number >= 0 (the measurement noise std), got {sigma_y!r}")
+    return _run(method, model, operator, y, float(sigma_y), generator=generator, device=device, dtype=dtype,
+                cond=cond, return_info=return_info, progress=progress, options=options)
 
 
 def _check_mask(mask: Any, x_obs: Tensor) -> Tensor:
@@ -148,7 +217,9 @@ def inpaint(
     # the observed entries must be finite; the others are ignored (set to 0, so that a NaN there reaches no sample)
     observed = mask.bool().expand(x_obs.shape)
     x_obs = check_tensor("x_obs", torch.where(observed, x_obs, torch.zeros((), dtype=x_obs.dtype)), finite=True)
-    return _run(method, model, x_obs, mask, None, generator=generator, device=device, dtype=dtype, cond=cond,
+    full = mask.expand(x_obs.shape)
+    operator = Mask(full[0]) if bool((full == full[:1]).all()) else Mask(full, per_row=True)  # one mask, or per row
+    return _run(method, model, operator, x_obs, 0.0, generator=generator, device=device, dtype=dtype, cond=cond,
                 return_info=return_info, progress=progress, options=options)
 
 
@@ -180,10 +251,9 @@ def colorize(
     if gray.dim() < 2 or gray.shape[1] < 2:
         raise ValueError(f"gray must have shape (B, C, ...) with C >= 2 channels (repeat the grey channel), got "
                          f"{tuple(gray.shape)}")
-    channels = gray.shape[1]
-    mask = torch.zeros((1, channels) + (1,) * (gray.dim() - 2), dtype=gray.dtype, device=gray.device)
-    mask[:, 0] = 1.0
-    if not torch.equal(gray, gray[:, :1].expand(gray.shape)):  # only the channel mean is observed
-        gray = gray.mean(1, keepdim=True).expand(gray.shape)
-    return _run(method, model, gray, mask, decoupling_matrix(channels), generator=generator, device=device,
-                dtype=dtype, cond=cond, return_info=return_info, progress=progress, options=options)
+    if torch.equal(gray, gray[:, :1].expand(gray.shape)):  # only the channel mean is observed
+        grey = gray[:, :1]
+    else:
+        grey = gray.mean(1, keepdim=True)
+    return _run(method, model, Grey(gray.shape[1]), grey, 0.0, generator=generator, device=device, dtype=dtype,
+                cond=cond, return_info=return_info, progress=progress, options=options)

@@ -28,7 +28,8 @@ from ..numerics.times import check_eps
 from ..sampling.common import counting
 from ..sdes.linalg import apply_blocks, sym_sqrt
 from .kernels import LinearKernel, default_grid
-from .observation import Observation, noised_observation
+from .observation import noised_observation
+from .solve import InverseProblem
 
 __all__ = ["run_repaint"]
 
@@ -51,7 +52,7 @@ def _repaint_schedule(steps: int, jump_length: int, resamplings: int) -> list[in
 
 
 def run_repaint(
-    model: DiffusionModel, obs: Observation, z: Tensor, *,
+    model: DiffusionModel, problem: InverseProblem, z: Tensor, *,
     steps: int | None = None,
     jump_length: int = 10,
     resamplings: int = 10,
@@ -65,7 +66,9 @@ def run_repaint(
     a final Tweedie denoising step at ``eps`` when ``denoise``.
 
     ``z`` is a prior draw of the state ``(B, k C, ...)``; ``grid`` a name of :data:`scoresde.numerics.grids.GRIDS`
-    (default :func:`~scoresde.inverse.kernels.default_grid`). Returns ``(data, nfe, {})``."""
+    (default :func:`~scoresde.inverse.kernels.default_grid`). Returns ``(data, nfe, {})``. Noiseless measurements with
+    an SVD (:meth:`~scoresde.inverse.solve.InverseProblem.observation`)."""
+    obs = problem.observation("repaint", z.shape[1] // problem.data_shape[1])
     sde = model.sde
     check_eps(eps, sde)
     n = sde.N if steps is None else steps

@@ -27,12 +27,13 @@ from ..numerics.times import check_eps
 from ..sampling.common import counting
 from ..sampling.steps import CORRECTORS, PREDICTORS, lookup
 from .observation import Observation, noised_observation
+from .solve import InverseProblem
 
-__all__ = ["run_replacement"]
+__all__ = ["pc_data_consistency", "run_replacement"]
 
 
 def run_replacement(
-    model: DiffusionModel, obs: Observation, z: Tensor, *,
+    model: DiffusionModel, problem: InverseProblem, z: Tensor, *,
     steps: int | None = None,
     predictor: str | Callable = "reverse_diffusion",
     corrector: str | Callable = "langevin",
@@ -49,7 +50,22 @@ def run_replacement(
     ``z`` is a prior draw of the state ``(B, k C, ...)``; as in the original, its observed coordinates (in the basis)
     first become the observation's initial state. Returns ``(data, nfe, {})``; with ``denoise`` the data are the
     noise-free mean of the last update (the original returns ``x_mean`` with the last noisy state in the unobserved
-    pixels, ``denoise=False`` here)."""
+    pixels, ``denoise=False`` here). Noiseless measurements with an SVD (:meth:`~scoresde.inverse.solve.InverseProblem.
+    observation`): masks and colorization as in the original, other operators in their SVD basis."""
+    obs = problem.observation("replacement", z.shape[1] // problem.data_shape[1])
+    return pc_data_consistency(model, obs, z, steps=steps, predictor=predictor, corrector=corrector, snr=snr,
+                               n_steps_each=n_steps_each, probability_flow=probability_flow, eps=eps, denoise=denoise,
+                               weight=1.0, cond=cond, generator=generator, progress=progress)
+
+
+def pc_data_consistency(
+    model: DiffusionModel, obs: Observation, z: Tensor, *, steps: int | None, predictor: str | Callable,
+    corrector: str | Callable, snr: float, n_steps_each: int, probability_flow: bool, eps: float, denoise: bool,
+    weight: float, cond: dict[str, Any], generator: torch.Generator | None, progress: bool,
+) -> tuple[Tensor, int, dict[str, Any]]:
+    """The PC sampler with a data-consistency step after every corrector and predictor update: the observed
+    coordinates ``u`` of the state (in the observation basis) become ``(1 - weight) u + weight y_t`` with ``y_t`` a
+    fresh draw of ``p_t(z_t | y)`` (``weight = 1``: replacement; Song et al. 2022's ``lambda`` otherwise)."""
     sde = model.sde
     predictor_fn = lookup("predictor", predictor, PREDICTORS)
     corrector_fn = lookup("corrector", corrector, CORRECTORS)
@@ -59,9 +75,11 @@ def run_replacement(
     check_eps(eps, sde)
     n = sde.N if steps is None else steps
     check_count("steps", n)
-    # the original's start: observation in, prior (masked in pixels) out, then rotated
     state_mask = obs.state_mask
-    z = obs.state_from_basis(obs.state_to_basis(z * (1.0 - state_mask)) + sde.initial_state(obs.y) * state_mask)
+    if type(obs) is Observation:  # the original's start: observation in, prior (masked in pixels) out, then rotated
+        z = obs.state_from_basis(obs.state_to_basis(z * (1.0 - state_mask)) + sde.initial_state(obs.y) * state_mask)
+    else:  # in an SVD basis: the observed coordinates of the prior draw replaced
+        z = obs.merge(z, sde.initial_state(obs.y))
     step_sde = sde.with_steps(n)
     counted = counting(model, cond)
     rsde = step_sde.reverse(counted.score, probability_flow)
@@ -71,6 +89,9 @@ def run_replacement(
     def replace(update: tuple[Tensor, Tensor], t: Tensor) -> tuple[Tensor, Tensor]:
         x, x_mean = update
         noised, mean = noised_observation(sde, obs, t, generator)
+        if weight != 1.0:  # Song et al. 2022's convex combination with the current coordinates
+            noised = (1.0 - weight) * obs.state_to_basis(x) + weight * noised
+            mean = (1.0 - weight) * obs.state_to_basis(x_mean) + weight * mean
         return obs.merge(x, noised), obs.merge(x_mean, mean)
 
     x = x_mean = z

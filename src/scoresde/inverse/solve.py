@@ -36,7 +36,7 @@ from ..sdes.base import SDE
 from .observation import Observation, decoupling_matrix
 from .operators import Grey, LinearOperator, Mask
 
-__all__ = ["InverseProblem", "require_scalar_sde"]
+__all__ = ["InverseProblem", "SpectralObservation", "require_scalar_sde"]
 
 
 @dataclass(frozen=True)
@@ -73,11 +73,13 @@ class InverseProblem:
                              f"{self.operator!r} has none")
 
     def observation(self, method: str, k: int) -> Observation:
-        """The measurement as observed coordinates in an orthonormal basis (:class:`~scoresde.inverse.observation.
-        Observation`, ``k`` channel blocks per state): the pixels of a :class:`~scoresde.inverse.operators.Mask`,
-        the grey coordinate of :class:`~scoresde.inverse.operators.Grey` (``sqrt(C)`` times ``y``, in the rotation
-        :func:`~scoresde.inverse.observation.decoupling_matrix`). Noiseless only; other operators are one
-        ``ValueError`` naming ``method``."""
+        """The noiseless measurement as observed coordinates in an orthonormal basis (:class:`~scoresde.inverse.
+        observation.Observation`, ``k`` channel blocks per state): the pixels of a :class:`~scoresde.inverse.
+        operators.Mask`, the grey coordinate of :class:`~scoresde.inverse.operators.Grey` (``sqrt(C)`` times ``y``
+        in the rotation :func:`~scoresde.inverse.observation.decoupling_matrix`: today's inpainting and colorization,
+        bit for bit), and for any other operator with an SVD the coordinates ``V^T x`` with ``S > 0``, observed as
+        ``(U^T y) / S`` (:class:`SpectralObservation`). Refuses ``sigma_y > 0`` and operators without an SVD in one
+        line naming ``method``."""
         self.require_noiseless(method)
         A, shape = self.operator, self.data_shape
         if isinstance(A, Mask):
@@ -88,8 +90,53 @@ class InverseProblem:
             mask = torch.zeros((1, channels) + (1,) * (len(shape) - 2), dtype=self.y.dtype, device=self.y.device)
             mask[:, 0] = 1.0
             return Observation(self.y.expand(shape), mask.expand(shape), decoupling_matrix(channels), k)
-        raise ValueError(f"method {method!r} handles masks and colorization (Mask, Grey) only, not {A!r}; use "
-                         "'projection' or 'smc'")
+        self.require_svd(method)
+        return SpectralObservation(A, self.y, k, shape)
+
+    def spectral(self) -> tuple[Tensor, Tensor]:
+        """``(ybar, s)``: the measurement in the SVD basis, ``ybar = (U^T y)_i / S_i`` on the first ``r`` coordinates
+        (0 where ``S_i = 0``), and ``s`` the singular values padded with zeros to ``n``; both ``(B, n)`` in ``y``'s
+        dtype. The measurement of ``V^T x`` is ``ybar_i = (V^T x)_i + (sigma_y / s_i) n_i`` where ``s_i > 0``."""
+        A = self.operator
+        r = min(A.m, A.n)
+        s = torch.zeros(self.batch, A.n, dtype=self.y.dtype, device=self.y.device)
+        s[:, :r] = A.S.to(self.y).expand(self.batch, r)
+        uy = A.Ut(self.y)[:, :r]
+        ybar = torch.zeros_like(s)
+        ybar[:, :r] = torch.where(s[:, :r] > 0, uy / torch.where(s[:, :r] > 0, s[:, :r], 1.0), 0.0)
+        return ybar, s
+
+
+class SpectralObservation(Observation):
+    """A noiseless measurement ``y = A x`` seen as observed coordinates of ``V^T x`` (``A = U S V^T``): the
+    coordinates with ``S_i > 0`` hold ``(U^T y)_i / S_i``. Coordinates in the basis are laid out in the data shape
+    (``V^T x`` reshaped), so every :class:`~scoresde.inverse.observation.Observation` method (the replacement, RePaint
+    and SMC samplers) runs unchanged; the scalar and phase-space kernels act alike on every coordinate, so they commute
+    with the rotation ``V``."""
+
+    def __init__(self, operator: LinearOperator, y: Tensor, k: int, data_shape: tuple[int, ...]) -> None:
+        self.op, self.k, self.rotate, self.data_shape = operator, k, None, data_shape
+        ybar, s = InverseProblem(operator, y, 0.0, data_shape).spectral()
+        self.mask = (s > 0).to(y.dtype).reshape(data_shape)
+        self.y = ybar.reshape(data_shape)
+        self.state_mask = torch.cat([self.mask] * k, dim=1)
+
+    def select(self, rows: Tensor) -> Observation:
+        out = super().select(rows)
+        out.op = self.op.select(rows)
+        return out
+
+    def to_basis(self, x: Tensor) -> Tensor:
+        return self.op.Vt(x).reshape(x.shape)
+
+    def from_basis(self, x: Tensor) -> Tensor:
+        return self.op.V(x.reshape(x.shape[0], -1)).reshape(x.shape)
+
+    def _blockwise(self, fn, z: Tensor) -> Tensor:
+        return torch.cat([fn(b) for b in z.chunk(self.k, dim=1)], dim=1)
+
+    def finish(self, x: Tensor) -> Tensor:
+        return self.from_basis(self.to_basis(x) * (1.0 - self.mask) + self.y * self.mask)
 
 
 def require_scalar_sde(sde: SDE, method: str, why: str) -> None:

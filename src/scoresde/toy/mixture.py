@@ -292,6 +292,38 @@ class GaussianMixture:
         return ObservedMixture(GaussianMixture(weights / weights.sum(), free_means, free_covs, dtype=self.means.dtype),
                                x_p, null)
 
+    def condition_noisy(self, A: Tensor, y: Tensor, sigma_y: float) -> GaussianMixture:
+        """The exact law of ``x ~ self`` given the noisy linear measurement ``y = A x + sigma_y n``, ``n ~ N(0, I)``
+        (``A`` of shape ``(m, d)``, any rank; ``y`` of shape ``(m,)``; ``sigma_y > 0``): again a Gaussian mixture in
+        ``d`` dimensions (Bishop 2006, §2.3.3, eqs. 2.115-2.116, per component, then Bayes over components):
+
+            ``w'_k ∝ w_k N(y; A mu_k, A S_k A^T + sigma_y^2 I)``,
+            ``mu'_k = mu_k + K_k (y - A mu_k)``, ``S'_k = S_k - K_k A S_k``, ``K_k = S_k A^T (A S_k A^T +
+            sigma_y^2 I)^{-1}``.
+
+        The oracle of :func:`scoresde.solve_inverse` with noisy measurements (``scoresde.inverse.dense_matrix(op)``
+        gives ``A`` of an operator); for ``sigma_y = 0`` use :meth:`condition`."""
+        A = torch.as_tensor(A, dtype=self.means.dtype)
+        y = torch.as_tensor(y, dtype=self.means.dtype)
+        if A.dim() != 2 or A.shape[1] != self.dim or A.shape[0] < 1:
+            raise ValueError(f"A must have shape (m, d={self.dim}), got {tuple(A.shape)}")
+        if y.shape != (A.shape[0],):
+            raise ValueError(f"y must have shape ({A.shape[0]},) (one measurement), got {tuple(y.shape)}")
+        if isinstance(sigma_y, bool) or not isinstance(sigma_y, int | float) or not 0 < sigma_y < math.inf:
+            raise ValueError(f"sigma_y must be a positive number (use condition() for sigma_y = 0), got {sigma_y!r}")
+        obs_cov = A @ self.covs @ A.T + sigma_y**2 * torch.eye(A.shape[0], dtype=A.dtype)  # (K, m, m)
+        resid = y - self.means @ A.T  # (K, m)
+        chol = torch.linalg.cholesky(obs_cov)
+        white = torch.linalg.solve_triangular(chol, resid[..., None], upper=False)[..., 0]
+        log_w = (torch.log(self.weights) - 0.5 * (white**2).sum(-1)
+                 - torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1))
+        gain = self.covs @ A.T @ torch.cholesky_inverse(chol)  # (K, d, m)
+        means = self.means + (gain @ resid[..., None])[..., 0]
+        covs = self.covs - gain @ A @ self.covs
+        weights = torch.softmax(log_w, dim=0).clamp_min(torch.finfo(self.means.dtype).tiny)
+        return GaussianMixture(weights / weights.sum(), means, 0.5 * (covs + covs.transpose(-1, -2)),
+                               dtype=self.means.dtype)
+
     def condition_mask(self, mask: Tensor, x_obs: Tensor) -> ObservedMixture:
         """:meth:`condition` for inpainting: the coordinates where ``mask`` (shape ``(d,)``, 1 = observed) is 1 are
         observed with the values ``x_obs[mask == 1]`` (``x_obs`` of shape ``(d,)``); the free coordinates are the
