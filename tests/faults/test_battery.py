@@ -6,12 +6,10 @@ error. Cases covered by other files of the suite: damaged checkpoints on every r
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import pickle
-import signal
-import struct
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -179,8 +177,6 @@ def test_bad_input_is_one_line_and_writes_nothing(root, tmp_path, capsys, case, 
     err = capsys.readouterr().err
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
-    import re
-
     assert re.match(rf"scoresde {args[0]}: error: .*{expected}", lines[0]), lines[0]
     created = {p for p in tmp_path.rglob("*")} - before
     assert not [p for p in created if p.name in ("config.json", "o.npy", "z.npy") or "checkpoint" in p.name], created
@@ -203,7 +199,6 @@ def test_a_worker_error_is_the_datasets_line_and_resume_after_fixing_works(tmp_p
 
     folder = _folder(tmp_path, lambda f: None)
     argv = _train_folder(tmp_path, folder, "training.n_iters=3", "training.num_workers=1")
-    real = ImageFolderDataset._load
     monkeypatch.setattr(ImageFolderDataset, "_unreadable", staticmethod(lambda read: None))  # the scan passes
     (folder / "3.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     code = main(argv)
@@ -212,7 +207,6 @@ def test_a_worker_error_is_the_datasets_line_and_resume_after_fixing_works(tmp_p
     assert err[0].startswith(f"scoresde train: error: image {folder}/3.png cannot be read ("), err[0]
     assert err[0].endswith("): replace or remove it"), err[0]
     _png(folder / "3.png", 3)  # fixed
-    monkeypatch.setattr(ImageFolderDataset, "_load", real)
     code = main(argv)
     assert code == 0, capsys.readouterr().err
     assert max(s for s, _, _ in list_checkpoints(tmp_path / "w")) == 3
@@ -244,4 +238,17 @@ def test_import_into_a_workdir_being_trained_is_refused_naming_the_pid(root, tmp
     assert not (tmp_path / "w" / "config.json").exists()
 
 
-_ = (io, struct, signal)
+
+def test_old_diverged_checkpoints_are_not_kept_forever(tmp_path) -> None:
+    """``nonfinite_<step>`` folders: those of the last divergence are kept, older ones only up to two in all."""
+    from scoresde.training.divergence import set_aside_diverged
+
+    root = tmp_path / "checkpoints"
+    for name in ("nonfinite_3", "nonfinite_5", "nonfinite_6", "checkpoint_4", "checkpoint_8", "preempt_9"):
+        (root / name).mkdir(parents=True)
+    kept, moved = set_aside_diverged(tmp_path, 8)
+    assert kept == root / "checkpoint_4" and [p.name for p in moved] == ["nonfinite_9", "nonfinite_8"]
+    assert sorted(p.name for p in root.iterdir()) == ["checkpoint_4", "nonfinite_8", "nonfinite_9"]
+    (root / "checkpoint_10").mkdir()
+    _, moved = set_aside_diverged(tmp_path, 10, keep=3)
+    assert sorted(p.name for p in root.iterdir()) == ["checkpoint_4", "nonfinite_10", "nonfinite_8", "nonfinite_9"]
