@@ -189,3 +189,15 @@ def test_lambda_outside_the_schedule_is_refused() -> None:
     generic = ScheduleSDE(lambda t: 1 - 0.5 * t, lambda t: t)
     with pytest.raises(ValueError, match=r"lambda = -5.0 is outside \[lambda\(T\), lambda\(0\)\]"):
         generic.t_from_lambda(torch.tensor([0.0, -5.0], dtype=F64))
+
+
+@pytest.mark.parametrize("name", sorted(NAMED))
+def test_diffusers_export_refuses_in_one_line(name: str, tmp_path) -> None:
+    from scoresde.checkpoint.diffusers.export import export_diffusers
+    from scoresde.models import ScoreModel
+    from scoresde.nets.toy import ToyMLP
+
+    model = ScoreModel(ToyMLP(dim=2, hidden=8, depth=1), NAMED[name](), label_type="time", output_type="eps")
+    with pytest.raises(ValueError, match=f"cannot export a model on {NAMED[name].__name__}: no diffusers scheduler"):
+        export_diffusers(model, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

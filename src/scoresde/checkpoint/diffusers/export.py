@@ -11,6 +11,7 @@ from pathlib import Path
 from torch import nn
 
 from ...models import DiffusionModel, ScoreModel
+from ...sdes import ScheduleSDE
 from ..run import load_directory
 from .folder import is_diffusers_folder, write_diffusers_folder
 from .keymap import check_groups, diffusers_key_map
@@ -51,6 +52,9 @@ def export_diffusers(model: ScoreModel | str | Path, out: str | Path, *, pipelin
     if not isinstance(model, ScoreModel):
         raise ValueError(f"cannot export {type(model).__name__}: only ScoreModel (DDPM / NCSN++ networks) has a "
                          "diffusers counterpart")
+    if isinstance(model.sde, ScheduleSDE):  # EDM, CosineVP, RectifiedFlow: no diffusers scheduler has their schedule
+        raise ValueError(f"cannot export a model on {type(model.sde).__name__}: no diffusers scheduler matches its "
+                         "noise schedule (diffusers folders hold VE, VP and DDPM models)")
     net = model.net
     unet_config = export_unet_config(net)
     km = diffusers_key_map(net, unet_config)
