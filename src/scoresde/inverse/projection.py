@@ -10,8 +10,9 @@ and the measured coordinates are those with ``S > 0``, observed as ``(U^T y) / S
 SDE's replacement inpainter (:mod:`scoresde.inverse.replacement`).
 
 Fast (one model call per update) but biased, like replacement: the unmeasured part never learns which mode the
-measurement selects (on the 0.85/0.15 benchmark mixture of ``tests/inverse/test_projection.py`` it returns about the
-unconditional weights). Use :mod:`scoresde.inverse.smc` when the posterior must be right, or for noisy measurements.
+measurement selects (biased: weight 0.555 where the exact conditional has 0.774 and the prior 0.5, on the 4-D mixture
+under a dense 2 x 4 projection of ``tests/inverse/test_projection.py``, VP, 100 steps). Use :mod:`scoresde.inverse.smc`
+when the posterior must be right, or for noisy measurements.
 """
 
 from __future__ import annotations
