@@ -29,7 +29,11 @@ from ..models.adapter import DiffusionModel, check_cond, model_and_arguments
 from ..numerics.checks import check_tensor
 from ..numerics.registry import FunctionRegistry, MethodSpec
 from ..sdes.base import SDE
+from .ddrm import run_ddrm
+from .dps import run_dps
+from .mmps import run_mmps
 from .operators import Grey, LinearOperator, Mask
+from .pigdm import run_pigdm
 from .projection import run_projection
 from .repaint import run_repaint
 from .replacement import run_replacement
@@ -46,6 +50,10 @@ INVERSE_METHODS.add("replacement", run_replacement)
 INVERSE_METHODS.add("repaint", run_repaint)
 INVERSE_METHODS.add("smc", run_smc)
 INVERSE_METHODS.add("projection", run_projection)
+INVERSE_METHODS.add("dps", run_dps)
+INVERSE_METHODS.add("pigdm", run_pigdm)
+INVERSE_METHODS.add("ddrm", run_ddrm)
+INVERSE_METHODS.add("mmps", run_mmps)
 
 
 @dataclass
