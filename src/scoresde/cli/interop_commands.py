@@ -152,6 +152,16 @@ def _write_run(workdir: Path, cfg, step: int, **state) -> Path:
         return save_training_checkpoint(workdir, step, kind="checkpoint", config=cfg.to_dict(), **state)
 
 
+def _write_step0_run(workdir: Path, cfg, net) -> Path:
+    """A run folder at step 0 for weights that come without a training state (a diffusers folder, an EDM pickle):
+    ``net``'s weights as both the online and the EMA weights, a fresh optimizer."""
+    optimizer = build_optimizer(cfg, net.parameters())
+    trainer_state = {"ema_num_updates": 0, "ema_decay": float(cfg.model.get("ema_rate", 0.999)), "scaler": {},
+                     "skipped_steps": 0, "world_size": 1}
+    return _write_run(workdir, cfg, 0, net=net, ema_state=net.state_dict(), optimizer=optimizer,
+                      trainer_state=trainer_state)
+
+
 def _default_sde(name: str):
     return {"vesde": VESDE, "vpsde": VPSDE, "subvpsde": SubVPSDE, "discrete_vpsde": DiscreteVPSDE}[name]()
 
@@ -174,11 +184,7 @@ def cmd_import_diffusers(args: argparse.Namespace) -> int:
     sections = cfg.to_dict()
     net = build_network(sections)
     net.load_state_dict(diffusers_network_state(unet_config, state, sections))
-    optimizer = build_optimizer(cfg, net.parameters())
-    trainer_state = {"ema_num_updates": 0, "ema_decay": float(cfg.model.get("ema_rate", 0.999)), "scaler": {},
-                     "skipped_steps": 0, "world_size": 1}
-    path = _write_run(workdir, cfg, 0, net=net, ema_state=net.state_dict(), optimizer=optimizer,
-                      trainer_state=trainer_state)
+    path = _write_step0_run(workdir, cfg, net)
     print(f"imported {source} (diffusers {unet_config.get('_class_name')}, {cfg.model['name']}, "
           f"{cfg.training.sde}) as {path}")
     return 0
@@ -203,11 +209,7 @@ def cmd_import_edm(args: argparse.Namespace) -> int:
     sections = cfg.to_dict()
     net = build_network(sections)
     net.load_state_dict(model.net.state_dict())
-    optimizer = build_optimizer(cfg, net.parameters())
-    trainer_state = {"ema_num_updates": 0, "ema_decay": float(cfg.model.get("ema_rate", 0.999)), "scaler": {},
-                     "skipped_steps": 0, "world_size": 1}
-    path = _write_run(workdir, cfg, 0, net=net, ema_state=net.state_dict(), optimizer=optimizer,
-                      trainer_state=trainer_state)
+    path = _write_step0_run(workdir, cfg, net)
     print(f"imported {source} (EDM {model.precond.name} preconditioning, {cfg.model['embedding_type']} NCSN++) as "
           f"{path}")
     return 0
