@@ -195,17 +195,16 @@ class AugmentPipe:
         missing = [name for name in self.active if name not in draws]
         if missing:
             raise ValueError(f"augmentation draws lack {', '.join(missing)} (make them with AugmentPipe.draw)")
-        d = {name: draws[name].to(images.device) for name in self.active}
+        d = {name: draws[name].cpu() for name in self.active}  # parameters and labels on the CPU (small)
         if any(v.shape[0] != n for v in d.values()):
             raise ValueError(f"augmentation draws for {[v.shape[0] for v in d.values()]} rows, images have {n}")
         labels: list[Tensor] = []
         images = self._blit(images, d, labels)
         matrix = self._geometry(d, n, h, w, labels)
         if not bool((matrix == torch.eye(3)).all()):
-            images = _resample(images, matrix.to(images.device))
-        out = torch.cat([v.to(torch.float32).reshape(n, -1) for v in labels], dim=1) if labels else \
-            torch.zeros(n, 0, device=images.device)
-        return images, out
+            images = _resample(images, matrix)
+        out = torch.cat([v.to(torch.float32).reshape(n, -1) for v in labels], dim=1) if labels else torch.zeros(n, 0)
+        return images, out.to(images.device)
 
     def __call__(self, images: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """:meth:`apply` on :meth:`draw`'s parameters for this batch: ``(augmented images, augment_labels)``."""
@@ -216,24 +215,24 @@ class AugmentPipe:
         n, _, h, w = images.shape
         for name, dim in (("xflip", 3), ("yflip", 2)):
             if name in d:
-                images = torch.where(d[name].view(n, 1, 1, 1) == 1, images.flip(dim), images)
+                images = torch.where(d[name].to(images.device).view(n, 1, 1, 1) == 1, images.flip(dim), images)
                 labels.append(d[name])
         if "rotate_int" in d:
             if h != w:
                 raise ValueError(f"AugmentPipe rotate_int needs square images, got {h}x{w}")
             k = d["rotate_int"].view(n, 1, 1, 1)
             fx, fy = (k == 1) | (k == 2), (k == 2) | (k == 3)
-            images = torch.where(fx, images.flip(3), images)
-            images = torch.where(fy, images.flip(2), images)
-            images = torch.where((k == 1) | (k == 3), images.transpose(2, 3), images)
+            images = torch.where(fx.to(images.device), images.flip(3), images)
+            images = torch.where(fy.to(images.device), images.flip(2), images)
+            images = torch.where(((k == 1) | (k == 3)).to(images.device), images.transpose(2, 3), images)
             labels += [fx, fy]
         if "translate_int" in d:
             if h < 2 or w < 2:
                 raise ValueError(f"AugmentPipe translate_int needs images of at least 2x2 pixels, got {h}x{w}")
             tx, ty = d["translate_int"][:, 0], d["translate_int"][:, 1]
             # output column x shows input column x - tx, output row y input row y + ty (EDM's convention)
-            cols = _reflect(torch.arange(w, device=images.device) - tx[:, None], w)  # (N, W)
-            rows = _reflect(torch.arange(h, device=images.device) + ty[:, None], h)  # (N, H)
+            cols = _reflect(torch.arange(w) - tx[:, None], w).to(images.device)  # (N, W)
+            rows = _reflect(torch.arange(h) + ty[:, None], h).to(images.device)  # (N, H)
             images = images.gather(3, cols[:, None, None, :].expand_as(images))
             images = images.gather(2, rows[:, None, :, None].expand_as(images))
             labels += [tx / (w * self.translate_int_max), ty / (h * self.translate_int_max)]
@@ -244,19 +243,19 @@ class AugmentPipe:
         geometric transforms, appending their labels."""
         inverse = _eye(n)
         if "scale" in d:
-            s = d["scale"].cpu().mul(self.scale_std).exp2()
+            s = d["scale"].mul(self.scale_std).exp2()
             inverse = inverse @ _scaling(1 / s, 1 / s)
             labels.append(d["scale"])
         if "rotate_frac" in d:
-            angle = d["rotate_frac"].cpu()
+            angle = d["rotate_frac"]
             inverse = inverse @ _rotation(angle)
-            labels += [d["rotate_frac"].cos() - 1, d["rotate_frac"].sin()]
+            labels += [angle.cos() - 1, angle.sin()]
         if "aniso" in d:
-            a, r = d["aniso"].cpu().unbind(1)
+            a, r = d["aniso"].unbind(1)
+            labels += [a * r.cos(), a * r.sin()]
             r = torch.where(a == 0, torch.zeros_like(r), r)  # no scaling: no frame (exactly the identity)
             s = a.mul(self.aniso_std).exp2()
             inverse = inverse @ _rotation(-r) @ _scaling(1 / s, s) @ _rotation(r)
-            labels += [d["aniso"][:, 0] * d["aniso"][:, 1].cos(), d["aniso"][:, 0] * d["aniso"][:, 1].sin()]
         if "translate_frac" in d:
             t = d["translate_frac"].cpu()
             zero, one = torch.zeros(n), torch.ones(n)
@@ -267,7 +266,7 @@ class AugmentPipe:
 
 
 def _resample(images: Tensor, inverse: Tensor) -> Tensor:
-    """``images`` warped by the inverse affine maps ``inverse`` (centred pixel coordinates) without aliasing:
+    """``images`` warped by the inverse affine maps ``inverse`` (CPU; centred pixel coordinates) without aliasing:
     reflect-pad by what the maps reach (at most the image size less one), up-sample 2x with the symlet-6 filter,
     resample bilinearly (zeros outside the padded image), filter and down-sample 2x (the scheme of ADA's and EDM's
     geometric augmentations)."""
@@ -275,12 +274,12 @@ def _resample(images: Tensor, inverse: Tensor) -> Tensor:
     taps = len(SYM6_LOWPASS)
     pad = taps // 4  # border kept around the output while filtering (3 pixels)
     cx, cy = (w - 1) / 2, (h - 1) / 2
-    corners = torch.tensor([[-cx, cx, cx, -cx], [-cy, -cy, cy, cy], [1.0, 1.0, 1.0, 1.0]], device=inverse.device)
+    corners = torch.tensor([[-cx, cx, cx, -cx], [-cy, -cy, cy, cy], [1.0, 1.0, 1.0, 1.0]])
     reach = inverse @ corners  # (N, 3, 4): where the output's corners come from
     xs, ys = reach[:, 0].flatten(), reach[:, 1].flatten()
     lows = torch.stack([(-xs).max(), (-ys).max(), xs.max(), ys.max()])
-    lows = lows + torch.tensor([2 * pad - cx, 2 * pad - cy] * 2, device=lows.device)
-    lows = lows.clamp_min(0).minimum(torch.tensor([w - 1, h - 1] * 2, dtype=lows.dtype, device=lows.device))
+    lows = lows + torch.tensor([2 * pad - cx, 2 * pad - cy] * 2)
+    lows = lows.clamp_min(0).minimum(torch.tensor([w - 1, h - 1] * 2, dtype=lows.dtype))
     left, top, right, bottom = (int(v) for v in lows.ceil().tolist())
     images = F.pad(images, [left, right, top, bottom], mode="reflect")
 
@@ -297,16 +296,16 @@ def _resample(images: Tensor, inverse: Tensor) -> Tensor:
     shift = (left - right) / 2, (top - bottom) / 2  # the padded image's centre, relative to the original's
 
     def translation(tx: float, ty: float) -> Tensor:
-        return _constant(n, [[1, 0, tx], [0, 1, ty], [0, 0, 1]]).to(inverse.device)
+        return _constant(n, [[1, 0, tx], [0, 1, ty], [0, 0, 1]])
 
     def scaling(sx: float, sy: float) -> Tensor:
-        return _constant(n, [[sx, 0, 0], [0, sy, 0], [0, 0, 1]]).to(inverse.device)
+        return _constant(n, [[sx, 0, 0], [0, sy, 0], [0, 0, 1]])
 
     theta = translation(*shift) @ inverse
     theta = scaling(2, 2) @ theta @ scaling(0.5, 0.5)  # pixel units of the 2x grid
     theta = translation(-0.5, -0.5) @ theta @ translation(0.5, 0.5)  # pixel centres of the 2x grid
     theta = scaling(2 / in_w, 2 / in_h) @ theta @ scaling(out_w / 2, out_h / 2)  # [-1, 1] units
-    grid = F.affine_grid(theta[:, :2, :].to(images.dtype), [n, c, out_h, out_w], align_corners=False)
+    grid = F.affine_grid(theta[:, :2, :].to(images.device, images.dtype), [n, c, out_h, out_w], align_corners=False)
     images = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
     # filter and down-sample 2x per axis, dropping the border: output pixel i reads up-sampled pixels 2 i + 1 ...

@@ -1,7 +1,7 @@
 """The training loop: one :class:`Trainer` for every model, SDE and device count.
 
 Reproducibility and resumption rest on one rule: every random draw of optimizer step ``s`` (data order,
-preprocessing, diffusion times / noise levels, noise, label dropout, dropout) comes from generators seeded by
+preprocessing and augmentation, diffusion times / noise levels, noise, label dropout, dropout) comes from generators seeded by
 ``(seed, s)``,
 and the draws for the *global* batch are made on every rank, each rank taking its slice. Hence
 
@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 from ..checkpoint.run import list_checkpoints, save_training_checkpoint
 from ..config import Config
 from ..data import inverse_data_scaler, preprocess
+from ..data.augment import AugmentPipe, augment_rows
 from ..data.image_grid import save_image_grid
 from ..models import ScoreModel
 from ..nets import NULL_LABEL
@@ -46,7 +47,7 @@ from .build import build_model, build_optimizer, check_objective, compute_loss, 
 from .data import StepBatchSampler, build_dataset, check_dataset_labels, global_batch_indices, make_loader
 from .distributed import DistEnv, init_distributed
 from .divergence import divergence_message, set_aside_diverged
-from .ema import EMA
+from .ema import ema_from_config
 from .lock import WorkdirLock
 from .metrics_log import append_metrics, truncate_metrics
 from .plots import scatter_panels
@@ -114,7 +115,9 @@ class Trainer:
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         self.model: ScoreModel = build_model(cfg).to(self.env.device)
         check_objective(cfg, self.model)
-        self.ema = EMA(self.model.net, decay=float(cfg.model.get("ema_rate", 0.999)))
+        self.ema = ema_from_config(cfg, self.model.net)  # model.ema_rate or training.ema_halflife_kimg
+        #: EDM's augmentation of the training batches (training.augment_p > 0), else None
+        self.augment = AugmentPipe(p=cfg.training.augment_p) if cfg.training.augment_p else None
         self.optimizer = build_optimizer(cfg, self.model.net.parameters())
         self.scaler = torch.amp.GradScaler(self.env.device.type, enabled=cfg.training.amp == "fp16")
         self.step = 0
@@ -152,7 +155,8 @@ class Trainer:
                 truncate_metrics(metrics, 0)
             return False
         self.model.net.load_state_dict(state.model_state)
-        self.ema.load_full_state_dict(state.ema_state, num_updates=int(state.trainer_state["ema_num_updates"]))
+        self.ema.load_full_state_dict(state.ema_state, num_updates=int(state.trainer_state["ema_num_updates"]),
+                                      num_images=state.trainer_state.get("ema_num_images"))
         self.optimizer.load_state_dict(state.optimizer_state)
         if state.trainer_state.get("scaler"):
             self.scaler.load_state_dict(state.trainer_state["scaler"])
@@ -223,7 +227,8 @@ class Trainer:
         d = self.cfg.data
         flips = torch.rand(shape[0], generator=g) if d.random_flip else None
         deq = torch.rand(shape, generator=g) if d.uniform_dequantization else None
-        return {"flip_draws": flips, "dequantization_draws": deq}
+        augment = self.augment.draw(shape, g) if self.augment is not None else None  # EDM's augmentation, last
+        return {"flip_draws": flips, "dequantization_draws": deq, "augment": augment}
 
     def _prepare(self, batch: Tensor, draws: dict[str, Tensor | None], augment: bool = True) -> Tensor:
         """A loader batch in the model's range on the device (``augment=False``: no flip, no dequantisation)."""
@@ -250,7 +255,7 @@ class Trainer:
         per_rank = sum(b.shape[0] for b in micro_batches)
         global_shape = (per_rank * self.env.world_size, *micro_batches[0].shape[1:])
         loss_draws, prep_draws = self._global_draws(global_shape), self._preprocess_draws(global_shape)
-        drop_draws = loss_draws.pop("label_dropout", None)
+        drop_draws, augment_draws = loss_draws.pop("label_dropout", None), prep_draws.pop("augment")
         torch.manual_seed(step_seed(self.cfg.seed, self.step, 2 + self.env.rank))  # dropout
         self._set_lr()
         self.optimizer.zero_grad(set_to_none=True)
@@ -260,12 +265,14 @@ class Trainer:
             sl = slice(offset, offset + batch.shape[0])
             offset += batch.shape[0]
             x = self._prepare(batch, {k: (v[sl] if v is not None else None) for k, v in prep_draws.items()})
+            x, augment_cond = augment_rows(self.augment, x, augment_draws, sl)  # ({} with training.augment_p = 0)
             sync = i == len(micro_batches) - 1 or self.env.world_size == 1
             no_sync = contextlib.nullcontext() if sync else self.train_model.net.no_sync()
             with self._compile_errors():
                 with no_sync, torch.autocast(self.env.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                     draws = {k: v[sl].to(self.env.device) for k, v in loss_draws.items()}
                     cond = None if conds is None else self._training_cond(conds[i], drop_draws, sl)
+                    cond = {**(cond or {}), **augment_cond} if augment_cond else cond
                     loss = compute_loss(self.cfg, self.train_model, x, cond=cond, **draws) * (batch.shape[0] / per_rank)
                 self.scaler.scale(loss).backward()
             total += loss.detach().float()
@@ -396,10 +403,9 @@ class Trainer:
                 self.workdir, self.step, kind="checkpoint" if numbered else "preempt", net=self.model.net,
                 ema_state=self.ema.full_state_dict(self.model.net), optimizer=self.optimizer,
                 config=self.cfg.to_dict(),
-                trainer_state={"ema_num_updates": self.ema.num_updates, "ema_decay": self.ema.decay,
-                               "scaler": self.scaler.state_dict(), "skipped_steps": self.skipped_steps,
-                               "consecutive_skips": self.consecutive_skips, "loss_window": list(self._window),
-                               "world_size": self.env.world_size})
+                trainer_state={**self.ema.trainer_state(), "scaler": self.scaler.state_dict(),
+                               "skipped_steps": self.skipped_steps, "consecutive_skips": self.consecutive_skips,
+                               "loss_window": list(self._window), "world_size": self.env.world_size})
         self._saved = (self.step, path)
         self.env.barrier()
 
