@@ -1,9 +1,9 @@
 """The training loop: one :class:`Trainer` for every model, SDE and device count.
 
 Reproducibility and resumption rest on one rule: every random draw of optimizer step ``s`` (data order,
-preprocessing and augmentation, diffusion times / noise levels, noise, label dropout, dropout) comes from generators seeded by
-``(seed, s)``,
-and the draws for the *global* batch are made on every rank, each rank taking its slice. Hence
+preprocessing and augmentation, diffusion times / noise levels, noise, label dropout, dropout) comes from
+generators seeded by ``(seed, s)``, and the draws for the *global* batch are made on every rank, each rank taking
+its slice. Hence
 
 * a run resumed from the checkpoint of step ``s`` continues exactly as if it had never stopped, and
 * ``W`` DDP ranks compute the same update as one process with the same global batch (dropout aside).
