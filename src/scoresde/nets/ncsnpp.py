@@ -166,11 +166,11 @@ class NCSNpp(OriginalCheckpointMixin, nn.Module):
             raise ValueError("fourier_log=False needs embedding_type='fourier' and scale_by_sigma=False (the labels "
                              "are then no noise level to divide by)")
         default_channels = 2 * nf if self.embedding_type == "fourier" else nf
-        self.noise_channels = default_channels if noise_channels is None else noise_channels
-        if (isinstance(self.noise_channels, bool) or not isinstance(self.noise_channels, int)
-                or self.noise_channels < 4 or self.noise_channels % 2):
+        if noise_channels is not None and (isinstance(noise_channels, bool) or not isinstance(noise_channels, int)
+                                           or noise_channels < 4 or noise_channels % 2):
             raise ValueError(f"noise_channels must be an even integer >= 4 (None: {default_channels}), got "
                              f"{noise_channels!r}")
+        self.noise_channels = default_channels if noise_channels is None else noise_channels
         num_levels = len(ch_mult)
         if image_size % 2 ** (num_levels - 1):
             raise ValueError(f"image_size {image_size} is not divisible by 2**(len(ch_mult)-1)")
