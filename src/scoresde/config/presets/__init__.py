@@ -9,7 +9,8 @@ it, and :func:`scoresde.config.resolve_config` / :func:`scoresde.config.load_con
 * ``ve/...``, ``vp/...``, ``subvp/...``: the files of the original ``configs/`` tree (:mod:`.original`);
 * ``toy/...``, ``digits/...``: scoresde's own (:mod:`.ours`);
 * ``psld/...``, ``cld/...``: the phase-space papers' image configs (:mod:`.psld_cld`);
-* ``fp/<base>``: FP-Diffusion fine-tuning of ``<base>`` (:mod:`.fp`).
+* ``fp/<base>``: FP-Diffusion fine-tuning of ``<base>`` (:mod:`.fp`);
+* ``edm/...``, ``fm/...``: EDM's and rectified flow's training recipes (:mod:`.recipes`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from .original import (
 )
 from .ours import OUR_PRESETS
 from .psld_cld import PHASE_SPACE_PRESETS
+from .recipes import RECIPE_PRESETS
 
 __all__ = ["DEFAULTS", "FP_BASES", "FP_FINETUNE_ITERS", "PRESETS", "Preset", "RawConfig", "describe_preset",
            "get_preset", "list_original_presets", "list_presets", "merge_config", "original_preset"]
@@ -40,6 +42,7 @@ __all__ = ["DEFAULTS", "FP_BASES", "FP_FINETUNE_ITERS", "PRESETS", "Preset", "Ra
 PRESETS: Mapping[str, Preset] = MappingProxyType({
     **OUR_PRESETS,
     **PHASE_SPACE_PRESETS,
+    **RECIPE_PRESETS,
     **FP_PRESETS,
     **{name: Preset(functools.partial(original_preset, name), original_description(name))
        for name in list_original_presets()},
