@@ -20,8 +20,9 @@ sampler with ``times=t`` from the same draws:
 Whether a sampler is stochastic is found out, not listed: it is run twice on one draw with two noise seeds.
 
 **Parametrisation.** The ends stay where the sampler puts them (``T`` and the sampler's ``eps``); the ``n`` interval
-lengths in ``s`` (``space="lambda"``: the half log-SNR ``lambda = log(alpha/sigma)`` where the SDE has one, VE/VP/
-sub-VP and PSLD/CLD's matrix ``lambda``; ``space="time"``: ``t``) are ``softmax(u) (s(eps) - s(T))``, ``u`` in
+lengths in ``s`` (``space="lambda"``: the half log-SNR ``lambda = log(alpha/sigma)``, the default for VE/VP/
+sub-VP; ``space="time"``: ``t``, the default for PSLD/CLD, whose matrix ``lambda`` is inverted by an iterative
+solve that would dominate the fit's cost) are ``softmax(u) (s(eps) - s(T))``, ``u`` in
 ``R^n``: every ``u`` is a strictly monotone grid, and every monotone grid with these ends is one ``u``.
 
 **Optimiser.** Compass (pattern) search on ``u`` with Hooke–Jeeves pattern moves (Kolda, Lewis & Torczon 2003):
@@ -149,29 +150,34 @@ def _run(model: DiffusionModel, z: Tensor, sampler: str, times: Tensor | None, s
 def _grid_size(fake: DiffusionModel, z1: Tensor, sampler: str, nfe: int, eps: float, options: dict[str, Any]
                ) -> tuple[int, int]:
     """``(number of times, counted calls)``: the most times whose counted calls on the zero model stay within
-    ``nfe`` (samplers that need a few intervals, e.g. multistep order 3, are tried from there on)."""
-    best, error = None, None
-    for k in range(2, nfe + 3):
-        times = time_steps(fake.sde, k - 1, grid="uniform", eps=eps)
-        try:
-            calls = _run(fake, z1, sampler, times, None, z1.dtype, None, options)[1]
-        except ValueError as e:  # too few intervals for this sampler (multistep order 3), or an option it refuses
-            error = e
-            if best is None:
-                continue
-            break
-        if calls > nfe:
-            break
-        best = (k, calls)
-    if best is None:
-        raise error if error is not None else ValueError(f"nfe={nfe} is too small for {sampler} with a time grid")
-    return best
+    ``nfe``. Every interval costs at least one call, so at most ``nfe + 1`` times; the calls grow with the times, so
+    a bisection finds it (a grid too short for the sampler, e.g. multistep order 3, counts as within budget)."""
+    found: dict[int, int | None] = {}
+    error: list[ValueError] = []
 
+    def calls(k: int) -> int | None:
+        if k not in found:
+            try:
+                found[k] = _run(fake, z1, sampler, time_steps(fake.sde, k - 1, grid="uniform", eps=eps), None,
+                                z1.dtype, None, options)[1]
+            except ValueError as e:  # too few intervals for this sampler
+                found[k] = None
+                error.append(e)
+        return found[k]
 
-def _stochastic(fake: DiffusionModel, z1: Tensor, sampler: str, times: Tensor, options: dict[str, Any]) -> bool:
-    a = _run(fake, z1, sampler, times, 1, z1.dtype, None, options)[0]
-    b = _run(fake, z1, sampler, times, 2, z1.dtype, None, options)[0]
-    return not torch.equal(a, b)
+    def within(k: int) -> bool:
+        c = calls(k)
+        return c is None or c <= nfe
+
+    lo, hi = 2, nfe + 1
+    if not within(lo):
+        raise ValueError(f"nfe={nfe} is too small for {sampler} with a time grid: two times cost {calls(lo)} calls")
+    while lo < hi:  # the largest k in [lo, hi] within the budget
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if within(mid) else (lo, mid - 1)
+    if calls(lo) is None:
+        raise error[-1]
+    return lo, calls(lo)
 
 
 def _kernel_flow(sde: SDE, sampler: str, options: dict[str, Any]) -> bool:
@@ -198,7 +204,7 @@ def optimize_grid(
     step: float = 0.5,
     min_step: float = 0.02,
     reference_tol: float = 1e-6,
-    reference_steps: int = 500,
+    reference_steps: int = 200,
     return_info: bool = False,
     **sampler_options: Any,
 ) -> Tensor | tuple[Tensor, GridFit]:
@@ -218,7 +224,7 @@ def optimize_grid(
         nfe: the budget of network calls the grid is fitted for.
         generator: the probe draws ``z ~ p_T`` and the seed of a stochastic sampler's noise come from it.
         dtype, device, cond: as for :func:`scoresde.sample`.
-        space: ``"lambda"`` (default where the SDE has ``lambda_t``/``t_from_lambda``) or ``"time"``: where the
+        space: ``"lambda"`` (default for scalar schedules) or ``"time"`` (default for phase space): where the
             interval lengths are parametrised.
         max_evals: most sampler runs of the search (each ``nfe`` calls on the probe batch).
         step, min_step: first and last step of the compass search on the softmax logits ``u``.
@@ -248,7 +254,8 @@ def optimize_grid(
         raise ValueError(f"reference_tol must be positive, got {reference_tol!r}")
     check_count("reference_steps", reference_steps)
     has_lambda = callable(getattr(sde, "lambda_t", None)) and callable(getattr(sde, "t_from_lambda", None))
-    space = ("lambda" if has_lambda else "time") if space is None else check_choice("space", space, SPACES)
+    default_space = "lambda" if has_lambda and sde.scalar_schedule else "time"  # a matrix lambda inverts iteratively
+    space = default_space if space is None else check_choice("space", space, SPACES)
     if space == "lambda" and not has_lambda:
         raise ValueError(f"space 'lambda' needs an SDE with lambda_t and t_from_lambda; {type(sde).__name__} has "
                          "none (use space='time')")
@@ -261,10 +268,11 @@ def optimize_grid(
     # the budget and the kind of sampler, read off runs on a zero model (nothing is computed from a formula)
     fake = ScoreFunctionModel(sde, _zero_score)
     z1 = sde.prior_sampling(sde.state_shape((1, *shape[1:])), torch.Generator().manual_seed(0), dtype=dtype)
-    _run(fake, z1, sampler, None, None, dtype, None, {**options, "nfe": nfe})  # the sampler's own option checks
+    # the sampler's own option checks, and whether it is stochastic: its output changes with the noise seed
+    a = _run(fake, z1, sampler, None, 1, dtype, None, {**options, "nfe": nfe})[0]
+    stochastic = not torch.equal(a, _run(fake, z1, sampler, None, 2, dtype, None, {**options, "nfe": nfe})[0])
     k, _ = _grid_size(fake, z1, sampler, nfe, eps, options)
     grid = _Grid(sde, sde.T, eps, space)
-    stochastic = _stochastic(fake, z1, sampler, grid.times(torch.zeros(k - 1, dtype=torch.float64)), options)
 
     # probe draws, the noise seed of a stochastic sampler, and the fine solve
     z = sde.prior_sampling(sde.state_shape(tuple(shape)), generator, dtype=dtype, device=device)
