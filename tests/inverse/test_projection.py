@@ -27,7 +27,7 @@ def test_projection_with_a_mask_is_replacement() -> None:
 
 
 def test_projection_meets_a_dense_measurement_and_is_biased() -> None:
-    """Exact conditional weight 0.774; measured: projection 0.555 (200 samples, 100 steps, corrector off), i.e. close
+    """Exact conditional weight 0.808; measured: projection 0.564 (200 samples, 100 steps, corrector off), i.e. close
     to the prior's 0.5 — the bias documented in the module."""
     gm, A, y = bimodal_problem("dense")
     M = dense_matrix(A)

@@ -25,17 +25,19 @@ SIGMA_Y = 0.1
 
 def bimodal_problem(name: str) -> tuple[GaussianMixture, object, torch.Tensor]:
     """A 4-D two-component mixture (prior weights 0.5/0.5) measured by ``name`` ("dense": a random 2 x 4 projection;
-    "avg": 2 x 2 average pooling of the (1, 2, 2)-shaped sample) at a ``y`` on the segment between the measured means
-    where the exact posterior weight of component 0 is close to 0.75 (so a method that ignores which mode ``y``
-    selects is off by 0.25)."""
+    "avg": 2 x 2 average pooling of the (1, 2, 2)-shaped sample) at a ``y`` on the line through the measured means
+    where the exact posterior weight of component 0 is close to 0.8 (so a method that ignores which mode ``y``
+    selects is off by 0.3)."""
     g = torch.Generator().manual_seed(0)
-    gm = GaussianMixture([0.5, 0.5], torch.randn(2, 4, generator=g, dtype=torch.float64) * 1.2, [0.6, 0.6])
+    means = [[1.0, 0.6, 1.4, 0.2], [-0.8, -1.2, 0.0, -0.6]]
+    gm = GaussianMixture([0.5, 0.5], means, [0.6, 0.6])
     A = (Dense(torch.randn(2, 4, generator=g, dtype=torch.float64) / 2.0, in_shape=(1, 2, 2)) if name == "dense"
          else Downsample(2, in_shape=(1, 2, 2)))
     M = dense_matrix(A)
-    ys = [(1 - a) * (M @ gm.means[0]) + a * (M @ gm.means[1]) for a in torch.linspace(0, 1, 401, dtype=torch.float64)]
+    ys = [(1 - a) * (M @ gm.means[0]) + a * (M @ gm.means[1]) for a in torch.linspace(-0.5, 1.5, 801,
+                                                                                     dtype=torch.float64)]
     w = torch.stack([gm.condition_noisy(M, y, SIGMA_Y).weights[0] for y in ys])
-    return gm, A, ys[int((w - 0.75).abs().argmin())]
+    return gm, A, ys[int((w - 0.8).abs().argmin())]
 
 
 def check_at_posterior(sde, score, gm, A, y, *, B: int, particles: int, tol: float = 0.06, sw_factor: float = 3.0,
@@ -58,9 +60,8 @@ def check_at_posterior(sde, score, gm, A, y, *, B: int, particles: int, tol: flo
 
 @pytest.mark.parametrize("name", ["dense", "avg"])
 def test_noisy_smc_is_at_the_exact_posterior_on_vp(name: str) -> None:
-    """400 samples (binomial std of the weight 0.022), 50 steps, 64 particles. Measured on 2 shared CPU cores: dense
-    weight error 0.003 at 50 steps, 0.021 at 100, 0.006 at 200 (400 samples each); d = 8 variant at 100 steps:
-    dense 0.007 with sliced W 1.11x floor, avg 0.021 with 1.10x."""
+    """400 samples (binomial std of the weight 0.02), 50 steps, 64 particles (4-5 s). Measured: weight error 0.028
+    (dense) and 0.015 (avg), sliced W 0.75x and 1.20x the floor."""
     gm, A, y = bimodal_problem(name)
     sde = VPSDE(N=50)
     check_at_posterior(sde, gm.score_fn(sde), gm, A, y, B=400, particles=64)
@@ -79,7 +80,8 @@ def _schedules() -> list:
 @pytest.mark.slow
 @pytest.mark.parametrize("sde", _schedules(), ids=lambda s: type(s).__name__)
 def test_noisy_smc_is_at_the_exact_posterior_on_every_scalar_sde(sde) -> None:
-    """The full criteria on VE, sub-VP and the new scalar schedules (about 12 s each on 2 shared cores)."""
+    """The full criteria on VE, sub-VP and the new scalar schedules (about 5 s each). Measured (dense): weight error
+    VE 0.031, sub-VP 0.040, EDM 0.001, CosineVP 0.005, RectifiedFlow 0.045; sliced W 0.56x-1.01x the floor."""
     gm, A, y = bimodal_problem("dense")
     check_at_posterior(sde, gm.score_fn(sde), gm, A, y, B=400, particles=64)
 
