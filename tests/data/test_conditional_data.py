@@ -140,11 +140,18 @@ def test_bad_labels_name_the_file_and_the_entry(tmp_path: Path, label, message) 
 
 @pytest.mark.parametrize("damage", ["truncated", "text"])
 def test_an_unreadable_image_is_one_line_naming_it(tmp_path: Path, damage: str) -> None:
-    """A truncated PNG or a text file named .png crashed training with a 54-line traceback without the file."""
+    """A truncated PNG or a text file named .png crashed training with a 54-line traceback without the file: the
+    folder's check names it when the dataset is built, and without the check it is named when read."""
     names = _write_edm_folder(tmp_path, [1] * 6)
     bad = tmp_path / names[4]
     bad.write_bytes(bad.read_bytes()[:40] if damage == "truncated" else b"hello, not an image\n")
-    ds = ImageFolderDataset(tmp_path)
+    with pytest.raises(ValueError, match=rf"^image {tmp_path}/{names[4]} cannot be read \(.+\): replace or remove it, "
+                                         "or set data.skip_bad_files=true"):
+        ImageFolderDataset(tmp_path)
+    with pytest.warns(UserWarning, match=rf"leaving out 1 unreadable image\(s\) of 6 \(data.skip_bad_files\): "
+                                         rf"{names[4]}$"):
+        assert len(ImageFolderDataset(tmp_path, skip_bad_files=True)) == 5
+    ds = ImageFolderDataset(tmp_path, verify=False)
     assert int(ds[3][0][0, 0, 0]) == 120  # the others still read
     with pytest.raises(ValueError, match=rf"^image {tmp_path}/{names[4]} cannot be read \(.+\): replace or remove"):
         ds[4]
