@@ -12,15 +12,11 @@ from scoresde.inverse.operators import Dense
 from scoresde.inverse.pigdm import pigdm_posterior_mean, run_pigdm
 from scoresde.inverse.solve import InverseProblem
 from scoresde.models.adapter import as_model
-from scoresde.sdes import CLD, EDM, VESDE, VPSDE, CosineVP, RectifiedFlow, SubVPSDE
-from scoresde.toy import GaussianMixture, sliced_wasserstein
+from scoresde.sdes import CLD, VESDE, VPSDE
+from scoresde.toy import GaussianMixture
 
-from .test_mmps import gaussian_conditional_mean
+from .posterior_oracle import SDE_IDS, SDES, SIGMA_Y, check_moves_toward_posterior, gaussian_conditional_mean
 
-SIGMA_Y = 0.1
-#: every scalar SDE: the methods read alpha_t and sigma_t only
-SDES = [VPSDE(N=100), VESDE(N=100), SubVPSDE(N=100), EDM(N=100), CosineVP(N=100), RectifiedFlow(N=100)]
-SDE_IDS = ["VP", "VE", "subVP", "EDM", "CosineVP", "RectifiedFlow"]
 A = torch.tensor([[1.0, -0.5, 0.3], [0.2, 0.7, 1.1]], dtype=torch.float64)
 
 
@@ -70,25 +66,7 @@ def test_svd_and_conjugate_gradients_agree_noisy_and_noiseless():
 
 
 def test_moves_mixture_samples_toward_the_exact_posterior():
-    gm = GaussianMixture.example_2d()
-    A2 = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
-    y = torch.tensor([1.7], dtype=torch.float64)
-    post = gm.condition_noisy(A2, y, SIGMA_Y)
-    sde = VESDE(N=100)
-    n = 600
-    g = torch.Generator().manual_seed(2)
-    problem = InverseProblem(Dense(A2), y.expand(n, 1).clone(), SIGMA_Y, (n, 2))
-    z = sde.prior_sampling((n, 2), g, dtype=torch.float64)
-    x, nfe, diag = run_pigdm(as_model(sde, gm.score_fn(sde)), problem, z, steps=50, cond={}, generator=g,
-                             progress=False)
-    assert nfe == 51 and diag["vjps"] == 51
-    ref = post.sample(n, torch.Generator().manual_seed(3))
-    prior = gm.sample(n, torch.Generator().manual_seed(4))
-    sw, sw_prior = (sliced_wasserstein(v, ref, generator=torch.Generator().manual_seed(5)) for v in (x, prior))
-    err = float((post.responsibilities(x).mean(0) - post.weights).abs().max())
-    err_prior = float((post.responsibilities(prior).mean(0) - post.weights).abs().max())
-    assert sw < 0.55 * sw_prior, (sw, sw_prior)
-    assert err < 0.4 * err_prior, (err, err_prior)
+    assert check_moves_toward_posterior(run_pigdm, VESDE(N=100), steps=50) == 51
 
 
 def test_bad_options_are_one_line():
