@@ -13,7 +13,8 @@ from scoresde.config.presets import Preset
 
 #: ``training.sde`` -> how a description names it (``VP`` must not be read inside ``sub-VP``)
 _SDE_WORDS = {"vesde": r"\bVE SDE", "vpsde": r"(?<!-)\bVP SDE", "subvpsde": r"\bsub-VP SDE", "psld": r"\bPSLD SDE",
-              "cld": r"\bCLD SDE"}
+              "cld": r"\bCLD SDE", "edm": r"\bEDM SDE", "rectified_flow": r"\brectified flow",
+              "cosine": r"\bcosine"}
 #: ``model.name`` -> the network names a description may use (Score SDE's ``ncsnpp`` code builds NCSN++ and DDPM++)
 _NETWORK_WORDS = {"ncsnpp": ("NCSN++", "DDPM++"), "ddpm": ("DDPM",), "ncsn": ("NCSN",), "ncsnv2_64": ("NCSNv2",),
                   "ncsnv2_128": ("NCSNv2",), "toy_mlp": ("MLP",)}
@@ -59,7 +60,7 @@ def test_a_preset_description_must_be_one_non_empty_line():
 def test_configs_prints_each_name_with_its_description(capsys):
     assert main(["configs"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == len(list_presets()) == 62
+    assert len(lines) == len(list_presets()) == 66
     for line, name in zip(lines, list_presets(), strict=True):
         assert re.fullmatch(rf"{re.escape(name)} +{re.escape(describe_preset(name))}", line), line
     column = {line.index(describe_preset(name)) for line, name in zip(lines, list_presets(), strict=True)}

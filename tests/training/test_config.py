@@ -16,7 +16,7 @@ def test_every_preset_loads_as_a_typed_config() -> None:
     assert len([n for n in names if not n.startswith(("toy/", "digits/"))]) >= 39
     for name in names:
         cfg = load_config(name)
-        assert cfg.training.sde in ("vesde", "vpsde", "subvpsde", "psld", "cld"), name
+        assert cfg.training.sde in ("vesde", "vpsde", "subvpsde", "psld", "cld", "edm", "rectified_flow"), name
         assert "name" in cfg.model
 
 
@@ -43,7 +43,7 @@ def test_overrides_parse_json_values() -> None:
         (["training.batch_size=abc"], r"training.batch_size must be of type int, got 'abc' \(str\)"),
         (["training.batch_size=2.5"], r"training.batch_size must be of type int, got 2.5"),
         (["data.random_flip=3"], r"data.random_flip must be of type bool, got 3"),
-        (["training.sde=edm"], r"unknown training.sde 'edm'; valid values are: vesde, vpsde, subvpsde"),
+        (["training.sde=edn"], r"unknown training.sde 'edn'; valid values are: vesde, vpsde, .*, edm, "),
         (["training.amp=fp8"], r"unknown training.amp 'fp8'; valid values are: none, bf16, fp16"),
         (["training.batch_size=0"], r"training.batch_size must be an integer in \[1, 2147483647\], got 0"),
         (["training.batch_size"], r"must look like section.key=value"),

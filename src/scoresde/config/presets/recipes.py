@@ -67,13 +67,14 @@ def edm_cifar10(conditional: bool) -> dict[str, Any]:
     return cfg
 
 
+_EDM = "EDM SDE, continuous, EDM preconditioning and loss, DDPM++"
 RECIPE_PRESETS: dict[str, Preset] = {
-    "edm/digits": Preset(edm_digits, "EDM SDE, EDM preconditioning and loss, DDPM++ (nf 32), digits 16x16: EDM's "
-                                     "recipe (Karras et al. 2022) at the digits demo's network and budget"),
-    "fm/digits": Preset(fm_digits, "rectified flow, flow-matching velocity loss (logit-normal t), DDPM++ (nf 32), "
-                                   "digits 16x16: Liu et al. 2023 / Lipman et al. 2023 at the digits demo's budget"),
-    "edm/cifar10_ddpmpp_uncond": Preset(lambda: edm_cifar10(False), "EDM SDE, EDM preconditioning and loss, DDPM++, "
-                                        "CIFAR-10 32x32, unconditional: EDM config F (Karras et al. 2022, Table 7)"),
-    "edm/cifar10_ddpmpp_cond": Preset(lambda: edm_cifar10(True), "EDM SDE, EDM preconditioning and loss, DDPM++, "
-                                      "CIFAR-10 32x32, class-conditional: EDM config F (Karras et al. 2022, Table 7)"),
+    "edm/digits": Preset(edm_digits, f"{_EDM} (nf 32), digits 16x16: EDM's recipe (Karras et al. 2022) at the "
+                                     "digits demo's network and budget"),
+    "fm/digits": Preset(fm_digits, "rectified flow SDE, continuous, flow-matching loss (logit-normal t), DDPM++ "
+                                   "(nf 32), digits 16x16: Liu et al. 2023 / Lipman et al. 2023 at the demo's budget"),
+    "edm/cifar10_ddpmpp_uncond": Preset(lambda: edm_cifar10(False), f"{_EDM}, CIFAR-10 32x32, unconditional: EDM "
+                                        "config F (Karras et al. 2022, Table 7)"),
+    "edm/cifar10_ddpmpp_cond": Preset(lambda: edm_cifar10(True), f"{_EDM}, CIFAR-10 32x32, class-conditional: EDM "
+                                      "config F (Karras et al. 2022, Table 7)"),
 }
