@@ -190,7 +190,8 @@ def inpaint(
     ignored); ``mask`` (1 = observed, 0 = to fill in, bool or float) broadcasts to it. The returned data have exactly
     ``x_obs``'s values where ``mask == 1`` (bit for bit; they must be finite: a ``ValueError`` names the first that is
     not); entries under ``mask == 0`` are never read, so NaN may mark them. On phase-space SDEs (CLD, PSLD) the
-    observation constrains the position; the momentum is sampled.
+    observation constrains the position; the momentum is sampled. A thin call of :func:`solve_inverse` with the
+    operator :class:`~scoresde.inverse.operators.Mask` (one mask, or one per row) and ``sigma_y = 0``.
 
     Methods (:data:`INVERSE_METHODS`; options by keyword, an unknown one is a ``ValueError`` naming the valid ones):
 
@@ -252,7 +253,8 @@ def colorize(
     decoupling_matrix`; every ``method`` of :func:`inpaint` applies in the rotated basis (``"replacement"`` is Score
     SDE's PC colorizer, numerically identical to the original with ``denoise=False``, same options and defaults). Forms
     ``colorize(sde, score_fn, gray, ...)`` and ``colorize(model, gray, ...)``. The returned images have ``gray``'s
-    channel mean up to rounding (the rotation is applied in floating point).
+    channel mean up to rounding (the rotation is applied in floating point). A thin call of :func:`solve_inverse` with
+    the operator :class:`~scoresde.inverse.operators.Grey` and ``sigma_y = 0``.
     """
     model, (gray,) = model_and_arguments(sde, score_fn, gray)
     gray = check_tensor("gray", gray, nonempty=True, finite=True)
