@@ -12,6 +12,8 @@ from __future__ import annotations
 COMMANDS: tuple[tuple[str, str, str, str], ...] = (
     ("train", "train_commands", "add_train_command", "train a model (resumes from the workdir's newest checkpoint)"),
     ("sample", "sample_commands", "add_sample_command", "draw samples from a checkpoint"),
+    ("optimize-grid", "grid_commands", "add_grid_command",
+     "fit a fixed-step sampler's time grid to a run's model (for sample --grid fitted)"),
     ("likelihood", "eval_commands", "add_likelihood_command",
      "bits/dim of a data split under a checkpoint (probability-flow ODE)"),
     ("configs", "train_commands", "add_configs_command", "list the presets (ours and every original Score SDE config)"),

@@ -36,6 +36,7 @@ from .common import (
     saved_config,
     with_precision,
 )
+from .grid_commands import add_grid_option, apply_grid
 
 #: ``--guidance`` values of ``scoresde sample``: classifier-free (a class-conditional run) or classifier guidance
 GUIDANCE = ("cfg", "classifier")
@@ -58,6 +59,7 @@ def add_sample_command(sub: argparse._SubParsersAction) -> None:
     smp.add_argument("--nfe", type=positive_int, default=None, metavar="N",
                      help="a budget of network calls instead of --steps: a fixed-step sampler spends at most N "
                           "(dpm_solver singlestep splits it into orders, DPM-Solver-fast)")
+    add_grid_option(smp)  # --grid NAME|fitted
     smp.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     smp.add_argument("--no-ema", action="store_true", help="use the online weights instead of the EMA")
     smp.add_argument("--precision", choices=("fp32", "bf16", "fp16", "auto"), default="fp32",
@@ -197,6 +199,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
             raise ValueError(f"pass --steps or --nfe, not both (got --steps {args.steps} --nfe {args.nfe})")
         options.pop("steps", None)
         options["nfe"] = args.nfe
+    options = apply_grid(args.grid, workdir, name, args.nfe, options)  # --grid fitted: the run's fitted times
     device = resolve_device(args.device)
     model, step, path = load_run_model(workdir, args.checkpoint, not args.no_ema, device)
     out = check_out(args.out or workdir / "samples" / f"sample_step_{step}.png", (".png", ".npz"))  # before the work

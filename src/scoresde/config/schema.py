@@ -210,7 +210,7 @@ def _sampling_fields() -> list[tuple[str, Any, Any]]:
     fields = [(name, typ, _num(default, _SAMPLING_BOUNDS[name]) if name in _SAMPLING_BOUNDS else
                dataclasses.field(default=default)) for name, typ, default in _SAMPLING_BASE]
     # an explicit time grid of a fixed-step sampler (a fitted one: scoresde.sampling.optimize_grid); None: steps/grid
-    fields.append(("times", list[float] | None, dataclasses.field(default=None)))
+    fields.append(("times", tuple[float, ...] | None, dataclasses.field(default=None)))
     seen = {name for name, _, _ in fields}
     for spec in SAMPLERS.values():
         defaults, types_ = spec.options(), spec.option_types()
