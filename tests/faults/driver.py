@@ -99,12 +99,13 @@ def run_forked(fault: str, argv: list[str], log: Path, *, tmpfs: tuple[Path, str
     ``tmpfs = (folder, size, read_only)`` mounts a tmpfs there first (:func:`mount_tmpfs`); ``file_size`` sets
     ``RLIMIT_FSIZE`` (``ulimit -f``) in bytes; ``listing``: a file where the child writes, after the command, the
     relative path and size of every file under the tmpfs folder (which disappears with the child)."""
+    read_end, write_end = os.pipe()  # a pipe, not a file: RLIMIT_FSIZE does not limit it
     pid = os.fork()
-    if pid == 0:  # the child: stderr to the log, never return into pytest
+    if pid == 0:  # the child: stderr to the pipe, never return into pytest
         code = 99
         try:
-            fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-            os.dup2(fd, 2)
+            os.close(read_end)
+            os.dup2(write_end, 2)
             sys.stderr = open(2, "w", closefd=False)
             import torch
 
@@ -131,9 +132,13 @@ def run_forked(fault: str, argv: list[str], log: Path, *, tmpfs: tuple[Path, str
         finally:
             sys.stderr.flush()
             os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        err = pipe.read().decode(errors="replace")
     _, status = os.waitpid(pid, 0)
     code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
-    return code, log.read_text()
+    log.write_text(err)
+    return code, err
 
 
 def main() -> int:

@@ -112,6 +112,22 @@ def test_a_file_size_limit_is_one_line_not_a_killed_process(toy_run, tmp_path, c
         assert list((tmp_path / "run" / "checkpoints").iterdir()) == []
 
 
+@pytest.mark.parametrize("command", ["likelihood", "sample-png"])
+def test_small_outputs_over_a_file_size_limit_leave_nothing(toy_run, tmp_path, command) -> None:
+    """The likelihood result and a PNG grid over a 100-byte ``ulimit -f``: one line naming the file, no file."""
+    if command == "likelihood":
+        argv = ["likelihood", "--workdir", str(toy_run), "--num", "4", "--batch-size", "4", "--method", "rk4",
+                "--steps", "2", "--quiet"]
+        folder = toy_run / "eval"
+    else:
+        folder = tmp_path / "out"
+        argv = [*_sample(toy_run, folder / "s.png")[:4], "64", *_sample(toy_run, folder / "s.png")[5:]]
+    before = set(folder.rglob("*")) if folder.exists() else set()
+    code, err = run_forked("none", argv, tmp_path / "log", file_size=100)
+    _one_line(code, err, f"scoresde {command.split('-')[0]}: error: cannot write {folder}/", TOO_LARGE)
+    assert set(folder.rglob("*")) == before  # neither the file nor a temporary one
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a chmod read-only folder (tmpfs test above covers it)")
 def test_sample_into_a_chmod_read_only_folder_is_one_line(toy_run, tmp_path) -> None:
     folder = tmp_path / "ro"
