@@ -276,7 +276,16 @@ class GaussianMixture:
                 raise ValueError(f"basis must be ({self.dim}, {self.dim - m}) with orthonormal columns spanning the "
                                  "null space of A")
         x_p = torch.linalg.pinv(A) @ y
-        obs_cov = A @ self.covs @ A.T  # (K, m, m)
+        weights, means, covs = self._linear_gaussian_update(A, y, 0.0)
+        free_means = (means - x_p) @ null
+        free_covs = null.T @ covs @ null
+        free_covs = 0.5 * (free_covs + free_covs.transpose(-1, -2))
+        return ObservedMixture(GaussianMixture(weights, free_means, free_covs, dtype=self.means.dtype), x_p, null)
+
+    def _linear_gaussian_update(self, A: Tensor, y: Tensor, sigma_y: float) -> tuple[Tensor, Tensor, Tensor]:
+        """Per component, the posterior given ``y = A x + sigma_y n`` (:meth:`condition_noisy`'s formulas; ``sigma_y =
+        0`` is :meth:`condition`'s): normalised weights ``(K,)``, means ``(K, d)``, covariances ``(K, d, d)``."""
+        obs_cov = A @ self.covs @ A.T + sigma_y**2 * torch.eye(A.shape[0], dtype=A.dtype)  # (K, m, m)
         resid = y - self.means @ A.T  # (K, m)
         chol = torch.linalg.cholesky(obs_cov)
         white = torch.linalg.solve_triangular(chol, resid[..., None], upper=False)[..., 0]
@@ -285,12 +294,8 @@ class GaussianMixture:
         gain = self.covs @ A.T @ torch.cholesky_inverse(chol)  # (K, d, m)
         means = self.means + (gain @ resid[..., None])[..., 0]
         covs = self.covs - gain @ A @ self.covs
-        free_means = (means - x_p) @ null
-        free_covs = null.T @ covs @ null
-        free_covs = 0.5 * (free_covs + free_covs.transpose(-1, -2))
         weights = torch.softmax(log_w, dim=0).clamp_min(torch.finfo(self.means.dtype).tiny)
-        return ObservedMixture(GaussianMixture(weights / weights.sum(), free_means, free_covs, dtype=self.means.dtype),
-                               x_p, null)
+        return weights / weights.sum(), means, covs
 
     def condition_noisy(self, A: Tensor, y: Tensor, sigma_y: float) -> GaussianMixture:
         """The exact law of ``x ~ self`` given the noisy linear measurement ``y = A x + sigma_y n``, ``n ~ N(0, I)``
@@ -311,18 +316,8 @@ class GaussianMixture:
             raise ValueError(f"y must have shape ({A.shape[0]},) (one measurement), got {tuple(y.shape)}")
         if isinstance(sigma_y, bool) or not isinstance(sigma_y, int | float) or not 0 < sigma_y < math.inf:
             raise ValueError(f"sigma_y must be a positive number (use condition() for sigma_y = 0), got {sigma_y!r}")
-        obs_cov = A @ self.covs @ A.T + sigma_y**2 * torch.eye(A.shape[0], dtype=A.dtype)  # (K, m, m)
-        resid = y - self.means @ A.T  # (K, m)
-        chol = torch.linalg.cholesky(obs_cov)
-        white = torch.linalg.solve_triangular(chol, resid[..., None], upper=False)[..., 0]
-        log_w = (torch.log(self.weights) - 0.5 * (white**2).sum(-1)
-                 - torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1))
-        gain = self.covs @ A.T @ torch.cholesky_inverse(chol)  # (K, d, m)
-        means = self.means + (gain @ resid[..., None])[..., 0]
-        covs = self.covs - gain @ A @ self.covs
-        weights = torch.softmax(log_w, dim=0).clamp_min(torch.finfo(self.means.dtype).tiny)
-        return GaussianMixture(weights / weights.sum(), means, 0.5 * (covs + covs.transpose(-1, -2)),
-                               dtype=self.means.dtype)
+        weights, means, covs = self._linear_gaussian_update(A, y, float(sigma_y))
+        return GaussianMixture(weights, means, 0.5 * (covs + covs.transpose(-1, -2)), dtype=self.means.dtype)
 
     def condition_mask(self, mask: Tensor, x_obs: Tensor) -> ObservedMixture:
         """:meth:`condition` for inpainting: the coordinates where ``mask`` (shape ``(d,)``, 1 = observed) is 1 are
