@@ -60,7 +60,7 @@ def test_a_preset_description_must_be_one_non_empty_line():
 def test_configs_prints_each_name_with_its_description(capsys):
     assert main(["configs"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == len(list_presets()) == 66
+    assert len(lines) == len(list_presets()) == 68
     for line, name in zip(lines, list_presets(), strict=True):
         assert re.fullmatch(rf"{re.escape(name)} +{re.escape(describe_preset(name))}", line), line
     column = {line.index(describe_preset(name)) for line, name in zip(lines, list_presets(), strict=True)}

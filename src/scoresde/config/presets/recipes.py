@@ -14,6 +14,7 @@ recipe (SDE, preconditioning, objective, EMA rule, sampler) so that the recipes 
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from .entry import Preset
@@ -50,11 +51,20 @@ def fm_digits() -> dict[str, Any]:
     return cfg
 
 
-def edm_cifar10(conditional: bool) -> dict[str, Any]:
-    """``edm/cifar10_ddpmpp_{uncond,cond}``: EDM's configuration F (module docstring) on the DDPM++ network of Score
-    SDE's ``vp/cifar10_ddpmpp_continuous`` with EDM's sizes (``channel_mult 2,2,2``, 4 blocks per resolution,
-    attention at 16x16, positional noise embedding)."""
+#: EDM's NCSN++ (``SongUNet`` with ``embedding_type='fourier'``, ``channel_mult_noise=2``, ``encoder_type='residual'``,
+#: ``resample_filter=[1,3,3,1]``) in our NCSN++'s keys: Fourier features of ``c_noise`` itself (scale 16)
+EDM_NCSNPP = {"embedding_type": "fourier", "fourier_log": False, "fourier_scale": 16.0, "noise_channels": 256,
+              "progressive": "none", "progressive_input": "residual", "progressive_combine": "sum", "fir": True,
+              "fir_kernel": [1, 3, 3, 1]}
+
+
+def edm_cifar10(conditional: bool, network: str = "ddpmpp") -> dict[str, Any]:
+    """``edm/cifar10_{ddpmpp,ncsnpp}_{uncond,cond}``: EDM's configuration F (module docstring) on Score SDE's DDPM++
+    (``vp/cifar10_ddpmpp_continuous``: positional noise embedding) or NCSN++ (:data:`EDM_NCSNPP`) with EDM's sizes
+    (``model_channels 128``, ``channel_mult 2,2,2``, 4 blocks per resolution, attention at 16x16)."""
     cfg = original_preset("vp/cifar10_ddpmpp_continuous")
+    if network == "ncsnpp":
+        cfg["model"].update(EDM_NCSNPP)
     steps = 200_000_000 // 512
     cfg["training"].update(sde="edm", objective="edm", batch_size=512, n_iters=steps, ema_halflife_kimg=500.0,
                            ema_rampup_ratio=0.05, augment_p=0.12, snapshot_freq=50_000_000 // 512)
@@ -67,14 +77,14 @@ def edm_cifar10(conditional: bool) -> dict[str, Any]:
     return cfg
 
 
-_EDM = "EDM SDE, continuous, EDM preconditioning and loss, DDPM++"
 RECIPE_PRESETS: dict[str, Preset] = {
-    "edm/digits": Preset(edm_digits, f"{_EDM} (nf 32), digits 16x16: EDM's recipe (Karras et al. 2022) at the "
-                                     "digits demo's network and budget"),
+    "edm/digits": Preset(edm_digits, "EDM SDE, continuous, EDM preconditioning and loss, DDPM++ (nf 32), digits "
+                                     "16x16: EDM's recipe (Karras et al. 2022) at the digits demo's budget"),
     "fm/digits": Preset(fm_digits, "rectified flow SDE, continuous, flow-matching loss (logit-normal t), DDPM++ "
                                    "(nf 32), digits 16x16: Liu et al. 2023 / Lipman et al. 2023 at the demo's budget"),
-    "edm/cifar10_ddpmpp_uncond": Preset(lambda: edm_cifar10(False), f"{_EDM}, CIFAR-10 32x32, unconditional: EDM "
-                                        "config F (Karras et al. 2022, Table 7)"),
-    "edm/cifar10_ddpmpp_cond": Preset(lambda: edm_cifar10(True), f"{_EDM}, CIFAR-10 32x32, class-conditional: EDM "
-                                      "config F (Karras et al. 2022, Table 7)"),
+    **{f"edm/cifar10_{net}_{kind}": Preset(functools.partial(edm_cifar10, kind == "cond", net),
+                                           f"EDM SDE, continuous, EDM preconditioning and loss, {label}, CIFAR-10 "
+                                           f"32x32, {desc}: EDM config F (Karras et al. 2022, Table 7)")
+       for net, label in (("ddpmpp", "DDPM++"), ("ncsnpp", "NCSN++"))
+       for kind, desc in (("uncond", "unconditional"), ("cond", "class-conditional"))},
 }
