@@ -96,7 +96,7 @@ def _fp_diffusion_training(section: Any) -> Any:
         out[ours] = value
     return out
 
-AMP_MODES = ("none", "bf16", "fp16")
+AMP_MODES = ("none", "bf16", "fp16", "auto")
 
 #: Largest number of entries of one batch (``batch_size`` times the entries of one example: C·H·W for images, 2 for
 #: the 2-D toys): 2**31 entries are 8 GiB in float32, beyond any one device; a larger batch is refused naming the key
@@ -146,7 +146,9 @@ class TrainingConfig:
     snapshot_sampling: bool = True           # sample a grid at each snapshot
     eps: float = _num(1e-5, "(0, 1)")        # smallest training time of the continuous loss
     grad_accum: int = _num(1, ">= 1")        # micro-batches per optimizer step (per rank)
-    amp: str = "none"                        # 'none' | 'bf16' | 'fp16' autocast (fp16 uses a GradScaler)
+    amp: str = "none"                        # 'none' | 'bf16' | 'fp16' autocast (fp16 uses a GradScaler) | 'auto':
+                                             # bf16 where the device computes it natively (CUDA; CPU with AVX512-BF16
+                                             # or AMX), else float32
     compile: bool = False                    # torch.compile the network
     nonfinite: str = "stop"                  # on a NaN/inf loss: 'stop' (error naming the step) or 'skip' the step
     max_skips: int = _num(10, ">= 1")        # nonfinite='skip': stop after this many consecutive skipped steps

@@ -41,6 +41,7 @@ from ..data import inverse_data_scaler, preprocess
 from ..data.augment import AugmentPipe, augment_rows
 from ..data.image_grid import save_image_grid
 from ..models import ScoreModel
+from ..models.score_model import autocast_dtype
 from ..nets import NULL_LABEL
 from ..sampling import SAMPLERS, sample
 from .build import build_model, build_optimizer, check_objective, compute_loss, training_times
@@ -120,6 +121,9 @@ class Trainer:
         self.augment = AugmentPipe(p=cfg.training.augment_p) if cfg.training.augment_p else None
         self.optimizer = build_optimizer(cfg, self.model.net.parameters())
         self.scaler = torch.amp.GradScaler(self.env.device.type, enabled=cfg.training.amp == "fp16")
+        #: the autocast dtype of the training step (None: float32); training.amp='auto' picks bf16 where native
+        self.amp_dtype = (autocast_dtype("auto", self.env.device) if cfg.training.amp == "auto"
+                          else {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.training.amp))
         self.step = 0
         self.skipped_steps = 0
         self.consecutive_skips = 0  # non-finite steps skipped in a row just before this step
@@ -251,7 +255,6 @@ class Trainer:
         of batch-first tensors per micro-batch, e.g. ``class_labels``) is passed to the model with its rows; its
         ``class_labels`` go through label dropout (``training.label_dropout``, draws of the global batch sliced
         like the other draws)."""
-        t = self.cfg.training
         per_rank = sum(b.shape[0] for b in micro_batches)
         global_shape = (per_rank * self.env.world_size, *micro_batches[0].shape[1:])
         loss_draws, prep_draws = self._global_draws(global_shape), self._preprocess_draws(global_shape)
@@ -260,7 +263,7 @@ class Trainer:
         self._set_lr()
         self.optimizer.zero_grad(set_to_none=True)
         offset, total = self.env.rank * per_rank, torch.zeros((), device=self.env.device)
-        amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.amp)
+        amp_dtype = self.amp_dtype
         for i, batch in enumerate(micro_batches):
             sl = slice(offset, offset + batch.shape[0])
             offset += batch.shape[0]
