@@ -53,7 +53,9 @@ def run_ddrm(
 ) -> tuple[Tensor, int, dict[str, Any]]:
     """DDRM (Kawar et al., NeurIPS 2022; module docstring). Needs the operator's SVD (``operator.has_svd``). The
     cheapest method here (one evaluation per step, no products); biased: the data prediction it reads is the
-    unconditional one.
+    unconditional one: weight error 0.173 on average (at most 0.257) and sliced W1 4.1x the two-sample floor on
+    average (at most 5.8x) on the mixture benchmark (``benchmarks/inverse_oracle.py``, 24 problems; exact SMC: 0.015,
+    1.0x).
 
     Options: ``steps=20`` (the paper's count) intervals of ``grid`` (:func:`~scoresde.inverse.kernels.default_grid`)
     down to ``eps``; ``eta=0.85`` (the noise of the unmeasured and the noisily measured coordinates; 1 is fully

@@ -12,8 +12,9 @@ Each step from ``t`` to ``s``:
 * ``x_s = x'_s - step_size * grad_{x_t} ||y - A x0_hat||`` (one vector-Jacobian product), i.e. the paper's
   ``zeta_i grad ||y - A x0_hat||^2`` with ``zeta_i = step_size / (2 ||y - A x0_hat||)``, as the released code does.
 
-The step ignores ``sigma_y`` (the residual norm sets it), so DPS never reaches the exact posterior; it is the method of
-choice only for non-linear or non-Gaussian measurements, which the others do not handle.
+The step ignores ``sigma_y`` (the residual norm sets it), so DPS never reaches the exact posterior. It needs only ``A``
+and ``A^T`` (no SVD, no linear solve): use it for operators without an SVD when MMPS's conjugate gradients cost too
+much; otherwise ``"pigdm"``/``"mmps"`` are less biased per network call, and ``"smc"`` is exact.
 """
 
 from __future__ import annotations
@@ -62,7 +63,10 @@ def run_dps(
     cond: dict[str, Any], generator: torch.Generator | None, progress: bool,
 ) -> tuple[Tensor, int, dict[str, Any]]:
     """DPS (Chung et al., ICLR 2023; module docstring): an ancestral step, then ``step_size * grad ||y - A x0_hat||``
-    subtracted. Biased: the step is a heuristic of the residual norm, not of ``sigma_y``.
+    subtracted. Biased: the step is a heuristic of the residual norm, not of ``sigma_y``; weight error 0.066 on
+    average (at most 0.159) and sliced W1 3.9x the two-sample floor on average (at most 11.5x: the final residual
+    stays near ``step_size / 2``) on the mixture benchmark (``benchmarks/inverse_oracle.py``, 24 problems; exact
+    SMC: 0.015, 1.0x).
 
     Options: ``steps`` (default ``sde.N``; the paper uses 1000 DDPM steps) intervals of ``grid``
     (:func:`~scoresde.inverse.kernels.default_grid`, ``logSNR`` for scalar SDEs) down to ``eps``; ``step_size=0.5``

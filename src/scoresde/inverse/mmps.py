@@ -65,8 +65,10 @@ def run_mmps(
     cond: dict[str, Any], generator: torch.Generator | None, progress: bool,
 ) -> tuple[Tensor, int, dict[str, Any]]:
     """MMPS (Rozet et al., NeurIPS 2024; module docstring): DDIM steps with the moment-matched conditional data
-    prediction :func:`mmps_posterior_mean`. The most accurate heuristic here (exact conditional mean for Gaussian
-    priors), at ``cg_iterations + 1`` vector-Jacobian products per step.
+    prediction :func:`mmps_posterior_mean`: exact conditional mean for Gaussian priors, at ``cg_iterations + 1``
+    vector-Jacobian products per step. Biased on multimodal priors (the Gaussian moment match of a mixture):
+    weight error 0.113 on average (at most 0.178) and sliced W1 2.6x the two-sample floor on average (at most 3.5x)
+    on the mixture benchmark (``benchmarks/inverse_oracle.py``, 24 problems; exact SMC: 0.015, 1.0x).
 
     Options: ``steps=100`` intervals of ``grid`` (:func:`~scoresde.inverse.kernels.default_grid`) down to ``eps``;
     ``cg_iterations=3`` (the paper finds 1-3 enough on images; exact for Gaussians after ``dim y`` iterations);

@@ -82,7 +82,9 @@ def run_pigdm(
 ) -> tuple[Tensor, int, dict[str, Any]]:
     """ΠGDM (Song, Vahdat et al., ICLR 2023; module docstring): DDIM steps with the pseudoinverse-guided conditional
     data prediction :func:`pigdm_posterior_mean`. One vector-Jacobian product per step; biased wherever the prior's
-    covariance given ``x_t`` is not ``r_t^2 I``.
+    covariance given ``x_t`` is not ``r_t^2 I``: weight error 0.073 on average (at most 0.120) and sliced W1 2.0x the
+    two-sample floor on average (at most 2.5x) on the mixture benchmark (``benchmarks/inverse_oracle.py``, 24
+    problems; exact SMC: 0.015, 1.0x).
 
     Options: ``steps=100`` (the paper's count) intervals of ``grid`` (:func:`~scoresde.inverse.kernels.default_grid`)
     down to ``eps``; ``prior_variance=1.0`` (the per-coordinate data variance ``v`` of ``r_t^2``; the paper's data are
