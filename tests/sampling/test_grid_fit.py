@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from scoresde import sample
+from scoresde import sample, sdes
 from scoresde.models import as_model
 from scoresde.numerics.grids import time_steps
 from scoresde.sampling import SAMPLERS, optimize_grid
@@ -128,3 +128,12 @@ def test_bad_input_is_one_line(kwargs, message) -> None:
     with pytest.raises(ValueError, match=None) as err:
         optimize_grid(sde, score, (8, 2), dtype=F64, max_evals=2, **kwargs)
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("name", ["EDM", "CosineVP", "RectifiedFlow"])
+def test_the_other_schedules(name) -> None:
+    """The scalar schedules beyond VE/VP/sub-VP: the grid ends at the SDE's own floor (``sampling_eps``)."""
+    sde = getattr(sdes, name)()
+    times, info = _fit(sde, GM.score_fn(sde), nfe=6, probes=32, max_evals=8, sampler="dpm_solver")
+    assert times.shape == (7,) and info.nfe == 6 and info.value <= info.start_value
+    assert float(times[0]) == sde.T and float(times[-1]) == pytest.approx(sde.sampling_eps, rel=1e-12)

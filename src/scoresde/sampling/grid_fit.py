@@ -33,7 +33,7 @@ generator gives the same grid.
 
 **Budget.** ``nfe`` is spent as the sampler spends it: the number of times is the largest whose *counted* network
 calls (a run on a zero model) stay within ``nfe``: ``nfe + 1`` times for one call per interval (DDIM, multistep
-DPM-Solver, UniPC), ``nfe`` with ``denoise``, ``(nfe + 1) // 2 `` noise levels for Heun, ``nfe // order + 1`` for a
+DPM-Solver, UniPC), ``nfe`` with ``denoise``, ``(nfe + 1) // 2`` noise levels for Heun, ``nfe // order + 1`` for a
 singlestep DPM-Solver, ``nfe // (1 + n_steps_each)`` for PC with a corrector.
 
 **Cost.** One fine solve of the ``B`` probe draws (``ode``: a few hundred calls of batch ``B``,
@@ -64,6 +64,7 @@ from ..numerics.grids import GRIDS, time_steps
 from ..sdes.base import SDE, ScoreFn
 from ..toy.distances import energy_distance
 from .api import sample
+from .common import resolve_eps
 from .registry import SAMPLERS
 
 __all__ = ["GridFit", "optimize_grid"]
@@ -263,7 +264,7 @@ def optimize_grid(
     start_names = [options["grid"]] if "grid" in options else []
     if options.get("grid") is not None:
         check_choice("grid", options["grid"], tuple(GRIDS))
-    eps = float({**spec.options(), **options}.get("eps", 1e-3))
+    eps = resolve_eps(sde, {**spec.options(), **options}.get("eps"))  # the sampler's last time (None: the SDE's)
 
     # the budget and the kind of sampler, read off runs on a zero model (nothing is computed from a formula)
     fake = ScoreFunctionModel(sde, _zero_score)
