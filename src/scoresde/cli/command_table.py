@@ -28,6 +28,8 @@ COMMANDS: tuple[tuple[str, str, str, str], ...] = (
      "train a noise-conditional classifier p_t(y | x_t) for classifier guidance"),
     ("inpaint", "inverse_commands", "add_inverse_commands", "fill in the masked pixels of images with a run's model"),
     ("colorize", "inverse_commands", "add_inverse_commands", "colour grey images with a run's model (colour runs)"),
+    ("restore", "restore_commands", "add_restore_command",
+     "restore images from a noisy linear measurement (super-resolution, deblurring, inpainting, colorization)"),
     ("encode", "latent_commands", "add_latent_commands", "latent codes of images (probability-flow ODE to time T)"),
     ("interpolate", "latent_commands", "add_latent_commands", "a strip between two images through their latent codes"),
 )

@@ -112,6 +112,24 @@ def check_out(path: str | Path, suffixes: tuple[str, ...], what: str = "--out") 
     return out
 
 
+def method_options(items: list[str], steps: int | None) -> dict[str, Any]:
+    """``--set KEY=VALUE`` options of an inverse-problem method (``inpaint``, ``colorize``, ``restore``; values read as
+    JSON, else as strings) and ``--steps``; an item without ``=`` is a ``ValueError``."""
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. --set num_particles=8")
+        try:
+            options[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.strip()] = value
+    if steps is not None:
+        options["steps"] = steps
+    return options
+
+
+
 # ---- the run folder -----------------------------------------------------------------------------------------------
 def resolve_device(device: str | None) -> str:
     """``--device``, by default ``cuda`` where available, else ``cpu``."""

@@ -6,7 +6,6 @@ observation, then the completions, per row) or a ``.npy`` array."""
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from typing import Any
 
@@ -22,6 +21,7 @@ from .common import (
     check_out,
     class_cond,
     load_image_run,
+    method_options,
     positive_int,
     run_image_shape,
 )
@@ -65,22 +65,6 @@ def add_inverse_commands(sub: argparse._SubParsersAction) -> None:
                                      "(scoresde.colorize; colour images are turned grey first).")
     _add_inverse_options(col, "the images to colour (their channel mean is kept)")
     col.set_defaults(func=cmd_colorize)
-
-
-def _method_options(items: list[str], steps: int | None) -> dict[str, Any]:
-    """``--set KEY=VALUE`` method options (values read as JSON, else as strings) and ``--steps``."""
-    options: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. --set num_particles=8")
-        try:
-            options[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key.strip()] = value
-    if steps is not None:
-        options["steps"] = steps
-    return options
 
 
 def _refuse_short_discrete_chain(model: Any, method: str, options: dict[str, Any], err: ValueError) -> None:
@@ -138,7 +122,7 @@ def _inverse(args: argparse.Namespace, colour: bool) -> int:
     per = args.num_per_image
     xs = x.repeat_interleave(per, dim=0)
     m = mask.repeat_interleave(per, dim=0)
-    options = _method_options(args.set, args.steps)
+    options = method_options(args.set, args.steps)
     g = torch.Generator(device).manual_seed(args.seed)
     obs = data_scaler(xs, cfg.data.centered).to(device)
     call = dict(method=args.method, generator=g, cond=class_cond(args, model, xs.shape[0]), return_info=True,
