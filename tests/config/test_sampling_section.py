@@ -10,7 +10,7 @@ import pytest
 from scoresde.config import ConfigError, SamplingConfig, apply_overrides, config_from_dict, get_preset
 from scoresde.sampling import SAMPLERS
 
-BASE_DEFAULTS = {"noise_removal": True, "ode_method": "dopri5", "grid": None, "eps": 1e-3, "steps": None}
+BASE_DEFAULTS = {"noise_removal": True, "ode_method": "dopri5", "grid": None, "eps": None, "steps": None}
 
 
 def test_every_sampler_option_is_a_field() -> None:
@@ -51,7 +51,7 @@ def test_ddim_options_through_a_config_and_overrides() -> None:
                                                               "sampling.steps=20", "sampling.grid=logSNR"])
     cfg = config_from_dict(values)
     assert cfg.sampling.sampler_call() == ("ddim", {"steps": 20, "nfe": None, "eta": 0.3, "grid": "logSNR", "rho": 7.0,
-                                                    "eps": 1e-3, "denoise": True, "flow": "kernel"})
+                                                    "eps": None, "denoise": True, "flow": "kernel"})
     with pytest.raises(ConfigError, match=r"unknown sampling\.method 'nope'; valid values are: pc, ode, sscs"):
         config_from_dict(apply_overrides(values, ["sampling.method=nope"]))
     with pytest.raises(ConfigError, match=r"unknown sampling\.grid 'cosine'"):

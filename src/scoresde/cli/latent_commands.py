@@ -32,7 +32,8 @@ def _add_ode_options(p: argparse.ArgumentParser) -> None:
     """``--rtol``, ``--atol`` and ``--eps`` of the probability-flow ODE, and the common options."""
     p.add_argument("--rtol", type=float, default=1e-5, help="ODE relative tolerance (default: %(default)s)")
     p.add_argument("--atol", type=float, default=1e-5, help="ODE absolute tolerance (default: %(default)s)")
-    p.add_argument("--eps", type=float, default=1e-3, help="the data end time of the ODE (default: %(default)s)")
+    p.add_argument("--eps", type=float, default=None,
+                   help="the data end time of the ODE (default: the SDE's sampling_eps: 1e-3, EDM's sigma_min)")
     add_common(p)
 
 

@@ -192,7 +192,7 @@ _SAMPLING_BASE: tuple[tuple[str, Any, Any], ...] = (
     ("n_steps_each", int, 1),
     ("noise_removal", bool, True),           # the samplers' `denoise` option
     ("probability_flow", bool, False),
-    ("eps", float, 1e-3),                    # last time of the sampling grid
+    ("eps", float | None, None),             # last time of the grid; None: the SDE's sampling_eps (EDM: sigma_min)
     ("rtol", float, 1e-5),                   # ODE tolerances
     ("atol", float, 1e-5),
     ("ode_method", str, "dopri5"),           # the ODE sampler's `method`

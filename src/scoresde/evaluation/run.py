@@ -131,6 +131,8 @@ def evaluate(model, cfg, *, step: int, ema: bool, out_dir: Path, settings: EvalS
     options = {k: v for k, v in {**sampler_options(sampler), **options}.items() if k != "progress"}
     if options.get("steps", 0) is None and options.get("times") is None:
         options["steps"] = model.sde.N  # record the step count the sampler runs (its default is the SDE's N)
+    if options.get("eps", 0) is None:
+        options["eps"] = model.sde.sampling_eps  # record the end time the sampler runs to (the SDE's by default)
     coupled = batch_coupled(sampler, options)
     record: dict[str, Any] = {
         "checkpoint": checkpoint, "checkpoint_step": step, "ema": ema, "code_version": CODE_VERSION,

@@ -28,6 +28,7 @@ from torch import Tensor
 from ..models.adapter import DiffusionModel, check_cond, model_and_arguments
 from ..numerics.checks import check_tensor
 from ..numerics.registry import FunctionRegistry, MethodSpec
+from ..sampling.common import resolve_eps
 from ..sdes.base import SDE
 from .ddrm import run_ddrm
 from .dps import run_dps
@@ -59,9 +60,9 @@ INVERSE_METHODS.add("mmps", run_mmps)
 @dataclass
 class InverseInfo:
     """What an inverse-problem sampler did: the method, the NFE (batched model calls; SMC's batch holds ``B *
-    num_particles`` rows), the options it ran with (defaults filled in) and method-specific diagnostics (SMC:
-    ``resampled``, the number of steps that resampled; ``final_ess``, the effective sample size of the last weights
-    per returned sample; ``rows_per_call``)."""
+    num_particles`` rows), the options it ran with (defaults filled in; ``eps`` the SDE's ``sampling_eps`` when not
+    given) and method-specific diagnostics (SMC: ``resampled``, the number of steps that resampled; ``final_ess``,
+    the effective sample size of the last weights per returned sample; ``rows_per_call``)."""
 
     method: str
     nfe: int
@@ -89,7 +90,10 @@ def _run(method: str, model: DiffusionModel, operator: LinearOperator, y: Tensor
         if isinstance(operator, Mask):  # the observed entries bit for bit (finish's arithmetic turns -0.0 into 0.0)
             x = torch.where(operator.mask.to(device).bool().expand(data_shape), y, x)
     if return_info:
-        return x, InverseInfo(method=method, nfe=nfe, options={**spec.options(), **options}, diagnostics=diagnostics)
+        ran = {**spec.options(), **options}
+        if ran.get("eps", 0) is None:  # the end time it ran to: the SDE's default
+            ran["eps"] = resolve_eps(sde, None)
+        return x, InverseInfo(method=method, nfe=nfe, options=ran, diagnostics=diagnostics)
     return x
 
 
@@ -125,7 +129,8 @@ def solve_inverse(
     ``"replacement"`` and ``"repaint"`` (noiseless, any operator with an SVD, biased), and the methods registered by
     their modules (``INVERSE_METHODS.get(name).options()`` lists a method's options and defaults). Use ``"smc"`` when
     the posterior must be right (multimodal posteriors, calibrated uncertainty); its cost is ``num_particles`` times
-    a sampler's.
+    a sampler's. Every method's last time ``eps`` defaults to ``None``: the SDE's ``sampling_eps`` (``1e-3``; EDM:
+    ``sigma_min``).
 
     Args:
         sigma_y: standard deviation of the measurement noise (``0``: noiseless).
@@ -197,18 +202,18 @@ def inpaint(
 
     * ``"replacement"`` (default): Score SDE's PC inpainter, numerically identical to the original on the unobserved
       pixels with ``denoise=False``. Options: ``steps`` (default ``sde.N``), ``predictor="reverse_diffusion"``,
-      ``corrector="langevin"``, ``snr=0.16``, ``n_steps_each=1``, ``probability_flow=False``, ``eps=1e-3`` (the
-      original's default is ``1e-5``), ``denoise=True`` (the noise-free mean of the last step; the original's
+      ``corrector="langevin"``, ``snr=0.16``, ``n_steps_each=1``, ``probability_flow=False``, ``eps=None`` (``1e-3``;
+      the original's default is ``1e-5``), ``denoise=True`` (the noise-free mean of the last step; the original's
       returned ``x_mean`` keeps the last noisy state in the unobserved pixels, which is ``denoise=False`` here).
       Fastest; biased toward the unconditional component weights.
     * ``"repaint"``: RePaint's resampling; options ``steps`` (default ``sde.N``), ``jump_length=10``,
       ``resamplings=10`` (RePaint's ``r`` and ``n``; NFE about ``steps * resamplings``), ``grid=None`` (a name of
       :data:`scoresde.numerics.grids.GRIDS`; by default ``logSNR`` for VE/VP/sub-VP, ``quadratic`` for CLD/PSLD),
-      ``eps=1e-3``,
+      ``eps=None``,
       ``denoise=True``. Not exact (barely better than replacement on the benchmark mixture).
     * ``"smc"``: the asymptotically exact particle filter; options ``steps`` (default ``sde.N``),
       ``num_particles=16`` (per returned sample; ``steps + 1`` model calls on ``B * num_particles`` rows),
-      ``ess_threshold=0.5``, ``grid=None``, ``eps=1e-3``, ``denoise=True``. Use it when the conditional must be right
+      ``ess_threshold=0.5``, ``grid=None``, ``eps=None``, ``denoise=True``. Use it when the conditional must be right
       (e.g. multimodal posteriors).
 
     Args:

@@ -32,8 +32,7 @@ from tqdm.auto import tqdm
 from ..models.adapter import DiffusionModel
 from ..numerics.checks import check_count
 from ..numerics.grids import time_steps
-from ..numerics.times import check_eps
-from ..sampling.common import counting
+from ..sampling.common import counting, resolve_eps
 from .guided import check_eta
 from .kernels import default_grid
 from .solve import InverseProblem, require_scalar_sde
@@ -47,7 +46,7 @@ def run_ddrm(
     eta: float = 0.85,
     eta_b: float = 1.0,
     grid: str | None = None,
-    eps: float = 1e-3,
+    eps: float | None = None,
     denoise: bool = True,
     cond: dict[str, Any], generator: torch.Generator | None, progress: bool,
 ) -> tuple[Tensor, int, dict[str, Any]]:
@@ -68,7 +67,7 @@ def run_ddrm(
     operator, y, sigma_y = problem.operator, problem.y, problem.sigma_y
     require_scalar_sde(sde, "ddrm", "its spectral noise levels sigma_t / alpha_t")
     problem.require_svd("ddrm")
-    check_eps(eps, sde)
+    eps = resolve_eps(sde, eps)
     check_count("steps", steps)
     eta, eta_b = check_eta("eta", eta), check_eta("eta_b", eta_b)
     counted = counting(model, cond)

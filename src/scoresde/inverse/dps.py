@@ -27,8 +27,7 @@ from torch import Tensor
 from ..models.adapter import CountingModel, DiffusionModel
 from ..numerics.checks import Bounds, check_count, check_number
 from ..numerics.grids import time_steps
-from ..numerics.times import check_eps
-from ..sampling.common import counting
+from ..sampling.common import counting, resolve_eps
 from .guided import TweedieGraph, check_eta, guided_loop
 from .kernels import default_grid
 from .solve import InverseProblem, require_scalar_sde
@@ -58,7 +57,7 @@ def run_dps(
     step_size: float = 0.5,
     eta: float = 1.0,
     grid: str | None = None,
-    eps: float = 1e-3,
+    eps: float | None = None,
     denoise: bool = True,
     cond: dict[str, Any], generator: torch.Generator | None, progress: bool,
 ) -> tuple[Tensor, int, dict[str, Any]]:
@@ -80,7 +79,7 @@ def run_dps(
     sde = model.sde
     operator, y = problem.operator, problem.y
     require_scalar_sde(sde, "dps", "the Tweedie data prediction and its Jacobian")
-    check_eps(eps, sde)
+    eps = resolve_eps(sde, eps)
     n = sde.N if steps is None else check_count("steps", steps)
     check_number("step_size", step_size, Bounds(low=0.0))
     eta = check_eta("eta", eta)

@@ -25,8 +25,7 @@ from torch import Tensor
 from ..models.adapter import CountingModel, DiffusionModel
 from ..numerics.checks import check_count
 from ..numerics.grids import time_steps
-from ..numerics.times import check_eps
-from ..sampling.common import counting
+from ..sampling.common import counting, resolve_eps
 from .guided import TweedieGraph, check_eta, conjugate_gradient, guided_loop
 from .kernels import default_grid
 from .solve import InverseProblem, require_scalar_sde
@@ -60,7 +59,7 @@ def run_mmps(
     cg_iterations: int = 3,
     eta: float = 1.0,
     grid: str | None = None,
-    eps: float = 1e-3,
+    eps: float | None = None,
     denoise: bool = True,
     cond: dict[str, Any], generator: torch.Generator | None, progress: bool,
 ) -> tuple[Tensor, int, dict[str, Any]]:
@@ -79,7 +78,7 @@ def run_mmps(
     sde = model.sde
     operator, y, sigma_y = problem.operator, problem.y, problem.sigma_y
     require_scalar_sde(sde, "mmps", "Tweedie's covariance")
-    check_eps(eps, sde)
+    eps = resolve_eps(sde, eps)
     check_count("steps", steps)
     check_count("cg_iterations", cg_iterations)
     eta = check_eta("eta", eta)

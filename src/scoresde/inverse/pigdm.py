@@ -26,8 +26,7 @@ from torch import Tensor
 from ..models.adapter import CountingModel, DiffusionModel
 from ..numerics.checks import Bounds, check_count, check_number
 from ..numerics.grids import time_steps
-from ..numerics.times import check_eps
-from ..sampling.common import counting
+from ..sampling.common import counting, resolve_eps
 from ..sdes.base import batch_broadcast
 from .guided import TweedieGraph, check_eta, conjugate_gradient, guided_loop
 from .kernels import default_grid
@@ -76,7 +75,7 @@ def run_pigdm(
     eta: float = 1.0,
     cg_iterations: int = 20,
     grid: str | None = None,
-    eps: float = 1e-3,
+    eps: float | None = None,
     denoise: bool = True,
     cond: dict[str, Any], generator: torch.Generator | None, progress: bool,
 ) -> tuple[Tensor, int, dict[str, Any]]:
@@ -95,7 +94,7 @@ def run_pigdm(
     sde = model.sde
     operator, y, sigma_y = problem.operator, problem.y, problem.sigma_y
     require_scalar_sde(sde, "pigdm", "the Tweedie data prediction and its Jacobian")
-    check_eps(eps, sde)
+    eps = resolve_eps(sde, eps)
     check_count("steps", steps)
     check_count("cg_iterations", cg_iterations)
     check_number("prior_variance", prior_variance, Bounds(low=0.0, low_open=True))

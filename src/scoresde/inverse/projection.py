@@ -39,7 +39,7 @@ def run_projection(
     snr: float = 0.16,
     n_steps_each: int = 1,
     probability_flow: bool = False,
-    eps: float = 1e-3,
+    eps: float | None = None,
     denoise: bool = True,
     cond: dict[str, Any], generator: torch.Generator | None, progress: bool,
 ) -> tuple[Tensor, int, dict[str, Any]]:

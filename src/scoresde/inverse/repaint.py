@@ -24,8 +24,7 @@ from tqdm.auto import tqdm
 from ..models.adapter import DiffusionModel
 from ..numerics.checks import check_count
 from ..numerics.grids import time_steps
-from ..numerics.times import check_eps
-from ..sampling.common import counting
+from ..sampling.common import counting, resolve_eps
 from ..sdes.linalg import apply_blocks, sym_sqrt
 from .kernels import LinearKernel, default_grid
 from .observation import noised_observation
@@ -57,7 +56,7 @@ def run_repaint(
     jump_length: int = 10,
     resamplings: int = 10,
     grid: str | None = None,
-    eps: float = 1e-3,
+    eps: float | None = None,
     denoise: bool = True,
     cond: dict[str, Any], generator: torch.Generator | None, progress: bool,
 ) -> tuple[Tensor, int, dict[str, Any]]:
@@ -70,7 +69,7 @@ def run_repaint(
     an SVD (:meth:`~scoresde.inverse.solve.InverseProblem.observation`)."""
     obs = problem.observation("repaint", z.shape[1] // problem.data_shape[1])
     sde = model.sde
-    check_eps(eps, sde)
+    eps = resolve_eps(sde, eps)
     n = sde.N if steps is None else steps
     check_count("steps", n)
     check_count("jump_length", jump_length)

@@ -23,8 +23,7 @@ from tqdm.auto import tqdm
 
 from ..models.adapter import DiffusionModel
 from ..numerics.checks import check_count
-from ..numerics.times import check_eps
-from ..sampling.common import counting
+from ..sampling.common import counting, resolve_eps
 from ..sampling.steps import CORRECTORS, PREDICTORS, lookup
 from .observation import Observation, noised_observation
 from .solve import InverseProblem
@@ -40,7 +39,7 @@ def run_replacement(
     snr: float = 0.16,
     n_steps_each: int = 1,
     probability_flow: bool = False,
-    eps: float = 1e-3,
+    eps: float | None = None,
     denoise: bool = True,
     cond: dict[str, Any], generator: torch.Generator | None, progress: bool,
 ) -> tuple[Tensor, int, dict[str, Any]]:
@@ -60,7 +59,7 @@ def run_replacement(
 
 def pc_data_consistency(
     model: DiffusionModel, obs: Observation, z: Tensor, *, steps: int | None, predictor: str | Callable,
-    corrector: str | Callable, snr: float, n_steps_each: int, probability_flow: bool, eps: float, denoise: bool,
+    corrector: str | Callable, snr: float, n_steps_each: int, probability_flow: bool, eps: float | None, denoise: bool,
     weight: float, cond: dict[str, Any], generator: torch.Generator | None, progress: bool,
 ) -> tuple[Tensor, int, dict[str, Any]]:
     """The PC sampler with a data-consistency step after every corrector and predictor update: the observed
@@ -72,7 +71,7 @@ def pc_data_consistency(
     check_count("n_steps_each", n_steps_each)
     if not snr > 0:
         raise ValueError(f"snr must be positive, got {snr!r}")
-    check_eps(eps, sde)
+    eps = resolve_eps(sde, eps)
     n = sde.N if steps is None else steps
     check_count("steps", n)
     state_mask = obs.state_mask

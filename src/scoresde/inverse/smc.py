@@ -55,8 +55,7 @@ from tqdm.auto import tqdm
 from ..models.adapter import DiffusionModel, slice_cond
 from ..numerics.checks import check_count
 from ..numerics.grids import time_steps
-from ..numerics.times import check_eps
-from ..sampling.common import counting
+from ..sampling.common import counting, resolve_eps
 from ..sdes.linalg import apply_blocks, sym_sqrt
 from .kernels import LinearKernel, default_grid
 from .observation import Observation
@@ -72,7 +71,7 @@ def run_smc(
     num_particles: int = 16,
     ess_threshold: float = 0.5,
     grid: str | None = None,
-    eps: float = 1e-3,
+    eps: float | None = None,
     denoise: bool = True,
     cond: dict[str, Any], generator: torch.Generator | None, progress: bool,
 ) -> tuple[Tensor, int, dict[str, Any]]:
@@ -100,12 +99,12 @@ def run_smc(
 
 def _filter_observed(
     model: DiffusionModel, obs: Observation, z: Tensor, *, steps: int | None, num_particles: int,
-    ess_threshold: float, grid: str | None, eps: float, denoise: bool, cond: dict[str, Any],
+    ess_threshold: float, grid: str | None, eps: float | None, denoise: bool, cond: dict[str, Any],
     generator: torch.Generator | None, progress: bool,
 ) -> tuple[Tensor, int, dict[str, Any]]:
     """The noiseless filter: observed coordinates ``obs`` in an orthonormal basis (module docstring)."""
     sde = model.sde
-    check_eps(eps, sde)
+    eps = resolve_eps(sde, eps)
     n = sde.N if steps is None else steps
     check_count("steps", n)
     kernel = LinearKernel(sde)
@@ -199,12 +198,12 @@ def _block_logpdf(resid: Tensor, cov: Tensor, mask: Tensor, k: int) -> Tensor:
 
 def _filter_noisy(
     model: DiffusionModel, problem: InverseProblem, z: Tensor, *, steps: int | None, num_particles: int,
-    ess_threshold: float, grid: str | None, eps: float, denoise: bool, cond: dict[str, Any],
+    ess_threshold: float, grid: str | None, eps: float | None, denoise: bool, cond: dict[str, Any],
     generator: torch.Generator | None, progress: bool,
 ) -> tuple[Tensor, int, dict[str, Any]]:
     """The noisy filter in the SVD basis with per-coordinate release times (module docstring); scalar SDEs."""
     sde, A = model.sde, problem.operator
-    check_eps(eps, sde)
+    eps = resolve_eps(sde, eps)
     n = sde.N if steps is None else steps
     check_count("steps", n)
     kernel = LinearKernel(sde)

@@ -41,7 +41,7 @@ from ..numerics.exponential import (
 )
 from ..numerics.grids import time_steps
 from ..numerics.odeint import FIXED_STEP_METHODS, integrate
-from ..numerics.times import check_eps
+from ..sampling.common import resolve_eps
 from ..sdes.base import SDE, ScoreFn
 
 TRACE_ESTIMATORS = ("hutchinson-rademacher", "hutchinson-gaussian", "exact")
@@ -207,7 +207,7 @@ def log_likelihood(
     n_probes: int = 1,
     rtol: float = 1e-5,
     atol: float = 1e-5,
-    eps: float = 1e-5,
+    eps: float | None = None,
     method: str = "dopri5",
     generator: Generators = None,
     cond: Mapping[str, Any] | None = None,
@@ -240,7 +240,8 @@ def log_likelihood(
             the whole batch, as the reference does, so one example's error may exceed the tolerance up to
             ``sqrt(B (D + 1))`` times (measured: ``benchmarks/RESULTS.md``, "Measured numbers moved from
             docstrings").
-        eps: starting time of the ODE (the likelihood is that of ``p_eps``; 1e-5 as in Score SDE).
+        eps: starting time of the ODE (the likelihood is that of ``p_eps``); ``None``: the SDE's ``likelihood_eps``
+            (``1e-5`` as in Score SDE; EDM: ``sigma_min``, the noise level its sampler ends at).
         method: an adaptive solver of :func:`scoresde.numerics.odeint.integrate` (``dopri5``, ``scipy-RK45``, ...)
             controlled by ``rtol``/``atol``; a fixed-step Runge-Kutta method (``rk4``, ``rk3``, ``heun2``,
             ``euler``; NFE = stages x steps); or, for VE/VP/sub-VP, an exponential multistep method in the half
@@ -280,7 +281,7 @@ def log_likelihood(
     augment = sde.has_auxiliary and not x_is_state
     if estimator == "exact" and n_probes != 1 and not augment:
         raise ValueError(f"the exact trace is deterministic: n_probes must be 1, got {n_probes}")
-    check_eps(eps, sde)
+    eps = resolve_eps(sde, eps, likelihood=True)
     check_ad(divergence_ad)
     B = x.shape[0]
     times = solver_grid(sde, method, steps, grid, eps)
@@ -371,7 +372,7 @@ def bits_per_dim(
     n_probes: int = 1,
     rtol: float = 1e-5,
     atol: float = 1e-5,
-    eps: float = 1e-5,
+    eps: float | None = None,
     method: str = "dopri5",
     dtype: torch.dtype = torch.float32,
     generator: Generators = None,
@@ -415,7 +416,7 @@ def bits_per_dim(
         raise ValueError(f"unknown dequantization {dequantization!r}; valid values are: {', '.join(DEQUANTIZATIONS)}")
     estimator = _check_trace(trace, n_probes)
     lo, hi = check_levels_args(bits, data_range)
-    check_eps(eps, sde)
+    eps = resolve_eps(sde, eps, likelihood=True)
     check_ad(divergence_ad)
     k = _to_integer_levels(x, bits).to(dtype)
     B, D = k.shape[0], k[0].numel()

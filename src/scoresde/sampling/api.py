@@ -12,12 +12,14 @@ from torch import Tensor
 from ..models.adapter import DiffusionModel, check_cond, model_and_arguments
 from ..numerics.checks import check_tensor
 from ..sdes.base import SDE, ScoreFn
+from .common import resolve_eps
 from .registry import SAMPLERS
 
 
 @dataclass
 class SampleInfo:
-    """What a sampler did: its name, the options it ran with (defaults filled in) and the NFE (network calls)."""
+    """What a sampler did: its name, the options it ran with (defaults filled in, ``eps`` as the SDE's
+    ``sampling_eps`` when not given) and the NFE (network calls)."""
 
     sampler: str
     nfe: int
@@ -113,5 +115,8 @@ def sample(
     x, nfe = spec.fn(model, z, cond=check_cond(cond, z.shape[0]), generator=generator, **extra, **options)
     x = sde.data_part(x)
     if return_info:
-        return x, SampleInfo(sampler=sampler, nfe=nfe, options={**spec.options(), **options})
+        ran = {**spec.options(), **options}
+        if ran.get("eps", 0) is None:  # the end time it ran to: the SDE's default
+            ran["eps"] = resolve_eps(sde, None)
+        return x, SampleInfo(sampler=sampler, nfe=nfe, options=ran)
     return x

@@ -27,9 +27,8 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..models.adapter import DiffusionModel
-from ..numerics.times import check_eps
 from ..sdes.base import randn_like
-from .common import Callback, counting, report, sampler_times, steps_from_budget
+from .common import Callback, counting, report, resolve_eps, sampler_times, steps_from_budget
 
 
 def sample_ddim(
@@ -42,7 +41,7 @@ def sample_ddim(
     eta: float = 0.0,
     grid: str = "uniform",
     rho: float = 7.0,
-    eps: float = 1e-3,
+    eps: float | None = None,
     denoise: bool = False,
     flow: str = "kernel",
     cond: dict[str, Any] | None = None,
@@ -64,7 +63,7 @@ def sample_ddim(
         eta: ``0`` deterministic; ``1`` the DDPM posterior variance; in ``[0, 1]``.
         grid: a name of :data:`scoresde.numerics.grids.GRIDS` (``uniform`` as in DDIM; ``logSNR`` for few steps).
         rho: exponent of the ``karras`` grid.
-        eps: last time.
+        eps: last time; ``None``: the SDE's ``sampling_eps`` (``1e-3``; EDM: ``sigma_min``).
         denoise: finish with the data prediction at the last time (DPM-Solver's ``denoise_to_zero``).
         flow: phase space, ``eta = 0``: ``"kernel"`` (the kernel's Cholesky factors; reaches the 2-D mixture's noise
             floor in 50 NFE on PSLD/CLD) or ``"probability_flow"`` (converges to the ``ode`` sampler's path, for
@@ -78,7 +77,7 @@ def sample_ddim(
                          f"{type(sde).__name__} has none (use pc, sscs or ode)")
     if not (isinstance(eta, (int, float)) and 0.0 <= eta <= 1.0):
         raise ValueError(f"eta must lie in [0, 1], got {eta!r}")
-    check_eps(eps, sde)
+    eps = resolve_eps(sde, eps)
     steps = steps_from_budget(nfe, steps, times, sampler="ddim", grid=grid, denoise=denoise)
     ts = sampler_times(sde, steps, times, grid=grid, eps=eps, rho=rho, dtype=torch.float64, device=z.device,
                        denoise=denoise)

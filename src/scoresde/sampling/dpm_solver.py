@@ -75,10 +75,9 @@ from tqdm.auto import tqdm
 from ..models.adapter import CountingModel, DiffusionModel
 from ..numerics.checks import check_count
 from ..numerics.grids import time_steps
-from ..numerics.times import check_eps
 from ..sdes.base import randn_like
 from ..sdes.linalg import apply_blocks
-from .common import Callback, counting, report, require_scalar_schedule, sampler_times, steps_from_budget
+from .common import Callback, counting, report, require_scalar_schedule, resolve_eps, sampler_times, steps_from_budget
 
 __all__ = ["ALGORITHMS", "LOWER_ORDER_FINAL_BELOW", "METHODS", "fast_orders", "sample_dpm_solver"]
 
@@ -259,7 +258,7 @@ def sample_dpm_solver(
     method: str = "multistep",
     grid: str = "logSNR",
     rho: float = 7.0,
-    eps: float = 1e-3,
+    eps: float | None = None,
     lower_order_final: bool = True,
     denoise: bool = False,
     rtol: float = 0.05,
@@ -304,7 +303,7 @@ def sample_dpm_solver(
             ``steps`` and ``grid``).
         grid: a name of :data:`scoresde.numerics.grids.GRIDS` (``logSNR`` as in DPM-Solver).
         rho: exponent of the ``karras`` grid.
-        eps: last time.
+        eps: last time; ``None``: the SDE's ``sampling_eps`` (``1e-3``; EDM: ``sigma_min``).
         lower_order_final: multistep with fewer than :data:`LOWER_ORDER_FINAL_BELOW` = 10 steps (the official
             code's threshold): the last steps use orders ``min(order, steps - i)``, which stabilises very few steps.
             diffusers' ``DPMSolverMultistepScheduler`` lowers them the same way below 15 steps (and always on its
@@ -317,7 +316,7 @@ def sample_dpm_solver(
     """
     sde = model.sde
     _check_options(sde, algorithm, method, order, rtol, atol)
-    check_eps(eps, sde)
+    eps = resolve_eps(sde, eps)
     if method == "adaptive" and times is not None:
         raise ValueError("method 'adaptive' chooses its own times: pass no times (it also ignores steps and grid)")
     if method == "adaptive" and nfe is not None:

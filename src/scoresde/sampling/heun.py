@@ -41,7 +41,6 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..models.adapter import DiffusionModel
-from ..numerics.times import check_eps
 from ..sdes.base import randn_like
 from .common import (
     Callback,
@@ -49,6 +48,7 @@ from .common import (
     levels_before_zero,
     report,
     require_scalar_schedule,
+    resolve_eps,
     sampler_times,
     steps_from_budget,
 )
@@ -87,7 +87,7 @@ def sample_heun(
     nfe: int | None = None,
     grid: str = "karras",
     rho: float = 7.0,
-    eps: float = 1e-3,
+    eps: float | None = None,
     s_churn: float = 0.0,
     s_tmin: float = 0.0,
     s_tmax: float | None = None,
@@ -112,7 +112,7 @@ def sample_heun(
             1`` calls), ``nfe // 2`` without; an even budget leaves one call unspent with ``denoise``.
         grid: a name of :data:`scoresde.numerics.grids.GRIDS`; ``karras`` (EDM's, default) with exponent ``rho``.
         rho: exponent of the ``karras`` grid (7 in EDM).
-        eps: the last noise level's time.
+        eps: the last noise level's time; ``None``: the SDE's ``sampling_eps`` (``1e-3``; EDM: ``sigma_min``).
         s_churn: total stochasticity (EDM's ``S_churn``); ``0`` is the deterministic sampler.
         s_tmin, s_tmax: churn only the noise levels ``sigma_hat`` in ``[s_tmin, s_tmax]`` (EDM's ``S_tmin``,
             ``S_tmax``, in ``sigma / alpha`` units; ``s_tmax=None``: no upper bound, EDM's ``inf``).
@@ -125,7 +125,7 @@ def sample_heun(
     require_scalar_schedule(sde, "heun")
     s_tmax = math.inf if s_tmax is None else s_tmax  # None (the default, JSON null in configs): no upper bound
     _check_options(s_churn, s_tmin, s_tmax, s_noise)
-    check_eps(eps, sde)
+    eps = resolve_eps(sde, eps)
     steps = steps_from_budget(nfe, steps, times, sampler="heun", cost=lambda n: 2 * n - int(denoise))
     ts, n_steps = _noise_times(sde, steps, times, grid=grid, eps=eps, rho=rho, denoise=denoise, device=z.device)
     sigmas = torch.exp(-sde.lambda_t(ts))  # sigma_hat = sigma / alpha at each noise level, float64

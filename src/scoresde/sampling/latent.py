@@ -18,9 +18,8 @@ from torch import Tensor
 from ..models.adapter import DiffusionModel, check_cond, model_and_arguments
 from ..numerics.checks import DATA_TENSOR, check_choice, check_tensor
 from ..numerics.odeint import ADAPTIVE_METHODS, integrate
-from ..numerics.times import check_eps
 from ..sdes.base import SDE
-from .common import counting
+from .common import counting, resolve_eps
 
 __all__ = ["EncodeInfo", "encode", "interpolate"]
 
@@ -44,7 +43,7 @@ def encode(
     rtol: float = 1e-5,
     atol: float = 1e-5,
     method: str = "dopri5",
-    eps: float = 1e-3,
+    eps: float | None = None,
     auxiliary: Tensor | None = None,
     cond: dict[str, Any] | None = None,
     generator: torch.Generator | None = None,
@@ -64,7 +63,8 @@ def encode(
             defaults; the round trip error scales with them).
         method: an adaptive method of :func:`scoresde.numerics.odeint.integrate` (``dopri5``: RK45 on the tensor's
             device; ``scipy-RK45``: the reference's solver).
-        eps: the start time (the data are taken as ``x_eps``; ``1e-3``, the ``ode`` sampler's end time).
+        eps: the start time (the data are taken as ``x_eps``); ``None``: the SDE's ``sampling_eps`` (``1e-3``;
+            EDM: ``sigma_min``), the ``ode`` sampler's end time.
         auxiliary: phase-space only: the auxiliary blocks of the start state.
         cond: conditioning of the model (``{"class_labels": y}``), batch-first.
         generator: random generator for the auxiliary draw of phase-space SDEs (unused otherwise).
@@ -76,7 +76,7 @@ def encode(
     model, (x,) = model_and_arguments(sde, score_fn, x)
     check_tensor("x", x, DATA_TENSOR, nonempty=True, finite=True)
     sde = model.sde
-    check_eps(eps, sde)
+    eps = resolve_eps(sde, eps)
     check_choice("ODE method", method, ADAPTIVE_METHODS)
     if sde.has_auxiliary:
         if auxiliary is None:

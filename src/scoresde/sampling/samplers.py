@@ -18,8 +18,7 @@ from ..models.adapter import DiffusionModel
 from ..numerics.checks import check_count
 from ..numerics.grids import GRIDS, check_times, time_steps
 from ..numerics.odeint import ADAPTIVE_METHODS, integrate
-from ..numerics.times import check_eps
-from .common import Callback, counting, report, steps_from_budget
+from .common import Callback, counting, report, resolve_eps, steps_from_budget
 from .steps import CORRECTORS, PREDICTORS, lookup
 
 
@@ -35,7 +34,7 @@ def sample_pc(
     snr: float = 0.16,
     n_steps_each: int = 1,
     probability_flow: bool = False,
-    eps: float = 1e-3,
+    eps: float | None = None,
     denoise: bool = True,
     grid: str = "uniform",
     cond: dict[str, Any] | None = None,
@@ -64,7 +63,8 @@ def sample_pc(
         nfe: a budget of network calls instead of ``steps``: ``nfe // (1 + n_steps_each)`` steps (the predictor's
             call and the corrector's per level; named predictor and corrector only, whose cost is known).
         probability_flow: predict with the probability-flow ODE instead of the reverse SDE.
-        eps: smallest time of the grid; avoids the singular score at ``t = 0``.
+        eps: smallest time of the grid; avoids the singular score at ``t = 0``. ``None``: the SDE's
+            ``sampling_eps`` (``1e-3``; EDM: ``sigma_min``).
         denoise: return the noise-free mean of the last step.
         grid: the time grid; grids other than ``uniform`` (and explicit ``times``) need a predictor that steps from
             ``t`` to ``t_next`` (``euler_maruyama``, ``ancestral_sampling``, ``none``): ``reverse_diffusion``
@@ -87,7 +87,7 @@ def sample_pc(
         raise ValueError(f"n_steps_each must be a positive integer, got {n_steps_each!r}")
     if not snr > 0:
         raise ValueError(f"snr must be positive, got {snr!r}")
-    check_eps(eps, sde)
+    eps = resolve_eps(sde, eps)
     if nfe is not None:
         if callable(predictor) or callable(corrector):
             raise ValueError("nfe= needs a named predictor and corrector (the network calls of a callable are "
@@ -126,7 +126,7 @@ def sample_ode(
     rtol: float = 1e-5,
     atol: float = 1e-5,
     method: str = "dopri5",
-    eps: float = 1e-3,
+    eps: float | None = None,
     denoise: bool = False,
     cond: dict[str, Any] | None = None,
     generator: torch.Generator | None = None,
@@ -137,7 +137,7 @@ def sample_ode(
     Args:
         rtol, atol: tolerances of the adaptive solver (1e-5 in Score SDE).
         method: see :func:`scoresde.numerics.odeint.integrate` (``dopri5`` is RK45 on the tensor's device).
-        eps: end time of the integration.
+        eps: end time of the integration; ``None``: the SDE's ``sampling_eps`` (``1e-3``; EDM: ``sigma_min``).
         denoise: finish with one Tweedie denoising step at ``eps`` (``sde.denoise``).
         generator: unused (the ODE is deterministic); accepted so every sampler has the same signature.
         progress: unused (adaptive solvers have no fixed step count).
@@ -146,7 +146,7 @@ def sample_ode(
     small budget of network calls prefer a fixed-step sampler (``ddim``).
     """
     sde = model.sde
-    check_eps(eps, sde)
+    eps = resolve_eps(sde, eps)
     if method not in ADAPTIVE_METHODS:  # fixed-step solvers of this ODE are the fixed-step samplers (ddim, heun, ...)
         raise ValueError(f"unknown ODE method {method!r}; valid methods are: {', '.join(ADAPTIVE_METHODS)}")
     counted = counting(model, cond)

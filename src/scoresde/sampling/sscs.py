@@ -21,9 +21,8 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..models.adapter import DiffusionModel
-from ..numerics.times import check_eps
 from ..sdes.base import randn_like
-from .common import Callback, counting, report, sampler_times, steps_from_budget
+from .common import Callback, counting, report, resolve_eps, sampler_times, steps_from_budget
 
 __all__ = ["TIME_GRIDS", "sample_sscs"]
 
@@ -39,7 +38,7 @@ def sample_sscs(
     times: Tensor | None = None,
     nfe: int | None = None,
     grid: str = "uniform",
-    eps: float = 1e-3,
+    eps: float | None = None,
     denoise: bool = True,
     cond: dict[str, Any] | None = None,
     generator: torch.Generator | None = None,
@@ -57,7 +56,7 @@ def sample_sscs(
         times: explicit decreasing times (overrides ``steps``, ``grid`` and ``eps``).
         nfe: a budget of network calls instead of ``steps``: ``nfe - 1`` steps with ``denoise``, else ``nfe``.
         grid: time grid (:data:`scoresde.numerics.grids.GRIDS`): ``"uniform"`` or CLD's ``"quadratic"``.
-        eps: last time of the grid.
+        eps: last time of the grid; ``None``: the SDE's ``sampling_eps`` (``1e-3``; EDM: ``sigma_min``).
         denoise: finish with Tweedie denoising at the last time (``sde.denoise``, one more network evaluation).
         generator: random generator for the noise of the linear half steps.
         progress: show a progress bar.
@@ -72,7 +71,7 @@ def sample_sscs(
             raise ValueError(f"the sscs sampler needs an SDE with a linear/score split of its reverse SDE "
                              f"(method {method}): the phase-space SDEs PSLD and CLD (every RecipeSDE); "
                              f"{type(sde).__name__} has none (use dpm_solver, ddim, heun, unipc, pc or ode)")
-    check_eps(eps, sde)
+    eps = resolve_eps(sde, eps)
     steps = steps_from_budget(nfe, steps, times, sampler="sscs", cost=lambda n: n + int(denoise))
     ts = sampler_times(sde, steps, times, grid=grid, eps=eps, dtype=z.dtype, device=z.device)
     counted = counting(model, cond)

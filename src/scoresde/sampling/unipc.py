@@ -49,8 +49,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..models.adapter import DiffusionModel
-from ..numerics.times import check_eps
-from .common import Callback, counting, report, require_scalar_schedule, sampler_times, steps_from_budget
+from .common import Callback, counting, report, require_scalar_schedule, resolve_eps, sampler_times, steps_from_budget
 
 __all__ = ["sample_unipc"]
 
@@ -124,7 +123,7 @@ def sample_unipc(
     lower_order_final: bool = True,
     grid: str = "logSNR",
     rho: float = 7.0,
-    eps: float = 1e-3,
+    eps: float | None = None,
     denoise: bool = False,
     cond: dict[str, Any] | None = None,
     generator: torch.Generator | None = None,
@@ -158,14 +157,14 @@ def sample_unipc(
         lower_order_final: lower the order of the last steps (``min(order, steps + 1 - i)`` at step ``i``).
         grid: a name of :data:`scoresde.numerics.grids.GRIDS` (``logSNR``, the default, suits few steps).
         rho: exponent of the ``karras`` grid.
-        eps: last time.
+        eps: last time; ``None``: the SDE's ``sampling_eps`` (``1e-3``; EDM: ``sigma_min``).
         denoise: finish with the data prediction at the last time (DPM-Solver's ``denoise_to_zero``).
         generator: unused (the sampler is deterministic); accepted as by every sampler.
         callback: ``callback(i, t, x, x0_pred)`` after each step.
     """
     sde = model.sde
     _check_options(sde, order, prediction, variant, corrector, lower_order_final)
-    check_eps(eps, sde)
+    eps = resolve_eps(sde, eps)
     steps = steps_from_budget(nfe, steps, times, sampler=f"unipc of order {order}", grid=grid, denoise=denoise,
                               minimum=order + int(grid == "karras" and denoise))
     ts = sampler_times(sde, steps, times, grid=grid, eps=eps, rho=rho, dtype=torch.float64, device=torch.device("cpu"),

@@ -161,6 +161,21 @@ class SDE(abc.ABC):
         return False
 
     @property
+    def sampling_eps(self) -> float:
+        """The default end time of the samplers and inverse methods, their ``eps``: ``1e-3`` (Score SDE's
+        ``sampling_eps``, where the score is still learned); a schedule whose times are noise levels overrides it
+        (:class:`~scoresde.sdes.EDM`: ``sigma_min``). ``eps=None`` in a sampler means this value
+        (:func:`scoresde.sampling.common.resolve_eps`)."""
+        return 1e-3
+
+    @property
+    def likelihood_eps(self) -> float:
+        """The default start time of the likelihood ODE, its ``eps``: ``1e-5`` (Score SDE's likelihood evaluation);
+        :class:`~scoresde.sdes.EDM` overrides it with ``sigma_min``. ``eps=None`` in :func:`scoresde.log_likelihood`
+        and :func:`scoresde.bits_per_dim` means this value."""
+        return 1e-5
+
+    @property
     def fd_min_time(self) -> float:
         """Smallest time at which finite differences of the score in ``t`` are accurate (``1e-3``, the samplers'
         end time; phase-space kernels are stiff near 0 and raise it). Default first time of the FPE metric."""

@@ -48,6 +48,14 @@ class EDM(ScheduleSDE):
         """``sigma_min``: the end time of EDM's sampler (its lowest noise level)."""
         return self.sigma_min
 
+    @property
+    def likelihood_eps(self) -> float:
+        """``sigma_min`` as well: the likelihood is that of ``p_{sigma_min}``, the distribution the sampler ends at.
+        Score SDE's ``1e-5`` is a time, not a noise level: on its VE SDE it is the noise level ``~sigma_min``
+        (``0.01 (50/0.01)^1e-5``), while here it would be the level ``1e-5``, far below any level EDM trains at
+        (``ln sigma ~ N(-1.2, 1.2^2)``)."""
+        return self.sigma_min
+
     def log_alpha(self, t: Tensor) -> Tensor:
         """``0`` (``alpha = 1``)."""
         return torch.zeros_like(t)

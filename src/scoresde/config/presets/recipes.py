@@ -23,8 +23,9 @@ from .ours import digits
 
 __all__ = ["RECIPE_PRESETS", "edm_cifar10", "edm_digits", "fm_digits"]
 
-#: EDM's sampler (Karras et al. 2022, Algorithm 1 with S_churn = 0): Heun on 18 Karras levels, rho 7, 35 NFE
-EDM_SAMPLING = {"method": "heun", "grid": "karras", "rho": 7.0, "steps": 18, "noise_removal": True, "eps": 0.002}
+#: EDM's sampler (Karras et al. 2022, Algorithm 1 with S_churn = 0): Heun on 18 Karras levels, rho 7, 35 NFE, down to
+#: sigma_min = 0.002 (``sampling.eps`` unset: the EDM SDE's ``sampling_eps``)
+EDM_SAMPLING = {"method": "heun", "grid": "karras", "rho": 7.0, "steps": 18, "noise_removal": True}
 #: EDM's recipe on any network section: SDE keys, preconditioning and sigma_data (Table 1)
 EDM_MODEL = {"sigma_min": 0.002, "sigma_max": 80.0, "preconditioning": "edm", "sigma_data": 0.5}
 
@@ -47,7 +48,7 @@ def fm_digits() -> dict[str, Any]:
     cfg["training"].update(sde="rectified_flow", objective="flow_matching", time_distribution="logit_normal",
                            ema_halflife_kimg=500.0, ema_rampup_ratio=0.05)
     cfg["model"].update(preconditioning="edm", sigma_data=0.5, ema_rate=None)
-    cfg["sampling"] = {**EDM_SAMPLING, "grid": "logSNR", "eps": 1e-3}
+    cfg["sampling"] = {**EDM_SAMPLING, "grid": "logSNR"}  # eps: RectifiedFlow's sampling_eps, 1e-3
     return cfg
 
 
