@@ -1,8 +1,9 @@
 """Checkpoints in and out of run folders: ``scoresde import`` (an original Score SDE ``.pth``, a PSLD Lightning
 ``.ckpt``, an NVlabs/edm network pickle or a local Hugging Face diffusers folder becomes a run folder that
 ``sample``, ``likelihood``, ``eval`` and ``train`` (fine-tuning) use) and ``scoresde export --format diffusers`` (a
-run's DDPM/NCSN++ model as a folder that ``UNet2DModel.from_pretrained`` loads). The folder logic is
-:mod:`scoresde.checkpoint.diffusers`'.
+run's DDPM/NCSN++ model as a folder that ``UNet2DModel.from_pretrained`` loads) or ``--format edm`` (a preconditioned
+NCSN++ model as the file of :func:`scoresde.checkpoint.edm_export.export_edm` for NVlabs/edm's code). The folder
+logic is :mod:`scoresde.checkpoint.diffusers`'.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from ..checkpoint.diffusers.folder import is_diffusers_folder, read_diffusers_fo
 from ..checkpoint.diffusers.load import diffusers_network_state
 from ..checkpoint.diffusers.translate import diffusers_config
 from ..checkpoint.edm import load_edm_checkpoint
+from ..checkpoint.edm_export import EDM_CLASS_NAMES, export_edm
 from ..checkpoint.edm_pickle import is_edm_pickle
 from ..checkpoint.native import read_original_training_state
 from ..checkpoint.psld import (
@@ -71,17 +73,21 @@ def add_interop_commands(sub: argparse._SubParsersAction) -> None:
 
     exp = sub.add_parser("export", help=COMMAND_HELP["export"],
                          description="Write the DDPM or NCSN++ model of a run folder (or of one checkpoint directory) "
-                                     "as a Hugging Face diffusers folder: UNet2DModel.from_pretrained(OUT) loads it "
-                                     "and gives the network's outputs; a matching scheduler config is written where "
-                                     "diffusers has one. Networks diffusers cannot express are refused with the "
-                                     "options named.")
-    exp.add_argument("--format", choices=["diffusers"], required=True, help="output format")
+                                     "as a Hugging Face diffusers folder (--format diffusers: "
+                                     "UNet2DModel.from_pretrained(OUT) loads it and gives the network's outputs; a "
+                                     "matching scheduler config is written where diffusers has one), or an EDM/VP/VE-"
+                                     "preconditioned NCSN++ model as an NVlabs/edm network (--format edm: a torch.save "
+                                     "file of class_name, init_kwargs and state_dict; EDM's EDMPrecond(**init_kwargs)."
+                                     "load_state_dict(state_dict) gives the model's denoiser). Networks the format "
+                                     "cannot express are refused with the options named.")
+    exp.add_argument("--format", choices=["diffusers", "edm"], required=True, help="output format")
     exp.add_argument("--workdir", required=True, help="run folder or checkpoint directory")
-    exp.add_argument("--out", required=True, help="folder to write")
+    exp.add_argument("--out", required=True, help="folder (diffusers) or file (edm, e.g. model.pt) to write")
     add_step(exp)
     exp.add_argument("--online", action="store_true", help="the online weights instead of the EMA weights")
     exp.add_argument("--pipeline", action="store_true",
-                     help="a pipeline folder (model_index.json, unet/, scheduler/) instead of a model folder")
+                     help="diffusers: a pipeline folder (model_index.json, unet/, scheduler/) instead of a model "
+                          "folder")
     exp.set_defaults(func=cmd_export)
 
 
@@ -216,7 +222,10 @@ def cmd_import_edm(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """``scoresde export --format diffusers``: a run's model as a diffusers folder."""
+    """``scoresde export``: a run's model as a diffusers folder (``--format diffusers``) or as an EDM network file
+    (``--format edm``, :func:`scoresde.checkpoint.edm_export.export_edm`)."""
+    if args.format == "edm" and args.pipeline:
+        raise ValueError("--pipeline is an option of --format diffusers; --format edm writes one file")
     source = Path(args.workdir)
     if not source.exists():
         raise FileNotFoundError(f"{source} does not exist (expected a run folder or a checkpoint directory)")
@@ -226,6 +235,10 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise ValueError(f"--step needs a run folder; {source} is a single checkpoint")
     else:
         model = load_checkpoint(source, use_ema=not args.online)
+    if args.format == "edm":  # one file, written atomically by export_edm
+        out = export_edm(model, args.out)
+        print(f"exported {source} (step {model.step}) to {out} (EDM {EDM_CLASS_NAMES[model.precond.name]})")
+        return 0
     # the folder appears whole or not at all; a full disk is one line naming it
     out = atomic_directory(args.out, lambda tmp: export_diffusers(model, tmp, pipeline=args.pipeline))
     print(f"exported {source} (step {model.step}) to {out}")
