@@ -33,14 +33,17 @@ _ARRAY_SUFFIXES = (".npy", ".npz")
 ARRAY_LAYOUT = "channels last: (N, H, W, C), (H, W, C), a grey stack (N, H, W) or one grey image (H, W)"
 
 
-def _as_float_images(arr: np.ndarray, source: str) -> Tensor:
+def _as_float_images(arr: np.ndarray, source: str, unit_range: bool = True) -> Tensor:
     if arr.dtype == np.uint8:
         x = torch.from_numpy(arr.astype(np.float32) / 255.0)
     elif np.issubdtype(arr.dtype, np.floating):
         x = torch.from_numpy(arr.astype(np.float32))
-        if x.numel() and (not bool(torch.isfinite(x).all()) or float(x.min()) < 0.0 or float(x.max()) > 1.0):
+        finite = not x.numel() or bool(torch.isfinite(x).all())
+        if unit_range and x.numel() and (not finite or float(x.min()) < 0.0 or float(x.max()) > 1.0):
             raise ValueError(f"{source}: float pixel values must lie in [0, 1], got [{float(x.min()):.3g}, "
                              f"{float(x.max()):.3g}]")
+        if not finite:
+            raise ValueError(f"{source}: float pixel values must be finite (a measurement may leave [0, 1])")
     else:
         raise ValueError(f"{source}: pixels must be uint8 (0..255) or float in [0, 1], got {arr.dtype}")
     return x
@@ -107,11 +110,12 @@ def _load_array(path: Path) -> np.ndarray:
                      f"array; it has {names}")
 
 
-def read_images(path: str | Path, shape: tuple[int, int, int]) -> Tensor:
+def read_images(path: str | Path, shape: tuple[int, int, int], *, unit_range: bool = True) -> Tensor:
     """Images ``(B, C, H, W)`` in ``[0, 1]`` from a PNG/JPEG/BMP file (one image, converted to ``C`` channels) or a
     ``.npy``/``.npz`` array in the CLI's layout (:data:`ARRAY_LAYOUT`, see :func:`channels_last_to_first`), for a run
     of images ``shape = (C, H, W)``; grey images are repeated over ``C`` channels; any other shape is a
-    ``ValueError`` naming what was expected."""
+    ``ValueError`` naming what was expected. ``unit_range=False`` accepts float arrays with any finite values (a noisy
+    measurement, ``scoresde restore``)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image file {path} does not exist")
@@ -127,7 +131,7 @@ def read_images(path: str | Path, shape: tuple[int, int, int]) -> Tensor:
         x = _as_float_images(arr[None], str(path))
     elif path.suffix.lower() in _ARRAY_SUFFIXES:
         x = _as_float_images(np.ascontiguousarray(channels_last_to_first(_load_array(path), shape, str(path))),
-                             str(path))
+                             str(path), unit_range)
     else:
         raise ValueError(f"{path}: unknown image format {path.suffix!r}; use {', '.join(_IMAGE_SUFFIXES)}, .npy "
                          "or .npz")

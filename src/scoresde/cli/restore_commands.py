@@ -118,7 +118,8 @@ def add_restore_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image", required=True,
                    help=f"the measurement y on the [0, 1] pixel scale (srF: an F times smaller image; colorize: grey; "
                         f"inpaint*: pixels outside the mask are ignored), or with --degrade a clean image of the "
-                        f"run's size: a .png/.jpg file or a .npy/.npz array, {ARRAY_LAYOUT}, uint8 or float in [0, 1]")
+                        f"run's size: a .png/.jpg file or a .npy/.npz array, {ARRAY_LAYOUT}, uint8 or float (a noisy "
+                        f"measurement's floats may leave [0, 1]; a clean image's may not)")
     p.add_argument("--degrade", action="store_true",
                    help="--image is a clean image: measure it with the task's operator and add noise of --sigma-y "
                         "(from --seed) first; the grid then starts with the clean image")
@@ -212,7 +213,7 @@ def model_measurement(operator: LinearOperator, y: Tensor, sigma_y: float, cente
     image pixels is handed to :func:`scoresde.solve_inverse` with a run's model."""
     if not centered:
         return y, sigma_y
-    ones = torch.ones(1, *operator.in_shape, dtype=y.dtype)
+    ones = torch.ones(y.shape[0], *operator.in_shape, dtype=y.dtype)  # a per-row mask needs every row
     return 2.0 * y - operator(ones).to(y), 2.0 * sigma_y
 
 
@@ -246,7 +247,7 @@ def _read_measurement(path: str, task: str, operator: LinearOperator, run_shape:
             raise ValueError(f"--image {path} is {size[0]}x{size[1]} pixels; {need} (give a clean {run_shape[2]}x"
                              f"{run_shape[1]} image with --degrade)")
     try:
-        return read_images(path, (c, h, w))
+        return read_images(path, (c, h, w), unit_range=False)  # noise may leave [0, 1]
     except ValueError as err:
         if "does not fit" in str(err) or "channels first" in str(err):
             raise ValueError(f"--image: {need}; {err}") from None
