@@ -12,9 +12,9 @@ import torch
 import scoresde
 from scoresde.config import config_from_dict, get_preset, load_config
 from scoresde.inverse import INVERSE_METHODS, Dense, solve_inverse
+from scoresde.numerics.times import resolve_eps
 from scoresde.sampling import SAMPLERS
-from scoresde.sampling.common import resolve_eps
-from scoresde.sdes import CLD, EDM, PSLD, CosineVP, RectifiedFlow, SubVPSDE, VESDE, VPSDE
+from scoresde.sdes import CLD, EDM, PSLD, VESDE, VPSDE, CosineVP, RectifiedFlow, SubVPSDE
 from scoresde.toy import GaussianMixture
 from tests.kdiffusion import kdiffusion_sampling
 
@@ -88,7 +88,7 @@ def test_heun_by_default_is_edms_sampler_on_karras_levels() -> None:
         sigmas = ks.get_sigmas_karras(18, 0.002, 80.0, 7.0)
     finally:
         torch.set_default_dtype(default)
-    x, times, info = _sample(EDM(), "heun", steps=18)
+    _, times, info = _sample(EDM(), "heun", steps=18)
     assert info.nfe == 35 and info.options["grid"] == "karras" and info.options["rho"] == 7.0
     levels = torch.tensor(sorted(set(times), reverse=True), dtype=F64)
     assert levels.shape == (18,) and float(sigmas[-1]) == 0.0

@@ -28,7 +28,7 @@ from torch import Tensor
 from ..models.adapter import DiffusionModel, check_cond, model_and_arguments
 from ..numerics.checks import check_tensor
 from ..numerics.registry import FunctionRegistry, MethodSpec
-from ..sampling.common import resolve_eps
+from ..numerics.times import resolve_eps
 from ..sdes.base import SDE
 from .ddrm import run_ddrm
 from .dps import run_dps

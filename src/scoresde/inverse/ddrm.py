@@ -32,7 +32,8 @@ from tqdm.auto import tqdm
 from ..models.adapter import DiffusionModel
 from ..numerics.checks import check_count
 from ..numerics.grids import time_steps
-from ..sampling.common import counting, resolve_eps
+from ..numerics.times import resolve_eps
+from ..sampling.common import counting
 from .guided import check_eta
 from .kernels import default_grid
 from .solve import InverseProblem, require_scalar_sde

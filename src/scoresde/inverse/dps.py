@@ -27,7 +27,8 @@ from torch import Tensor
 from ..models.adapter import CountingModel, DiffusionModel
 from ..numerics.checks import Bounds, check_count, check_number
 from ..numerics.grids import time_steps
-from ..sampling.common import counting, resolve_eps
+from ..numerics.times import resolve_eps
+from ..sampling.common import counting
 from .guided import TweedieGraph, check_eta, guided_loop
 from .kernels import default_grid
 from .solve import InverseProblem, require_scalar_sde

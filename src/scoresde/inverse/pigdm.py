@@ -26,7 +26,8 @@ from torch import Tensor
 from ..models.adapter import CountingModel, DiffusionModel
 from ..numerics.checks import Bounds, check_count, check_number
 from ..numerics.grids import time_steps
-from ..sampling.common import counting, resolve_eps
+from ..numerics.times import resolve_eps
+from ..sampling.common import counting
 from ..sdes.base import batch_broadcast
 from .guided import TweedieGraph, check_eta, conjugate_gradient, guided_loop
 from .kernels import default_grid

@@ -23,7 +23,8 @@ from tqdm.auto import tqdm
 
 from ..models.adapter import DiffusionModel
 from ..numerics.checks import check_count
-from ..sampling.common import counting, resolve_eps
+from ..numerics.times import resolve_eps
+from ..sampling.common import counting
 from ..sampling.steps import CORRECTORS, PREDICTORS, lookup
 from .observation import Observation, noised_observation
 from .solve import InverseProblem

@@ -55,7 +55,8 @@ from tqdm.auto import tqdm
 from ..models.adapter import DiffusionModel, slice_cond
 from ..numerics.checks import check_count
 from ..numerics.grids import time_steps
-from ..sampling.common import counting, resolve_eps
+from ..numerics.times import resolve_eps
+from ..sampling.common import counting
 from ..sdes.linalg import apply_blocks, sym_sqrt
 from .kernels import LinearKernel, default_grid
 from .observation import Observation

@@ -41,7 +41,7 @@ from ..numerics.exponential import (
 )
 from ..numerics.grids import time_steps
 from ..numerics.odeint import FIXED_STEP_METHODS, integrate
-from ..sampling.common import resolve_eps
+from ..numerics.times import resolve_eps
 from ..sdes.base import SDE, ScoreFn
 
 TRACE_ESTIMATORS = ("hutchinson-rademacher", "hutchinson-gaussian", "exact")

@@ -19,6 +19,17 @@ def check_eps(eps: float, sde: Any) -> float:
     return eps
 
 
+def resolve_eps(sde: Any, eps: float | None, *, likelihood: bool = False) -> float:
+    """The end time ``eps`` of a sampler or inverse method (the start time of the likelihood ODE with
+    ``likelihood``): ``eps`` itself if given, else the SDE's default, :attr:`~scoresde.sdes.base.SDE.sampling_eps`
+    (``1e-3``; EDM: ``sigma_min``) or :attr:`~scoresde.sdes.base.SDE.likelihood_eps` (``1e-5``; EDM:
+    ``sigma_min``); a ``ValueError`` unless it lies in ``(0, T)``. Every sampler, inverse method and likelihood
+    resolves its ``eps=None`` here, so the floor of a schedule whose times are noise levels comes from the SDE."""
+    if eps is None:
+        eps = sde.likelihood_eps if likelihood else sde.sampling_eps
+    return check_eps(eps, sde)
+
+
 def draw_times(B: int, sde: Any, eps: float, generator: torch.Generator | None = None, *,
                dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> Tensor:
     """``t ~ U(eps, T)``, shape ``(B,)``: the Score SDE reference's draw ``rand(B) * (T - eps) + eps`` (Song et al.

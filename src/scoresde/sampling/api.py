@@ -11,8 +11,8 @@ from torch import Tensor
 
 from ..models.adapter import DiffusionModel, check_cond, model_and_arguments
 from ..numerics.checks import check_tensor
+from ..numerics.times import resolve_eps
 from ..sdes.base import SDE, ScoreFn
-from .common import resolve_eps
 from .registry import SAMPLERS
 
 

@@ -12,11 +12,11 @@ from torch import Tensor
 from ..models.adapter import CountingModel, DiffusionModel
 from ..numerics.checks import check_count
 from ..numerics.grids import check_times, time_steps
-from ..numerics.times import check_eps
+from ..numerics.times import resolve_eps  # noqa: F401 (grid_fit.py imports it from here)
 from ..sdes.base import SDE
 
 __all__ = ["Callback", "counting", "interval_calls", "levels_before_zero", "report", "require_scalar_schedule",
-           "resolve_eps", "sampler_times", "steps_from_budget"]
+           "sampler_times", "steps_from_budget"]
 
 #: ``callback(i, t, x, x0_pred)`` after step ``i``: ``t`` the time the step reached (a 0-d tensor), ``x`` the state
 #: there, ``x0_pred`` the data prediction of the step's last model evaluation (no extra network call), or ``None``
@@ -29,17 +29,6 @@ def require_scalar_schedule(sde: SDE, sampler: str) -> None:
     if not sde.scalar_schedule:
         raise ValueError(f"{sampler} needs a scalar noise schedule (alpha, sigma, lambda_t): VE, VP or sub-VP; "
                          f"{type(sde).__name__} has a matrix kernel (use ddim, dpm_solver, sscs, pc or ode)")
-
-
-def resolve_eps(sde: SDE, eps: float | None, *, likelihood: bool = False) -> float:
-    """The end time ``eps`` of a sampler or inverse method (the start time of the likelihood ODE with
-    ``likelihood``): ``eps`` itself if given, else the SDE's default, :attr:`~scoresde.sdes.base.SDE.sampling_eps`
-    (``1e-3``; EDM: ``sigma_min``) or :attr:`~scoresde.sdes.base.SDE.likelihood_eps` (``1e-5``; EDM:
-    ``sigma_min``); a ``ValueError`` unless it lies in ``(0, T)``. Every sampler, inverse method and likelihood
-    resolves its ``eps=None`` here, so the floor of a schedule whose times are noise levels comes from the SDE."""
-    if eps is None:
-        eps = sde.likelihood_eps if likelihood else sde.sampling_eps
-    return check_eps(eps, sde)
 
 
 def counting(model: DiffusionModel, cond: dict[str, Any] | None) -> CountingModel:

@@ -75,9 +75,10 @@ from tqdm.auto import tqdm
 from ..models.adapter import CountingModel, DiffusionModel
 from ..numerics.checks import check_count
 from ..numerics.grids import time_steps
+from ..numerics.times import resolve_eps
 from ..sdes.base import randn_like
 from ..sdes.linalg import apply_blocks
-from .common import Callback, counting, report, require_scalar_schedule, resolve_eps, sampler_times, steps_from_budget
+from .common import Callback, counting, report, require_scalar_schedule, sampler_times, steps_from_budget
 
 __all__ = ["ALGORITHMS", "LOWER_ORDER_FINAL_BELOW", "METHODS", "fast_orders", "sample_dpm_solver"]
 

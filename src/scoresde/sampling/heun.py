@@ -41,6 +41,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..models.adapter import DiffusionModel
+from ..numerics.times import resolve_eps
 from ..sdes.base import randn_like
 from .common import (
     Callback,
@@ -48,7 +49,6 @@ from .common import (
     levels_before_zero,
     report,
     require_scalar_schedule,
-    resolve_eps,
     sampler_times,
     steps_from_budget,
 )

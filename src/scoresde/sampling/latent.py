@@ -18,8 +18,9 @@ from torch import Tensor
 from ..models.adapter import DiffusionModel, check_cond, model_and_arguments
 from ..numerics.checks import DATA_TENSOR, check_choice, check_tensor
 from ..numerics.odeint import ADAPTIVE_METHODS, integrate
+from ..numerics.times import resolve_eps
 from ..sdes.base import SDE
-from .common import counting, resolve_eps
+from .common import counting
 
 __all__ = ["EncodeInfo", "encode", "interpolate"]
 

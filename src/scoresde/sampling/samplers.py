@@ -18,7 +18,8 @@ from ..models.adapter import DiffusionModel
 from ..numerics.checks import check_count
 from ..numerics.grids import GRIDS, check_times, time_steps
 from ..numerics.odeint import ADAPTIVE_METHODS, integrate
-from .common import Callback, counting, report, resolve_eps, steps_from_budget
+from ..numerics.times import resolve_eps
+from .common import Callback, counting, report, steps_from_budget
 from .steps import CORRECTORS, PREDICTORS, lookup
 
 

@@ -21,8 +21,9 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..models.adapter import DiffusionModel
+from ..numerics.times import resolve_eps
 from ..sdes.base import randn_like
-from .common import Callback, counting, report, resolve_eps, sampler_times, steps_from_budget
+from .common import Callback, counting, report, sampler_times, steps_from_budget
 
 __all__ = ["TIME_GRIDS", "sample_sscs"]
 

@@ -49,7 +49,8 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..models.adapter import DiffusionModel
-from .common import Callback, counting, report, require_scalar_schedule, resolve_eps, sampler_times, steps_from_budget
+from ..numerics.times import resolve_eps
+from .common import Callback, counting, report, require_scalar_schedule, sampler_times, steps_from_budget
 
 __all__ = ["sample_unipc"]
 

@@ -165,7 +165,7 @@ class SDE(abc.ABC):
         """The default end time of the samplers and inverse methods, their ``eps``: ``1e-3`` (Score SDE's
         ``sampling_eps``, where the score is still learned); a schedule whose times are noise levels overrides it
         (:class:`~scoresde.sdes.EDM`: ``sigma_min``). ``eps=None`` in a sampler means this value
-        (:func:`scoresde.sampling.common.resolve_eps`)."""
+        (:func:`scoresde.numerics.times.resolve_eps`)."""
         return 1e-3
 
     @property
