@@ -9,7 +9,8 @@ Song et al.'s DDPM++ and NCSN++. This module reads them with :func:`~scoresde.ch
 property our network does not share is refused in one line naming it), moves the weights across
 (:func:`edm_state_dict`) and wraps the result as a :class:`~scoresde.models.ScoreModel` on
 :class:`scoresde.sdes.EDM` with the file's preconditioning row, so that ``model.x0(x, sigma, class_labels=y)`` is
-EDM's ``net(x, sigma, one_hot(y))``. ``DhariwalUNet`` (ADM) and ``iDDPMPrecond`` are refused by name.
+EDM's ``net(x, sigma, one_hot(y))``. ``DhariwalUNet`` (ADM) and ``iDDPMPrecond`` are refused by name. The inverse
+(a model as EDM's ``init_kwargs`` and ``state_dict``) is :mod:`scoresde.checkpoint.edm_export`.
 """
 
 from __future__ import annotations
