@@ -151,7 +151,7 @@ def test_bad_restore_input_is_one_line(run, capsys, tmp_path, argv, message) -> 
     (["--task", "sr2", "--sigma-y", "-0.1"], "expected a finite number >= 0"),
     (["--task", "sr2", "--sigma-y", "nan"], "expected a finite number >= 0"),
     (["--task", "inpaint-random", "--missing", "1"], "strictly between 0 and 1"),
-    (["--task", "deblur", "--blur-std", "0"], "expected a number > 0"),
+    (["--task", "deblur", "--blur-std", "0"], "expected a finite number > 0"),
 ])
 def test_bad_options_are_argparse_errors(run, capsys, tmp_path, argv, message) -> None:
     sigma = [] if "--sigma-y" in argv else ["--sigma-y", "0.05"]

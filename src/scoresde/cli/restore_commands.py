@@ -67,41 +67,31 @@ def task_arg(text: str) -> str:
                                      f"{', '.join(TASKS)}")
 
 
-def _unit_interval(value: str) -> float:
+def _float_option(value: str, ok, allowed: str) -> float:
+    """A float option's value, or one argparse error line naming the value and ``allowed``."""
     try:
         f = float(value)
     except ValueError:
         f = float("nan")
-    if not 0.0 < f < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a fraction strictly between 0 and 1, got {value!r}")
+    if not (math.isfinite(f) and ok(f)):
+        raise argparse.ArgumentTypeError(f"expected {allowed}, got {value!r}")
     return f
+
+
+def _unit_interval(value: str) -> float:
+    return _float_option(value, lambda f: 0.0 < f < 1.0, "a fraction strictly between 0 and 1")
 
 
 def _nonnegative(value: str) -> float:
-    try:
-        f = float(value)
-    except ValueError:
-        f = float("nan")
-    if not 0.0 <= f < math.inf:
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0 (pixel scale [0, 1]), got {value!r}")
-    return f
+    return _float_option(value, lambda f: f >= 0.0, "a finite number >= 0 (pixel scale [0, 1])")
 
 
 def _positive(value: str) -> float:
-    f = _nonnegative(value)
-    if f == 0.0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {value!r}")
-    return f
+    return _float_option(value, lambda f: f > 0.0, "a finite number > 0")
 
 
 def _finite(value: str) -> float:
-    try:
-        f = float(value)
-    except ValueError:
-        f = float("nan")
-    if not math.isfinite(f):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {value!r}")
-    return f
+    return _float_option(value, lambda f: True, "a finite number")
 
 
 def add_restore_command(sub: argparse._SubParsersAction) -> None:
