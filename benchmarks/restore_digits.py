@@ -19,9 +19,10 @@ average pooling over 2 x 2 blocks, ``deblur`` a circular 5 x 5 Gaussian blur of 
 half of the pixels (a different random mask per digit). The measurement is made on the ``[0, 1]`` pixel scale and
 mapped to the model's scale by :func:`~scoresde.cli.restore_commands.model_measurement`. The naive inverse: bicubic
 upsampling of ``y`` (sr), ``y`` itself (deblur), ``A^T y`` = the observed pixels with the missing ones 0 (inpainting).
-Every method runs ``--steps`` steps (one grid for all, so that the NFE is comparable); SMC with ``--particles``.
+Every method runs ``--steps`` steps (one grid for all, so that the NFE is comparable; ``--method-steps dps=100``
+gives some methods another count); SMC with ``--particles``.
 
-    .venv/bin/python benchmarks/restore_digits.py --run RUN --threads 1                   # the RESULTS.md table
+    .venv/bin/python benchmarks/restore_digits.py --run RUN --steps 10 --threads 1        # the RESULTS.md table
     .venv/bin/python benchmarks/restore_digits.py --run RUN --num 8 --methods ddrm naive  # a quick look
     .venv/bin/python benchmarks/restore_digits.py --run RUN --panel panel.png             # + original/measurement/each
 """
@@ -80,7 +81,7 @@ def scores(x: Tensor, clean: Tensor, clf, clean_class) -> dict[str, float]:
 def run_method(model, method: str, operator: LinearOperator, y_model: Tensor, sigma_model: float,
                args: argparse.Namespace) -> tuple[Tensor, int]:
     """Restorations on the model's scale and the NFE of one method."""
-    options = {"steps": args.steps}
+    options = {"steps": args.method_steps.get(method, args.steps)}
     if method == "smc":
         options["num_particles"] = args.particles
     g = torch.Generator().manual_seed(args.seed)
@@ -96,7 +97,9 @@ def main() -> None:
     p.add_argument("--num", type=int, default=100, help="test digits (default: %(default)s)")
     p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    p.add_argument("--steps", type=int, default=20, help="sampling steps of every method (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=10, help="sampling steps of every method (default: %(default)s)")
+    p.add_argument("--method-steps", nargs="*", default=[], metavar="METHOD=N",
+                   help="another step count for some methods, e.g. dps=100 (default: --steps for all)")
     p.add_argument("--particles", type=int, default=16, help="SMC particles per digit (default: %(default)s)")
     p.add_argument("--sigma-y", type=float, default=0.05, help="noise std on the [0, 1] scale (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
@@ -106,6 +109,7 @@ def main() -> None:
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    args.method_steps = {k: int(v) for k, _, v in (item.partition("=") for item in args.method_steps)}
     run = Path(args.run)
     cfg = saved_config(run)
     model, _ = load_run(run, args.step, use_ema=True, map_location="cpu")
