@@ -105,9 +105,9 @@ def evaluate(recipe: str, trained: dict[str, Any], step: int, ref: Reference, ar
     runs = [("PC-250" if args.pc_steps == 250 else f"PC-{args.pc_steps}", "pc",
              {"predictor": "reverse_diffusion", "corrector": "none", "steps": args.pc_steps})] if args.pc_steps else []
     runs += [(label, name, {**options, "nfe": n}) for n in args.nfe for label, name, options in FAST]
-    runs = [(label, name, {**options, "eps": cfg.sampling.eps}) for label, name, options in runs]  # EDM: 0.002
+    runs = [(label, name, {**options, "eps": cfg.sampling.eps}) for label, name, options in runs]  # None: the SDE's
     for label, name, options in runs:
-        key = f"{recipe}/{step}/{label}/{options.get('nfe', options['steps'])}"
+        key = f"{recipe}/{step}/{label}/{options['nfe'] if 'nfe' in options else options['steps']}"
         if key in cache:
             continue
         tic = time.perf_counter()
