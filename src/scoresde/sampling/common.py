@@ -12,7 +12,6 @@ from torch import Tensor
 from ..models.adapter import CountingModel, DiffusionModel
 from ..numerics.checks import check_count
 from ..numerics.grids import check_times, time_steps
-from ..numerics.times import resolve_eps  # noqa: F401 (grid_fit.py imports it from here)
 from ..sdes.base import SDE
 
 __all__ = ["Callback", "counting", "interval_calls", "levels_before_zero", "report", "require_scalar_schedule",

@@ -61,10 +61,10 @@ from torch import Tensor
 from ..models.adapter import DiffusionModel, ScoreFunctionModel, model_and_arguments
 from ..numerics.checks import check_choice, check_count
 from ..numerics.grids import GRIDS, time_steps
+from ..numerics.times import resolve_eps
 from ..sdes.base import SDE, ScoreFn
 from ..toy.distances import energy_distance
 from .api import sample
-from .common import resolve_eps
 from .registry import SAMPLERS
 
 __all__ = ["GridFit", "optimize_grid"]
