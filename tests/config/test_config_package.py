@@ -86,11 +86,11 @@ def test_factory_takes_every_kind_of_source(tmp_path: Path) -> None:
 
 def test_choices_come_from_their_owners() -> None:
     assert schema_module.SDES == tuple(CONFIG_SDES) == ("vesde", "vpsde", "subvpsde", "psld", "cld",
-                                                            "discrete_vpsde")
+                                                            "discrete_vpsde", "edm", "cosine", "rectified_flow")
     assert schema_module.FP_MODES is fp_module.MODES and schema_module.FP_WEIGHTINGS is fp_module.WEIGHTINGS
     values = get_preset("toy/two_moons")
-    values["training"]["sde"] = "edm"
-    with pytest.raises(ValueError, match=r"unknown training\.sde 'edm'; valid values are: vesde, vpsde"):
+    values["training"]["sde"] = "karras"
+    with pytest.raises(ValueError, match=r"unknown training\.sde 'karras'; valid values are: vesde, vpsde"):
         config_from_dict(values)
 
 
