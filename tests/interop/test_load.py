@@ -256,5 +256,6 @@ def test_sde_argument_must_fit_a_run_config(tmp_path):
         scoresde.load_diffusers(tmp_path, sde=VPSDE(T=2.0))
     with pytest.raises(ValueError, match=r"sde cannot be held by a run config: VESDE has prior_mean=0.5"):
         scoresde.load_diffusers(tmp_path, sde=VESDE(prior_mean=0.5))
-    with pytest.raises(ValueError, match="sde must be one of VESDE, VPSDE, SubVPSDE, DiscreteVPSDE, EDM, CosineVP, RectifiedFlow, got PSLD"):
+    with pytest.raises(ValueError, match="sde must be one of VESDE, VPSDE, SubVPSDE, DiscreteVPSDE, EDM, CosineVP, "
+                                         "RectifiedFlow, got PSLD"):
         scoresde.load_diffusers(tmp_path, sde=scoresde.sdes.PSLD())
