@@ -279,8 +279,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
         y = y + args.sigma_y * torch.randn(y.shape, generator=g)
     else:
         y = _read_measurement(args.image, args.task, operator, shape)
-        if isinstance(operator, Mask):
-            y = y * operator.mask[0].to(y)  # the pixels outside the mask carry nothing
+    if isinstance(operator, Mask):
+        y = y * operator.mask[0].to(y)  # the pixels outside the mask carry nothing (no noise either)
     if save_y is not None:
         _save_measurement(save_y, y)
     cfg, model, device = load_image_run(args)
