@@ -101,7 +101,8 @@ def _vp_generic(vp: VPSDE | SubVPSDE) -> ScheduleSDE:
     return ScheduleSDE(lambda t: torch.exp(vp.log_alpha(t)), vp.sigma, T=vp.T, N=vp.N, prior_std=1.0)
 
 
-@pytest.mark.parametrize("vp", [VPSDE(), SubVPSDE(), VPSDE(beta_min=0.5, beta_max=5.0, T=1.5)], ids=["vp", "subvp", "vp_beta_0.5_5_T1.5"])
+@pytest.mark.parametrize("vp", [VPSDE(), SubVPSDE(), VPSDE(beta_min=0.5, beta_max=5.0, T=1.5)],
+                         ids=["vp", "subvp", "vp_beta_0.5_5_T1.5"])
 def test_generic_schedule_of_vp_reproduces_its_sde(vp) -> None:
     """Only alpha and sigma of VP / sub-VP in: drift, diffusion, marginals, lambda inverse and prior out, to 1e-6."""
     generic = _vp_generic(vp)
