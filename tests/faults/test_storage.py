@@ -189,3 +189,18 @@ def test_atomic_directory_appears_whole_or_not_at_all(tmp_path) -> None:
     with pytest.raises(StorageError, match=f"^cannot write {tmp_path / 'new'}: No space left"):
         atomic_directory(tmp_path / "new", lambda tmp: _full(tmp / "a.json"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hub"]
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077])
+def test_atomic_outputs_get_the_mode_of_a_plain_write(tmp_path, mask) -> None:
+    """The temporary file of ``atomic_write`` (mkstemp: 0600) and folder of ``atomic_directory`` (mkdtemp: 0700) end
+    with the modes ``open`` / ``mkdir`` give under the umask, so outputs are as readable as before the atomic writes."""
+    old = os.umask(mask)
+    try:
+        path = atomic_write(tmp_path / "samples.npy", lambda tmp: np.save(tmp, np.zeros(3)))
+        folder = atomic_directory(tmp_path / "export", lambda tmp: (tmp / "a.txt").write_text("a"))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o777 & ~mask
+    assert stat.S_IMODE((folder / "a.txt").stat().st_mode) == 0o666 & ~mask

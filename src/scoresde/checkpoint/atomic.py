@@ -88,6 +88,13 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    """The process's file-creation mask (read by setting it and restoring it at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(target: str | Path, write: Callable[[Path], object], *, fsync: bool = True) -> Path:
     """Write ``target`` through ``write(tmp)``, which writes the whole file at ``tmp`` (a hidden name in the same
     folder with the same suffix, so that writers choosing the format by suffix, such as PIL or ``np.save``, behave
@@ -112,6 +119,7 @@ def atomic_write(target: str | Path, write: Callable[[Path], object], *, fsync: 
     tmp = Path(name)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 -> the mode a plain open() would give (0644 usually)
         if fsync:
             _fsync(tmp)
         os.replace(tmp, target)
@@ -142,6 +150,7 @@ def atomic_directory(target: str | Path, write: Callable[[Path], object]) -> Pat
         raise storage_error(err, target) from err
     try:
         write(tmp)
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0700 -> the mode of a plain mkdir (0755 usually)
         if not target.exists():
             os.replace(tmp, target)
         else:
