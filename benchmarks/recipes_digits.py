@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -164,9 +165,10 @@ def main(argv: list[str] | None = None) -> None:
     cache_path = args.out / "results.json"
     cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
 
-    def save() -> None:
-        tmp = cache_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(cache, indent=1))
+    def save() -> None:  # merged with the file: runs of other recipes may write it at the same time
+        merged = {**(json.loads(cache_path.read_text()) if cache_path.exists() else {}), **cache}
+        tmp = cache_path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(merged, indent=1))
         tmp.replace(cache_path)
 
     ref = Reference(args.samples, args.seed)
