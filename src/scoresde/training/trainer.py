@@ -263,7 +263,6 @@ class Trainer:
         self._set_lr()
         self.optimizer.zero_grad(set_to_none=True)
         offset, total = self.env.rank * per_rank, torch.zeros((), device=self.env.device)
-        amp_dtype = self.amp_dtype
         for i, batch in enumerate(micro_batches):
             sl = slice(offset, offset + batch.shape[0])
             offset += batch.shape[0]
@@ -272,7 +271,8 @@ class Trainer:
             sync = i == len(micro_batches) - 1 or self.env.world_size == 1
             no_sync = contextlib.nullcontext() if sync else self.train_model.net.no_sync()
             with self._compile_errors():
-                with no_sync, torch.autocast(self.env.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                with no_sync, torch.autocast(self.env.device.type, dtype=self.amp_dtype,
+                                                   enabled=self.amp_dtype is not None):
                     draws = {k: v[sl].to(self.env.device) for k, v in loss_draws.items()}
                     cond = None if conds is None else self._training_cond(conds[i], drop_draws, sl)
                     cond = {**(cond or {}), **augment_cond} if augment_cond else cond
